@@ -1,0 +1,365 @@
+//! The Partner Center HTTP client: one pooled `reqwest::Client`, the documented headers on
+//! every call, and answers turned into typed results.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, Url};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::auth::TokenSource;
+use super::error::{ApiError, ApiErrorKind};
+use crate::domain::Confirmation;
+
+pub const DEFAULT_BASE_URL: &str = "https://api.partnercenter.microsoft.com";
+pub const MCA_AGREEMENT_TYPE: &str = "MicrosoftCustomerAgreement";
+const APPLICATION_NAME: &str = concat!("mca-attest/", env!("CARGO_PKG_VERSION"));
+
+/// Checks an API root: https, or http only to a loopback host (the simulator).
+pub fn parse_base_url(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw.trim()).map_err(|e| format!("'{raw}' is not a URL: {e}"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => {
+            return Err(format!(
+                "'{raw}': https is required (plain http is allowed only to a loopback address such as 127.0.0.1, for the simulator)"
+            ));
+        }
+        other => {
+            return Err(format!(
+                "'{raw}': unsupported scheme '{other}', https is required"
+            ));
+        }
+    }
+    if url.host().is_none() {
+        return Err(format!("'{raw}' has no host"));
+    }
+    Ok(url)
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// One agreement template as listed by `GET /v1/agreements`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgreementTemplate {
+    pub template_id: String,
+    pub agreement_type: String,
+    #[serde(default)]
+    pub agreement_link: Option<String>,
+    #[serde(default)]
+    pub version_rank: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct Collection<T> {
+    #[serde(default = "Vec::new")]
+    items: Vec<T>,
+}
+
+/// What came back from one call, success or not: the ids Microsoft support asks for.
+#[derive(Debug, Clone)]
+pub struct CallOutcome<T> {
+    pub correlation_id: Uuid,
+    pub http_status: Option<u16>,
+    pub result: Result<T, ApiError>,
+}
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub base_url: Url,
+    pub timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// A Partner Center client shared by every worker.
+#[derive(Debug, Clone)]
+pub struct PartnerCenterClient {
+    http: reqwest::Client,
+    base_url: Url,
+    tokens: Arc<TokenSource>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AgreementBody<'a> {
+    primary_contact: Contact<'a>,
+    template_id: &'a str,
+    date_agreed: String,
+    #[serde(rename = "type")]
+    agreement_type: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Contact<'a> {
+    first_name: &'a str,
+    last_name: &'a str,
+    email: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone_number: Option<&'a str>,
+}
+
+impl PartnerCenterClient {
+    pub fn new(options: &ClientOptions, tokens: Arc<TokenSource>) -> Result<Self, reqwest::Error> {
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert("X-Locale", HeaderValue::from_static("en-US"));
+        headers.insert(
+            "MS-PartnerCenter-Application",
+            HeaderValue::from_static(APPLICATION_NAME),
+        );
+        let http = reqwest::Client::builder()
+            .user_agent(APPLICATION_NAME)
+            .default_headers(headers)
+            .timeout(options.timeout)
+            .connect_timeout(options.timeout.min(Duration::from_secs(10)))
+            .pool_max_idle_per_host(options.max_connections)
+            .build()?;
+        Ok(PartnerCenterClient {
+            http,
+            base_url: options.base_url.clone(),
+            tokens,
+        })
+    }
+
+    fn url(&self, path: &str) -> Url {
+        let mut url = self.base_url.clone();
+        let base = url.path().trim_end_matches('/').to_string();
+        url.set_path(&format!("{base}{path}"));
+        url
+    }
+
+    /// Sends one call with the documented headers and returns the status and body.
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        request_id: Uuid,
+        body: Option<Vec<u8>>,
+    ) -> CallOutcome<Vec<u8>> {
+        let correlation_id = Uuid::new_v4();
+        let token = self.tokens.bearer().await;
+        let mut request = self
+            .http
+            .request(method, url)
+            .header("MS-RequestId", request_id.to_string())
+            .header("MS-CorrelationId", correlation_id.to_string());
+        if let Some(auth) = TokenSource::header_value(&token) {
+            request = request.header(AUTHORIZATION, auth);
+        }
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return CallOutcome {
+                    correlation_id,
+                    http_status: None,
+                    result: Err(transport_error(&e)),
+                };
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let result = match response.bytes().await {
+            Err(e) => Err(transport_error(&e)),
+            Ok(bytes) if (200..300).contains(&status) => Ok(bytes.to_vec()),
+            Ok(bytes) => Err(ApiError::from_response(
+                status,
+                retry_after.as_deref(),
+                &bytes,
+            )),
+        };
+        CallOutcome {
+            correlation_id,
+            http_status: Some(status),
+            result,
+        }
+    }
+
+    /// Lists agreement templates of one type (`*` for all). The type is always sent: without
+    /// it Partner Center answers for the retired Microsoft Cloud Agreement.
+    pub async fn agreement_templates(
+        &self,
+        agreement_type: &str,
+    ) -> CallOutcome<Vec<AgreementTemplate>> {
+        let mut url = self.url("/v1/agreements");
+        url.query_pairs_mut()
+            .append_pair("agreementType", agreement_type);
+        let outcome = self.send(Method::GET, url, Uuid::new_v4(), None).await;
+        CallOutcome {
+            correlation_id: outcome.correlation_id,
+            http_status: outcome.http_status,
+            result: outcome.result.and_then(|body| {
+                serde_json::from_slice::<Collection<AgreementTemplate>>(&body)
+                    .map(|c| c.items)
+                    .map_err(|e| {
+                        ApiError::transport(
+                            ApiErrorKind::BadResponse,
+                            format!("agreement list: {e}"),
+                        )
+                    })
+            }),
+        }
+    }
+
+    /// Fetches the current MCA template: among the items of type MCA, the highest `versionRank`.
+    pub async fn mca_template(&self) -> CallOutcome<AgreementTemplate> {
+        let outcome = self.agreement_templates(MCA_AGREEMENT_TYPE).await;
+        CallOutcome {
+            correlation_id: outcome.correlation_id,
+            http_status: outcome.http_status,
+            result: outcome.result.and_then(|items| {
+                choose_mca_template(items).ok_or_else(|| {
+                    ApiError::transport(
+                        ApiErrorKind::BadResponse,
+                        "the agreement list holds no Microsoft Customer Agreement template",
+                    )
+                })
+            }),
+        }
+    }
+
+    /// `POST /v1/customers/{id}/agreements`: confirms the customer's acceptance.
+    pub async fn create_agreement(
+        &self,
+        confirmation: &Confirmation,
+        template_id: &str,
+        request_id: Uuid,
+    ) -> CallOutcome<()> {
+        let url = self.url(&format!("/v1/customers/{}/agreements", confirmation.tenant));
+        let signer = &confirmation.signer;
+        let body = AgreementBody {
+            primary_contact: Contact {
+                first_name: &signer.first_name,
+                last_name: &signer.last_name,
+                email: &signer.email,
+                phone_number: signer.phone_number.as_deref(),
+            },
+            template_id,
+            date_agreed: confirmation.date_agreed.to_string(),
+            agreement_type: MCA_AGREEMENT_TYPE,
+        };
+        let body = match serde_json::to_vec(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return CallOutcome {
+                    correlation_id: Uuid::nil(),
+                    http_status: None,
+                    result: Err(ApiError::transport(ApiErrorKind::Transport, e.to_string())),
+                };
+            }
+        };
+        let outcome = self.send(Method::POST, url, request_id, Some(body)).await;
+        CallOutcome {
+            correlation_id: outcome.correlation_id,
+            http_status: outcome.http_status,
+            result: outcome.result.map(|_| ()),
+        }
+    }
+}
+
+/// Picks the MCA item with the highest `versionRank`; items of other types are ignored, since
+/// the template id decides which agreement type Partner Center records.
+pub fn choose_mca_template(items: Vec<AgreementTemplate>) -> Option<AgreementTemplate> {
+    items
+        .into_iter()
+        .filter(|t| {
+            t.agreement_type.eq_ignore_ascii_case(MCA_AGREEMENT_TYPE)
+                && !t.template_id.trim().is_empty()
+        })
+        .max_by_key(|t| t.version_rank)
+}
+
+fn transport_error(e: &reqwest::Error) -> ApiError {
+    let kind = if e.is_timeout() {
+        ApiErrorKind::Timeout
+    } else if e.is_connect() {
+        ApiErrorKind::Connect
+    } else {
+        ApiErrorKind::Transport
+    };
+    // The innermost cause is the one that says what happened ("connection reset", ...).
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message = s.to_string();
+        source = s.source();
+    }
+    ApiError::transport(kind, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(id: &str, kind: &str, rank: i64) -> AgreementTemplate {
+        AgreementTemplate {
+            template_id: id.into(),
+            agreement_type: kind.into(),
+            agreement_link: None,
+            version_rank: rank,
+        }
+    }
+
+    #[test]
+    fn highest_ranked_mca_item_is_chosen() {
+        let items = vec![
+            t("cloud", "MicrosoftCloudAgreement", 9),
+            t("mca-old", "MicrosoftCustomerAgreement", 0),
+            t("mca-new", "MicrosoftCustomerAgreement", 2),
+        ];
+        assert_eq!(choose_mca_template(items).unwrap().template_id, "mca-new");
+        assert!(choose_mca_template(vec![t("cloud", "MicrosoftCloudAgreement", 0)]).is_none());
+    }
+
+    #[test]
+    fn base_url_needs_https_unless_loopback() {
+        assert!(parse_base_url("https://api.partnercenter.microsoft.com").is_ok());
+        assert!(parse_base_url("http://127.0.0.1:8080").is_ok());
+        assert!(parse_base_url("http://[::1]:8080").is_ok());
+        assert!(parse_base_url("http://localhost:1").is_ok());
+        let err = parse_base_url("http://api.partnercenter.microsoft.com").unwrap_err();
+        assert!(err.contains("https is required"), "{err}");
+        assert!(parse_base_url("ftp://x").is_err());
+        assert!(parse_base_url("not a url").is_err());
+    }
+
+    #[test]
+    fn urls_keep_a_base_path() {
+        let client = PartnerCenterClient::new(
+            &ClientOptions {
+                base_url: Url::parse("http://127.0.0.1:9/pc/").unwrap(),
+                timeout: Duration::from_secs(1),
+                max_connections: 1,
+            },
+            Arc::new(TokenSource::new(
+                super::super::auth::Credentials::AccessToken("x".to_string().into()),
+            )),
+        )
+        .unwrap();
+        assert_eq!(
+            client.url("/v1/agreements").as_str(),
+            "http://127.0.0.1:9/pc/v1/agreements"
+        );
+    }
+}

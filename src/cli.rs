@@ -1,0 +1,159 @@
+//! The command line as parsed, before validation (see `config` for the checked form).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::simulator::SimulatorArgs;
+
+/// Confirm, in bulk and on the record, that Microsoft CSP customers accepted the Microsoft
+/// Customer Agreement.
+#[derive(Debug, Parser)]
+#[command(name = "mca-attest", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Format of log lines on stderr (level from RUST_LOG, default info)
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate INPUT, fetch the MCA template once, confirm every valid row
+    #[command(after_help = CONFIRM_EXAMPLES)]
+    Confirm(ConfirmArgs),
+    /// Check INPUT offline: the row statuses `confirm` would give before sending (no credentials)
+    #[command(after_help = VALIDATE_EXAMPLES)]
+    Validate(ValidateArgs),
+    /// Print the current MCA template metadata as JSON
+    Template(TemplateArgs),
+    /// Serve a local Partner Center simulator (same calls, same errors) on loopback
+    Simulator(SimulatorArgs),
+    /// Print a shell completion script
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+const CONFIRM_EXAMPLES: &str = "Examples:
+  Try the whole job against the built-in simulator (no credentials, nothing leaves the machine):
+    mca-attest confirm samples/customers.csv --simulator --simulator-existing samples/existing.csv
+  Real run, 3 requests a second, results beside the input:
+    PARTNER_CENTER_ACCESS_TOKEN=... mca-attest confirm wave1.csv --rate 3/s";
+
+const VALIDATE_EXAMPLES: &str = "Example:
+    mca-attest validate wave1.csv -o -";
+
+/// Where the API is and how hard to drive it.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// Run against an in-process simulator instead of Partner Center: no credentials, nothing
+    /// leaves the machine
+    #[arg(long, conflicts_with = "base_url")]
+    pub simulator: bool,
+
+    /// With --simulator: agreements already on record (CSV: customer_tenant_id, first_name,
+    /// last_name, email, phone_number, date_agreed)
+    #[arg(long, value_name = "FILE", requires = "simulator")]
+    pub simulator_existing: Option<PathBuf>,
+
+    /// With --simulator: tenant ids the simulator does not know (one per line)
+    #[arg(long, value_name = "FILE", requires = "simulator")]
+    pub simulator_unknown_tenants: Option<PathBuf>,
+
+    /// API root; http:// only to a loopback host
+    #[arg(long, value_name = "URL", env = "PARTNER_CENTER_BASE_URL")]
+    pub base_url: Option<String>,
+
+    /// Most requests started per time unit (N/s, N/min, N/h); retries count too
+    #[arg(long, value_name = "RATE", default_value = "5/s")]
+    pub rate: String,
+
+    /// Most requests in flight
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub concurrency: usize,
+
+    /// Per-request timeout in seconds
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub timeout: f64,
+}
+
+/// Options shared by the commands that read an input file.
+#[derive(Debug, Clone, Args)]
+pub struct InputArgs {
+    /// Field separator of the input (';' for European spreadsheet exports, '\t' for tab)
+    #[arg(long, value_name = "CHAR", default_value = ",")]
+    pub delimiter: String,
+
+    /// Fill blank date_agreed cells with this date (YYYY-MM-DD, RFC 3339, or 'today')
+    #[arg(long, value_name = "DATE|today")]
+    pub default_date_agreed: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConfirmArgs {
+    /// Input CSV of customer tenants and signers
+    pub input: PathBuf,
+
+    /// Results file; '-' for stdout [default: <input stem>.results.csv beside the input]
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub api: ApiArgs,
+
+    #[command(flatten)]
+    pub input_args: InputArgs,
+
+    /// POSTs per row before it is `failed`
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    pub max_attempts: u32,
+
+    /// Validate, authenticate, fetch the template and report `would_confirm`; send no POST
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Write the run summary (counts per status, timings, template id, run id) as JSON
+    #[arg(long, value_name = "PATH")]
+    pub summary_json: Option<PathBuf>,
+
+    /// Do not show the progress bar (shown only when stderr is a terminal)
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ValidateArgs {
+    /// Input CSV of customer tenants and signers
+    pub input: PathBuf,
+
+    /// Report file; '-' for stdout [default: <input stem>.validation.csv beside the input]
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub input_args: InputArgs,
+
+    /// Write the summary as JSON
+    #[arg(long, value_name = "PATH")]
+    pub summary_json: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TemplateArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+
+    /// List every agreement type's templates, not only the MCA
+    #[arg(long)]
+    pub all: bool,
+}

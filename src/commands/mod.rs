@@ -1,0 +1,113 @@
+//! One module per subcommand, each with a `run`; this module dispatches and holds what they
+//! share (connecting to the service).
+
+pub mod confirm;
+pub mod template;
+pub mod validate;
+
+use std::sync::Arc;
+
+use clap::{CommandFactory, Parser};
+
+use crate::api::{ClientOptions, Credentials, PartnerCenterClient, TokenSource};
+use crate::cli::{Cli, Command};
+use crate::config::{ApiConfig, Endpoint};
+use crate::error::{AppError, Exit};
+use crate::simulator::{Simulator, SimulatorArgs, SimulatorConfig};
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> Result<Exit, AppError> {
+    match cli.command {
+        Command::Confirm(args) => confirm::run(args).await,
+        Command::Validate(args) => validate::run(args),
+        Command::Template(args) => template::run(args).await,
+        Command::Simulator(args) => {
+            crate::simulator::run(args).await?;
+            Ok(Exit::Success)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "mca-attest",
+                &mut std::io::stdout(),
+            );
+            Ok(Exit::Success)
+        }
+    }
+}
+
+/// A client ready to talk to the configured service, and the in-process simulator behind it
+/// when `--simulator` was given (kept alive as long as the connection).
+#[derive(Debug)]
+pub struct Connection {
+    pub client: PartnerCenterClient,
+    pub base_url: String,
+    simulator: Option<Simulator>,
+}
+
+impl Connection {
+    /// Reads credentials (or starts the simulator) and builds the client. Everything here can
+    /// fail only with exit 2: nothing has been sent yet.
+    pub async fn open(api: &ApiConfig) -> Result<Self, AppError> {
+        let (base_url, credentials, simulator) = match &api.endpoint {
+            Endpoint::Remote(url) => (url.clone(), Credentials::from_env()?, None),
+            Endpoint::Simulator {
+                existing,
+                unknown_tenants,
+            } => {
+                let sim = start_simulator(existing.as_deref(), unknown_tenants.as_deref()).await?;
+                let url = reqwest::Url::parse(&sim.base_url())
+                    .map_err(|e| AppError::Usage(format!("simulator address: {e}")))?;
+                tracing::info!(base_url = %url, "running against the in-process simulator: nothing leaves this machine");
+                // The simulator accepts any bearer token in its default mode.
+                let token = Credentials::AccessToken("simulator".to_string().into());
+                (url, token, Some(sim))
+            }
+        };
+        let options = ClientOptions {
+            base_url: base_url.clone(),
+            timeout: api.timeout,
+            max_connections: api.concurrency,
+        };
+        let client = PartnerCenterClient::new(&options, Arc::new(TokenSource::new(credentials)))
+            .map_err(|e| AppError::Usage(format!("cannot set up the HTTP client: {e}")))?;
+        Ok(Connection {
+            client,
+            base_url: base_url.as_str().trim_end_matches('/').to_string(),
+            simulator,
+        })
+    }
+
+    pub async fn close(self) {
+        if let Some(sim) = self.simulator {
+            sim.shutdown().await;
+        }
+    }
+}
+
+/// Wraps the simulator's own arguments so its file loading is reused as is.
+#[derive(Debug, Parser)]
+struct InProcessSimulator {
+    #[command(flatten)]
+    args: SimulatorArgs,
+}
+
+async fn start_simulator(
+    existing: Option<&std::path::Path>,
+    unknown_tenants: Option<&std::path::Path>,
+) -> Result<Simulator, AppError> {
+    let mut argv = vec!["simulator".into()];
+    if let Some(p) = existing {
+        argv.extend(["--existing".into(), p.as_os_str().to_owned()]);
+    }
+    if let Some(p) = unknown_tenants {
+        argv.extend(["--unknown-tenants".into(), p.as_os_str().to_owned()]);
+    }
+    let parsed = InProcessSimulator::try_parse_from::<_, std::ffi::OsString>(argv)
+        .map_err(|e| AppError::Usage(format!("simulator settings: {e}")))?;
+    let mut config = SimulatorConfig::from_args(&parsed.args)?;
+    config.record_requests = false;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    Ok(Simulator::start(config, addr).await?)
+}

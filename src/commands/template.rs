@@ -1,0 +1,35 @@
+//! `mca-attest template`: prints the current MCA template metadata as JSON.
+
+use crate::api::client::MCA_AGREEMENT_TYPE;
+use crate::cli::TemplateArgs;
+use crate::commands::Connection;
+use crate::config::ApiConfig;
+use crate::error::{AppError, Exit};
+
+pub async fn run(args: TemplateArgs) -> Result<Exit, AppError> {
+    let api = ApiConfig::try_from(&args.api)?;
+    let conn = Connection::open(&api).await?;
+    let result = if args.all {
+        let outcome = conn.client.agreement_templates("*").await;
+        outcome
+            .result
+            .map(|items| serde_json::to_string_pretty(&items))
+    } else {
+        let outcome = conn.client.mca_template().await;
+        outcome.result.map(|t| serde_json::to_string_pretty(&t))
+    };
+    conn.close().await;
+    match result {
+        Ok(Ok(json)) => {
+            println!("{json}");
+            Ok(Exit::Success)
+        }
+        Ok(Err(e)) => Err(AppError::Aborted(format!("cannot print the template: {e}"))),
+        Err(e) if e.is_unauthorized() => {
+            Err(AppError::Aborted(super::confirm::credentials_message(&e)))
+        }
+        Err(e) => Err(AppError::Aborted(format!(
+            "could not fetch the {MCA_AGREEMENT_TYPE} template: {e}"
+        ))),
+    }
+}

@@ -1,0 +1,571 @@
+//! Streaming CSV input: opens and sniffs the file, maps the header onto the columns the tool
+//! knows (with the contract's aliases), and yields one [`RawRow`] per data record without
+//! holding more than that record in memory.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use csv::ByteRecord;
+
+use crate::domain::RowNumber;
+
+/// A column the tool reads; every other column of the input is carried along but ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    TenantId,
+    FirstName,
+    LastName,
+    Email,
+    PhoneNumber,
+    DateAgreed,
+}
+
+impl Column {
+    pub const ALL: [Column; 6] = [
+        Column::TenantId,
+        Column::FirstName,
+        Column::LastName,
+        Column::Email,
+        Column::PhoneNumber,
+        Column::DateAgreed,
+    ];
+
+    /// The contract's name of the column.
+    pub fn name(self) -> &'static str {
+        match self {
+            Column::TenantId => "customer_tenant_id",
+            Column::FirstName => "first_name",
+            Column::LastName => "last_name",
+            Column::Email => "email",
+            Column::PhoneNumber => "phone_number",
+            Column::DateAgreed => "date_agreed",
+        }
+    }
+
+    /// Accepted header spellings, already normalised (see [`normalise_header`]).
+    fn aliases(self) -> &'static [&'static str] {
+        match self {
+            Column::TenantId => &["customertenantid", "tenantid", "customerid", "microsoftid"],
+            Column::FirstName => &["firstname"],
+            Column::LastName => &["lastname"],
+            Column::Email => &["email", "emailaddress"],
+            Column::PhoneNumber => &["phonenumber", "phone"],
+            Column::DateAgreed => &["dateagreed"],
+        }
+    }
+
+    fn alias_hint(self) -> &'static str {
+        match self {
+            Column::TenantId => " (also accepted: tenant_id, customer_id, microsoft_id)",
+            Column::Email => " (also accepted: email_address)",
+            Column::PhoneNumber => " (also accepted: phone)",
+            _ => "",
+        }
+    }
+}
+
+/// Header names match case-insensitively, ignoring spaces, `_` and `-`.
+pub fn normalise_header(raw: &str) -> String {
+    raw.trim_start_matches('\u{feff}')
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '_' | '-') && !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Problems with the input file as a whole: nothing is sent when one of these occurs.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("cannot open input file '{path}': {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("input file '{path}' is a directory, not a CSV file")]
+    Directory { path: PathBuf },
+    #[error(
+        "input file '{path}' is empty: expected a header line such as 'customer_tenant_id,first_name,last_name,email,phone_number,date_agreed'"
+    )]
+    Empty { path: PathBuf },
+    #[error(
+        "input file '{path}' is UTF-16 text (Excel's \"Unicode text\"): save it as \"CSV UTF-8 (comma delimited)\" and try again"
+    )]
+    Utf16 { path: PathBuf },
+    #[error(
+        "input file '{path}' is not a CSV text file (it contains binary data near byte {offset})"
+    )]
+    Binary { path: PathBuf, offset: usize },
+    #[error(
+        "input file '{path}': the header line is not valid UTF-8: save the file as UTF-8 and try again"
+    )]
+    HeaderNotUtf8 { path: PathBuf },
+    #[error(
+        "input file '{path}' has no '{column}' column{hint}; its header is: {header}{delimiter_hint}"
+    )]
+    MissingColumn {
+        path: PathBuf,
+        column: &'static str,
+        hint: &'static str,
+        header: String,
+        delimiter_hint: &'static str,
+    },
+    #[error("input file '{path}': columns '{first}' and '{second}' both name {column}: keep one")]
+    AmbiguousColumn {
+        path: PathBuf,
+        column: &'static str,
+        first: String,
+        second: String,
+    },
+    #[error("cannot read input file '{path}': {source}")]
+    Read { path: PathBuf, source: csv::Error },
+}
+
+/// Where each known column sits in the input's records.
+#[derive(Debug, Clone, Default)]
+pub struct ColumnMap {
+    positions: [Option<usize>; 6],
+}
+
+impl ColumnMap {
+    pub fn get(&self, column: Column) -> Option<usize> {
+        self.positions[column as usize]
+    }
+}
+
+/// The known cells of one record, as text (bad UTF-8 replaced), before validation.
+#[derive(Debug, Clone, Default)]
+pub struct RawFields {
+    pub tenant_id: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub phone_number: String,
+    pub date_agreed: String,
+}
+
+/// One data record of the input.
+#[derive(Debug, Clone)]
+pub struct RawRow {
+    pub row: RowNumber,
+    pub fields: RawFields,
+    /// A structural problem (wrong field count, bad UTF-8, oversized record) that makes the
+    /// row invalid whatever its values.
+    pub problem: Option<String>,
+    /// The whole record as read, every column, for outputs that copy the input's rows.
+    pub record: ByteRecord,
+}
+
+/// Records larger than this are rejected without looking at their cells: no real signer row
+/// comes near it, and an unbalanced quote can otherwise swallow the rest of the file into one cell.
+pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+
+/// How the input file is to be read.
+#[derive(Debug, Clone)]
+pub struct InputOptions {
+    pub delimiter: u8,
+    /// Columns whose absence is a file-level error.
+    pub required: Vec<Column>,
+}
+
+/// A streaming reader over an input CSV file.
+pub struct InputReader {
+    path: PathBuf,
+    size: u64,
+    reader: csv::Reader<BufReader<File>>,
+    header: ByteRecord,
+    columns: ColumnMap,
+    next_row: u64,
+    record: ByteRecord,
+    /// A row read ahead by [`InputReader::has_rows`].
+    pending: Option<RawRow>,
+}
+
+impl std::fmt::Debug for InputReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InputReader")
+            .field("path", &self.path)
+            .field("next_row", &self.next_row)
+            .finish()
+    }
+}
+
+const SNIFF_BYTES: usize = 8192;
+
+impl InputReader {
+    /// Opens the file, checks that it is CSV text and that the required columns are present.
+    pub fn open(path: &Path, options: &InputOptions) -> Result<Self, InputError> {
+        let open_err = |source| InputError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = File::open(path).map_err(open_err)?;
+        let meta = file.metadata().map_err(open_err)?;
+        if meta.is_dir() {
+            return Err(InputError::Directory {
+                path: path.to_path_buf(),
+            });
+        }
+        let mut head = Vec::with_capacity(SNIFF_BYTES);
+        (&mut file)
+            .take(SNIFF_BYTES as u64)
+            .read_to_end(&mut head)
+            .map_err(open_err)?;
+        sniff(path, &head)?;
+        file.seek(SeekFrom::Start(0)).map_err(open_err)?;
+
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(options.delimiter)
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(BufReader::with_capacity(64 * 1024, file));
+        let mut header = ByteRecord::new();
+        let read_err = |source| InputError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        if !reader.read_byte_record(&mut header).map_err(read_err)? {
+            return Err(InputError::Empty {
+                path: path.to_path_buf(),
+            });
+        }
+        if header.len() == 1 && header.get(0).is_some_and(|h| h.trim_ascii().is_empty()) {
+            return Err(InputError::Empty {
+                path: path.to_path_buf(),
+            });
+        }
+        let names = header
+            .iter()
+            .map(|h| std::str::from_utf8(h).map(|s| s.trim_start_matches('\u{feff}').to_string()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| InputError::HeaderNotUtf8 {
+                path: path.to_path_buf(),
+            })?;
+        let columns = map_columns(path, &names, options)?;
+        Ok(InputReader {
+            path: path.to_path_buf(),
+            size: meta.len(),
+            reader,
+            header,
+            columns,
+            next_row: 1,
+            record: ByteRecord::new(),
+            pending: None,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn columns(&self) -> &ColumnMap {
+        &self.columns
+    }
+
+    /// The header record as read (BOM included, if the file had one).
+    pub fn header(&self) -> &ByteRecord {
+        &self.header
+    }
+
+    /// File size in bytes, for estimating progress.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Bytes consumed so far.
+    pub fn position(&self) -> u64 {
+        self.reader.position().byte()
+    }
+
+    /// Whether the file has at least one data record (reads it ahead, nothing is lost).
+    pub fn has_rows(&mut self) -> Result<bool, InputError> {
+        if self.pending.is_none() {
+            match self.next_row() {
+                None => return Ok(false),
+                Some(row) => self.pending = Some(row?),
+            }
+        }
+        Ok(true)
+    }
+
+    /// The next data record, `None` at the end of the file. An I/O error ends the file.
+    pub fn next_row(&mut self) -> Option<Result<RawRow, InputError>> {
+        if let Some(row) = self.pending.take() {
+            return Some(Ok(row));
+        }
+        loop {
+            match self.reader.read_byte_record(&mut self.record) {
+                Ok(false) => return None,
+                Ok(true) => {}
+                Err(e) => {
+                    return Some(Err(InputError::Read {
+                        path: self.path.clone(),
+                        source: e,
+                    }));
+                }
+            }
+            // A line holding nothing at all is not a record (spreadsheets leave them at the end).
+            if self.record.len() == 1 && self.record.get(0).is_some_and(<[u8]>::is_empty) {
+                continue;
+            }
+            let row = RowNumber(self.next_row);
+            self.next_row += 1;
+            return Some(Ok(self.raw_row(row)));
+        }
+    }
+
+    fn raw_row(&self, row: RowNumber) -> RawRow {
+        let record = &self.record;
+        let mut problem = None;
+        if record.as_slice().len() > MAX_RECORD_BYTES {
+            problem = Some(format!(
+                "the record is {} bytes long (more than {} KiB): an unbalanced quote?",
+                record.as_slice().len(),
+                MAX_RECORD_BYTES / 1024
+            ));
+        } else if record.len() != self.header.len() {
+            problem = Some(format!(
+                "the record has {} fields, the header has {}",
+                record.len(),
+                self.header.len()
+            ));
+        }
+        let mut fields = RawFields::default();
+        if problem.is_none() {
+            for column in Column::ALL {
+                let Some(pos) = self.columns.get(column) else {
+                    continue;
+                };
+                let bytes = record.get(pos).unwrap_or_default();
+                let text = match std::str::from_utf8(bytes) {
+                    Ok(s) => s.to_string(),
+                    Err(_) => {
+                        problem.get_or_insert_with(|| {
+                            format!("{}: the cell is not valid UTF-8", column.name())
+                        });
+                        String::from_utf8_lossy(bytes).into_owned()
+                    }
+                };
+                *fields.slot(column) = text;
+            }
+        } else {
+            // Keep what can be shown in the results without copying a huge record twice.
+            for column in [
+                Column::TenantId,
+                Column::FirstName,
+                Column::LastName,
+                Column::Email,
+            ] {
+                if let Some(bytes) = self.columns.get(column).and_then(|p| record.get(p)) {
+                    let cut = &bytes[..bytes.len().min(256)];
+                    *fields.slot(column) = String::from_utf8_lossy(cut).into_owned();
+                }
+            }
+        }
+        RawRow {
+            row,
+            fields,
+            problem,
+            record: record.clone(),
+        }
+    }
+}
+
+impl RawFields {
+    fn slot(&mut self, column: Column) -> &mut String {
+        match column {
+            Column::TenantId => &mut self.tenant_id,
+            Column::FirstName => &mut self.first_name,
+            Column::LastName => &mut self.last_name,
+            Column::Email => &mut self.email,
+            Column::PhoneNumber => &mut self.phone_number,
+            Column::DateAgreed => &mut self.date_agreed,
+        }
+    }
+}
+
+fn sniff(path: &Path, head: &[u8]) -> Result<(), InputError> {
+    if head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]) {
+        return Err(InputError::Utf16 {
+            path: path.to_path_buf(),
+        });
+    }
+    // UTF-16 without a BOM: every other byte of ASCII text is zero.
+    let zeros = head.iter().filter(|b| **b == 0).count();
+    if head.len() >= 4
+        && zeros * 3 >= head.len()
+        && head.iter().step_by(2).any(|b| *b == 0)
+            != head.iter().skip(1).step_by(2).any(|b| *b == 0)
+    {
+        return Err(InputError::Utf16 {
+            path: path.to_path_buf(),
+        });
+    }
+    if let Some(offset) = head.iter().position(|b| *b == 0) {
+        return Err(InputError::Binary {
+            path: path.to_path_buf(),
+            offset,
+        });
+    }
+    let body = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(InputError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    // Control bytes other than tab/CR/LF/FF do not occur in text exports.
+    if let Some(offset) = head
+        .iter()
+        .position(|b| b.is_ascii_control() && !matches!(b, b'\t' | b'\r' | b'\n' | 0x0c))
+    {
+        return Err(InputError::Binary {
+            path: path.to_path_buf(),
+            offset,
+        });
+    }
+    Ok(())
+}
+
+fn map_columns(
+    path: &Path,
+    names: &[String],
+    options: &InputOptions,
+) -> Result<ColumnMap, InputError> {
+    let mut map = ColumnMap::default();
+    for (pos, name) in names.iter().enumerate() {
+        let norm = normalise_header(name);
+        let Some(column) = Column::ALL
+            .into_iter()
+            .find(|c| c.aliases().contains(&norm.as_str()))
+        else {
+            continue;
+        };
+        if let Some(prev) = map.positions[column as usize] {
+            return Err(InputError::AmbiguousColumn {
+                path: path.to_path_buf(),
+                column: column.name(),
+                first: names[prev].clone(),
+                second: name.clone(),
+            });
+        }
+        map.positions[column as usize] = Some(pos);
+    }
+    for column in &options.required {
+        if map.get(*column).is_none() {
+            let header = names.join(&*(options.delimiter as char).to_string());
+            let other = if options.delimiter == b',' { ';' } else { ',' };
+            let delimiter_hint = if names.len() == 1 && names[0].contains(other) {
+                if other == ';' {
+                    " (the header looks semicolon-separated: try --delimiter ';')"
+                } else {
+                    " (the header looks comma-separated: try --delimiter ',')"
+                }
+            } else {
+                ""
+            };
+            return Err(InputError::MissingColumn {
+                path: path.to_path_buf(),
+                column: column.name(),
+                hint: column.alias_hint(),
+                header: crate::domain::shorten(&header),
+                delimiter_hint,
+            });
+        }
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(content: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, content).unwrap();
+        f
+    }
+
+    fn opts() -> InputOptions {
+        InputOptions {
+            delimiter: b',',
+            required: vec![
+                Column::TenantId,
+                Column::FirstName,
+                Column::LastName,
+                Column::Email,
+            ],
+        }
+    }
+
+    #[test]
+    fn excel_style_headers_with_bom_and_crlf_are_mapped() {
+        let f = write(b"\xEF\xBB\xBFCustomer Tenant ID,First Name,Last-Name,E-mail Address,Phone,Date_Agreed\r\nx,a,b,c,d,e\r\n");
+        let mut r = InputReader::open(f.path(), &opts()).unwrap();
+        let row = r.next_row().unwrap().unwrap();
+        assert_eq!(row.row, RowNumber(1));
+        assert!(row.problem.is_none());
+        assert_eq!(row.fields.tenant_id, "x");
+        assert_eq!(row.fields.email, "c");
+        assert_eq!(row.fields.phone_number, "d");
+        assert_eq!(row.fields.date_agreed, "e");
+        assert!(r.next_row().is_none());
+    }
+
+    #[test]
+    fn missing_required_column_is_named() {
+        let f = write(b"tenant_id,first_name,last_name\n");
+        let err = InputReader::open(f.path(), &opts()).unwrap_err();
+        assert!(err.to_string().contains("no 'email' column"), "{err}");
+    }
+
+    #[test]
+    fn semicolon_header_gets_a_hint() {
+        let f = write(b"tenant_id;first_name;last_name;email\n");
+        let err = InputReader::open(f.path(), &opts()).unwrap_err();
+        assert!(err.to_string().contains("--delimiter ';'"), "{err}");
+    }
+
+    #[test]
+    fn ragged_and_non_utf8_rows_are_flagged_and_reading_goes_on() {
+        let f = write(b"tenant_id,first_name,last_name,email\n1,2,3\n1,\xff,3,4\n1,2,3,4\n");
+        let mut r = InputReader::open(f.path(), &opts()).unwrap();
+        let a = r.next_row().unwrap().unwrap();
+        assert!(a.problem.unwrap().contains("3 fields"));
+        let b = r.next_row().unwrap().unwrap();
+        assert!(b.problem.unwrap().contains("first_name"));
+        let c = r.next_row().unwrap().unwrap();
+        assert!(c.problem.is_none());
+        assert_eq!(c.row, RowNumber(3));
+    }
+
+    #[test]
+    fn empty_binary_and_utf16_files_are_refused() {
+        assert!(matches!(
+            InputReader::open(write(b"").path(), &opts()),
+            Err(InputError::Empty { .. })
+        ));
+        assert!(matches!(
+            InputReader::open(write(b"\n\r\n").path(), &opts()),
+            Err(InputError::Empty { .. })
+        ));
+        assert!(matches!(
+            InputReader::open(write(b"\x7fELF\x02\x01\x01\0\0\0").path(), &opts()),
+            Err(InputError::Binary { .. })
+        ));
+        assert!(matches!(
+            InputReader::open(write(b"\xFF\xFEt\0e\0").path(), &opts()),
+            Err(InputError::Utf16 { .. })
+        ));
+        assert!(matches!(
+            InputReader::open(write(b"t\0e\0n\0a\0n\0t\0").path(), &opts()),
+            Err(InputError::Utf16 { .. })
+        ));
+    }
+
+    #[test]
+    fn header_only_file_has_no_rows() {
+        let f = write(b"tenant_id,first_name,last_name,email\r\n");
+        let mut r = InputReader::open(f.path(), &opts()).unwrap();
+        assert!(r.next_row().is_none());
+    }
+}

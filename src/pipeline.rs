@@ -1,0 +1,190 @@
+//! The run pipeline, generic over the job: a reader on a blocking thread feeds a bounded
+//! channel; at most `concurrency` rows are in flight, each request start passing the shared
+//! rate gate; one writer task owns the report file and the progress display, so lines never
+//! interleave and memory stays O(concurrency) whatever the file size.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::RowNumber;
+use crate::progress::{Progress, Tally};
+use crate::rate::RequestGate;
+use crate::results::{OutputError, ReportRecord, ReportWriter};
+
+/// One unit of work from the reader.
+#[derive(Debug)]
+pub enum Work<I, R> {
+    /// A row that needs the network.
+    Send { row: RowNumber, input: I },
+    /// A row whose outcome is known without the network (invalid, duplicate, ...).
+    Settled(R),
+}
+
+/// Why a run stopped before the end of its input.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AbortReason {
+    #[error("{0}")]
+    Credentials(String),
+    #[error("the results file could not be written: {0}")]
+    Output(String),
+    #[error("the input file could not be read to the end: {0}")]
+    Input(String),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// What a job did with one row.
+#[derive(Debug)]
+pub enum JobOutcome<R> {
+    Done(R),
+    /// The row's record, and the reason the whole run must stop.
+    Abort(R, AbortReason),
+}
+
+/// What every job gets to work with.
+#[derive(Debug)]
+pub struct RunContext {
+    pub gate: RequestGate,
+    /// Cancelled when the run must stop starting new work.
+    pub stop: CancellationToken,
+}
+
+/// A kind of network work done per row (confirming, checking status, ...).
+pub trait Job: Send + Sync + 'static {
+    type Input: Send + 'static;
+    type Record: ReportRecord;
+
+    /// Does the row's work. Each request must first pass `ctx.gate`.
+    fn run(
+        &self,
+        row: RowNumber,
+        input: Self::Input,
+        ctx: &RunContext,
+    ) -> impl Future<Output = JobOutcome<Self::Record>> + Send;
+}
+
+/// How a pipeline run ended.
+#[derive(Debug)]
+pub struct PipelineReport {
+    pub tally: Tally,
+    pub abort: Option<AbortReason>,
+}
+
+/// Runs `job` over everything `source` yields, writing each record through `writer`.
+pub async fn run<J: Job>(
+    job: Arc<J>,
+    ctx: Arc<RunContext>,
+    concurrency: usize,
+    mut source: mpsc::Receiver<Work<J::Input, J::Record>>,
+    mut writer: ReportWriter,
+    progress: Progress,
+) -> (PipelineReport, ReportWriter) {
+    let abort: Arc<Mutex<Option<AbortReason>>> = Arc::new(Mutex::new(None));
+    let set_abort = {
+        let abort = abort.clone();
+        let stop = ctx.stop.clone();
+        move |reason: AbortReason| {
+            if let Ok(mut slot) = abort.lock() {
+                slot.get_or_insert(reason);
+            }
+            stop.cancel();
+        }
+    };
+
+    let (record_tx, mut record_rx) = mpsc::channel::<J::Record>(concurrency.max(1) * 2);
+    let writer_task = {
+        let set_abort = set_abort.clone();
+        tokio::spawn(async move {
+            let mut tally = Tally::default();
+            let mut failed = false;
+            while let Some(record) = record_rx.recv().await {
+                if failed {
+                    // The file can no longer be written; keep draining so workers finish.
+                    continue;
+                }
+                if let Err(e) = writer.write(&record) {
+                    failed = true;
+                    set_abort(AbortReason::Output(e.to_string()));
+                    continue;
+                }
+                tally.add(record.status_word());
+                progress.record(&tally);
+            }
+            progress.finish();
+            (writer, tally)
+        })
+    };
+
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut workers = JoinSet::new();
+    loop {
+        let work = tokio::select! {
+            biased;
+            _ = ctx.stop.cancelled() => break,
+            work = source.recv() => work,
+        };
+        let Some(work) = work else { break };
+        match work {
+            Work::Settled(record) => {
+                if record_tx.send(record).await.is_err() {
+                    break;
+                }
+            }
+            Work::Send { row, input } => {
+                let permit = tokio::select! {
+                    biased;
+                    _ = ctx.stop.cancelled() => break,
+                    permit = permits.clone().acquire_owned() => match permit {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                };
+                let job = job.clone();
+                let ctx = ctx.clone();
+                let tx = record_tx.clone();
+                let set_abort = set_abort.clone();
+                workers.spawn(async move {
+                    let record = match job.run(row, input, &ctx).await {
+                        JobOutcome::Done(r) => r,
+                        JobOutcome::Abort(r, reason) => {
+                            set_abort(reason);
+                            r
+                        }
+                    };
+                    let _ = tx.send(record).await;
+                    drop(permit);
+                });
+            }
+        }
+        // Reap finished workers so the set does not grow with the file.
+        while workers.try_join_next().is_some() {}
+    }
+    // Dropping the receiver tells the reader thread to stop.
+    drop(source);
+    while workers.join_next().await.is_some() {}
+    drop(record_tx);
+    let (writer, tally) = match writer_task.await {
+        Ok(done) => done,
+        Err(e) => {
+            // The writer task panicked: nothing more can be recorded.
+            std::panic::resume_unwind(e.into_panic());
+        }
+    };
+    let abort = abort.lock().ok().and_then(|mut a| a.take());
+    (PipelineReport { tally, abort }, writer)
+}
+
+/// Sends reader output into the pipeline from a blocking thread; returns false once the
+/// pipeline has stopped listening.
+pub fn feed<I, R>(tx: &mpsc::Sender<Work<I, R>>, work: Work<I, R>) -> bool {
+    tx.blocking_send(work).is_ok()
+}
+
+/// Turns an output error into the abort reason the summary reports.
+pub fn output_abort(e: &OutputError) -> AbortReason {
+    AbortReason::Output(e.to_string())
+}

@@ -1,0 +1,413 @@
+//! The results file: the audit record of a run. One line per row, written and flushed as the
+//! row finishes, so a killed run leaves a valid file of every finished row.
+
+use std::borrow::Cow;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::domain::{Confirmation, RowNumber, RowStatus, rfc3339};
+use crate::input::RawRow;
+
+/// The results header, in the contract's order.
+pub const RESULTS_HEADER: [&str; 17] = [
+    "row",
+    "customer_tenant_id",
+    "first_name",
+    "last_name",
+    "email",
+    "phone_number",
+    "date_agreed",
+    "status",
+    "http_status",
+    "error_code",
+    "error_name",
+    "message",
+    "attempts",
+    "template_id",
+    "request_id",
+    "correlation_id",
+    "finished_at",
+];
+
+/// A line of any report this tool writes (results, validation, reconciliation).
+pub trait ReportRecord: Send + 'static {
+    /// The header line of the report.
+    fn header() -> &'static [&'static str];
+    /// The status word counted in summaries.
+    fn status_word(&self) -> &'static str;
+    /// The cells, in header order, before formula escaping.
+    fn cells(&self) -> Vec<Cow<'_, str>>;
+}
+
+/// One row's outcome, as recorded in the results file.
+#[derive(Debug, Clone, Default)]
+pub struct ResultRecord {
+    pub row: Option<RowNumber>,
+    pub customer_tenant_id: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub phone_number: String,
+    pub date_agreed: String,
+    pub status: Option<RowStatus>,
+    pub http_status: Option<u16>,
+    pub error_code: String,
+    pub error_name: String,
+    pub message: String,
+    pub attempts: u32,
+    pub template_id: String,
+    pub request_id: Option<Uuid>,
+    pub correlation_id: Option<Uuid>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl ResultRecord {
+    /// A record echoing the row as read, for rows that could not be validated.
+    pub fn from_raw(raw: &RawRow, status: RowStatus, message: String) -> Self {
+        let f = &raw.fields;
+        ResultRecord {
+            row: Some(raw.row),
+            customer_tenant_id: f.tenant_id.clone(),
+            first_name: f.first_name.clone(),
+            last_name: f.last_name.clone(),
+            email: f.email.clone(),
+            phone_number: f.phone_number.clone(),
+            date_agreed: f.date_agreed.clone(),
+            status: Some(status),
+            message,
+            finished_at: Some(Utc::now()),
+            ..Default::default()
+        }
+    }
+
+    /// A record of a validated row, its values as they are (or would be) sent.
+    pub fn from_confirmation(row: RowNumber, c: &Confirmation, status: RowStatus) -> Self {
+        ResultRecord {
+            row: Some(row),
+            customer_tenant_id: c.tenant.to_string(),
+            first_name: c.signer.first_name.clone(),
+            last_name: c.signer.last_name.clone(),
+            email: c.signer.email.clone(),
+            phone_number: c.signer.phone_number.clone().unwrap_or_default(),
+            date_agreed: c.date_agreed.to_string(),
+            status: Some(status),
+            finished_at: Some(Utc::now()),
+            ..Default::default()
+        }
+    }
+
+    pub fn status(&self) -> RowStatus {
+        self.status.unwrap_or(RowStatus::Failed)
+    }
+}
+
+fn opt<T: ToString>(v: Option<T>) -> Cow<'static, str> {
+    v.map(|v| Cow::Owned(v.to_string()))
+        .unwrap_or(Cow::Borrowed(""))
+}
+
+impl ReportRecord for ResultRecord {
+    fn header() -> &'static [&'static str] {
+        &RESULTS_HEADER
+    }
+
+    fn status_word(&self) -> &'static str {
+        self.status().as_str()
+    }
+
+    fn cells(&self) -> Vec<Cow<'_, str>> {
+        vec![
+            opt(self.row),
+            Cow::Borrowed(&self.customer_tenant_id),
+            Cow::Borrowed(&self.first_name),
+            Cow::Borrowed(&self.last_name),
+            Cow::Borrowed(&self.email),
+            Cow::Borrowed(&self.phone_number),
+            Cow::Borrowed(&self.date_agreed),
+            Cow::Borrowed(self.status().as_str()),
+            opt(self.http_status),
+            Cow::Borrowed(&self.error_code),
+            Cow::Borrowed(&self.error_name),
+            Cow::Borrowed(&self.message),
+            Cow::Owned(self.attempts.to_string()),
+            Cow::Borrowed(&self.template_id),
+            opt(self.request_id),
+            opt(self.correlation_id),
+            opt(self.finished_at.map(rfc3339)),
+        ]
+    }
+}
+
+/// Cells a spreadsheet would run as a formula get a leading `'`, so opening an audit file in
+/// Excel cannot execute anything a customer typed into a name field.
+pub fn escape_formula(cell: &str) -> Cow<'_, str> {
+    match cell.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => Cow::Owned(format!("'{cell}")),
+        _ => Cow::Borrowed(cell),
+    }
+}
+
+/// Where a report goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputTarget {
+    Stdout,
+    File(PathBuf),
+}
+
+impl OutputTarget {
+    pub fn parse(raw: &Path) -> Self {
+        if raw.as_os_str() == "-" {
+            OutputTarget::Stdout
+        } else {
+            OutputTarget::File(raw.to_path_buf())
+        }
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            OutputTarget::Stdout => None,
+            OutputTarget::File(p) => Some(p),
+        }
+    }
+}
+
+impl std::fmt::Display for OutputTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OutputTarget::Stdout => f.write_str("standard output"),
+            OutputTarget::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// What to do when the report file already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExistingFile {
+    /// An audit record: a non-empty file is left untouched and the run refused.
+    Refuse,
+    /// A derived report that may be replaced.
+    Overwrite,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error(
+        "results file '{path}' already exists and is not empty: it is the audit record of an earlier run. Pass --resume to continue it, or choose another file with -o"
+    )]
+    Exists { path: PathBuf },
+    #[error("cannot create '{path}': {source}")]
+    Create { path: PathBuf, source: io::Error },
+    #[error("cannot write '{path}': {source}")]
+    Write { path: String, source: io::Error },
+}
+
+/// Opens the report file, creating it with owner-only permissions: results hold signers'
+/// personal data.
+pub fn open_output(
+    target: &OutputTarget,
+    existing: ExistingFile,
+) -> Result<Box<dyn Write + Send>, OutputError> {
+    let path = match target {
+        OutputTarget::Stdout => return Ok(Box::new(io::stdout())),
+        OutputTarget::File(p) => p,
+    };
+    let create_err = |source| OutputError::Create {
+        path: path.clone(),
+        source,
+    };
+    if existing == ExistingFile::Refuse {
+        refuse_existing(path)?;
+    }
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(path).map_err(create_err)?;
+    Ok(Box::new(BufWriter::with_capacity(64 * 1024, file)))
+}
+
+/// Fails when `path` holds a non-empty file; checked before anything is sent.
+pub fn refuse_existing(path: &Path) -> Result<(), OutputError> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.len() > 0 => Err(OutputError::Exists {
+            path: path.to_path_buf(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Writes report lines, each flushed to the operating system as soon as it is written.
+pub struct ReportWriter {
+    target: OutputTarget,
+    csv: csv::Writer<Box<dyn Write + Send>>,
+    /// Lines written since the last durable sync.
+    unsynced: u32,
+}
+
+impl std::fmt::Debug for ReportWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReportWriter")
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+impl ReportWriter {
+    /// Opens the target and writes the header for `R`.
+    pub fn create<R: ReportRecord>(
+        target: OutputTarget,
+        existing: ExistingFile,
+    ) -> Result<Self, OutputError> {
+        let out = open_output(&target, existing)?;
+        let mut writer = ReportWriter {
+            csv: csv::WriterBuilder::new()
+                .buffer_capacity(16 * 1024)
+                .from_writer(out),
+            target,
+            unsynced: 0,
+        };
+        writer.write_cells(R::header().iter().map(|h| Cow::Borrowed(*h)))?;
+        writer.flush()?;
+        Ok(writer)
+    }
+
+    pub fn target(&self) -> &OutputTarget {
+        &self.target
+    }
+
+    /// Writes and flushes one record.
+    pub fn write<R: ReportRecord>(&mut self, record: &R) -> Result<(), OutputError> {
+        self.write_cells(record.cells().into_iter())?;
+        self.flush()
+    }
+
+    /// Writes one record without flushing (for offline reports written in bulk).
+    pub fn write_buffered<R: ReportRecord>(&mut self, record: &R) -> Result<(), OutputError> {
+        self.write_cells(record.cells().into_iter())
+    }
+
+    fn write_cells<'a>(
+        &mut self,
+        cells: impl Iterator<Item = Cow<'a, str>>,
+    ) -> Result<(), OutputError> {
+        let escaped: Vec<Cow<'_, str>> = cells
+            .map(|c| match escape_formula(&c) {
+                Cow::Borrowed(_) => c,
+                Cow::Owned(s) => Cow::Owned(s),
+            })
+            .collect();
+        self.csv
+            .write_record(escaped.iter().map(|c| c.as_bytes()))
+            .map_err(|e| self.error(csv_io(e)))
+    }
+
+    pub fn flush(&mut self) -> Result<(), OutputError> {
+        self.unsynced += 1;
+        self.csv.flush().map_err(|e| self.error(e))
+    }
+
+    fn error(&self, source: io::Error) -> OutputError {
+        OutputError::Write {
+            path: self.target.to_string(),
+            source,
+        }
+    }
+
+    /// Flushes everything and, for files, asks the OS to put it on disk.
+    pub fn finish(mut self) -> Result<(), OutputError> {
+        self.csv.flush().map_err(|e| self.error(e))?;
+        if let OutputTarget::File(path) = &self.target {
+            // Reopen to fsync: the writer is boxed behind `dyn Write`.
+            if let Ok(f) = File::open(path) {
+                f.sync_all().map_err(|e| self.error(e))?;
+            }
+        }
+        self.unsynced = 0;
+        Ok(())
+    }
+}
+
+fn csv_io(e: csv::Error) -> io::Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => io,
+        other => io::Error::other(format!("{other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_cells_get_a_leading_quote() {
+        for cell in [
+            "=HYPERLINK(\"x\")",
+            "+1 425",
+            "-2",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+        ] {
+            assert_eq!(escape_formula(cell), format!("'{cell}"));
+        }
+        for cell in ["Tania", "", "'=already", "1+1"] {
+            assert_eq!(escape_formula(cell), cell);
+        }
+    }
+
+    #[test]
+    fn a_non_empty_results_file_is_refused_and_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        std::fs::write(&path, "keep me").unwrap();
+        let err = ReportWriter::create::<ResultRecord>(
+            OutputTarget::File(path.clone()),
+            ExistingFile::Refuse,
+        )
+        .unwrap_err();
+        assert!(matches!(err, OutputError::Exists { .. }));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
+    }
+
+    #[test]
+    fn records_are_written_in_contract_order_with_escaping() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        let mut w = ReportWriter::create::<ResultRecord>(
+            OutputTarget::File(path.clone()),
+            ExistingFile::Refuse,
+        )
+        .unwrap();
+        let rec = ResultRecord {
+            row: Some(RowNumber(2)),
+            first_name: "=cmd".into(),
+            status: Some(RowStatus::Invalid),
+            message: "email: bad, \"quoted\"".into(),
+            ..Default::default()
+        };
+        w.write(&rec).unwrap();
+        w.finish().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next().unwrap(), RESULTS_HEADER.join(","));
+        assert_eq!(
+            lines.next().unwrap(),
+            "2,,'=cmd,,,,,invalid,,,,\"email: bad, \"\"quoted\"\"\",0,,,,"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The retry policy: which failures are worth another attempt, and how long to wait first.
+
+use std::time::Duration;
+
+use crate::api::ApiError;
+
+/// Exponential backoff with full jitter, honouring `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Most attempts per row, the first included.
+    pub max_attempts: u32,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl RetryPolicy {
+    pub fn new(max_attempts: u32) -> Self {
+        RetryPolicy {
+            max_attempts: max_attempts.max(1),
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(60),
+        }
+    }
+
+    /// After attempt number `attempt` (1-based) failed with `error`: how long to wait before
+    /// the next one, or `None` when the row is finished.
+    pub fn next_delay(&self, attempt: u32, error: &ApiError, random: f64) -> Option<Duration> {
+        if attempt >= self.max_attempts || !error.is_retryable() {
+            return None;
+        }
+        let backoff = self.backoff(attempt, random);
+        // The service's own Retry-After is a floor (retrying sooner only earns another 429);
+        // a little jitter on top keeps the waiting rows from all coming back at once.
+        Some(match error.retry_after {
+            Some(after) => after + self.base.mul_f64(random.clamp(0.0, 1.0)),
+            None => backoff,
+        })
+    }
+
+    /// Full jitter: uniform in [0, min(cap, base * 2^(attempt-1))]; `random` in [0, 1).
+    pub fn backoff(&self, attempt: u32, random: f64) -> Duration {
+        let exp = self
+            .base
+            .saturating_mul(
+                1u32.checked_shl(attempt.saturating_sub(1))
+                    .unwrap_or(u32::MAX),
+            )
+            .min(self.cap);
+        exp.mul_f64(random.clamp(0.0, 1.0))
+    }
+}
+
+/// A uniform random number in [0, 1) from the operating system's generator (through uuid,
+/// which the crate already uses), so concurrent rows do not retry in lockstep.
+pub fn jitter() -> f64 {
+    let bits = uuid::Uuid::new_v4().as_u64_pair().0 >> 11;
+    bits as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ApiErrorKind;
+
+    fn status(code: u16) -> ApiError {
+        ApiError::from_response(code, None, b"{}")
+    }
+
+    #[test]
+    fn server_errors_throttling_and_broken_connections_are_retried() {
+        let p = RetryPolicy::new(6);
+        for e in [
+            status(500),
+            status(503),
+            status(429),
+            status(408),
+            ApiError::transport(ApiErrorKind::Timeout, "t"),
+            ApiError::transport(ApiErrorKind::Transport, "reset"),
+            ApiError::transport(ApiErrorKind::Connect, "refused"),
+        ] {
+            assert!(p.next_delay(1, &e, 0.5).is_some(), "{e}");
+        }
+    }
+
+    #[test]
+    fn other_client_errors_are_never_retried() {
+        let p = RetryPolicy::new(6);
+        for code in [400, 401, 403, 404, 409] {
+            assert_eq!(p.next_delay(1, &status(code), 0.5), None, "{code}");
+        }
+    }
+
+    #[test]
+    fn attempts_stop_at_the_maximum() {
+        let p = RetryPolicy::new(3);
+        assert!(p.next_delay(2, &status(503), 0.5).is_some());
+        assert_eq!(p.next_delay(3, &status(503), 0.5), None);
+    }
+
+    #[test]
+    fn backoff_grows_exponentially_up_to_the_cap() {
+        let p = RetryPolicy::new(20);
+        assert_eq!(
+            p.backoff(1, 0.999_999),
+            Duration::from_secs(1).mul_f64(0.999_999)
+        );
+        assert_eq!(p.backoff(3, 1.0), Duration::from_secs(4));
+        assert_eq!(p.backoff(12, 1.0), Duration::from_secs(60));
+        assert_eq!(p.backoff(40, 1.0), Duration::from_secs(60));
+        assert_eq!(p.backoff(3, 0.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn retry_after_is_a_floor() {
+        let p = RetryPolicy::new(6);
+        let mut e = status(429);
+        e.retry_after = Some(Duration::from_secs(7));
+        let d = p.next_delay(1, &e, 0.0).unwrap();
+        assert!(
+            d >= Duration::from_secs(7) && d <= Duration::from_secs(8),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn jitter_is_in_the_unit_interval() {
+        for _ in 0..1000 {
+            let j = jitter();
+            assert!((0.0..1.0).contains(&j));
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The run summary: printed on stderr at the end of a run, and written as JSON with
+//! `--summary-json`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::progress::Tally;
+
+/// What a run did, in one place.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub tool_version: &'static str,
+    pub command: &'static str,
+    pub run_id: Uuid,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub elapsed_seconds: f64,
+    pub rows: u64,
+    pub rows_per_second: f64,
+    pub counts: BTreeMap<&'static str, u64>,
+    pub template_id: Option<String>,
+    pub base_url: Option<String>,
+    pub input: PathBuf,
+    pub output: String,
+    pub dry_run: bool,
+    pub exit_code: u8,
+    /// Why the run stopped early, if it did.
+    pub aborted: Option<String>,
+}
+
+/// Start of a run, for timing and ids.
+#[derive(Debug, Clone)]
+pub struct RunClock {
+    pub run_id: Uuid,
+    pub started_at: DateTime<Utc>,
+    started: Instant,
+}
+
+impl RunClock {
+    pub fn start() -> Self {
+        RunClock {
+            run_id: Uuid::new_v4(),
+            started_at: Utc::now(),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn elapsed_seconds(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+}
+
+impl RunSummary {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        command: &'static str,
+        clock: &RunClock,
+        tally: &Tally,
+        statuses: &[&'static str],
+        input: &Path,
+        output: String,
+        exit_code: u8,
+    ) -> Self {
+        let elapsed = clock.elapsed_seconds();
+        let rows = tally.total();
+        RunSummary {
+            tool_version: env!("CARGO_PKG_VERSION"),
+            command,
+            run_id: clock.run_id,
+            started_at: clock.started_at,
+            finished_at: Utc::now(),
+            elapsed_seconds: (elapsed * 1000.0).round() / 1000.0,
+            rows,
+            rows_per_second: if elapsed > 0.0 {
+                ((rows as f64 / elapsed) * 10.0).round() / 10.0
+            } else {
+                0.0
+            },
+            counts: tally.to_map(statuses),
+            template_id: None,
+            base_url: None,
+            input: input.to_path_buf(),
+            output,
+            dry_run: false,
+            exit_code,
+            aborted: None,
+        }
+    }
+
+    /// The human summary for stderr.
+    pub fn describe(&self, tally: &Tally, statuses: &[&str]) -> String {
+        format!(
+            "{} rows in {:.1} s ({} rows/s): {}\n{}: {}",
+            self.rows,
+            self.elapsed_seconds,
+            self.rows_per_second,
+            tally.describe(statuses),
+            if self.command == "validate" {
+                "report"
+            } else {
+                "results"
+            },
+            self.output
+        )
+    }
+
+    pub fn write_json(&self, path: &Path) -> std::io::Result<()> {
+        let mut text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        text.push('\n');
+        write_private(path, text.as_bytes())
+    }
+}
+
+/// Writes a file readable by its owner only (summaries and manifests name signers' files).
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}

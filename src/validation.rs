@@ -1,0 +1,441 @@
+//! Row validation: turns the raw cells of a record into a [`Confirmation`], or says which field
+//! is wrong and why. Also the duplicate index.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+
+use crate::domain::{Confirmation, DateAgreed, RowNumber, Signer, SignerKey, TenantId, shorten};
+use crate::input::{Column, InputError, InputReader, RawFields, RawRow};
+use crate::progress::ReadPosition;
+
+/// Longest first or last name accepted.
+pub const MAX_NAME_CHARS: usize = 256;
+/// RFC 5321's limit for a forward path.
+pub const MAX_EMAIL_CHARS: usize = 254;
+pub const MAX_PHONE_CHARS: usize = 40;
+const MAX_DATE_CHARS: usize = 64;
+
+/// Why a row cannot be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", field.name())]
+pub struct FieldError {
+    pub field: Column,
+    pub message: String,
+}
+
+fn field_error(field: Column, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field,
+        message: message.into(),
+    }
+}
+
+/// Checks rows against the contract's rules.
+#[derive(Debug, Clone, Default)]
+pub struct Validator {
+    /// Fills a blank `date_agreed` (the `--default-date-agreed` flag).
+    pub default_date: Option<DateAgreed>,
+}
+
+impl Validator {
+    /// Validates a row read from the input. `Err` carries the message for the results file.
+    pub fn validate_row(&self, row: &RawRow) -> Result<Confirmation, String> {
+        if let Some(problem) = &row.problem {
+            return Err(problem.clone());
+        }
+        self.validate(&row.fields, Utc::now())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Validates the cells of a row as of `now` (dates after it are in the future).
+    pub fn validate(&self, f: &RawFields, now: DateTime<Utc>) -> Result<Confirmation, FieldError> {
+        let tenant = parse_tenant(&f.tenant_id)?;
+        let first_name = parse_name(Column::FirstName, &f.first_name)?;
+        let last_name = parse_name(Column::LastName, &f.last_name)?;
+        let email = parse_email(&f.email)?;
+        let phone_number = parse_phone(&f.phone_number)?;
+        let date_agreed = match (f.date_agreed.trim(), self.default_date) {
+            ("", Some(default)) => default,
+            ("", None) => {
+                return Err(field_error(
+                    Column::DateAgreed,
+                    "is blank (fill it, or pass --default-date-agreed)",
+                ));
+            }
+            (raw, _) => parse_date_agreed(raw, now)?,
+        };
+        Ok(Confirmation {
+            tenant,
+            signer: Signer {
+                first_name,
+                last_name,
+                email,
+                phone_number,
+            },
+            date_agreed,
+        })
+    }
+}
+
+fn parse_tenant(raw: &str) -> Result<TenantId, FieldError> {
+    if raw.trim().is_empty() {
+        return Err(field_error(Column::TenantId, "is blank"));
+    }
+    TenantId::parse(raw).map_err(|m| field_error(Column::TenantId, m))
+}
+
+fn parse_name(column: Column, raw: &str) -> Result<String, FieldError> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(field_error(column, "is blank"));
+    }
+    let chars = name.chars().count();
+    if chars > MAX_NAME_CHARS {
+        return Err(field_error(
+            column,
+            format!("is {chars} characters long (at most {MAX_NAME_CHARS})"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(field_error(
+            column,
+            format!("'{}' contains a control character", shorten(name)),
+        ));
+    }
+    Ok(name.to_string())
+}
+
+fn parse_email(raw: &str) -> Result<String, FieldError> {
+    let email = raw.trim();
+    let bad = |why: &str| field_error(Column::Email, format!("'{}' {why}", shorten(email)));
+    if email.is_empty() {
+        return Err(field_error(Column::Email, "is blank"));
+    }
+    let chars = email.chars().count();
+    if chars > MAX_EMAIL_CHARS {
+        return Err(field_error(
+            Column::Email,
+            format!("is {chars} characters long (at most {MAX_EMAIL_CHARS})"),
+        ));
+    }
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return Err(bad("has no @"));
+    };
+    if local.is_empty() {
+        return Err(bad("has nothing before the @"));
+    }
+    if local.contains('@') {
+        return Err(bad("has more than one @"));
+    }
+    if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("contains a space or control character"));
+    }
+    if local.chars().count() > 64 {
+        return Err(bad("has more than 64 characters before the @"));
+    }
+    let local_ok = local
+        .chars()
+        .all(|c| c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
+    if !local_ok || local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return Err(bad(
+            "has characters before the @ that an address cannot have",
+        ));
+    }
+    if domain.is_empty() {
+        return Err(bad("has nothing after the @"));
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    if labels.len() < 2 {
+        return Err(bad("has no dot in its domain"));
+    }
+    let label_ok = |l: &&str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+    };
+    if !labels.iter().all(label_ok) {
+        return Err(bad("has an invalid domain"));
+    }
+    if labels
+        .last()
+        .is_some_and(|tld| tld.chars().count() < 2 || tld.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Err(bad("has an invalid top-level domain"));
+    }
+    Ok(email.to_string())
+}
+
+fn parse_phone(raw: &str) -> Result<Option<String>, FieldError> {
+    let phone = raw.trim();
+    if phone.is_empty() {
+        return Ok(None);
+    }
+    let bad = |why: &str| field_error(Column::PhoneNumber, format!("'{}' {why}", shorten(phone)));
+    if phone.chars().count() > MAX_PHONE_CHARS {
+        return Err(bad(&format!("is longer than {MAX_PHONE_CHARS} characters")));
+    }
+    if !phone
+        .chars()
+        .all(|c| c.is_ascii_digit() || " +-().".contains(c))
+    {
+        return Err(bad("may hold only digits, spaces and + - ( ) ."));
+    }
+    if phone.rfind('+').is_some_and(|i| i > 0) {
+        return Err(bad("has a + that is not at the start"));
+    }
+    let digits = phone.chars().filter(char::is_ascii_digit).count();
+    if !(4..=20).contains(&digits) {
+        return Err(bad(&format!("has {digits} digits (expected 4 to 20)")));
+    }
+    Ok(Some(phone.to_string()))
+}
+
+/// Parses `date_agreed` in the forms the contract allows and checks it is not in the future.
+pub fn parse_date_agreed(raw: &str, now: DateTime<Utc>) -> Result<DateAgreed, FieldError> {
+    let raw = raw.trim();
+    let bad = |why: String| field_error(Column::DateAgreed, why);
+    if raw.chars().count() > MAX_DATE_CHARS {
+        return Err(bad(format!("'{}' is not a date", shorten(raw))));
+    }
+    let at = parse_datetime(raw).ok_or_else(|| {
+        bad(format!(
+            "'{raw}' is not a date: use YYYY-MM-DD, YYYY-MM-DD HH:MM:SS (UTC) or RFC 3339 with an offset"
+        ))
+    })?;
+    if at > now {
+        return Err(bad(format!(
+            "{} is in the future (UTC); Partner Center rejects future dates (error 600002)",
+            crate::domain::rfc3339(at)
+        )));
+    }
+    if at
+        < Utc
+            .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+            .single()
+            .unwrap_or(at)
+    {
+        return Err(bad(format!("'{raw}' is implausibly early: check the year")));
+    }
+    Ok(DateAgreed::new(at))
+}
+
+/// Parses the contract's date forms into UTC, public so that `--default-date-agreed` and the
+/// results reader share it.
+pub fn parse_datetime(raw: &str) -> Option<DateTime<Utc>> {
+    if let Ok(d) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        return d.and_hms_opt(0, 0, 0).map(|n| n.and_utc());
+    }
+    if let Ok(dt) = DateTime::parse_from_rfc3339(raw) {
+        return Some(dt.with_timezone(&Utc));
+    }
+    for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"] {
+        if let Ok(n) = NaiveDateTime::parse_from_str(raw, fmt) {
+            return Some(n.and_utc());
+        }
+    }
+    None
+}
+
+/// Remembers a fingerprint per row sent, to mark later rows for the same tenant and signer as
+/// duplicates. Holds 16 bytes of key and 8 of row number per distinct row, never the row.
+#[derive(Debug, Default)]
+pub struct DuplicateIndex {
+    seen: HashMap<SignerKey, RowNumber>,
+}
+
+impl DuplicateIndex {
+    /// Records `key` for `row`; returns the earlier row if the key was already seen.
+    pub fn first_seen(&mut self, key: SignerKey, row: RowNumber) -> Option<RowNumber> {
+        match self.seen.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(row);
+                None
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    /// Approximate heap bytes held by the index.
+    pub fn heap_bytes(&self) -> usize {
+        self.seen.capacity() * (std::mem::size_of::<(SignerKey, RowNumber)>() + 1)
+    }
+}
+
+/// What validation made of one row.
+#[derive(Debug)]
+pub enum Verdict {
+    Valid(RowNumber, Confirmation),
+    Invalid(Box<RawRow>, String),
+    /// Same tenant and signer as `earlier`.
+    Duplicate(RowNumber, Confirmation, RowNumber),
+}
+
+/// Reads every row of `reader`, validates it and checks it against earlier rows, handing each
+/// verdict to `emit` until it returns false. Reports progress through `position`.
+pub fn classify_rows(
+    reader: &mut InputReader,
+    validator: &Validator,
+    position: &ReadPosition,
+    mut emit: impl FnMut(Verdict) -> bool,
+) -> Result<(), InputError> {
+    let mut duplicates = DuplicateIndex::default();
+    let mut rows = 0u64;
+    while let Some(next) = reader.next_row() {
+        let raw = next?;
+        rows += 1;
+        if rows % 64 == 0 {
+            position.update(reader.position(), rows);
+        }
+        let verdict = match validator.validate_row(&raw) {
+            Err(message) => Verdict::Invalid(Box::new(raw), message),
+            Ok(c) => match duplicates.first_seen(c.key(), raw.row) {
+                Some(earlier) => Verdict::Duplicate(raw.row, c, earlier),
+                None => Verdict::Valid(raw.row, c),
+            },
+        };
+        if !emit(verdict) {
+            break;
+        }
+    }
+    position.update(reader.position(), rows);
+    position
+        .finished
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap()
+    }
+
+    fn fields() -> RawFields {
+        RawFields {
+            tenant_id: "0f4d6f3e-7b9a-4c1e-9d2b-3a5c7e9f1b2d".into(),
+            first_name: " Tania ".into(),
+            last_name: "Carr".into(),
+            email: "tania.carr@contoso.com".into(),
+            phone_number: "+1 425 555 0100".into(),
+            date_agreed: "2024-06-14".into(),
+        }
+    }
+
+    fn check(f: RawFields) -> Result<Confirmation, FieldError> {
+        Validator::default().validate(&f, now())
+    }
+
+    #[test]
+    fn a_good_row_is_normalised() {
+        let c = check(fields()).unwrap();
+        assert_eq!(c.signer.first_name, "Tania");
+        assert_eq!(c.date_agreed.to_string(), "2024-06-14T00:00:00Z");
+        assert_eq!(c.signer.phone_number.as_deref(), Some("+1 425 555 0100"));
+    }
+
+    #[test]
+    fn dates_in_every_allowed_form_become_utc() {
+        let cases = [
+            ("2024-06-14", "2024-06-14T00:00:00Z"),
+            ("2024-06-14T09:30:00+02:00", "2024-06-14T07:30:00Z"),
+            ("2024-06-14T09:30:00Z", "2024-06-14T09:30:00Z"),
+            ("2024-06-14 09:30:00", "2024-06-14T09:30:00Z"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(
+                parse_date_agreed(raw, now()).unwrap().to_string(),
+                want,
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_future_date_is_invalid_even_when_it_is_today_east_of_greenwich() {
+        // 2026-11-23 in New Zealand is already the 23rd while UTC is still the 22nd.
+        let err = parse_date_agreed(
+            "2026-11-23T00:30:00+13:00",
+            Utc.with_ymd_and_hms(2026, 11, 22, 11, 0, 0).unwrap(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("future"), "{err}");
+        assert!(parse_date_agreed("2026-11-22", now()).is_ok());
+    }
+
+    #[test]
+    fn bad_values_name_the_field_and_the_reason() {
+        type Mutation = fn(&mut RawFields);
+        let cases: [(Mutation, &str); 10] = [
+            (
+                |f| f.tenant_id = "contoso".into(),
+                "customer_tenant_id: 'contoso' is not a GUID",
+            ),
+            (|f| f.tenant_id = " ".into(), "customer_tenant_id: is blank"),
+            (|f| f.first_name = "".into(), "first_name: is blank"),
+            (
+                |f| f.last_name = "x".repeat(300),
+                "last_name: is 300 characters long",
+            ),
+            (
+                |f| f.email = "tania.contoso.com".into(),
+                "email: 'tania.contoso.com' has no @",
+            ),
+            (
+                |f| f.email = "tania@contoso".into(),
+                "has no dot in its domain",
+            ),
+            (|f| f.email = "ta nia@contoso.com".into(), "space"),
+            (
+                |f| f.phone_number = "call me".into(),
+                "phone_number: 'call me' may hold only digits",
+            ),
+            (
+                |f| f.date_agreed = "14/06/2024".into(),
+                "date_agreed: '14/06/2024' is not a date",
+            ),
+            (|f| f.date_agreed = "".into(), "date_agreed: is blank"),
+        ];
+        for (mutate, want) in cases {
+            let mut f = fields();
+            mutate(&mut f);
+            let err = check(f).unwrap_err().to_string();
+            assert!(err.contains(want), "{err:?} does not contain {want:?}");
+        }
+    }
+
+    #[test]
+    fn blank_phone_is_allowed_and_blank_date_takes_the_default() {
+        let mut f = fields();
+        f.phone_number = " ".into();
+        f.date_agreed = "".into();
+        let v = Validator {
+            default_date: Some(DateAgreed::new(
+                Utc.with_ymd_and_hms(2025, 1, 2, 0, 0, 0).unwrap(),
+            )),
+        };
+        let c = v.validate(&f, now()).unwrap();
+        assert_eq!(c.signer.phone_number, None);
+        assert_eq!(c.date_agreed.to_string(), "2025-01-02T00:00:00Z");
+    }
+
+    #[test]
+    fn duplicate_index_names_the_first_row() {
+        let c = check(fields()).unwrap();
+        let mut idx = DuplicateIndex::default();
+        assert_eq!(idx.first_seen(c.key(), RowNumber(3)), None);
+        assert_eq!(idx.first_seen(c.key(), RowNumber(9)), Some(RowNumber(3)));
+    }
+}

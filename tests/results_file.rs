@@ -1,0 +1,131 @@
+//! The results file, the audit record of a `confirm` run: its header, its cells, where it goes.
+
+mod common;
+
+use chrono::DateTime;
+use common::{Customer, RESULTS_HEADER, Results, Workdir, counts, default_simulator, no_calls};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_header_is_the_contracts_columns_in_order() {
+    let sim = default_simulator().await;
+    let wd = Workdir::new();
+    wd.create_customers("in.csv", &Customer::many(1));
+
+    let run = wd.confirm("in.csv", "r.csv", &sim.base_url()).run_async().await;
+
+    run.expect_code(0);
+    let text = wd.read("r.csv");
+    let first_line = text.lines().next().unwrap_or_default().trim_end_matches('\r');
+    assert_eq!(first_line, RESULTS_HEADER, "{run}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cells_a_spreadsheet_would_run_as_formulas_get_a_leading_quote() {
+    let sim = default_simulator().await;
+    let wd = Workdir::new();
+    let c = Customer::new(1).first_name("=HYPERLINK(\"x\")").phone("+1 425 555 0100");
+    wd.create_customers("in.csv", std::slice::from_ref(&c));
+
+    let run = wd.confirm("in.csv", "r.csv", &sim.base_url()).run_async().await;
+
+    run.expect_code(0);
+    let results = Results::read(&wd.path("r.csv"), &run);
+    let line = results.by_row(1);
+    assert_eq!(line.get("first_name"), "'=HYPERLINK(\"x\")", "{line:?}{run}");
+    assert_eq!(line.get("phone_number"), "'+1 425 555 0100", "{line:?}{run}");
+    // The quote is for the file only: Partner Center gets the values as typed.
+    let requests = sim.requests();
+    assert_eq!(requests.len(), 1, "{requests:#?}{run}");
+    let contact = &requests[0].body["primaryContact"];
+    assert_eq!(contact["firstName"], "=HYPERLINK(\"x\")", "{contact}{run}");
+    assert_eq!(contact["phoneNumber"], "+1 425 555 0100", "{contact}{run}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_at_is_rfc3339_utc_on_every_line() {
+    let sim = default_simulator().await;
+    let wd = Workdir::new();
+    let good = Customer::new(1);
+    let bad = Customer::new(2).email("not-an-address");
+    wd.create_customers("in.csv", &[good.clone(), bad, good]);
+
+    let run = wd.confirm("in.csv", "r.csv", &sim.base_url()).run_async().await;
+
+    run.expect_code(1);
+    let results = Results::read(&wd.path("r.csv"), &run);
+    assert_eq!(results.counts(), counts(&[("confirmed", 1), ("invalid", 1), ("duplicate", 1)]), "{run}");
+    for r in &results.rows {
+        let at = r.get("finished_at");
+        let parsed = DateTime::parse_from_rfc3339(at);
+        assert!(
+            parsed.is_ok_and(|t| t.offset().local_minus_utc() == 0) && at.ends_with('Z'),
+            "finished_at {at:?} is not RFC 3339 UTC: {r:?}{run}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_go_beside_the_input_by_default() {
+    let sim = default_simulator().await;
+    let wd = Workdir::new();
+    let path = wd.create("batch/wave1.csv", {
+        let mut text = format!("{}\n", common::INPUT_HEADER);
+        for c in Customer::many(2) {
+            text.push_str(&c.csv_line(','));
+            text.push('\n');
+        }
+        text
+    });
+
+    let mut cmd = wd.command([
+        "confirm",
+        path.to_str().unwrap(),
+        "--base-url",
+        &sim.base_url(),
+        "--rate",
+        "1000/s",
+        "--no-progress",
+    ]);
+    cmd.env("PARTNER_CENTER_ACCESS_TOKEN", common::TEST_TOKEN);
+    let run = cmd.run_async().await;
+
+    run.expect_code(0);
+    let results = Results::read(&wd.path("batch/wave1.results.csv"), &run);
+    assert_eq!(results.counts(), counts(&[("confirmed", 2)]), "{run}");
+    assert!(!wd.exists("wave1.results.csv"), "results written to the working directory{run}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dash_output_writes_the_results_csv_and_nothing_else_to_stdout() {
+    let sim = default_simulator().await;
+    let wd = Workdir::new();
+    wd.create_customers("in.csv", &Customer::many(3));
+
+    let mut cmd = wd.confirm("in.csv", "-", &sim.base_url());
+    cmd.env("RUST_LOG", "debug");
+    let run = cmd.run_async().await;
+
+    run.expect_code(0);
+    let first_line = run.stdout.lines().next().unwrap_or_default().trim_end_matches('\r');
+    assert_eq!(first_line, RESULTS_HEADER, "{run}");
+    let results = Results::parse(&run.stdout).unwrap_or_else(|e| panic!("stdout is not only the results CSV: {e}{run}"));
+    assert_eq!(results.counts(), counts(&[("confirmed", 3)]), "{run}");
+    assert!(!wd.exists("in.results.csv") && !wd.exists("-"), "no results file besides stdout{run}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_only_input_gives_a_header_only_results_file_and_sends_nothing() {
+    let sim = default_simulator().await;
+    let wd = Workdir::new();
+    wd.create("in.csv", format!("{}\r\n", common::INPUT_HEADER));
+
+    let run = wd.confirm("in.csv", "r.csv", &sim.base_url()).run_async().await;
+
+    run.expect_code(0);
+    run.expect_stderr_contains("no data rows");
+    let results = Results::read(&wd.path("r.csv"), &run);
+    assert_eq!(results.header_line(), RESULTS_HEADER, "{run}");
+    assert!(results.rows.is_empty(), "{results:?}{run}");
+    let stats = sim.stats();
+    assert!(no_calls(&stats), "no network call: {stats:?}{run}");
+}
