@@ -118,6 +118,11 @@ pub struct ConfirmArgs {
     #[arg(long, value_name = "N", default_value_t = 6)]
     pub max_attempts: u32,
 
+    /// Continue an existing results file: customers already confirmed there are not sent
+    /// again; new lines are appended
+    #[arg(long)]
+    pub resume: bool,
+
     /// Validate, authenticate, fetch the template and report `would_confirm`; send no POST
     #[arg(long)]
     pub dry_run: bool,

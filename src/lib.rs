@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod rate;
 pub mod results;
+pub mod resume;
 pub mod retry;
 pub mod simulator;
 pub mod summary;

@@ -12,7 +12,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::RowNumber;
 use crate::progress::{Progress, Tally};
-use crate::rate::RequestGate;
 use crate::results::{OutputError, ReportRecord, ReportWriter};
 
 /// One unit of work from the reader.
@@ -35,6 +34,8 @@ pub enum AbortReason {
     Input(String),
     #[error("interrupted")]
     Interrupted,
+    #[error("{0}")]
+    ServiceDown(String),
 }
 
 /// What a job did with one row.
@@ -43,14 +44,39 @@ pub enum JobOutcome<R> {
     Done(R),
     /// The row's record, and the reason the whole run must stop.
     Abort(R, AbortReason),
+    /// The run stopped before anything was sent for the row: no record, so a resumed run
+    /// takes the row up again.
+    NotStarted,
 }
 
-/// What every job gets to work with.
-#[derive(Debug)]
+/// What every job shares: the stop signal and why the run stopped.
+#[derive(Debug, Default)]
 pub struct RunContext {
-    pub gate: RequestGate,
     /// Cancelled when the run must stop starting new work.
     pub stop: CancellationToken,
+    abort: Mutex<Option<AbortReason>>,
+}
+
+impl RunContext {
+    pub fn new(stop: CancellationToken) -> Self {
+        RunContext {
+            stop,
+            abort: Mutex::new(None),
+        }
+    }
+
+    /// Stops the run; the first reason given is the one reported.
+    pub fn abort(&self, reason: AbortReason) {
+        if let Ok(mut slot) = self.abort.lock() {
+            slot.get_or_insert(reason);
+        }
+        self.stop.cancel();
+    }
+
+    /// Why the run stopped, if it did.
+    pub fn abort_reason(&self) -> Option<AbortReason> {
+        self.abort.lock().ok().and_then(|a| a.clone())
+    }
 }
 
 /// A kind of network work done per row (confirming, checking status, ...).
@@ -83,21 +109,9 @@ pub async fn run<J: Job>(
     mut writer: ReportWriter,
     progress: Progress,
 ) -> (PipelineReport, ReportWriter) {
-    let abort: Arc<Mutex<Option<AbortReason>>> = Arc::new(Mutex::new(None));
-    let set_abort = {
-        let abort = abort.clone();
-        let stop = ctx.stop.clone();
-        move |reason: AbortReason| {
-            if let Ok(mut slot) = abort.lock() {
-                slot.get_or_insert(reason);
-            }
-            stop.cancel();
-        }
-    };
-
     let (record_tx, mut record_rx) = mpsc::channel::<J::Record>(concurrency.max(1) * 2);
     let writer_task = {
-        let set_abort = set_abort.clone();
+        let ctx = ctx.clone();
         tokio::spawn(async move {
             let mut tally = Tally::default();
             let mut failed = false;
@@ -108,7 +122,7 @@ pub async fn run<J: Job>(
                 }
                 if let Err(e) = writer.write(&record) {
                     failed = true;
-                    set_abort(AbortReason::Output(e.to_string()));
+                    ctx.abort(AbortReason::Output(e.to_string()));
                     continue;
                 }
                 tally.add(record.status_word());
@@ -146,16 +160,18 @@ pub async fn run<J: Job>(
                 let job = job.clone();
                 let ctx = ctx.clone();
                 let tx = record_tx.clone();
-                let set_abort = set_abort.clone();
                 workers.spawn(async move {
                     let record = match job.run(row, input, &ctx).await {
-                        JobOutcome::Done(r) => r,
+                        JobOutcome::Done(r) => Some(r),
                         JobOutcome::Abort(r, reason) => {
-                            set_abort(reason);
-                            r
+                            ctx.abort(reason);
+                            Some(r)
                         }
+                        JobOutcome::NotStarted => None,
                     };
-                    let _ = tx.send(record).await;
+                    if let Some(record) = record {
+                        let _ = tx.send(record).await;
+                    }
                     drop(permit);
                 });
             }
@@ -174,8 +190,13 @@ pub async fn run<J: Job>(
             std::panic::resume_unwind(e.into_panic());
         }
     };
-    let abort = abort.lock().ok().and_then(|mut a| a.take());
-    (PipelineReport { tally, abort }, writer)
+    (
+        PipelineReport {
+            tally,
+            abort: ctx.abort_reason(),
+        },
+        writer,
+    )
 }
 
 /// Sends reader output into the pipeline from a blocking thread; returns false once the

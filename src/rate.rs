@@ -5,7 +5,12 @@ use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::time::Instant;
+
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio_util::sync::CancellationToken;
 
 /// Most requests started per time unit, e.g. `5/s`, `300/min`, `10000/h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,23 +60,73 @@ impl fmt::Display for Rate {
     }
 }
 
-/// Gates request starts at a smooth rate. The burst is one request: governor's default burst is
-/// the whole quota, which would let `5/s` start five requests at once after any pause and trip a
-/// server limit that sits just above the rate.
+/// Gates request starts: a smooth ceiling at `--rate`, and below it an adaptive rate that
+/// backs off when Partner Center throttles.
+///
+/// The quota is shared by every request of the partner tenant, so a 429 is a signal for all
+/// workers, not only the one that got it: every new start pauses until `Retry-After` has
+/// passed, then the rate drops (multiplicative decrease) and climbs back toward `--rate` a
+/// little every second (additive increase).
 #[derive(Debug)]
 pub struct RequestGate {
+    /// The ceiling. Its burst is one request: governor's default burst is the whole quota, which
+    /// would let `5/s` start five requests at once after any pause and trip a server limit that
+    /// sits just above the rate.
     limiter: DefaultDirectRateLimiter,
     rate: Rate,
+    adaptive: Mutex<Adaptive>,
+    started: AtomicU64,
+    created: Instant,
+    /// Cancelled when the run stops: waiting starts give up.
+    stop: CancellationToken,
 }
 
+/// The run stopped while a request waited for its turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped;
+
+#[derive(Debug)]
+struct Adaptive {
+    /// No request starts before this.
+    paused_until: Option<Instant>,
+    /// Requests per second right after the last decrease, and when it happened.
+    reduced_to: Option<(f64, Instant)>,
+    /// Next free start slot while the rate is reduced.
+    next_slot: Instant,
+    /// 429s up to this instant belong to the episode already counted.
+    episode_until: Option<Instant>,
+    episodes: u64,
+}
+
+/// Share of the rate kept after a throttling episode.
+const DECREASE: f64 = 0.75;
+/// Never go below this share of `--rate`.
+const FLOOR: f64 = 0.02;
+/// How long the rate takes to climb back from nothing to `--rate`: additive increase of
+/// `rate / CLIMB_SECS` requests per second, every second.
+const CLIMB_SECS: f64 = 60.0;
+/// Pause after a 429 that carries no `Retry-After`.
+const DEFAULT_PAUSE: Duration = Duration::from_secs(2);
+
 impl RequestGate {
-    pub fn new(rate: Rate) -> Self {
+    pub fn new(rate: Rate, stop: CancellationToken) -> Self {
         let quota = Quota::with_period(rate.interval().max(Duration::from_nanos(1)))
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(NonZeroU32::MIN);
+        let now = Instant::now();
         RequestGate {
             limiter: RateLimiter::direct(quota),
             rate,
+            adaptive: Mutex::new(Adaptive {
+                paused_until: None,
+                reduced_to: None,
+                next_slot: now,
+                episode_until: None,
+                episodes: 0,
+            }),
+            started: AtomicU64::new(0),
+            created: now,
+            stop,
         }
     }
 
@@ -79,9 +134,132 @@ impl RequestGate {
         self.rate
     }
 
-    /// Waits until one more request may start.
-    pub async fn ready(&self) {
+    /// Waits until one more request may start, or the run stops.
+    pub async fn ready(&self) -> Result<(), Stopped> {
+        if self.stop.is_cancelled() {
+            return Err(Stopped);
+        }
+        tokio::select! {
+            biased;
+            _ = self.stop.cancelled() => Err(Stopped),
+            _ = self.wait_turn() => {
+                self.started.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+        }
+    }
+
+    async fn wait_turn(&self) {
+        loop {
+            let wait = {
+                let Ok(mut a) = self.adaptive.lock() else {
+                    break;
+                };
+                let now = Instant::now();
+                match a.paused_until {
+                    Some(until) if until > now => Some(until),
+                    _ => {
+                        a.paused_until = None;
+                        match self.current_reduced_rate(&mut a, now) {
+                            None => None,
+                            Some(per_sec) => {
+                                let slot = a.next_slot.max(now);
+                                a.next_slot = slot + Duration::from_secs_f64(1.0 / per_sec);
+                                (slot > now).then_some(slot)
+                            }
+                        }
+                    }
+                }
+            };
+            match wait {
+                Some(until) => {
+                    tokio::time::sleep_until(until).await;
+                    // A pause may have begun while this start waited for its slot.
+                    if self.is_paused() {
+                        continue;
+                    }
+                    break;
+                }
+                None => break,
+            }
+        }
         self.limiter.until_ready().await;
+    }
+
+    fn is_paused(&self) -> bool {
+        self.adaptive
+            .lock()
+            .ok()
+            .and_then(|a| a.paused_until)
+            .is_some_and(|until| until > Instant::now())
+    }
+
+    /// The reduced rate in requests per second, or `None` once back at `--rate`.
+    fn current_reduced_rate(&self, a: &mut Adaptive, now: Instant) -> Option<f64> {
+        let (reduced, since) = a.reduced_to?;
+        let full = self.rate.per_second();
+        let climbed =
+            reduced + full / CLIMB_SECS * now.saturating_duration_since(since).as_secs_f64();
+        if climbed >= full {
+            a.reduced_to = None;
+            return None;
+        }
+        Some(climbed)
+    }
+
+    /// The service answered 429: pause every start for `retry_after`, and lower the rate once
+    /// per episode. Returns true when this 429 opened a new episode (to log it once).
+    pub fn throttled(&self, retry_after: Option<Duration>) -> bool {
+        let Ok(mut a) = self.adaptive.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        let until = now + retry_after.unwrap_or(DEFAULT_PAUSE);
+        a.paused_until = Some(a.paused_until.map_or(until, |p| p.max(until)));
+        if a.episode_until.is_some_and(|e| now < e) {
+            // Requests already in flight when the first 429 came back: same episode.
+            a.episode_until = a.paused_until.map(|p| p + Duration::from_secs(1));
+            return false;
+        }
+        let current = self
+            .current_reduced_rate(&mut a, now)
+            .unwrap_or(self.rate.per_second());
+        let floor = self.rate.per_second() * FLOOR;
+        let resume_at = a.paused_until.unwrap_or(until);
+        a.reduced_to = Some(((current * DECREASE).max(floor), resume_at));
+        a.next_slot = resume_at;
+        a.episode_until = Some(resume_at + Duration::from_secs(1));
+        a.episodes += 1;
+        true
+    }
+
+    /// Requests per second the gate lets through now (below `--rate` after throttling).
+    pub fn current_rate(&self) -> f64 {
+        self.adaptive
+            .lock()
+            .ok()
+            .and_then(|mut a| self.current_reduced_rate(&mut a, Instant::now()))
+            .unwrap_or(self.rate.per_second())
+    }
+
+    /// Throttling episodes so far.
+    pub fn episodes(&self) -> u64 {
+        self.adaptive.lock().map(|a| a.episodes).unwrap_or(0)
+    }
+
+    /// Requests started so far.
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// Requests started per second since the gate was created.
+    pub fn effective_rate(&self) -> f64 {
+        let secs = self.created.elapsed().as_secs_f64();
+        if secs > 0.0 {
+            self.started() as f64 / secs
+        } else {
+            0.0
+        }
     }
 }
 
@@ -102,10 +280,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_gate_allows_no_start_up_burst() {
-        let gate = RequestGate::new("20/s".parse().unwrap());
+        let gate = RequestGate::new("20/s".parse().unwrap(), CancellationToken::new());
         let start = tokio::time::Instant::now();
         for _ in 0..3 {
-            gate.ready().await;
+            gate.ready().await.unwrap();
         }
         // Three starts at 20/s need two full intervals (100 ms); a burst would take ~0.
         assert!(
@@ -113,5 +291,42 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_pauses_every_start_then_lowers_the_rate_once_per_episode() {
+        let gate = RequestGate::new("100/s".parse().unwrap(), CancellationToken::new());
+        gate.ready().await.unwrap();
+        assert!(gate.throttled(Some(Duration::from_secs(5))));
+        // A second 429 from a request already in flight belongs to the same episode.
+        assert!(!gate.throttled(Some(Duration::from_secs(5))));
+        assert_eq!(gate.episodes(), 1);
+        let paused_at = tokio::time::Instant::now();
+        gate.ready().await.unwrap();
+        assert!(paused_at.elapsed() >= Duration::from_secs(5));
+        let rate = gate.current_rate();
+        assert!((74.0..=76.0).contains(&rate), "{rate}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_climbs_back_after_throttling() {
+        let gate = RequestGate::new("60/s".parse().unwrap(), CancellationToken::new());
+        gate.throttled(Some(Duration::from_secs(1)));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let early = gate.current_rate();
+        assert!(early < 60.0 && early > 45.0, "{early}");
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(gate.current_rate(), 60.0);
+    }
+
+    #[tokio::test]
+    async fn a_stopped_run_starts_nothing() {
+        let stop = CancellationToken::new();
+        let gate = RequestGate::new("1/h".parse().unwrap(), stop.clone());
+        gate.ready().await.unwrap();
+        let waiting = gate.ready();
+        stop.cancel();
+        assert_eq!(waiting.await, Err(Stopped));
+        assert_eq!(gate.started(), 1);
     }
 }

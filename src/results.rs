@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -205,32 +206,50 @@ pub enum OutputError {
     Write { path: String, source: io::Error },
 }
 
+/// How a report file is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpenMode {
+    Create(ExistingFile),
+    Append,
+}
+
 /// Opens the report file, creating it with owner-only permissions: results hold signers'
-/// personal data.
-pub fn open_output(
+/// personal data. Returns the writer and, for files, a handle to sync to disk.
+fn open_output(
     target: &OutputTarget,
-    existing: ExistingFile,
-) -> Result<Box<dyn Write + Send>, OutputError> {
+    mode: OpenMode,
+) -> Result<(Box<dyn Write + Send>, Option<File>), OutputError> {
     let path = match target {
-        OutputTarget::Stdout => return Ok(Box::new(io::stdout())),
+        OutputTarget::Stdout => return Ok((Box::new(io::stdout()), None)),
         OutputTarget::File(p) => p,
     };
     let create_err = |source| OutputError::Create {
         path: path.clone(),
         source,
     };
-    if existing == ExistingFile::Refuse {
-        refuse_existing(path)?;
-    }
     let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    match mode {
+        OpenMode::Create(existing) => {
+            if existing == ExistingFile::Refuse {
+                refuse_existing(path)?;
+            }
+            options.write(true).create(true).truncate(true);
+        }
+        OpenMode::Append => {
+            options.append(true).create(true);
+        }
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
     let file = options.open(path).map_err(create_err)?;
-    Ok(Box::new(BufWriter::with_capacity(64 * 1024, file)))
+    let sync = file.try_clone().map_err(create_err)?;
+    Ok((
+        Box::new(BufWriter::with_capacity(64 * 1024, file)),
+        Some(sync),
+    ))
 }
 
 /// Fails when `path` holds a non-empty file; checked before anything is sent.
@@ -243,12 +262,19 @@ pub fn refuse_existing(path: &Path) -> Result<(), OutputError> {
     }
 }
 
-/// Writes report lines, each flushed to the operating system as soon as it is written.
+/// Lines between two syncs to disk, and the longest time between them.
+const SYNC_EVERY_LINES: u32 = 256;
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// Writes report lines, each flushed to the operating system as soon as it is written and
+/// synced to disk every so often, so a crash of the machine loses little and a crash of the
+/// process loses nothing that was written.
 pub struct ReportWriter {
     target: OutputTarget,
     csv: csv::Writer<Box<dyn Write + Send>>,
-    /// Lines written since the last durable sync.
+    sync: Option<File>,
     unsynced: u32,
+    last_sync: Instant,
 }
 
 impl std::fmt::Debug for ReportWriter {
@@ -265,17 +291,28 @@ impl ReportWriter {
         target: OutputTarget,
         existing: ExistingFile,
     ) -> Result<Self, OutputError> {
-        let out = open_output(&target, existing)?;
-        let mut writer = ReportWriter {
+        let mut writer = Self::open(target, OpenMode::Create(existing))?;
+        writer.write_cells(R::header().iter().map(|h| Cow::Borrowed(*h)))?;
+        writer.flush()?;
+        Ok(writer)
+    }
+
+    /// Opens an existing report to add lines after the ones it has (`--resume`).
+    pub fn append(path: &Path) -> Result<Self, OutputError> {
+        Self::open(OutputTarget::File(path.to_path_buf()), OpenMode::Append)
+    }
+
+    fn open(target: OutputTarget, mode: OpenMode) -> Result<Self, OutputError> {
+        let (out, sync) = open_output(&target, mode)?;
+        Ok(ReportWriter {
             csv: csv::WriterBuilder::new()
                 .buffer_capacity(16 * 1024)
                 .from_writer(out),
             target,
+            sync,
             unsynced: 0,
-        };
-        writer.write_cells(R::header().iter().map(|h| Cow::Borrowed(*h)))?;
-        writer.flush()?;
-        Ok(writer)
+            last_sync: Instant::now(),
+        })
     }
 
     pub fn target(&self) -> &OutputTarget {
@@ -285,7 +322,12 @@ impl ReportWriter {
     /// Writes and flushes one record.
     pub fn write<R: ReportRecord>(&mut self, record: &R) -> Result<(), OutputError> {
         self.write_cells(record.cells().into_iter())?;
-        self.flush()
+        self.flush()?;
+        self.unsynced += 1;
+        if self.unsynced >= SYNC_EVERY_LINES || self.last_sync.elapsed() >= SYNC_EVERY {
+            self.sync()?;
+        }
+        Ok(())
     }
 
     /// Writes one record without flushing (for offline reports written in bulk).
@@ -309,8 +351,16 @@ impl ReportWriter {
     }
 
     pub fn flush(&mut self) -> Result<(), OutputError> {
-        self.unsynced += 1;
         self.csv.flush().map_err(|e| self.error(e))
+    }
+
+    fn sync(&mut self) -> Result<(), OutputError> {
+        if let Some(file) = &self.sync {
+            file.sync_data().map_err(|e| self.error(e))?;
+        }
+        self.unsynced = 0;
+        self.last_sync = Instant::now();
+        Ok(())
     }
 
     fn error(&self, source: io::Error) -> OutputError {
@@ -320,17 +370,10 @@ impl ReportWriter {
         }
     }
 
-    /// Flushes everything and, for files, asks the OS to put it on disk.
+    /// Flushes everything and, for files, puts it on disk.
     pub fn finish(mut self) -> Result<(), OutputError> {
-        self.csv.flush().map_err(|e| self.error(e))?;
-        if let OutputTarget::File(path) = &self.target {
-            // Reopen to fsync: the writer is boxed behind `dyn Write`.
-            if let Ok(f) = File::open(path) {
-                f.sync_all().map_err(|e| self.error(e))?;
-            }
-        }
-        self.unsynced = 0;
-        Ok(())
+        self.flush()?;
+        self.sync()
     }
 }
 

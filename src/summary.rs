@@ -31,6 +31,13 @@ pub struct RunSummary {
     pub exit_code: u8,
     /// Why the run stopped early, if it did.
     pub aborted: Option<String>,
+    /// With `--resume`: input rows skipped because the results file already had them done.
+    pub resumed_skipped: Option<u64>,
+    /// Requests sent to the service (retries included) and their rate over the whole run.
+    pub requests_sent: u64,
+    pub effective_rate: f64,
+    /// Times Partner Center throttled the run (HTTP 429 episodes).
+    pub throttle_episodes: u64,
 }
 
 /// Start of a run, for timing and ids.
@@ -89,24 +96,43 @@ impl RunSummary {
             dry_run: false,
             exit_code,
             aborted: None,
+            resumed_skipped: None,
+            requests_sent: 0,
+            effective_rate: 0.0,
+            throttle_episodes: 0,
         }
     }
 
     /// The human summary for stderr.
     pub fn describe(&self, tally: &Tally, statuses: &[&str]) -> String {
-        format!(
-            "{} rows in {:.1} s ({} rows/s): {}\n{}: {}",
+        let mut text = format!(
+            "{} rows in {:.1} s ({} rows/s): {}",
             self.rows,
             self.elapsed_seconds,
             self.rows_per_second,
             tally.describe(statuses),
-            if self.command == "validate" {
-                "report"
-            } else {
-                "results"
-            },
-            self.output
-        )
+        );
+        if let Some(skipped) = self.resumed_skipped {
+            text.push_str(&format!(
+                "; {skipped} already done in the results file, skipped"
+            ));
+        }
+        if self.requests_sent > 0 {
+            text.push_str(&format!(
+                "\nrequests: {} sent ({} /s)",
+                self.requests_sent, self.effective_rate
+            ));
+            if self.throttle_episodes > 0 {
+                text.push_str(&format!(", throttled {} time(s)", self.throttle_episodes));
+            }
+        }
+        let label = if self.command == "validate" {
+            "report"
+        } else {
+            "results"
+        };
+        text.push_str(&format!("\n{label}: {}", self.output));
+        text
     }
 
     pub fn write_json(&self, path: &Path) -> std::io::Result<()> {

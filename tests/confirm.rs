@@ -55,15 +55,32 @@ fn readme_first_command_confirms_the_sample_file() {
     let results = Results::read(&results_path, &run);
     run.check(
         results.row_numbers() == (1..=50).collect::<Vec<u64>>(),
-        format!("every input row exactly once, got rows {:?}", results.row_numbers()),
+        format!(
+            "every input row exactly once, got rows {:?}",
+            results.row_numbers()
+        ),
     );
     run.check(
-        results.counts() == counts(&[("invalid", 5), ("duplicate", 1), ("already_confirmed", 6), ("confirmed", 38)]),
+        results.counts()
+            == counts(&[
+                ("invalid", 5),
+                ("duplicate", 1),
+                ("already_confirmed", 6),
+                ("confirmed", 38),
+            ]),
         format!("statuses {:?}", results.counts()),
     );
 
-    let invalid: BTreeSet<u64> = results.with_status("invalid").iter().map(|r| r.row()).collect();
-    assert_eq!(invalid, BTreeSet::from([7, 14, 22, 30, 36]), "invalid rows{run}");
+    let invalid: BTreeSet<u64> = results
+        .with_status("invalid")
+        .iter()
+        .map(|r| r.row())
+        .collect();
+    assert_eq!(
+        invalid,
+        BTreeSet::from([7, 14, 22, 30, 36]),
+        "invalid rows{run}"
+    );
     for (row, field) in [
         (7, "customer_tenant_id"),
         (14, "email"),
@@ -72,17 +89,34 @@ fn readme_first_command_confirms_the_sample_file() {
         (36, "phone_number"),
     ] {
         let message = results.by_row(row).get("message");
-        assert!(message.contains(field), "row {row}'s message {message:?} should name {field}{run}");
+        assert!(
+            message.contains(field),
+            "row {row}'s message {message:?} should name {field}{run}"
+        );
     }
 
     let duplicate = results.by_row(41);
     assert_eq!(duplicate.status(), "duplicate", "{run}");
-    assert!(duplicate.get("message").contains("10"), "the duplicate's message names row 10: {duplicate:?}{run}");
+    assert!(
+        duplicate.get("message").contains("10"),
+        "the duplicate's message names row 10: {duplicate:?}{run}"
+    );
 
     let existing = std::fs::read_to_string(wd.path("existing.csv")).unwrap();
-    let existing_tenants: BTreeSet<&str> = existing.lines().skip(1).filter_map(|l| l.split(',').next()).collect();
-    let already: BTreeSet<&str> = results.with_status("already_confirmed").iter().map(|r| r.tenant()).collect();
-    assert_eq!(already, existing_tenants, "already_confirmed rows are those on record{run}");
+    let existing_tenants: BTreeSet<&str> = existing
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next())
+        .collect();
+    let already: BTreeSet<&str> = results
+        .with_status("already_confirmed")
+        .iter()
+        .map(|r| r.tenant())
+        .collect();
+    assert_eq!(
+        already, existing_tenants,
+        "already_confirmed rows are those on record{run}"
+    );
 
     // One tenant has two signers: both are confirmed.
     assert_eq!(results.by_row(3).status(), "confirmed", "{run}");
@@ -96,7 +130,10 @@ async fn run_where_every_row_is_confirmed_exits_zero() {
     let customers = Customer::many(4);
     wd.create_customers("in.csv", &customers);
 
-    let run = wd.confirm("in.csv", "r.csv", &sim.base_url()).run_async().await;
+    let run = wd
+        .confirm("in.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
 
     run.expect_code(0);
     let results = Results::read(&wd.path("r.csv"), &run);
@@ -107,7 +144,12 @@ async fn run_where_every_row_is_confirmed_exits_zero() {
     }
     assert_eq!(sim.stats().agreements_created, 4, "{run}");
     for c in &customers {
-        assert_eq!(sim.agreements(c.tenant_uuid()).len(), 1, "agreement on record for {}{run}", c.tenant);
+        assert_eq!(
+            sim.agreements(c.tenant_uuid()).len(),
+            1,
+            "agreement on record for {}{run}",
+            c.tenant
+        );
     }
 }
 
@@ -123,17 +165,34 @@ async fn duplicate_row_is_sent_once_and_does_not_fail_the_run() {
         .phone("+14255550100");
     wd.create_customers("in.csv", &[first.clone(), Customer::new(2), again]);
 
-    let run = wd.confirm("in.csv", "r.csv", &sim.base_url()).run_async().await;
+    let run = wd
+        .confirm("in.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
 
     run.expect_code(0);
     let results = Results::read(&wd.path("r.csv"), &run);
-    assert_eq!(results.counts(), counts(&[("confirmed", 2), ("duplicate", 1)]), "{run}");
+    assert_eq!(
+        results.counts(),
+        counts(&[("confirmed", 2), ("duplicate", 1)]),
+        "{run}"
+    );
     let duplicate = results.by_row(3);
     assert_eq!(duplicate.status(), "duplicate", "{run}");
-    assert!(duplicate.get("message").contains("row 1"), "message names the earlier row: {duplicate:?}{run}");
+    assert!(
+        duplicate.get("message").contains("row 1"),
+        "message names the earlier row: {duplicate:?}{run}"
+    );
     assert_eq!(duplicate.get("attempts"), "0", "{run}");
-    let sent_for_tenant = sim.requests().iter().filter(|r| r.tenant == first.tenant).count();
-    assert_eq!(sent_for_tenant, 1, "the duplicated signer is sent once{run}");
+    let sent_for_tenant = sim
+        .requests()
+        .iter()
+        .filter(|r| r.tenant == first.tenant)
+        .count();
+    assert_eq!(
+        sent_for_tenant, 1,
+        "the duplicated signer is sent once{run}"
+    );
     assert_eq!(sim.stats().agreement_posts, 2, "{run}");
 }
 
@@ -148,7 +207,10 @@ async fn already_existing_agreement_is_reported_as_already_confirmed() {
     let wd = Workdir::new();
     wd.create_customers("in.csv", &[done.clone(), Customer::new(2)]);
 
-    let run = wd.confirm("in.csv", "r.csv", &sim.base_url()).run_async().await;
+    let run = wd
+        .confirm("in.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
 
     run.expect_code(0);
     let results = Results::read(&wd.path("r.csv"), &run);
@@ -158,25 +220,40 @@ async fn already_existing_agreement_is_reported_as_already_confirmed() {
     assert_eq!(line.get("error_code"), "600061", "{line:?}{run}");
     assert_eq!(line.get("attempts"), "1", "not retried: {line:?}{run}");
     assert_eq!(results.by_row(2).status(), "confirmed", "{run}");
-    assert_eq!(sim.agreements(done.tenant_uuid()).len(), 1, "no second agreement was created{run}");
+    assert_eq!(
+        sim.agreements(done.tenant_uuid()).len(),
+        1,
+        "no second agreement was created{run}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn future_date_is_invalid_and_never_sent() {
     let sim = default_simulator().await;
     let wd = Workdir::new();
-    let tomorrow = (Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%d").to_string();
+    let tomorrow = (Utc::now() + chrono::Duration::days(2))
+        .format("%Y-%m-%d")
+        .to_string();
     let future = Customer::new(1).date(&tomorrow);
     wd.create_customers("in.csv", &[future.clone(), Customer::new(2)]);
 
-    let run = wd.confirm("in.csv", "r.csv", &sim.base_url()).run_async().await;
+    let run = wd
+        .confirm("in.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
 
     run.expect_code(1);
     let results = Results::read(&wd.path("r.csv"), &run);
     let line = results.by_row(1);
     assert_eq!(line.status(), "invalid", "{line:?}{run}");
-    assert!(line.get("message").contains("date_agreed"), "message names the field: {line:?}{run}");
-    assert!(line.get("message").contains("future"), "message says why: {line:?}{run}");
+    assert!(
+        line.get("message").contains("date_agreed"),
+        "message names the field: {line:?}{run}"
+    );
+    assert!(
+        line.get("message").contains("future"),
+        "message says why: {line:?}{run}"
+    );
     assert_eq!(results.by_row(2).status(), "confirmed", "{run}");
     assert!(
         sim.requests().iter().all(|r| r.tenant != future.tenant),
@@ -196,7 +273,10 @@ async fn unknown_tenant_is_failed_with_404_and_code_60003() {
     let wd = Workdir::new();
     wd.create_customers("in.csv", &[Customer::new(1), unknown, Customer::new(3)]);
 
-    let run = wd.confirm("in.csv", "r.csv", &sim.base_url()).run_async().await;
+    let run = wd
+        .confirm("in.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
 
     run.expect_code(1);
     let results = Results::read(&wd.path("r.csv"), &run);
@@ -205,7 +285,10 @@ async fn unknown_tenant_is_failed_with_404_and_code_60003() {
     assert_eq!(line.get("http_status"), "404", "{line:?}{run}");
     assert_eq!(line.get("error_code"), "60003", "{line:?}{run}");
     assert_eq!(line.get("attempts"), "1", "not retryable: {line:?}{run}");
-    assert!(!line.get("request_id").is_empty() && !line.get("correlation_id").is_empty(), "ids for support: {line:?}{run}");
+    assert!(
+        !line.get("request_id").is_empty() && !line.get("correlation_id").is_empty(),
+        "ids for support: {line:?}{run}"
+    );
     assert_eq!(results.by_row(1).status(), "confirmed", "{run}");
     assert_eq!(results.by_row(3).status(), "confirmed", "{run}");
 }
@@ -221,7 +304,10 @@ async fn customer_without_a_reseller_relationship_is_failed_with_403_and_code_20
     let wd = Workdir::new();
     wd.create_customers("in.csv", &[stranger, Customer::new(2)]);
 
-    let run = wd.confirm("in.csv", "r.csv", &sim.base_url()).run_async().await;
+    let run = wd
+        .confirm("in.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
 
     run.expect_code(1);
     let results = Results::read(&wd.path("r.csv"), &run);
@@ -239,7 +325,10 @@ async fn mca_template_is_fetched_once_per_run_and_recorded_on_every_sent_row() {
     let wd = Workdir::new();
     wd.create_customers("in.csv", &Customer::many(6));
 
-    let run = wd.confirm("in.csv", "r.csv", &sim.base_url()).run_async().await;
+    let run = wd
+        .confirm("in.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
 
     // The simulator answers the retired Microsoft Cloud Agreement template when
     // agreementType=MicrosoftCustomerAgreement is left out, and refuses POSTs that use it: every
@@ -272,7 +361,10 @@ async fn highest_ranked_mca_template_is_the_one_sent() {
     let wd = Workdir::new();
     wd.create_customers("in.csv", &Customer::many(2));
 
-    let run = wd.confirm("in.csv", "r.csv", &sim.base_url()).run_async().await;
+    let run = wd
+        .confirm("in.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
 
     run.expect_code(0);
     let results = Results::read(&wd.path("r.csv"), &run);
@@ -295,36 +387,65 @@ async fn every_post_carries_the_rows_ids_and_the_documented_body() {
     ];
     wd.create_customers("in.csv", &customers);
 
-    let run = wd.confirm("in.csv", "r.csv", &sim.base_url()).run_async().await;
+    let run = wd
+        .confirm("in.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
 
     run.expect_code(0);
     let results = Results::read(&wd.path("r.csv"), &run);
     let requests = sim.requests();
-    assert_eq!(requests.len(), customers.len(), "one POST per valid row: {requests:#?}{run}");
+    assert_eq!(
+        requests.len(),
+        customers.len(),
+        "one POST per valid row: {requests:#?}{run}"
+    );
     let request_ids: HashSet<Uuid> = requests
         .iter()
         .map(|r| uuid_of(r.request_id.as_deref().unwrap_or_default(), "MS-RequestId"))
         .collect();
-    assert_eq!(request_ids.len(), customers.len(), "a distinct MS-RequestId per row: {requests:#?}{run}");
+    assert_eq!(
+        request_ids.len(),
+        customers.len(),
+        "a distinct MS-RequestId per row: {requests:#?}{run}"
+    );
 
     for c in &customers {
         let line = results.by_tenant(&c.tenant);
         let sent: Vec<_> = requests.iter().filter(|r| r.tenant == c.tenant).collect();
-        assert_eq!(sent.len(), 1, "one POST for {}: {requests:#?}{run}", c.tenant);
+        assert_eq!(
+            sent.len(),
+            1,
+            "one POST for {}: {requests:#?}{run}",
+            c.tenant
+        );
         let req = sent[0];
 
         assert_eq!(
-            uuid_of(req.request_id.as_deref().unwrap_or_default(), "MS-RequestId"),
+            uuid_of(
+                req.request_id.as_deref().unwrap_or_default(),
+                "MS-RequestId"
+            ),
             uuid_of(line.get("request_id"), "request_id column"),
             "{req:?} {line:?}{run}"
         );
         assert_eq!(
-            uuid_of(req.correlation_id.as_deref().unwrap_or_default(), "MS-CorrelationId"),
+            uuid_of(
+                req.correlation_id.as_deref().unwrap_or_default(),
+                "MS-CorrelationId"
+            ),
             uuid_of(line.get("correlation_id"), "correlation_id column"),
             "{req:?} {line:?}{run}"
         );
-        assert!(req.authorization_present, "Authorization header: {req:?}{run}");
-        assert_eq!(req.accept.as_deref(), Some("application/json"), "{req:?}{run}");
+        assert!(
+            req.authorization_present,
+            "Authorization header: {req:?}{run}"
+        );
+        assert_eq!(
+            req.accept.as_deref(),
+            Some("application/json"),
+            "{req:?}{run}"
+        );
 
         let body = &req.body;
         let contact = &body["primaryContact"];
@@ -332,15 +453,26 @@ async fn every_post_carries_the_rows_ids_and_the_documented_body() {
         assert_eq!(contact["lastName"], c.last_name.as_str(), "{body}{run}");
         assert_eq!(contact["email"], c.email.as_str(), "{body}{run}");
         if c.phone_number.is_empty() {
-            assert!(contact.get("phoneNumber").is_none(), "no phoneNumber when none is given: {body}{run}");
+            assert!(
+                contact.get("phoneNumber").is_none(),
+                "no phoneNumber when none is given: {body}{run}"
+            );
         } else {
-            assert_eq!(contact["phoneNumber"], c.phone_number.as_str(), "{body}{run}");
+            assert_eq!(
+                contact["phoneNumber"],
+                c.phone_number.as_str(),
+                "{body}{run}"
+            );
         }
         assert_eq!(body["templateId"], MCA_TEMPLATE_ID, "{body}{run}");
         assert_eq!(body["type"], MCA_TYPE, "{body}{run}");
         let date = body["dateAgreed"].as_str().unwrap_or_default();
         assert!(date.ends_with('Z'), "dateAgreed is UTC with Z: {body}{run}");
-        assert_eq!(date, line.get("date_agreed"), "results show the date as sent: {body} {line:?}{run}");
+        assert_eq!(
+            date,
+            line.get("date_agreed"),
+            "results show the date as sent: {body} {line:?}{run}"
+        );
     }
 }
 
@@ -379,11 +511,17 @@ async fn requests_stay_under_the_rate_so_a_server_limit_above_it_never_throttles
     let wd = Workdir::new();
     wd.create_customers("in.csv", &Customer::many(30));
 
-    let run = wd.confirm_at_rate("in.csv", "r.csv", &sim.base_url(), "20/s").run_async().await;
+    let run = wd
+        .confirm_at_rate("in.csv", "r.csv", &sim.base_url(), "20/s")
+        .run_async()
+        .await;
 
     run.expect_code(0);
     let stats = sim.stats();
-    assert_eq!(stats.throttled, 0, "no 429 at 20/s against a 25/s limit: {stats:?}{run}");
+    assert_eq!(
+        stats.throttled, 0,
+        "no 429 at 20/s against a 25/s limit: {stats:?}{run}"
+    );
     let results = Results::read(&wd.path("r.csv"), &run);
     assert_eq!(results.counts(), counts(&[("confirmed", 30)]), "{run}");
     // 31 request starts (template + 30 POSTs) 50 ms apart take at least 1.5 s: a lower bound
@@ -402,7 +540,11 @@ fn assert_secret_absent(wd: &Workdir, run: &common::Run) {
     assert!(!run.stderr.contains(SECRET), "the token is on stderr{run}");
     for (path, bytes) in wd.files() {
         let text = String::from_utf8_lossy(&bytes);
-        assert!(!text.contains(SECRET), "the token is in {}{run}", path.display());
+        assert!(
+            !text.contains(SECRET),
+            "the token is in {}{run}",
+            path.display()
+        );
     }
 }
 
@@ -424,7 +566,10 @@ async fn access_token_never_appears_in_output_logs_or_files() {
 
     run.expect_code(0);
     assert_eq!(sim.stats().agreements_created, 2, "the token was used{run}");
-    run.check(!run.stderr.trim().is_empty(), "trace logging produced log lines");
+    run.check(
+        !run.stderr.trim().is_empty(),
+        "trace logging produced log lines",
+    );
     assert_secret_absent(&wd, &run);
 }
 

@@ -11,14 +11,19 @@ async fn excel_export_with_bom_crlf_and_spelled_out_headers_is_read() {
     let sim = default_simulator().await;
     let wd = Workdir::new();
     let customers = [Customer::new(1).phone("425 555 0100"), Customer::new(2)];
-    let mut bytes = b"\xEF\xBB\xBFCustomer Tenant ID,First Name,Last Name,Email Address,Phone,Date Agreed\r\n".to_vec();
+    let mut bytes =
+        b"\xEF\xBB\xBFCustomer Tenant ID,First Name,Last Name,Email Address,Phone,Date Agreed\r\n"
+            .to_vec();
     for c in &customers {
         bytes.extend_from_slice(c.csv_line(',').as_bytes());
         bytes.extend_from_slice(b"\r\n");
     }
     wd.create("export.csv", bytes);
 
-    let run = wd.confirm("export.csv", "r.csv", &sim.base_url()).run_async().await;
+    let run = wd
+        .confirm("export.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
 
     run.expect_code(0);
     let results = Results::read(&wd.path("r.csv"), &run);
@@ -26,14 +31,32 @@ async fn excel_export_with_bom_crlf_and_spelled_out_headers_is_read() {
     let requests = sim.requests();
     for c in &customers {
         let line = results.by_tenant(&c.tenant);
-        assert_eq!(line.get("date_agreed"), "2024-06-14T00:00:00Z", "no stray CR: {line:?}{run}");
-        let req = requests.iter().find(|r| r.tenant == c.tenant).expect("a POST for the row");
+        assert_eq!(
+            line.get("date_agreed"),
+            "2024-06-14T00:00:00Z",
+            "no stray CR: {line:?}{run}"
+        );
+        let req = requests
+            .iter()
+            .find(|r| r.tenant == c.tenant)
+            .expect("a POST for the row");
         let contact = &req.body["primaryContact"];
-        assert_eq!(contact["firstName"], c.first_name.as_str(), "{contact}{run}");
+        assert_eq!(
+            contact["firstName"],
+            c.first_name.as_str(),
+            "{contact}{run}"
+        );
         assert_eq!(contact["email"], c.email.as_str(), "{contact}{run}");
     }
-    let phoned = &requests.iter().find(|r| r.tenant == customers[0].tenant).expect("a POST").body;
-    assert_eq!(phoned["primaryContact"]["phoneNumber"], "425 555 0100", "Phone is read as phone_number{run}");
+    let phoned = &requests
+        .iter()
+        .find(|r| r.tenant == customers[0].tenant)
+        .expect("a POST")
+        .body;
+    assert_eq!(
+        phoned["primaryContact"]["phoneNumber"], "425 555 0100",
+        "Phone is read as phone_number{run}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,7 +91,10 @@ async fn confirm_with_a_bad_middle_row(bad_line: &[u8]) -> (common::Run, Results
     bytes.extend_from_slice(bad_line);
     bytes.extend_from_slice(format!("\n{}\n", good[1].csv_line(',')).as_bytes());
     wd.create("in.csv", bytes);
-    let run = wd.confirm("in.csv", "r.csv", &sim.base_url()).run_async().await;
+    let run = wd
+        .confirm("in.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
     let results = Results::read(&wd.path("r.csv"), &run);
     let sent = sim.requests().len();
     assert_eq!(sent, 2, "only the good rows are sent{run}");
@@ -76,20 +102,35 @@ async fn confirm_with_a_bad_middle_row(bad_line: &[u8]) -> (common::Run, Results
     (run, results, good)
 }
 
-fn assert_only_middle_row_invalid(run: &common::Run, results: &Results, good: &[Customer], field: &str) {
+fn assert_only_middle_row_invalid(
+    run: &common::Run,
+    results: &Results,
+    good: &[Customer],
+    field: &str,
+) {
     run.expect_code(1);
     assert_eq!(results.row_numbers(), vec![1, 2, 3], "{run}");
     let bad = results.by_row(2);
     assert_eq!(bad.status(), "invalid", "{bad:?}{run}");
-    assert!(bad.get("message").contains(field), "the message names {field:?}: {bad:?}{run}");
+    assert!(
+        bad.get("message").contains(field),
+        "the message names {field:?}: {bad:?}{run}"
+    );
     assert_eq!(results.by_row(1).status(), "confirmed", "{run}");
-    assert_eq!(results.by_row(3).status(), "confirmed", "rows after the bad one go on{run}");
+    assert_eq!(
+        results.by_row(3).status(),
+        "confirmed",
+        "rows after the bad one go on{run}"
+    );
     assert_eq!(results.by_row(3).tenant(), good[1].tenant, "{run}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row_with_a_missing_field_is_invalid_and_later_rows_go_through() {
-    let ragged = format!("{},Short,Row,short.row@contoso.com,2024-06-14", uuid::Uuid::new_v4());
+    let ragged = format!(
+        "{},Short,Row,short.row@contoso.com,2024-06-14",
+        uuid::Uuid::new_v4()
+    );
     let (run, results, good) = confirm_with_a_bad_middle_row(ragged.as_bytes()).await;
     assert_only_middle_row_invalid(&run, &results, &good, "field");
 }
@@ -104,7 +145,11 @@ async fn row_with_bad_utf8_is_invalid_naming_the_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn absurdly_long_name_is_invalid_naming_the_field() {
-    let line = format!("{},Long,{},long@contoso.com,,2024-06-14", uuid::Uuid::new_v4(), "x".repeat(300));
+    let line = format!(
+        "{},Long,{},long@contoso.com,,2024-06-14",
+        uuid::Uuid::new_v4(),
+        "x".repeat(300)
+    );
     let (run, results, good) = confirm_with_a_bad_middle_row(line.as_bytes()).await;
     assert_only_middle_row_invalid(&run, &results, &good, "last_name");
 }
@@ -118,10 +163,17 @@ async fn dates_in_every_allowed_form_are_sent_as_utc() {
         ("2024-06-14T09:30:00+02:00", "2024-06-14T07:30:00Z"),
         ("2024-06-14 09:30:00", "2024-06-14T09:30:00Z"),
     ];
-    let customers: Vec<Customer> = cases.iter().enumerate().map(|(i, (raw, _))| Customer::new(i + 1).date(raw)).collect();
+    let customers: Vec<Customer> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (raw, _))| Customer::new(i + 1).date(raw))
+        .collect();
     wd.create_customers("in.csv", &customers);
 
-    let run = wd.confirm("in.csv", "r.csv", &sim.base_url()).run_async().await;
+    let run = wd
+        .confirm("in.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
 
     run.expect_code(0);
     let results = Results::read(&wd.path("r.csv"), &run);
@@ -129,7 +181,10 @@ async fn dates_in_every_allowed_form_are_sent_as_utc() {
     for (c, (raw, want)) in customers.iter().zip(cases) {
         let line = results.by_tenant(&c.tenant);
         assert_eq!(line.get("date_agreed"), want, "{raw} in the results{run}");
-        let req = requests.iter().find(|r| r.tenant == c.tenant).expect("a POST for the row");
+        let req = requests
+            .iter()
+            .find(|r| r.tenant == c.tenant)
+            .expect("a POST for the row");
         assert_eq!(req.body["dateAgreed"], want, "{raw} as sent{run}");
     }
 }
@@ -139,19 +194,31 @@ async fn tenant_ids_in_braces_and_upper_case_are_accepted() {
     let sim = default_simulator().await;
     let wd = Workdir::new();
     let plain = Customer::new(1);
-    let braced = plain.clone().tenant(&format!("{{{}}}", plain.tenant.to_uppercase()));
+    let braced = plain
+        .clone()
+        .tenant(&format!("{{{}}}", plain.tenant.to_uppercase()));
     wd.create_customers("in.csv", &[braced]);
 
-    let run = wd.confirm("in.csv", "r.csv", &sim.base_url()).run_async().await;
+    let run = wd
+        .confirm("in.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
 
     run.expect_code(0);
     let results = Results::read(&wd.path("r.csv"), &run);
     let line = results.by_row(1);
     assert_eq!(line.status(), "confirmed", "{line:?}{run}");
-    assert_eq!(line.tenant(), plain.tenant, "the tenant id as a plain GUID{run}");
+    assert_eq!(
+        line.tenant(),
+        plain.tenant,
+        "the tenant id as a plain GUID{run}"
+    );
     let requests = sim.requests();
     assert_eq!(requests.len(), 1, "{requests:#?}{run}");
-    assert_eq!(requests[0].tenant, plain.tenant, "the path holds the plain GUID{run}");
+    assert_eq!(
+        requests[0].tenant, plain.tenant,
+        "the path holds the plain GUID{run}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,8 +235,16 @@ async fn blank_dates_take_the_default_date_agreed() {
 
     run.expect_code(0);
     let results = Results::read(&wd.path("r.csv"), &run);
-    assert_eq!(results.by_tenant(&blank.tenant).get("date_agreed"), "2024-01-02T00:00:00Z", "{run}");
-    assert_eq!(results.by_tenant(&dated.tenant).get("date_agreed"), "2024-06-14T00:00:00Z", "{run}");
+    assert_eq!(
+        results.by_tenant(&blank.tenant).get("date_agreed"),
+        "2024-01-02T00:00:00Z",
+        "{run}"
+    );
+    assert_eq!(
+        results.by_tenant(&dated.tenant).get("date_agreed"),
+        "2024-06-14T00:00:00Z",
+        "{run}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,7 +253,10 @@ async fn blank_date_without_a_default_is_invalid_naming_the_field() {
     let wd = Workdir::new();
     wd.create_customers("in.csv", &[Customer::new(1).date(""), Customer::new(2)]);
 
-    let run = wd.confirm("in.csv", "r.csv", &sim.base_url()).run_async().await;
+    let run = wd
+        .confirm("in.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
 
     run.expect_code(1);
     let results = Results::read(&wd.path("r.csv"), &run);

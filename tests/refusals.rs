@@ -9,7 +9,10 @@ use mca_attest::simulator::{Simulator, SimulatorConfig};
 
 fn assert_nothing_sent(sim: &Simulator, run: &common::Run) {
     let stats = sim.stats();
-    assert!(no_calls(&stats), "nothing may be sent, the simulator saw {stats:?}{run}");
+    assert!(
+        no_calls(&stats),
+        "nothing may be sent, the simulator saw {stats:?}{run}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,7 +28,10 @@ async fn missing_required_column_is_refused_naming_it() {
         ),
     );
 
-    let run = wd.confirm("in.csv", "r.csv", &sim.base_url()).run_async().await;
+    let run = wd
+        .confirm("in.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
 
     run.expect_code(2).expect_stderr_contains("email");
     assert_nothing_sent(&sim, &run);
@@ -36,9 +42,13 @@ async fn missing_input_file_is_refused() {
     let sim = default_simulator().await;
     let wd = Workdir::new();
 
-    let run = wd.confirm("no-such-file.csv", "r.csv", &sim.base_url()).run_async().await;
+    let run = wd
+        .confirm("no-such-file.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
 
-    run.expect_code(2).expect_stderr_contains("no-such-file.csv");
+    run.expect_code(2)
+        .expect_stderr_contains("no-such-file.csv");
     assert_nothing_sent(&sim, &run);
 }
 
@@ -48,7 +58,10 @@ async fn empty_input_file_is_refused() {
     let wd = Workdir::new();
     wd.create("in.csv", "");
 
-    let run = wd.confirm("in.csv", "r.csv", &sim.base_url()).run_async().await;
+    let run = wd
+        .confirm("in.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
 
     run.expect_code(2).expect_stderr_contains("empty");
     assert_nothing_sent(&sim, &run);
@@ -62,7 +75,10 @@ async fn binary_input_file_is_refused() {
     png.extend(std::iter::repeat_n(0u8, 256));
     wd.create("picture.csv", png);
 
-    let run = wd.confirm("picture.csv", "r.csv", &sim.base_url()).run_async().await;
+    let run = wd
+        .confirm("picture.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
 
     run.expect_code(2).expect_stderr_contains("picture.csv");
     assert_nothing_sent(&sim, &run);
@@ -76,10 +92,17 @@ async fn existing_results_file_is_left_untouched_and_nothing_is_sent() {
     let earlier = b"row,customer_tenant_id\r\n1,an earlier run's audit record\r\n\xff".to_vec();
     wd.create("r.csv", &earlier);
 
-    let run = wd.confirm("in.csv", "r.csv", &sim.base_url()).run_async().await;
+    let run = wd
+        .confirm("in.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
 
     run.expect_code(2).expect_stderr_contains("r.csv");
-    assert_eq!(wd.read_bytes("r.csv"), earlier, "the earlier results file changed{run}");
+    assert_eq!(
+        wd.read_bytes("r.csv"),
+        earlier,
+        "the earlier results file changed{run}"
+    );
     assert_nothing_sent(&sim, &run);
 }
 
@@ -90,7 +113,8 @@ fn plain_http_to_a_remote_host_is_refused() {
 
     let run = wd.confirm("in.csv", "r.csv", "http://example.com").run();
 
-    run.expect_code(2).expect_stderr_contains("https is required");
+    run.expect_code(2)
+        .expect_stderr_contains("https is required");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,7 +127,8 @@ async fn missing_credentials_are_refused_naming_the_variable() {
     cmd.env_remove("PARTNER_CENTER_ACCESS_TOKEN");
     let run = cmd.run_async().await;
 
-    run.expect_code(2).expect_stderr_contains("PARTNER_CENTER_ACCESS_TOKEN");
+    run.expect_code(2)
+        .expect_stderr_contains("PARTNER_CENTER_ACCESS_TOKEN");
     assert_nothing_sent(&sim, &run);
 }
 
@@ -114,7 +139,10 @@ async fn malformed_rate_is_refused() {
     wd.create_customers("in.csv", &Customer::many(1));
 
     for rate in ["fast", "0/s", "5/fortnight"] {
-        let run = wd.confirm_at_rate("in.csv", "r.csv", &sim.base_url(), rate).run_async().await;
+        let run = wd
+            .confirm_at_rate("in.csv", "r.csv", &sim.base_url(), rate)
+            .run_async()
+            .await;
         run.expect_code(2).expect_stderr_contains("rate");
         assert_nothing_sent(&sim, &run);
     }
@@ -136,7 +164,10 @@ async fn rejected_credentials_abort_the_run_with_exit_3() {
 
     run.expect_code(3).expect_stderr_contains("credentials");
     let stats = sim.stats();
-    assert!(stats.unauthorized >= 1, "the token was tried: {stats:?}{run}");
+    assert!(
+        stats.unauthorized >= 1,
+        "the token was tried: {stats:?}{run}"
+    );
     assert_eq!(stats.agreements_created, 0, "{stats:?}{run}");
 }
 
@@ -150,7 +181,10 @@ async fn token_without_mfa_claim_aborts_the_run_naming_error_900421() {
     let wd = Workdir::new();
     wd.create_customers("in.csv", &Customer::many(3));
 
-    let run = wd.confirm("in.csv", "r.csv", &sim.base_url()).run_async().await;
+    let run = wd
+        .confirm("in.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
 
     run.expect_code(3).expect_stderr_contains("900421");
     assert_eq!(sim.stats().agreements_created, 0, "{run}");

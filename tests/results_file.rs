@@ -11,11 +11,18 @@ async fn results_header_is_the_contracts_columns_in_order() {
     let wd = Workdir::new();
     wd.create_customers("in.csv", &Customer::many(1));
 
-    let run = wd.confirm("in.csv", "r.csv", &sim.base_url()).run_async().await;
+    let run = wd
+        .confirm("in.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
 
     run.expect_code(0);
     let text = wd.read("r.csv");
-    let first_line = text.lines().next().unwrap_or_default().trim_end_matches('\r');
+    let first_line = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('\r');
     assert_eq!(first_line, RESULTS_HEADER, "{run}");
 }
 
@@ -23,21 +30,48 @@ async fn results_header_is_the_contracts_columns_in_order() {
 async fn cells_a_spreadsheet_would_run_as_formulas_get_a_leading_quote() {
     let sim = default_simulator().await;
     let wd = Workdir::new();
-    let c = Customer::new(1).first_name("=HYPERLINK(\"x\")").phone("+1 425 555 0100");
-    wd.create_customers("in.csv", std::slice::from_ref(&c));
+    let hyperlink = Customer::new(1)
+        .first_name("=HYPERLINK(\"x\")")
+        .phone("+1 425 555 0100");
+    let sum = Customer::new(2).first_name("@SUM(A1)").last_name("-2+3");
+    let invalid = Customer::new(3).tenant("=1+1");
+    wd.create_customers("in.csv", &[hyperlink, sum, invalid]);
 
-    let run = wd.confirm("in.csv", "r.csv", &sim.base_url()).run_async().await;
+    let run = wd
+        .confirm("in.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
 
-    run.expect_code(0);
+    run.expect_code(1);
     let results = Results::read(&wd.path("r.csv"), &run);
     let line = results.by_row(1);
-    assert_eq!(line.get("first_name"), "'=HYPERLINK(\"x\")", "{line:?}{run}");
-    assert_eq!(line.get("phone_number"), "'+1 425 555 0100", "{line:?}{run}");
+    assert_eq!(
+        line.get("first_name"),
+        "'=HYPERLINK(\"x\")",
+        "{line:?}{run}"
+    );
+    assert_eq!(
+        line.get("phone_number"),
+        "'+1 425 555 0100",
+        "{line:?}{run}"
+    );
+    let line = results.by_row(2);
+    assert_eq!(line.get("first_name"), "'@SUM(A1)", "{line:?}{run}");
+    assert_eq!(line.get("last_name"), "'-2+3", "{line:?}{run}");
+    let line = results.by_row(3);
+    assert_eq!(line.status(), "invalid", "{line:?}{run}");
+    assert_eq!(
+        line.tenant(),
+        "'=1+1",
+        "cells echoed from an invalid row too: {line:?}{run}"
+    );
     // The quote is for the file only: Partner Center gets the values as typed.
     let requests = sim.requests();
-    assert_eq!(requests.len(), 1, "{requests:#?}{run}");
-    let contact = &requests[0].body["primaryContact"];
-    assert_eq!(contact["firstName"], "=HYPERLINK(\"x\")", "{contact}{run}");
+    let contact = &requests
+        .iter()
+        .find(|r| r.body["primaryContact"]["firstName"] == "=HYPERLINK(\"x\")")
+        .unwrap_or_else(|| panic!("the first name is sent as typed: {requests:#?}{run}"))
+        .body["primaryContact"];
     assert_eq!(contact["phoneNumber"], "+1 425 555 0100", "{contact}{run}");
 }
 
@@ -49,11 +83,18 @@ async fn finished_at_is_rfc3339_utc_on_every_line() {
     let bad = Customer::new(2).email("not-an-address");
     wd.create_customers("in.csv", &[good.clone(), bad, good]);
 
-    let run = wd.confirm("in.csv", "r.csv", &sim.base_url()).run_async().await;
+    let run = wd
+        .confirm("in.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
 
     run.expect_code(1);
     let results = Results::read(&wd.path("r.csv"), &run);
-    assert_eq!(results.counts(), counts(&[("confirmed", 1), ("invalid", 1), ("duplicate", 1)]), "{run}");
+    assert_eq!(
+        results.counts(),
+        counts(&[("confirmed", 1), ("invalid", 1), ("duplicate", 1)]),
+        "{run}"
+    );
     for r in &results.rows {
         let at = r.get("finished_at");
         let parsed = DateTime::parse_from_rfc3339(at);
@@ -92,7 +133,10 @@ async fn results_go_beside_the_input_by_default() {
     run.expect_code(0);
     let results = Results::read(&wd.path("batch/wave1.results.csv"), &run);
     assert_eq!(results.counts(), counts(&[("confirmed", 2)]), "{run}");
-    assert!(!wd.exists("wave1.results.csv"), "results written to the working directory{run}");
+    assert!(
+        !wd.exists("wave1.results.csv"),
+        "results written to the working directory{run}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,11 +150,20 @@ async fn dash_output_writes_the_results_csv_and_nothing_else_to_stdout() {
     let run = cmd.run_async().await;
 
     run.expect_code(0);
-    let first_line = run.stdout.lines().next().unwrap_or_default().trim_end_matches('\r');
+    let first_line = run
+        .stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('\r');
     assert_eq!(first_line, RESULTS_HEADER, "{run}");
-    let results = Results::parse(&run.stdout).unwrap_or_else(|e| panic!("stdout is not only the results CSV: {e}{run}"));
+    let results = Results::parse(&run.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not only the results CSV: {e}{run}"));
     assert_eq!(results.counts(), counts(&[("confirmed", 3)]), "{run}");
-    assert!(!wd.exists("in.results.csv") && !wd.exists("-"), "no results file besides stdout{run}");
+    assert!(
+        !wd.exists("in.results.csv") && !wd.exists("-"),
+        "no results file besides stdout{run}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,7 +172,10 @@ async fn header_only_input_gives_a_header_only_results_file_and_sends_nothing() 
     let wd = Workdir::new();
     wd.create("in.csv", format!("{}\r\n", common::INPUT_HEADER));
 
-    let run = wd.confirm("in.csv", "r.csv", &sim.base_url()).run_async().await;
+    let run = wd
+        .confirm("in.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
 
     run.expect_code(0);
     run.expect_stderr_contains("no data rows");

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::auth::TokenSource;
 use super::error::{ApiError, ApiErrorKind};
 use crate::domain::Confirmation;
+use crate::rate::RequestGate;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.partnercenter.microsoft.com";
 pub const MCA_AGREEMENT_TYPE: &str = "MicrosoftCustomerAgreement";
@@ -72,7 +73,30 @@ struct Collection<T> {
 pub struct CallOutcome<T> {
     pub correlation_id: Uuid,
     pub http_status: Option<u16>,
+    /// HTTP requests actually sent for this call (a 401 renewal resends once; 0 when the run
+    /// stopped or no token could be had).
+    pub sent: u32,
     pub result: Result<T, ApiError>,
+}
+
+impl<T> CallOutcome<T> {
+    fn failed(error: ApiError, sent: u32) -> Self {
+        CallOutcome {
+            correlation_id: Uuid::nil(),
+            http_status: None,
+            sent,
+            result: Err(error),
+        }
+    }
+
+    fn map<U>(self, f: impl FnOnce(T) -> Result<U, ApiError>) -> CallOutcome<U> {
+        CallOutcome {
+            correlation_id: self.correlation_id,
+            http_status: self.http_status,
+            sent: self.sent,
+            result: self.result.and_then(f),
+        }
+    }
 }
 
 /// Client settings.
@@ -89,6 +113,7 @@ pub struct PartnerCenterClient {
     http: reqwest::Client,
     base_url: Url,
     tokens: Arc<TokenSource>,
+    gate: Arc<RequestGate>,
 }
 
 #[derive(Serialize)]
@@ -112,7 +137,11 @@ struct Contact<'a> {
 }
 
 impl PartnerCenterClient {
-    pub fn new(options: &ClientOptions, tokens: Arc<TokenSource>) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        options: &ClientOptions,
+        tokens: Arc<TokenSource>,
+        gate: Arc<RequestGate>,
+    ) -> Result<Self, reqwest::Error> {
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         headers.insert("X-Locale", HeaderValue::from_static("en-US"));
@@ -131,6 +160,7 @@ impl PartnerCenterClient {
             http,
             base_url: options.base_url.clone(),
             tokens,
+            gate,
         })
     }
 
@@ -141,7 +171,9 @@ impl PartnerCenterClient {
         url
     }
 
-    /// Sends one call with the documented headers and returns the status and body.
+    /// Sends one call with the documented headers and returns the status and body. Every
+    /// request passes the rate gate; a 401 renews the token and resends once (same
+    /// MS-RequestId), and a 429 pauses the gate for everyone.
     async fn send(
         &self,
         method: Method,
@@ -149,51 +181,100 @@ impl PartnerCenterClient {
         request_id: Uuid,
         body: Option<Vec<u8>>,
     ) -> CallOutcome<Vec<u8>> {
-        let correlation_id = Uuid::new_v4();
-        let token = self.tokens.bearer().await;
-        let mut request = self
-            .http
-            .request(method, url)
-            .header("MS-RequestId", request_id.to_string())
-            .header("MS-CorrelationId", correlation_id.to_string());
-        if let Some(auth) = TokenSource::header_value(&token) {
-            request = request.header(AUTHORIZATION, auth);
-        }
-        if let Some(body) = body {
-            request = request
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body);
-        }
-        let response = match request.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                return CallOutcome {
-                    correlation_id,
-                    http_status: None,
-                    result: Err(transport_error(&e)),
-                };
+        let mut sent = 0;
+        let mut renewed = false;
+        loop {
+            let bearer = match self.tokens.bearer().await {
+                Ok(b) => b,
+                Err(e) => {
+                    return CallOutcome::failed(
+                        ApiError::transport(ApiErrorKind::Credentials, e.to_string()),
+                        sent,
+                    );
+                }
+            };
+            if self.gate.ready().await.is_err() {
+                return CallOutcome::failed(
+                    ApiError::transport(
+                        ApiErrorKind::NotSent,
+                        "the run stopped before this request was sent",
+                    ),
+                    sent,
+                );
             }
-        };
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let result = match response.bytes().await {
-            Err(e) => Err(transport_error(&e)),
-            Ok(bytes) if (200..300).contains(&status) => Ok(bytes.to_vec()),
-            Ok(bytes) => Err(ApiError::from_response(
-                status,
-                retry_after.as_deref(),
-                &bytes,
-            )),
-        };
-        CallOutcome {
-            correlation_id,
-            http_status: Some(status),
-            result,
+            let correlation_id = Uuid::new_v4();
+            sent += 1;
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .header("MS-RequestId", request_id.to_string())
+                .header("MS-CorrelationId", correlation_id.to_string());
+            if let Some(auth) = TokenSource::header_value(&bearer.token) {
+                request = request.header(AUTHORIZATION, auth);
+            }
+            if let Some(body) = &body {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+            }
+            let response = match request.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    return CallOutcome {
+                        correlation_id,
+                        http_status: None,
+                        sent,
+                        result: Err(transport_error(&e)),
+                    };
+                }
+            };
+            let status = response.status().as_u16();
+            if status == 401 && !renewed && self.tokens.rejected(bearer.generation) {
+                // Tokens can be revoked or expire early: renew once and resend.
+                tracing::debug!("HTTP 401: renewing the access token and sending again");
+                renewed = true;
+                continue;
+            }
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let result = match response.bytes().await {
+                Err(e) => Err(transport_error(&e)),
+                Ok(bytes) if (200..300).contains(&status) => Ok(bytes.to_vec()),
+                Ok(bytes) => Err(ApiError::from_response(
+                    status,
+                    retry_after.as_deref(),
+                    &bytes,
+                )),
+            };
+            if let Err(e) = &result
+                && e.is_throttled()
+                && self.gate.throttled(e.retry_after)
+            {
+                tracing::warn!(
+                    retry_after_secs = e.retry_after.map(|d| d.as_secs()),
+                    "Partner Center is throttling (HTTP 429): pausing all new requests, then continuing at {:.1}/s and climbing back to {}",
+                    self.gate.current_rate(),
+                    self.gate.rate()
+                );
+            }
+            return CallOutcome {
+                correlation_id,
+                http_status: Some(status),
+                sent,
+                result,
+            };
         }
+    }
+
+    pub fn gate(&self) -> &RequestGate {
+        &self.gate
+    }
+
+    pub fn tokens(&self) -> &TokenSource {
+        &self.tokens
     }
 
     /// Lists agreement templates of one type (`*` for all). The type is always sent: without
@@ -205,11 +286,9 @@ impl PartnerCenterClient {
         let mut url = self.url("/v1/agreements");
         url.query_pairs_mut()
             .append_pair("agreementType", agreement_type);
-        let outcome = self.send(Method::GET, url, Uuid::new_v4(), None).await;
-        CallOutcome {
-            correlation_id: outcome.correlation_id,
-            http_status: outcome.http_status,
-            result: outcome.result.and_then(|body| {
+        self.send(Method::GET, url, Uuid::new_v4(), None)
+            .await
+            .map(|body| {
                 serde_json::from_slice::<Collection<AgreementTemplate>>(&body)
                     .map(|c| c.items)
                     .map_err(|e| {
@@ -218,25 +297,21 @@ impl PartnerCenterClient {
                             format!("agreement list: {e}"),
                         )
                     })
-            }),
-        }
+            })
     }
 
     /// Fetches the current MCA template: among the items of type MCA, the highest `versionRank`.
     pub async fn mca_template(&self) -> CallOutcome<AgreementTemplate> {
-        let outcome = self.agreement_templates(MCA_AGREEMENT_TYPE).await;
-        CallOutcome {
-            correlation_id: outcome.correlation_id,
-            http_status: outcome.http_status,
-            result: outcome.result.and_then(|items| {
+        self.agreement_templates(MCA_AGREEMENT_TYPE)
+            .await
+            .map(|items| {
                 choose_mca_template(items).ok_or_else(|| {
                     ApiError::transport(
                         ApiErrorKind::BadResponse,
                         "the agreement list holds no Microsoft Customer Agreement template",
                     )
                 })
-            }),
-        }
+            })
     }
 
     /// `POST /v1/customers/{id}/agreements`: confirms the customer's acceptance.
@@ -262,19 +337,15 @@ impl PartnerCenterClient {
         let body = match serde_json::to_vec(&body) {
             Ok(b) => b,
             Err(e) => {
-                return CallOutcome {
-                    correlation_id: Uuid::nil(),
-                    http_status: None,
-                    result: Err(ApiError::transport(ApiErrorKind::Transport, e.to_string())),
-                };
+                return CallOutcome::failed(
+                    ApiError::transport(ApiErrorKind::BadResponse, e.to_string()),
+                    0,
+                );
             }
         };
-        let outcome = self.send(Method::POST, url, request_id, Some(body)).await;
-        CallOutcome {
-            correlation_id: outcome.correlation_id,
-            http_status: outcome.http_status,
-            result: outcome.result.map(|_| ()),
-        }
+        self.send(Method::POST, url, request_id, Some(body))
+            .await
+            .map(|_| Ok(()))
     }
 }
 
@@ -354,7 +425,9 @@ mod tests {
             },
             Arc::new(TokenSource::new(
                 super::super::auth::Credentials::AccessToken("x".to_string().into()),
+                Duration::from_secs(1),
             )),
+            Arc::new(RequestGate::new("1/s".parse().unwrap(), Default::default())),
         )
         .unwrap();
         assert_eq!(

@@ -32,6 +32,10 @@ pub enum ApiErrorKind {
     Transport,
     /// A success status with a body that is not what the API documents.
     BadResponse,
+    /// No access token could be had (the token authority refused or was unreachable).
+    Credentials,
+    /// The run stopped before this request was sent.
+    NotSent,
 }
 
 /// A failed Partner Center call.
@@ -114,7 +118,8 @@ impl ApiError {
 
     /// The credentials were refused: nothing else in the run can succeed with them.
     pub fn is_unauthorized(&self) -> bool {
-        self.http_status == Some(401)
+        self.kind == ApiErrorKind::Credentials
+            || self.http_status == Some(401)
             || self.has_code(codes::MFA_REQUIRED)
             || self.has_code(codes::MFA_CLAIM_MISSING)
     }
@@ -131,7 +136,7 @@ impl ApiError {
         }
         match self.kind {
             ApiErrorKind::Timeout | ApiErrorKind::Connect | ApiErrorKind::Transport => true,
-            ApiErrorKind::BadResponse => false,
+            ApiErrorKind::BadResponse | ApiErrorKind::Credentials | ApiErrorKind::NotSent => false,
             ApiErrorKind::Service => matches!(self.http_status, Some(408 | 429 | 500..=599)),
         }
     }
@@ -144,6 +149,8 @@ impl ApiError {
             ApiErrorKind::Connect => format!("could not connect: {}", self.message),
             ApiErrorKind::Transport => format!("connection failed: {}", self.message),
             ApiErrorKind::BadResponse => format!("unexpected answer: {}", self.message),
+            ApiErrorKind::Credentials => self.message.clone(),
+            ApiErrorKind::NotSent => format!("not sent: {}", self.message),
         }
     }
 }

@@ -1,14 +1,16 @@
 //! `mca-attest confirm`: the main job. Validate every row, fetch the MCA template once, confirm
 //! each valid row under the rate limit, and record every row in the results file.
 
+use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::api::client::AgreementTemplate;
-use crate::api::{AgreementWriter, ApiError, PartnerCenterClient};
+use crate::api::{AgreementWriter, ApiError, ApiErrorKind, PartnerCenterClient};
 use crate::cli::ConfirmArgs;
 use crate::commands::Connection;
 use crate::commands::validate::input_options;
@@ -17,9 +19,9 @@ use crate::domain::{Confirmation, RowNumber, RowStatus};
 use crate::error::{AppError, Exit};
 use crate::input::InputReader;
 use crate::pipeline::{self, AbortReason, Job, JobOutcome, RunContext, Work};
-use crate::progress::{Progress, ReadPosition};
-use crate::rate::RequestGate;
+use crate::progress::{Progress, ReadPosition, Tally};
 use crate::results::{ExistingFile, OutputTarget, ReportWriter, ResultRecord, refuse_existing};
+use crate::resume::{self, ResumeState};
 use crate::retry::{RetryPolicy, jitter};
 use crate::summary::{RunClock, RunSummary};
 use crate::validation::{Validator, Verdict, classify_rows};
@@ -34,6 +36,10 @@ pub const STATUSES: [&str; 6] = [
     "failed",
 ];
 
+/// Consecutive rows failing with server or connection errors, after their retries, that mean
+/// the service is down: better to stop than to burn through the whole file.
+pub const OUTAGE_ROWS: u32 = 20;
+
 pub async fn run(args: ConfirmArgs) -> Result<Exit, AppError> {
     let clock = RunClock::start();
     let api = ApiConfig::try_from(&args.api)?;
@@ -45,21 +51,53 @@ pub async fn run(args: ConfirmArgs) -> Result<Exit, AppError> {
         )));
     }
     let target = output_target(&args.input, args.output.as_deref(), "results.csv");
-    if let Some(path) = target.path() {
-        if same_file(path, &args.input) {
-            return Err(AppError::Usage(format!(
-                "the results file '{}' is the input file: choose another with -o",
-                path.display()
-            )));
+    let resume_state = match (&target, args.resume) {
+        (OutputTarget::Stdout, true) => {
+            return Err(AppError::Usage(
+                "--resume needs a results file: it cannot continue standard output (-o -)".into(),
+            ));
         }
-        refuse_existing(path)?;
-    }
+        (OutputTarget::File(path), resume) => {
+            if same_file(path, &args.input) {
+                return Err(AppError::Usage(format!(
+                    "the results file '{}' is the input file: choose another with -o",
+                    path.display()
+                )));
+            }
+            if resume {
+                resume::load(path).map_err(|e| AppError::Usage(e.to_string()))?
+            } else {
+                refuse_existing(path)?;
+                None
+            }
+        }
+        (OutputTarget::Stdout, false) => None,
+    };
     let mut reader = InputReader::open(&args.input, &input_options(&input))?;
-    let conn = Connection::open(&api).await?;
-    let writer = ReportWriter::create::<ResultRecord>(target.clone(), ExistingFile::Refuse)?;
+    let stop = CancellationToken::new();
+    let conn = Connection::open(&api, stop.clone()).await?;
+    let writer = match (&resume_state, &target) {
+        (Some(state), OutputTarget::File(path)) => {
+            tracing::info!(
+                lines = state.lines,
+                done = state.done_count(),
+                "resuming '{}': customers already confirmed there are not sent again",
+                path.display()
+            );
+            if state.truncated_bytes > 0 {
+                tracing::warn!(
+                    bytes = state.truncated_bytes,
+                    "cut a half-written last line from the results file"
+                );
+            }
+            ReportWriter::append(path)?
+        }
+        _ => ReportWriter::create::<ResultRecord>(target.clone(), ExistingFile::Refuse)?,
+    };
+    let created_file = resume_state.is_none();
 
     let base_url = conn.base_url.clone();
-    let summary_base = |tally: &crate::progress::Tally, exit: Exit| {
+    let summary_base = |tally: &Tally, exit: Exit| {
         let mut s = RunSummary::new(
             "confirm",
             &clock,
@@ -80,26 +118,29 @@ pub async fn run(args: ConfirmArgs) -> Result<Exit, AppError> {
             "note: '{}' has a header but no data rows: nothing to confirm",
             args.input.display()
         );
-        let summary = summary_base(&Default::default(), Exit::Success);
-        finish_summary(&summary, &Default::default(), args.summary_json.as_deref())?;
+        let summary = summary_base(&Tally::default(), Exit::Success);
+        finish_summary(&summary, &Tally::default(), args.summary_json.as_deref())?;
         conn.close().await;
         return Ok(Exit::Success);
     }
 
-    let ctx = Arc::new(RunContext {
-        gate: RequestGate::new(api.rate),
-        stop: CancellationToken::new(),
-    });
+    let ctx = Arc::new(RunContext::new(stop));
+    let signals = tokio::spawn(watch_signals(ctx.clone()));
     let policy = RetryPolicy::new(args.max_attempts);
-    let template = match fetch_template(&conn.client, &ctx, &policy).await {
+    let template = match fetch_template(&conn.client, &policy).await {
         Ok(t) => t,
         Err(message) => {
             // Nothing was recorded: leave no header-only file that would block the next run.
             drop(writer);
-            if let OutputTarget::File(path) = &target {
+            if let (true, OutputTarget::File(path)) = (created_file, &target) {
                 let _ = std::fs::remove_file(path);
             }
+            signals.abort();
             conn.close().await;
+            if ctx.abort_reason().is_some() {
+                eprintln!("interrupted before anything was sent");
+                return Ok(Exit::Interrupted);
+            }
             return Err(AppError::Aborted(message));
         }
     };
@@ -111,10 +152,21 @@ pub async fn run(args: ConfirmArgs) -> Result<Exit, AppError> {
         default_date: input.default_date,
     };
     let reader_position = position.clone();
+    let skipped = Arc::new(AtomicU64::new(0));
+    let reader_skipped = skipped.clone();
     let reader_task = tokio::task::spawn_blocking(move || {
-        classify_rows(&mut reader, &validator, &reader_position, |verdict| {
-            pipeline::feed(&tx, work_for(verdict))
-        })
+        classify_rows(
+            &mut reader,
+            &validator,
+            &reader_position,
+            |verdict| match work_for(verdict, resume_state.as_ref()) {
+                Some(work) => pipeline::feed(&tx, work),
+                None => {
+                    reader_skipped.fetch_add(1, Ordering::Relaxed);
+                    true
+                }
+            },
+        )
     });
 
     let job = Arc::new(ConfirmJob {
@@ -122,9 +174,13 @@ pub async fn run(args: ConfirmArgs) -> Result<Exit, AppError> {
         template_id: template.template_id.clone(),
         policy,
         dry_run: args.dry_run,
+        outage: AtomicU32::new(0),
+        credentials: conn.client.tokens().credentials().describe(),
     });
     let progress = Progress::new(!args.no_progress, position, &STATUSES);
-    let (report, writer) = pipeline::run(job, ctx, api.concurrency, rx, writer, progress).await;
+    let (report, writer) =
+        pipeline::run(job, ctx.clone(), api.concurrency, rx, writer, progress).await;
+    signals.abort();
     let mut abort = report.abort;
     match reader_task.await {
         Ok(Ok(())) => {}
@@ -138,6 +194,11 @@ pub async fn run(args: ConfirmArgs) -> Result<Exit, AppError> {
     if let Err(e) = writer.finish() {
         abort.get_or_insert(pipeline::output_abort(&e));
     }
+    let gate_stats = (
+        conn.client.gate().episodes(),
+        conn.client.gate().started(),
+        conn.client.gate().effective_rate(),
+    );
     conn.close().await;
 
     let tally = report.tally;
@@ -150,20 +211,77 @@ pub async fn run(args: ConfirmArgs) -> Result<Exit, AppError> {
     let mut summary = summary_base(&tally, exit);
     summary.template_id = Some(template.template_id);
     summary.aborted = abort.as_ref().map(ToString::to_string);
+    summary.resumed_skipped = resume_state_skipped(args.resume, &skipped);
+    (
+        summary.throttle_episodes,
+        summary.requests_sent,
+        summary.effective_rate,
+    ) = (
+        gate_stats.0,
+        gate_stats.1,
+        (gate_stats.2 * 10.0).round() / 10.0,
+    );
     if let Some(reason) = &abort {
         tracing::error!("run stopped: {reason}");
     }
     finish_summary(&summary, &tally, args.summary_json.as_deref())?;
-    for hint in next_steps(&tally, abort.as_ref()) {
+    for hint in next_steps(&tally, abort.as_ref(), &target, args.resume) {
         eprintln!("{hint}");
     }
     Ok(exit)
 }
 
+fn resume_state_skipped(resume: bool, skipped: &AtomicU64) -> Option<u64> {
+    resume.then(|| skipped.load(Ordering::Relaxed))
+}
+
+/// First SIGINT/SIGTERM: stop starting rows and let the in-flight ones finish. Second: exit at
+/// once (every finished row is already on disk).
+async fn watch_signals(ctx: Arc<RunContext>) {
+    let mut received = 0;
+    loop {
+        if !next_signal().await {
+            return;
+        }
+        received += 1;
+        if received == 1 {
+            eprintln!(
+                "stopping: no new rows are started; waiting for the requests in flight (press Ctrl-C again to exit at once)"
+            );
+            ctx.abort(AbortReason::Interrupted);
+        } else {
+            eprintln!(
+                "exiting at once: every finished row is in the results file; run again with --resume"
+            );
+            std::process::exit(130);
+        }
+    }
+}
+
+#[cfg(unix)]
+async fn next_signal() -> bool {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return false;
+    };
+    tokio::select! {
+        _ = int.recv() => true,
+        _ = term.recv() => true,
+    }
+}
+
+#[cfg(not(unix))]
+async fn next_signal() -> bool {
+    tokio::signal::ctrl_c().await.is_ok()
+}
+
 fn finish_summary(
     summary: &RunSummary,
-    tally: &crate::progress::Tally,
-    json: Option<&std::path::Path>,
+    tally: &Tally,
+    json: Option<&Path>,
 ) -> Result<(), AppError> {
     eprintln!("{}", summary.describe(tally, &STATUSES));
     if let Some(path) = json {
@@ -174,31 +292,77 @@ fn finish_summary(
     Ok(())
 }
 
+/// The command line that continues this run: the same arguments, with `--resume`.
+fn resume_command() -> String {
+    let mut args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--resume") {
+        args.push("--resume".into());
+    }
+    args.iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn shell_quote(arg: &str) -> String {
+    if !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c))
+    {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
 /// What the operator should do next, given how the run ended.
-fn next_steps(tally: &crate::progress::Tally, abort: Option<&AbortReason>) -> Vec<String> {
+fn next_steps(
+    tally: &Tally,
+    abort: Option<&AbortReason>,
+    target: &OutputTarget,
+    resumed: bool,
+) -> Vec<String> {
     let mut hints = Vec::new();
+    let file = matches!(target, OutputTarget::File(_));
     if abort.is_some() {
-        hints.push(
-            "finished rows are recorded in the results file; fix the cause above, then run the same command with -o pointing to a new results file (rows already confirmed will come back as already_confirmed)".to_string(),
-        );
+        if file {
+            hints.push(format!(
+                "every finished row is in the results file; to continue once the cause is fixed:\n  {}",
+                resume_command()
+            ));
+        } else {
+            hints.push("every finished row was written to standard output; to continue, run again with -o FILE (rows already on record come back already_confirmed)".into());
+        }
     }
     let invalid = tally.get("invalid");
     if invalid > 0 {
         hints.push(format!(
-            "{invalid} row(s) are invalid: the message column names the field and the reason; fix them in the input and run again"
+            "{invalid} row(s) are invalid: the message column names the field and the reason; fix them in the input and run again{}",
+            if file { " with --resume" } else { "" }
         ));
     }
     let failed = tally.get("failed");
     if failed > 0 {
         hints.push(format!(
-            "{failed} row(s) failed at Partner Center: see http_status, error_code and message; quote request_id and correlation_id to Microsoft support"
+            "{failed} row(s) failed at Partner Center: see http_status, error_code and message; quote request_id and correlation_id to Microsoft support{}",
+            if file && abort.is_none() { "; run again with --resume to retry them" } else { "" }
         ));
+    }
+    if resumed && abort.is_none() && invalid + failed == 0 {
+        hints.push("every customer in the input is now on record".into());
     }
     hints
 }
 
-fn work_for(verdict: Verdict) -> Work<Confirmation, ResultRecord> {
-    match verdict {
+/// The work for a row, or `None` when a resumed run already has it done.
+fn work_for(
+    verdict: Verdict,
+    resume: Option<&ResumeState>,
+) -> Option<Work<Confirmation, ResultRecord>> {
+    let done = |c: &Confirmation| resume.is_some_and(|r| r.is_done(&c.key()));
+    Some(match verdict {
+        Verdict::Valid(_, c) | Verdict::Duplicate(_, c, _) if done(&c) => return None,
         Verdict::Valid(row, c) => Work::Send { row, input: c },
         Verdict::Invalid(raw, message) => {
             Work::Settled(ResultRecord::from_raw(&raw, RowStatus::Invalid, message))
@@ -209,36 +373,37 @@ fn work_for(verdict: Verdict) -> Work<Confirmation, ResultRecord> {
                 format!("same tenant and signer as row {earlier}: sent once, for that row");
             Work::Settled(record)
         }
-    }
+    })
 }
 
-fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+fn same_file(a: &Path, b: &Path) -> bool {
     match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     }
 }
 
-/// Fetches the MCA template once for the run, through the rate gate and the retry policy.
+/// Fetches the MCA template once for the run, retried like any call.
 async fn fetch_template(
     client: &PartnerCenterClient,
-    ctx: &RunContext,
     policy: &RetryPolicy,
 ) -> Result<AgreementTemplate, String> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        ctx.gate.ready().await;
         let outcome = client.mca_template().await;
         let error = match outcome.result {
             Ok(t) => return Ok(t),
             Err(e) => e,
         };
         if error.is_unauthorized() {
-            return Err(credentials_message(&error));
+            return Err(credentials_message(
+                &error,
+                &client.tokens().credentials().describe(),
+            ));
         }
         match policy.next_delay(attempt, &error, jitter()) {
-            Some(delay) => {
+            Some(delay) if error.kind != ApiErrorKind::NotSent => {
                 tracing::warn!(
                     attempt,
                     "fetching the MCA template failed ({error}); retrying in {:.1} s",
@@ -246,7 +411,7 @@ async fn fetch_template(
                 );
                 tokio::time::sleep(delay).await;
             }
-            None => {
+            _ => {
                 return Err(format!(
                     "could not fetch the MCA template (correlation id {}): {error}. Nothing was sent; try again later",
                     outcome.correlation_id
@@ -256,21 +421,21 @@ async fn fetch_template(
     }
 }
 
-/// The message for credentials Partner Center refused.
-pub fn credentials_message(error: &ApiError) -> String {
+/// The message for credentials Partner Center (or the token authority) refused.
+pub fn credentials_message(error: &ApiError, credentials: &str) -> String {
+    if error.kind == ApiErrorKind::Credentials {
+        return format!("no access token: {}", error.message);
+    }
     let mfa = if error
         .code
         .as_deref()
         .is_some_and(|c| c == "10001" || c == "900421")
     {
-        " Error 10001/900421 means the token was issued without multi-factor authentication: sign in again with MFA and get a new App+User token."
+        " The sign-in behind the token did not use multi-factor authentication (error 10001: MFA required; 900421: the token has no MFA claim, enforced since 2026-04-01): sign in again with MFA and get a new App+User token."
     } else {
-        ""
+        " Check that it is a current App+User token for the partner tenant, issued with multi-factor authentication (errors 10001 and 900421 mean MFA is missing)."
     };
-    format!(
-        "Partner Center refused the credentials ({error}).{mfa} Check that {} holds a current App+User access token for the partner tenant (error 10001: MFA required; 900421: the token has no MFA claim).",
-        crate::api::auth::ENV_ACCESS_TOKEN
-    )
+    format!("Partner Center refused {credentials} ({error}).{mfa}")
 }
 
 /// Confirms one customer: one MS-RequestId for the row, kept across its retries.
@@ -279,6 +444,10 @@ struct ConfirmJob<W> {
     template_id: String,
     policy: RetryPolicy,
     dry_run: bool,
+    /// Rows in a row that failed with server or connection errors.
+    outage: AtomicU32,
+    /// How the credentials are named in messages.
+    credentials: String,
 }
 
 impl<W: AgreementWriter> Job for ConfirmJob<W> {
@@ -300,23 +469,36 @@ impl<W: AgreementWriter> Job for ConfirmJob<W> {
         }
         let request_id = Uuid::new_v4();
         record.request_id = Some(request_id);
-        let mut attempt = 0;
+        let mut last_error: Option<ApiError> = None;
         loop {
-            attempt += 1;
-            ctx.gate.ready().await;
             let outcome = self
                 .writer
                 .write_agreement(&c, &self.template_id, request_id)
                 .await;
-            record.attempts = attempt;
-            record.correlation_id = Some(outcome.correlation_id);
-            record.http_status = outcome.http_status;
+            record.attempts += outcome.sent;
+            if outcome.sent > 0 {
+                record.correlation_id = Some(outcome.correlation_id);
+                record.http_status = outcome.http_status;
+            }
             let error = match outcome.result {
                 Ok(()) => {
                     record.status = Some(RowStatus::Confirmed);
                     record.error_code.clear();
                     record.error_name.clear();
                     record.message.clear();
+                    break;
+                }
+                Err(e) if e.kind == ApiErrorKind::NotSent => {
+                    if record.attempts == 0 {
+                        return JobOutcome::NotStarted;
+                    }
+                    record.message = format!(
+                        "{}; the run stopped before the next attempt",
+                        last_error
+                            .as_ref()
+                            .map(ApiError::describe)
+                            .unwrap_or_default()
+                    );
                     break;
                 }
                 Err(e) => e,
@@ -337,17 +519,21 @@ impl<W: AgreementWriter> Job for ConfirmJob<W> {
                 tracing::error!(row = row.0, tenant = %c.tenant, "credentials refused: {error}");
                 return JobOutcome::Abort(
                     record,
-                    AbortReason::Credentials(credentials_message(&error)),
+                    AbortReason::Credentials(credentials_message(&error, &self.credentials)),
                 );
             }
-            match self.policy.next_delay(attempt, &error, jitter()) {
+            match self
+                .policy
+                .next_delay(record.attempts.max(1), &error, jitter())
+            {
                 Some(delay) => {
                     tracing::debug!(
                         row = row.0,
-                        attempt,
+                        attempt = record.attempts,
                         "retrying in {:.1} s after {error}",
                         delay.as_secs_f64()
                     );
+                    last_error = Some(error);
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = ctx.stop.cancelled() => {
@@ -357,12 +543,40 @@ impl<W: AgreementWriter> Job for ConfirmJob<W> {
                     }
                 }
                 None => {
-                    tracing::warn!(row = row.0, tenant = %c.tenant, attempts = attempt, "failed: {error}");
-                    break;
+                    tracing::warn!(row = row.0, tenant = %c.tenant, attempts = record.attempts, "failed: {error}");
+                    record.finished_at = Some(chrono::Utc::now());
+                    if error.is_retryable() {
+                        let down = self.outage.fetch_add(1, Ordering::Relaxed) + 1;
+                        if down >= OUTAGE_ROWS {
+                            return JobOutcome::Abort(
+                                record,
+                                AbortReason::ServiceDown(format!(
+                                    "{down} rows in a row failed after their retries with server or connection errors (last: {error}): Partner Center looks unavailable"
+                                )),
+                            );
+                        }
+                    }
+                    return JobOutcome::Done(record);
                 }
             }
         }
+        if record.status() != RowStatus::Failed {
+            self.outage.store(0, Ordering::Relaxed);
+        }
         record.finished_at = Some(chrono::Utc::now());
         JobOutcome::Done(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting_keeps_plain_words_and_quotes_the_rest() {
+        assert_eq!(shell_quote("wave1.csv"), "wave1.csv");
+        assert_eq!(shell_quote("--rate=5/s"), "--rate=5/s");
+        assert_eq!(shell_quote("my file.csv"), "'my file.csv'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
     }
 }

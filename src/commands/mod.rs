@@ -8,11 +8,13 @@ pub mod validate;
 use std::sync::Arc;
 
 use clap::{CommandFactory, Parser};
+use tokio_util::sync::CancellationToken;
 
 use crate::api::{ClientOptions, Credentials, PartnerCenterClient, TokenSource};
 use crate::cli::{Cli, Command};
 use crate::config::{ApiConfig, Endpoint};
 use crate::error::{AppError, Exit};
+use crate::rate::RequestGate;
 use crate::simulator::{Simulator, SimulatorArgs, SimulatorConfig};
 
 /// Runs the parsed command line.
@@ -49,7 +51,7 @@ pub struct Connection {
 impl Connection {
     /// Reads credentials (or starts the simulator) and builds the client. Everything here can
     /// fail only with exit 2: nothing has been sent yet.
-    pub async fn open(api: &ApiConfig) -> Result<Self, AppError> {
+    pub async fn open(api: &ApiConfig, stop: CancellationToken) -> Result<Self, AppError> {
         let (base_url, credentials, simulator) = match &api.endpoint {
             Endpoint::Remote(url) => (url.clone(), Credentials::from_env()?, None),
             Endpoint::Simulator {
@@ -70,7 +72,9 @@ impl Connection {
             timeout: api.timeout,
             max_connections: api.concurrency,
         };
-        let client = PartnerCenterClient::new(&options, Arc::new(TokenSource::new(credentials)))
+        let tokens = Arc::new(TokenSource::new(credentials, api.timeout));
+        let gate = Arc::new(RequestGate::new(api.rate, stop));
+        let client = PartnerCenterClient::new(&options, tokens, gate)
             .map_err(|e| AppError::Usage(format!("cannot set up the HTTP client: {e}")))?;
         Ok(Connection {
             client,

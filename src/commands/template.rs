@@ -8,7 +8,8 @@ use crate::error::{AppError, Exit};
 
 pub async fn run(args: TemplateArgs) -> Result<Exit, AppError> {
     let api = ApiConfig::try_from(&args.api)?;
-    let conn = Connection::open(&api).await?;
+    let conn = Connection::open(&api, Default::default()).await?;
+    let credentials = conn.client.tokens().credentials().describe();
     let result = if args.all {
         let outcome = conn.client.agreement_templates("*").await;
         outcome
@@ -25,9 +26,9 @@ pub async fn run(args: TemplateArgs) -> Result<Exit, AppError> {
             Ok(Exit::Success)
         }
         Ok(Err(e)) => Err(AppError::Aborted(format!("cannot print the template: {e}"))),
-        Err(e) if e.is_unauthorized() => {
-            Err(AppError::Aborted(super::confirm::credentials_message(&e)))
-        }
+        Err(e) if e.is_unauthorized() => Err(AppError::Aborted(
+            super::confirm::credentials_message(&e, &credentials),
+        )),
         Err(e) => Err(AppError::Aborted(format!(
             "could not fetch the {MCA_AGREEMENT_TYPE} template: {e}"
         ))),

@@ -184,7 +184,7 @@ impl AppState {
         // A retry of a request that already succeeded gets the same answer, even if the
         // client changed its mind about the body since.
         if let Some(id) = request_id
-            && let Some(body) = self.store.replay(id)
+            && let Some(body) = self.store.replay(id, agreements::created_body)
         {
             return Reply::json(StatusCode::CREATED, body);
         }

@@ -146,7 +146,9 @@ pub(crate) enum CreateOutcome {
 }
 
 type TenantShard = HashMap<Uuid, Vec<StoredAgreement>>;
-type ReplayShard = HashMap<String, Bytes>;
+/// Request id → where the agreement it created sits (tenant, index in that tenant's list).
+/// The answer is rendered again on a replay instead of being kept: replays are rare.
+type ReplayShard = HashMap<String, (Uuid, usize)>;
 
 /// A panic elsewhere must not take the whole simulator down with a poisoned lock.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -169,8 +171,8 @@ fn shard_of_tenant(t: &Uuid) -> usize {
 
 pub(crate) struct Store {
     tenants: Box<[Mutex<TenantShard>]>,
-    /// Request id → answer of the successful POST that used it. Only successes are inserted, so
-    /// it never holds more entries than agreements were created.
+    /// Only successful creations are inserted, so this never holds more entries than
+    /// agreements were created.
     replays: Box<[Mutex<ReplayShard>]>,
     records: Option<Mutex<Vec<(u64, RecordedRequest)>>>,
 }
@@ -192,10 +194,25 @@ impl Store {
         }
     }
 
-    pub fn replay(&self, request_id: &str) -> Option<Bytes> {
-        lock(&self.replays[shard_of_str(request_id)])
-            .get(request_id)
-            .cloned()
+    /// The answer of the successful POST that used `request_id`, if any.
+    pub fn replay(
+        &self,
+        request_id: &str,
+        answer: impl FnOnce(&StoredAgreement) -> Bytes,
+    ) -> Option<Bytes> {
+        let replays = lock(&self.replays[shard_of_str(request_id)]);
+        let (tenant, index) = *replays.get(request_id)?;
+        self.render(tenant, index, answer)
+    }
+
+    fn render(
+        &self,
+        tenant: Uuid,
+        index: usize,
+        answer: impl FnOnce(&StoredAgreement) -> Bytes,
+    ) -> Option<Bytes> {
+        let tenants = lock(&self.tenants[shard_of_tenant(&tenant)]);
+        tenants.get(&tenant)?.get(index).map(answer)
     }
 
     /// Store `agreement` unless its request id was used already or its contact is on record.
@@ -210,19 +227,26 @@ impl Store {
     ) -> CreateOutcome {
         let mut replays = request_id.map(|id| (id, lock(&self.replays[shard_of_str(id)])));
         if let Some((id, map)) = &replays
-            && let Some(body) = map.get(*id)
+            && let Some(&(earlier_tenant, index)) = map.get(*id)
         {
-            return CreateOutcome::Replayed(body.clone());
+            // Entries are never removed, so the lookup cannot miss; an empty body is the
+            // harmless answer if it somehow did.
+            let body = self.render(earlier_tenant, index, answer).unwrap_or_default();
+            return CreateOutcome::Replayed(body);
         }
         let mut tenants = lock(&self.tenants[shard_of_tenant(&tenant)]);
-        let list = tenants.entry(tenant).or_default();
+        // Most tenants get exactly one agreement; don't let Vec's default growth reserve four.
+        let list = tenants
+            .entry(tenant)
+            .or_insert_with(|| Vec::with_capacity(1));
         if list.iter().any(|a| a.same_contact(&agreement)) {
             return CreateOutcome::AlreadyExists;
         }
         let body = answer(&agreement);
+        let index = list.len();
         list.push(agreement);
         if let Some((id, map)) = &mut replays {
-            map.insert((*id).to_owned(), body.clone());
+            map.insert((*id).to_owned(), (tenant, index));
         }
         CreateOutcome::Created(body)
     }
@@ -304,7 +328,7 @@ mod tests {
             CreateOutcome::Created(_)
         ));
         assert_eq!(store.agreements(&t).len(), 2);
-        assert!(store.replay("r1").is_some());
-        assert!(store.replay("r2").is_none());
+        assert!(store.replay("r1", body).is_some());
+        assert!(store.replay("r2", body).is_none());
     }
 }

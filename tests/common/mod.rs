@@ -20,7 +20,8 @@ use uuid::Uuid;
 pub const RESULTS_HEADER: &str = "row,customer_tenant_id,first_name,last_name,email,phone_number,date_agreed,status,http_status,error_code,error_name,message,attempts,template_id,request_id,correlation_id,finished_at";
 
 /// The input header of the contract.
-pub const INPUT_HEADER: &str = "customer_tenant_id,first_name,last_name,email,phone_number,date_agreed";
+pub const INPUT_HEADER: &str =
+    "customer_tenant_id,first_name,last_name,email,phone_number,date_agreed";
 
 /// The token tests hand to the binary when the simulator accepts any token.
 pub const TEST_TOKEN: &str = "test-token";
@@ -79,7 +80,8 @@ impl Workdir {
     pub fn create(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
         let path = self.path(name);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("create {}: {e}", parent.display()));
+            std::fs::create_dir_all(parent)
+                .unwrap_or_else(|e| panic!("create {}: {e}", parent.display()));
         }
         std::fs::write(&path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
         path
@@ -148,7 +150,10 @@ impl Workdir {
             cmd.env_remove(name);
         }
         cmd.env("NO_COLOR", "1");
-        let args: Vec<String> = args.into_iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
+        let args: Vec<String> = args
+            .into_iter()
+            .map(|a| a.as_ref().to_string_lossy().into_owned())
+            .collect();
         cmd.args(&args);
         Cmd {
             cmd,
@@ -222,7 +227,10 @@ impl Cmd {
     /// Runs to completion (blocking).
     pub fn run(mut self) -> Run {
         let started = Instant::now();
-        let output = self.cmd.output().unwrap_or_else(|e| panic!("cannot run `{}`: {e}", self.shown));
+        let output = self
+            .cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run `{}`: {e}", self.shown));
         let command = if self.env.is_empty() {
             self.shown
         } else {
@@ -240,7 +248,9 @@ impl Cmd {
     /// Runs to completion on a blocking thread, so that a simulator serving on the test's own
     /// runtime keeps answering meanwhile.
     pub async fn run_async(self) -> Run {
-        tokio::task::spawn_blocking(move || self.run()).await.expect("the run thread panicked")
+        tokio::task::spawn_blocking(move || self.run())
+            .await
+            .expect("the run thread panicked")
     }
 }
 
@@ -257,7 +267,12 @@ pub struct Run {
 impl fmt::Display for Run {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "\n--- command ---\n{}", self.command)?;
-        writeln!(f, "--- status ---\n{} (after {:.2} s)", self.status, self.elapsed.as_secs_f64())?;
+        writeln!(
+            f,
+            "--- status ---\n{} (after {:.2} s)",
+            self.status,
+            self.elapsed.as_secs_f64()
+        )?;
         writeln!(f, "--- stdout ---\n{}", self.stdout)?;
         writeln!(f, "--- stderr ---\n{}", self.stderr)
     }
@@ -275,12 +290,18 @@ impl Run {
     }
 
     pub fn expect_stderr_contains(&self, needle: &str) -> &Self {
-        assert!(self.stderr.contains(needle), "expected stderr to contain {needle:?}{self}");
+        assert!(
+            self.stderr.contains(needle),
+            "expected stderr to contain {needle:?}{self}"
+        );
         self
     }
 
     pub fn expect_stdout_contains(&self, needle: &str) -> &Self {
-        assert!(self.stdout.contains(needle), "expected stdout to contain {needle:?}{self}");
+        assert!(
+            self.stdout.contains(needle),
+            "expected stdout to contain {needle:?}{self}"
+        );
         self
     }
 
@@ -352,7 +373,11 @@ impl Customer {
     }
 
     pub fn tenant_uuid(&self) -> Uuid {
-        let t = self.tenant.trim().trim_start_matches('{').trim_end_matches('}');
+        let t = self
+            .tenant
+            .trim()
+            .trim_start_matches('{')
+            .trim_end_matches('}');
         Uuid::parse_str(t).expect("the customer's tenant is a GUID")
     }
 
@@ -396,7 +421,9 @@ impl ResultRow {
     }
 
     pub fn row(&self) -> u64 {
-        self.get("row").parse().unwrap_or_else(|_| panic!("row is not a number in {self:?}"))
+        self.get("row")
+            .parse()
+            .unwrap_or_else(|_| panic!("row is not a number in {self:?}"))
     }
 
     pub fn status(&self) -> &str {
@@ -418,12 +445,19 @@ pub struct Results {
 impl Results {
     /// Parses CSV text strictly (every record as wide as the header).
     pub fn parse(text: &str) -> Result<Results, csv::Error> {
-        let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(text.as_bytes());
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(false)
+            .from_reader(text.as_bytes());
         let header: Vec<String> = reader.headers()?.iter().map(str::to_string).collect();
         let mut rows = Vec::new();
         for record in reader.records() {
             let record = record?;
-            let cells = header.iter().cloned().zip(record.iter().map(str::to_string)).collect();
+            let cells = header
+                .iter()
+                .cloned()
+                .zip(record.iter().map(str::to_string))
+                .collect();
             rows.push(ResultRow { cells });
         }
         Ok(Results { header, rows })
@@ -433,7 +467,12 @@ impl Results {
     pub fn read(path: &Path, run: &Run) -> Results {
         let text = std::fs::read_to_string(path)
             .unwrap_or_else(|e| panic!("cannot read results file {}: {e}{run}", path.display()));
-        Results::parse(&text).unwrap_or_else(|e| panic!("results file {} is not valid CSV: {e}\n{text}{run}", path.display()))
+        Results::parse(&text).unwrap_or_else(|e| {
+            panic!(
+                "results file {} is not valid CSV: {e}\n{text}{run}",
+                path.display()
+            )
+        })
     }
 
     pub fn header_line(&self) -> String {
@@ -443,14 +482,24 @@ impl Results {
     /// The line for input row `n`; panics unless there is exactly one.
     pub fn by_row(&self, n: u64) -> &ResultRow {
         let found: Vec<&ResultRow> = self.rows.iter().filter(|r| r.row() == n).collect();
-        assert_eq!(found.len(), 1, "expected exactly one line for row {n} in {:#?}", self.rows);
+        assert_eq!(
+            found.len(),
+            1,
+            "expected exactly one line for row {n} in {:#?}",
+            self.rows
+        );
         found[0]
     }
 
     /// The line for a tenant; panics unless there is exactly one.
     pub fn by_tenant(&self, tenant: &str) -> &ResultRow {
         let found: Vec<&ResultRow> = self.rows.iter().filter(|r| r.tenant() == tenant).collect();
-        assert_eq!(found.len(), 1, "expected exactly one line for tenant {tenant} in {:#?}", self.rows);
+        assert_eq!(
+            found.len(),
+            1,
+            "expected exactly one line for tenant {tenant} in {:#?}",
+            self.rows
+        );
         found[0]
     }
 

@@ -1,0 +1,250 @@
+//! Retries and interruptions: a row keeps its MS-RequestId across attempts, throttling is
+//! waited out, `--max-attempts` ends a row as `failed`, and an interrupted run records what
+//! finished and exits 130.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Customer, Results, Workdir, counts, start_simulator, uuid_of};
+use mca_attest::simulator::{Faults, RateLimit, RecordedRequest, SimulatorConfig};
+
+/// The POSTs the simulator saw, per tenant, in arrival order.
+fn posts_by_tenant(requests: Vec<RecordedRequest>) -> BTreeMap<String, Vec<RecordedRequest>> {
+    let mut map: BTreeMap<String, Vec<RecordedRequest>> = BTreeMap::new();
+    for r in requests {
+        map.entry(r.tenant.clone()).or_default().push(r);
+    }
+    map
+}
+
+/// Every attempt of a row carries the row's request id; `attempts` counts them; the
+/// correlation id is the last attempt's.
+fn assert_attempts_match_the_results(
+    results: &Results,
+    requests: Vec<RecordedRequest>,
+    run: &common::Run,
+) {
+    let posts = posts_by_tenant(requests);
+    for line in &results.rows {
+        let sent = posts
+            .get(line.tenant())
+            .unwrap_or_else(|| panic!("no POST for {line:?}{run}"));
+        let request_id = uuid_of(line.get("request_id"), "request_id column");
+        for attempt in sent {
+            assert_eq!(
+                uuid_of(
+                    attempt.request_id.as_deref().unwrap_or_default(),
+                    "MS-RequestId"
+                ),
+                request_id,
+                "every attempt of row {} carries its request id: {sent:#?}{run}",
+                line.row()
+            );
+        }
+        assert_eq!(
+            line.get("attempts"),
+            sent.len().to_string(),
+            "attempts of row {}: {sent:#?}{run}",
+            line.row()
+        );
+        let last = sent.last().expect("at least one attempt");
+        assert_eq!(
+            uuid_of(
+                last.correlation_id.as_deref().unwrap_or_default(),
+                "MS-CorrelationId"
+            ),
+            uuid_of(line.get("correlation_id"), "correlation_id column"),
+            "the correlation id of row {}'s last attempt: {sent:#?}{run}",
+            line.row()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answer_lost_after_the_agreement_was_made_is_retried_with_the_same_request_id() {
+    let sim = start_simulator(SimulatorConfig {
+        faults: Faults {
+            seed: 7,
+            drop_after_commit_rate: 0.3,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let wd = Workdir::new();
+    let customers = Customer::many(8);
+    wd.create_customers("in.csv", &customers);
+
+    let run = wd
+        .confirm("in.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
+
+    let stats = sim.stats();
+    assert!(
+        stats.faults_injected >= 1,
+        "the seed must drop at least one answer: {stats:?}{run}"
+    );
+    run.expect_code(0);
+    let results = Results::read(&wd.path("r.csv"), &run);
+    assert_eq!(results.counts(), counts(&[("confirmed", 8)]), "{run}");
+    for c in &customers {
+        assert_eq!(
+            sim.agreements(c.tenant_uuid()).len(),
+            1,
+            "one agreement for {}, however many attempts{run}",
+            c.tenant
+        );
+    }
+    assert_attempts_match_the_results(&results, sim.requests(), &run);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_rows_wait_and_are_retried_with_the_same_request_id() {
+    let sim = start_simulator(SimulatorConfig {
+        rate_limit: Some(RateLimit {
+            max_requests: 2,
+            window: Duration::from_secs(1),
+        }),
+        ..Default::default()
+    })
+    .await;
+    let wd = Workdir::new();
+    wd.create_customers("in.csv", &Customer::many(3));
+
+    let run = wd
+        .confirm("in.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
+
+    let stats = sim.stats();
+    assert!(
+        stats.throttled >= 1,
+        "at 1000/s against 2/s some requests are throttled: {stats:?}{run}"
+    );
+    run.expect_code(0);
+    let results = Results::read(&wd.path("r.csv"), &run);
+    assert_eq!(results.counts(), counts(&[("confirmed", 3)]), "{run}");
+    assert_eq!(stats.agreements_created, 3, "{stats:?}{run}");
+    assert_attempts_match_the_results(&results, sim.requests(), &run);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_that_keeps_failing_is_failed_after_max_attempts() {
+    let sim = start_simulator(SimulatorConfig {
+        faults: Faults {
+            fail_rate: 1.0,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let wd = Workdir::new();
+    wd.create_customers("in.csv", &Customer::many(2));
+
+    let mut cmd = wd.confirm("in.csv", "r.csv", &sim.base_url());
+    cmd.args(["--max-attempts", "2"]);
+    let run = cmd.run_async().await;
+
+    run.expect_code(1);
+    let results = Results::read(&wd.path("r.csv"), &run);
+    assert_eq!(results.counts(), counts(&[("failed", 2)]), "{run}");
+    for line in &results.rows {
+        assert_eq!(line.get("attempts"), "2", "{line:?}{run}");
+        assert_eq!(line.get("http_status"), "503", "{line:?}{run}");
+    }
+    assert_eq!(sim.stats().agreement_posts, 4, "{run}");
+    assert_attempts_match_the_results(&results, sim.requests(), &run);
+}
+
+/// A child process killed when dropped, so a failing test leaves nothing running.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_run_records_every_finished_row_and_exits_130() {
+    let sim = start_simulator(SimulatorConfig {
+        latency: Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await;
+    let wd = Workdir::new();
+    wd.create_customers("in.csv", &Customer::many(40));
+    let mut cmd = Command::new(common::binary());
+    cmd.args([
+        "confirm",
+        "in.csv",
+        "-o",
+        "r.csv",
+        "--base-url",
+        &sim.base_url(),
+        "--rate",
+        "10/s",
+        "--no-progress",
+    ])
+    .current_dir(wd.dir())
+    .env("PARTNER_CENTER_ACCESS_TOKEN", common::TEST_TOKEN)
+    .env_remove("PARTNER_CENTER_BASE_URL")
+    .env_remove("RUST_LOG")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(wd.path("stderr.txt")).expect("create stderr.txt"));
+    let mut child = ChildGuard(cmd.spawn().expect("spawn confirm"));
+
+    // Interrupt once rows are in flight: wait for the simulator to have received some POSTs.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sim.stats().agreement_posts < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "no POST arrived: {}",
+            wd.read("stderr.txt")
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pid = child.0.id().to_string();
+    let signalled = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("run kill");
+    assert!(signalled.success(), "kill -INT {pid} failed");
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("wait for confirm") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "confirm did not stop after SIGINT: {}",
+            wd.read("stderr.txt")
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+
+    let stderr = wd.read("stderr.txt");
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "exit status {status} after SIGINT\n--- stderr ---\n{stderr}"
+    );
+    let text = wd.read("r.csv");
+    let results = Results::parse(&text)
+        .unwrap_or_else(|e| panic!("the results file is not valid CSV: {e}\n{text}"));
+    let created = sim.stats().agreements_created as usize;
+    assert!(
+        created < 40,
+        "the run stopped early, yet all 40 agreements were made\n{stderr}"
+    );
+    assert_eq!(
+        results.with_status("confirmed").len(),
+        created,
+        "every agreement made, in flight ones included, is recorded\n{text}\n--- stderr ---\n{stderr}"
+    );
+}
