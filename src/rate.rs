@@ -81,6 +81,13 @@ pub struct RequestGate {
     stop: CancellationToken,
 }
 
+/// What a start must wait for.
+enum Wait {
+    Paused(Instant),
+    Slot(Instant),
+    None,
+}
+
 /// The run stopped while a request waited for its turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stopped;
@@ -93,17 +100,19 @@ struct Adaptive {
     reduced_to: Option<(f64, Instant)>,
     /// Next free start slot while the rate is reduced.
     next_slot: Instant,
-    /// 429s up to this instant belong to the episode already counted.
-    episode_until: Option<Instant>,
+    /// When the rate was last lowered: a 429 for a request started before then was already
+    /// answered by that decrease.
+    last_decrease: Option<Instant>,
     episodes: u64,
 }
 
 /// Share of the rate kept after a throttling episode.
-const DECREASE: f64 = 0.75;
+const DECREASE: f64 = 0.8;
 /// Never go below this share of `--rate`.
 const FLOOR: f64 = 0.02;
-/// How long the rate takes to climb back from nothing to `--rate`: additive increase of
-/// `rate / CLIMB_SECS` requests per second, every second.
+/// Additive increase: the reduced rate grows by `1 / CLIMB_SECS` of itself every second.
+/// Slow on purpose: each 429 costs a whole `Retry-After` pause for every worker, so probing
+/// the (unpublished, shared) quota too eagerly loses more than it gains.
 const CLIMB_SECS: f64 = 60.0;
 /// Pause after a 429 that carries no `Retry-After`.
 const DEFAULT_PAUSE: Duration = Duration::from_secs(2);
@@ -121,7 +130,7 @@ impl RequestGate {
                 paused_until: None,
                 reduced_to: None,
                 next_slot: now,
-                episode_until: None,
+                last_decrease: None,
                 episodes: 0,
             }),
             started: AtomicU64::new(0),
@@ -135,7 +144,7 @@ impl RequestGate {
     }
 
     /// Waits until one more request may start, or the run stops.
-    pub async fn ready(&self) -> Result<(), Stopped> {
+    pub async fn ready(&self) -> Result<Instant, Stopped> {
         if self.stop.is_cancelled() {
             return Err(Stopped);
         }
@@ -144,46 +153,58 @@ impl RequestGate {
             _ = self.stop.cancelled() => Err(Stopped),
             _ = self.wait_turn() => {
                 self.started.fetch_add(1, Ordering::Relaxed);
-                Ok(())
+                Ok(Instant::now())
             }
         }
     }
 
     async fn wait_turn(&self) {
         loop {
-            let wait = {
-                let Ok(mut a) = self.adaptive.lock() else {
-                    break;
-                };
-                let now = Instant::now();
-                match a.paused_until {
-                    Some(until) if until > now => Some(until),
-                    _ => {
-                        a.paused_until = None;
-                        match self.current_reduced_rate(&mut a, now) {
-                            None => None,
-                            Some(per_sec) => {
-                                let slot = a.next_slot.max(now);
-                                a.next_slot = slot + Duration::from_secs_f64(1.0 / per_sec);
-                                (slot > now).then_some(slot)
-                            }
-                        }
-                    }
-                }
-            };
-            match wait {
-                Some(until) => {
+            match self.next_wait() {
+                Wait::Paused(until) => {
                     tokio::time::sleep_until(until).await;
-                    // A pause may have begun while this start waited for its slot.
+                    // Then take a slot at the reduced rate like everyone else.
+                    continue;
+                }
+                Wait::Slot(at) => {
+                    tokio::time::sleep_until(at).await;
                     if self.is_paused() {
                         continue;
                     }
-                    break;
                 }
-                None => break,
+                Wait::None => {}
+            }
+            self.limiter.until_ready().await;
+            // A 429 may have paused the gate while this start queued for the ceiling.
+            if !self.is_paused() {
+                return;
             }
         }
-        self.limiter.until_ready().await;
+    }
+
+    fn next_wait(&self) -> Wait {
+        let Ok(mut a) = self.adaptive.lock() else {
+            return Wait::None;
+        };
+        let now = Instant::now();
+        if let Some(until) = a.paused_until {
+            if until > now {
+                return Wait::Paused(until);
+            }
+            a.paused_until = None;
+        }
+        match self.current_reduced_rate(&mut a, now) {
+            None => Wait::None,
+            Some(per_sec) => {
+                let slot = a.next_slot.max(now);
+                a.next_slot = slot + Duration::from_secs_f64(1.0 / per_sec);
+                if slot > now {
+                    Wait::Slot(slot)
+                } else {
+                    Wait::None
+                }
+            }
+        }
     }
 
     fn is_paused(&self) -> bool {
@@ -199,7 +220,7 @@ impl RequestGate {
         let (reduced, since) = a.reduced_to?;
         let full = self.rate.per_second();
         let climbed =
-            reduced + full / CLIMB_SECS * now.saturating_duration_since(since).as_secs_f64();
+            reduced + reduced / CLIMB_SECS * now.saturating_duration_since(since).as_secs_f64();
         if climbed >= full {
             a.reduced_to = None;
             return None;
@@ -207,28 +228,28 @@ impl RequestGate {
         Some(climbed)
     }
 
-    /// The service answered 429: pause every start for `retry_after`, and lower the rate once
-    /// per episode. Returns true when this 429 opened a new episode (to log it once).
-    pub fn throttled(&self, retry_after: Option<Duration>) -> bool {
+    /// The service answered 429 for a request started at `started`: pause every start for
+    /// `retry_after`, and lower the rate unless a decrease already happened after that request
+    /// started (requests in flight when the first 429 came back are one episode). Returns true
+    /// when the rate was lowered (to log the episode once).
+    pub fn throttled(&self, retry_after: Option<Duration>, started: Instant) -> bool {
         let Ok(mut a) = self.adaptive.lock() else {
             return false;
         };
         let now = Instant::now();
         let until = now + retry_after.unwrap_or(DEFAULT_PAUSE);
-        a.paused_until = Some(a.paused_until.map_or(until, |p| p.max(until)));
-        if a.episode_until.is_some_and(|e| now < e) {
-            // Requests already in flight when the first 429 came back: same episode.
-            a.episode_until = a.paused_until.map(|p| p + Duration::from_secs(1));
+        let resume_at = a.paused_until.map_or(until, |p| p.max(until));
+        a.paused_until = Some(resume_at);
+        if a.last_decrease.is_some_and(|d| started <= d) {
             return false;
         }
         let current = self
             .current_reduced_rate(&mut a, now)
             .unwrap_or(self.rate.per_second());
         let floor = self.rate.per_second() * FLOOR;
-        let resume_at = a.paused_until.unwrap_or(until);
         a.reduced_to = Some(((current * DECREASE).max(floor), resume_at));
         a.next_slot = resume_at;
-        a.episode_until = Some(resume_at + Duration::from_secs(1));
+        a.last_decrease = Some(now);
         a.episodes += 1;
         true
     }
@@ -296,25 +317,30 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_429_pauses_every_start_then_lowers_the_rate_once_per_episode() {
         let gate = RequestGate::new("100/s".parse().unwrap(), CancellationToken::new());
-        gate.ready().await.unwrap();
-        assert!(gate.throttled(Some(Duration::from_secs(5))));
-        // A second 429 from a request already in flight belongs to the same episode.
-        assert!(!gate.throttled(Some(Duration::from_secs(5))));
+        let first = gate.ready().await.unwrap();
+        let second = gate.ready().await.unwrap();
+        assert!(gate.throttled(Some(Duration::from_secs(5)), first));
+        // The 429 of a request that started before the decrease belongs to the same episode.
+        assert!(!gate.throttled(Some(Duration::from_secs(5)), second));
         assert_eq!(gate.episodes(), 1);
-        let paused_at = tokio::time::Instant::now();
-        gate.ready().await.unwrap();
+        let paused_at = Instant::now();
+        let third = gate.ready().await.unwrap();
         assert!(paused_at.elapsed() >= Duration::from_secs(5));
         let rate = gate.current_rate();
-        assert!((74.0..=76.0).contains(&rate), "{rate}");
+        assert!((79.0..=81.0).contains(&rate), "{rate}");
+        // A request started after the decrease and still throttled lowers the rate again.
+        assert!(gate.throttled(Some(Duration::from_secs(1)), third));
+        assert_eq!(gate.episodes(), 2);
+        assert!(gate.current_rate() < 65.0);
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_rate_climbs_back_after_throttling() {
         let gate = RequestGate::new("60/s".parse().unwrap(), CancellationToken::new());
-        gate.throttled(Some(Duration::from_secs(1)));
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        gate.throttled(Some(Duration::from_secs(1)), Instant::now());
+        tokio::time::sleep(Duration::from_secs(3)).await;
         let early = gate.current_rate();
-        assert!(early < 60.0 && early > 45.0, "{early}");
+        assert!(early < 60.0 && early > 48.0, "{early}");
         tokio::time::sleep(Duration::from_secs(30)).await;
         assert_eq!(gate.current_rate(), 60.0);
     }

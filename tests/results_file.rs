@@ -185,3 +185,33 @@ async fn header_only_input_gives_a_header_only_results_file_and_sends_nothing() 
     let stats = sim.stats();
     assert!(no_calls(&stats), "no network call: {stats:?}{run}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_manifest_is_written_beside_the_results_file() {
+    let sim = default_simulator().await;
+    let wd = Workdir::new();
+    wd.create_customers("in.csv", &Customer::many(2));
+
+    let run = wd
+        .confirm("in.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
+
+    run.expect_code(0);
+    let path = wd.path("r.csv.manifest.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("no run manifest at {}: {e}{run}", path.display()));
+    let manifest: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("the manifest is not JSON: {e}\n{text}{run}"));
+    for needle in [
+        env!("CARGO_PKG_VERSION"),
+        "in.csv",
+        mca_attest::simulator::MCA_TEMPLATE_ID,
+        &sim.base_url(),
+    ] {
+        assert!(
+            text.contains(needle),
+            "the manifest mentions {needle:?}\n{manifest:#}{run}"
+        );
+    }
+}

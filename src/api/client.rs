@@ -193,7 +193,7 @@ impl PartnerCenterClient {
                     );
                 }
             };
-            if self.gate.ready().await.is_err() {
+            let Ok(started) = self.gate.ready().await else {
                 return CallOutcome::failed(
                     ApiError::transport(
                         ApiErrorKind::NotSent,
@@ -201,7 +201,7 @@ impl PartnerCenterClient {
                     ),
                     sent,
                 );
-            }
+            };
             let correlation_id = Uuid::new_v4();
             sent += 1;
             let mut request = self
@@ -251,7 +251,7 @@ impl PartnerCenterClient {
             };
             if let Err(e) = &result
                 && e.is_throttled()
-                && self.gate.throttled(e.retry_after)
+                && self.gate.throttled(e.retry_after, started)
             {
                 tracing::warn!(
                     retry_after_secs = e.retry_after.map(|d| d.as_secs()),

@@ -239,6 +239,10 @@ impl Default for SimulatorConfig {
 
 impl SimulatorConfig {
     /// Build the config from the flags, loading the data files they name.
+    ///
+    /// # Errors
+    /// A data file that cannot be read or has a bad line, or flag values that cannot work
+    /// together (fault rates adding up to more than 1, half the token-endpoint flags, ...).
     pub fn from_args(args: &SimulatorArgs) -> Result<Self, SimulatorError> {
         let token_endpoint = match (&args.client_id, &args.client_secret, &args.refresh_token) {
             (None, None, None) => None,
@@ -258,7 +262,7 @@ impl SimulatorConfig {
                 });
             }
         };
-        let load_set = |path: &Option<PathBuf>| match path {
+        let load_set = |path: Option<&PathBuf>| match path {
             Some(p) => files::load_tenant_list(p),
             None => Ok(HashSet::new()),
         };
@@ -267,9 +271,9 @@ impl SimulatorConfig {
                 Some(p) => files::load_existing(p)?,
                 None => Vec::new(),
             },
-            unknown_tenants: load_set(&args.unknown_tenants)?,
-            no_relationship: load_set(&args.no_relationship)?,
-            direct_signed: load_set(&args.direct_signed)?,
+            unknown_tenants: load_set(args.unknown_tenants.as_ref())?,
+            no_relationship: load_set(args.no_relationship.as_ref())?,
+            direct_signed: load_set(args.direct_signed.as_ref())?,
             rate_limit: args.rate_limit,
             latency: Duration::from_millis(args.latency_ms),
             faults: Faults {

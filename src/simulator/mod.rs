@@ -52,6 +52,9 @@ pub struct Simulator {
 impl Simulator {
     /// Bind `addr` (use 127.0.0.1:0 for a free port) and serve on the current tokio runtime in a
     /// spawned task.
+    ///
+    /// # Errors
+    /// An invalid config, a non-loopback `addr` without `allow_non_loopback`, or a bind failure.
     pub async fn start(
         config: SimulatorConfig,
         addr: SocketAddr,
@@ -168,6 +171,10 @@ async fn termination_signal() -> io::Result<()> {
 /// The `mca-attest simulator` subcommand: builds the config from args (loads files), starts,
 /// prints exactly one line `mca-attest simulator listening on http://ADDR` to stdout (flushed;
 /// tests read it to find the port), then serves until SIGINT/SIGTERM and shuts down gracefully.
+///
+/// # Errors
+/// Those of [`SimulatorConfig::from_args`] and [`Simulator::start`], and I/O errors writing the
+/// ready line or installing the signal handlers.
 pub async fn run(args: SimulatorArgs) -> Result<(), SimulatorError> {
     let config = SimulatorConfig::from_args(&args)?;
     let mut simulator = Simulator::start(config, args.listen).await?;

@@ -267,49 +267,40 @@ async fn post_agreement(
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
     let echo = Echo::from_headers(&headers);
-    let (reply, parsed) = match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(bytes) => {
-            let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
-            let reply = match app.gate(&headers, Call::Post) {
-                Err(reply) => reply,
-                Ok(fault) => {
-                    let request_id = echo.request_id().filter(|id| !id.trim().is_empty());
-                    apply(
-                        fault,
-                        app.create_agreement(tenant.as_deref(), request_id, parsed.as_ref()),
-                    )
-                }
-            };
-            (reply, parsed)
-        }
-        Err(_) => (
-            Reply::invalid_input("The request body could not be read or is too large."),
-            None,
-        ),
+    let bytes = axum::body::to_bytes(body, MAX_BODY).await;
+    let reply = match app.gate(&headers, Call::Post) {
+        Err(reply) => reply,
+        Ok(fault) => match &bytes {
+            Ok(bytes) => {
+                let parsed: Option<Value> = serde_json::from_slice(bytes).ok();
+                let request_id = echo.request_id().filter(|id| !id.trim().is_empty());
+                apply(
+                    fault,
+                    app.create_agreement(tenant.as_deref(), request_id, parsed.as_ref()),
+                )
+            }
+            Err(_) => Reply::invalid_input("The request body could not be read or is too large."),
+        },
     };
     if app.store.recording() {
-        app.store.record(
-            seq,
-            RecordedRequest {
-                tenant: tenant.unwrap_or_default(),
-                request_id: echo.request_id().map(str::to_owned),
-                correlation_id: echo.correlation_id().map(str::to_owned),
-                body: parsed.unwrap_or(Value::Null),
-                http_status: if reply.drop_connection {
-                    0
-                } else {
-                    reply.status.as_u16()
-                },
-                error_code: if reply.drop_connection {
-                    None
-                } else {
-                    reply.error_code.clone()
-                },
-                received_at,
-                authorization_present: headers.contains_key(AUTHORIZATION),
-                accept: header_text(&headers, ACCEPT),
+        let dropped = reply.drop_connection;
+        let request = RecordedRequest {
+            tenant: tenant.unwrap_or_default(),
+            request_id: echo.request_id().map(str::to_owned),
+            correlation_id: echo.correlation_id().map(str::to_owned),
+            body: Value::Null,
+            http_status: if dropped { 0 } else { reply.status.as_u16() },
+            error_code: if dropped {
+                None
+            } else {
+                reply.error_code.clone()
             },
-        );
+            received_at,
+            authorization_present: headers.contains_key(AUTHORIZATION),
+            accept: header_text(&headers, ACCEPT),
+        };
+        app.store
+            .record(seq, request, bytes.as_ref().map_or(&[][..], |b| &b[..]));
     }
     app.finish(reply, &echo, &conn, seq).await
 }
@@ -365,7 +356,7 @@ async fn direct_signed(
     app.finish(reply, &echo, &conn, seq).await
 }
 
-async fn token(
+fn token(
     app: &AppState,
     version: TokenVersion,
     form: Result<Form<HashMap<String, String>>, FormRejection>,
@@ -390,14 +381,14 @@ async fn token_v1(
     State(app): Shared,
     form: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Response {
-    token(&app, TokenVersion::V1, form).await
+    token(&app, TokenVersion::V1, form)
 }
 
 async fn token_v2(
     State(app): Shared,
     form: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Response {
-    token(&app, TokenVersion::V2, form).await
+    token(&app, TokenVersion::V2, form)
 }
 
 async fn stats(State(app): Shared) -> Response {

@@ -169,12 +169,20 @@ fn shard_of_tenant(t: &Uuid) -> usize {
     (t.as_u128() % SHARDS as u128) as usize
 }
 
+/// A recorded POST as kept in memory: the body stays raw bytes (a parsed `Value` costs several
+/// times more) and is parsed only when someone asks for the list.
+struct Recorded {
+    seq: u64,
+    request: RecordedRequest,
+    body: Box<[u8]>,
+}
+
 pub(crate) struct Store {
     tenants: Box<[Mutex<TenantShard>]>,
     /// Only successful creations are inserted, so this never holds more entries than
     /// agreements were created.
     replays: Box<[Mutex<ReplayShard>]>,
-    records: Option<Mutex<Vec<(u64, RecordedRequest)>>>,
+    records: Option<Mutex<Vec<Recorded>>>,
 }
 
 impl Store {
@@ -231,7 +239,9 @@ impl Store {
         {
             // Entries are never removed, so the lookup cannot miss; an empty body is the
             // harmless answer if it somehow did.
-            let body = self.render(earlier_tenant, index, answer).unwrap_or_default();
+            let body = self
+                .render(earlier_tenant, index, answer)
+                .unwrap_or_default();
             return CreateOutcome::Replayed(body);
         }
         let mut tenants = lock(&self.tenants[shard_of_tenant(&tenant)]);
@@ -268,9 +278,15 @@ impl Store {
         self.records.is_some()
     }
 
-    pub fn record(&self, seq: u64, request: RecordedRequest) {
+    /// Keep `request` (whose `body` is ignored) with the raw `body` it came with.
+    pub fn record(&self, seq: u64, request: RecordedRequest, body: &[u8]) {
         if let Some(records) = &self.records {
-            lock(records).push((seq, request));
+            let entry = Recorded {
+                seq,
+                request,
+                body: body.into(),
+            };
+            lock(records).push(entry);
         }
     }
 
@@ -279,7 +295,14 @@ impl Store {
         let Some(records) = &self.records else {
             return Vec::new();
         };
-        let mut all = lock(records).clone();
+        let mut all: Vec<(u64, RecordedRequest)> = lock(records)
+            .iter()
+            .map(|r| {
+                let mut request = r.request.clone();
+                request.body = serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null);
+                (r.seq, request)
+            })
+            .collect();
         all.sort_by_key(|(seq, _)| *seq);
         all.into_iter().map(|(_, r)| r).collect()
     }

@@ -213,6 +213,7 @@ impl Cmd {
     }
 
     pub fn env(&mut self, name: &str, value: &str) -> &mut Self {
+        self.env.retain(|e| !e.starts_with(&format!("{name}=")));
         self.env.push(format!("{name}={value}"));
         self.cmd.env(name, value);
         self
