@@ -184,15 +184,8 @@ impl PartnerCenterClient {
         let mut sent = 0;
         let mut renewed = false;
         loop {
-            let bearer = match self.tokens.bearer().await {
-                Ok(b) => b,
-                Err(e) => {
-                    return CallOutcome::failed(
-                        ApiError::transport(ApiErrorKind::Credentials, e.to_string()),
-                        sent,
-                    );
-                }
-            };
+            // The token is taken after the wait for a start slot: a request queued behind the
+            // rate limit must not leave with a token that expired while it waited.
             let Ok(started) = self.gate.ready().await else {
                 return CallOutcome::failed(
                     ApiError::transport(
@@ -201,6 +194,15 @@ impl PartnerCenterClient {
                     ),
                     sent,
                 );
+            };
+            let bearer = match self.tokens.bearer().await {
+                Ok(b) => b,
+                Err(e) => {
+                    return CallOutcome::failed(
+                        ApiError::transport(ApiErrorKind::Credentials, e.to_string()),
+                        sent,
+                    );
+                }
             };
             let correlation_id = Uuid::new_v4();
             sent += 1;
