@@ -33,6 +33,9 @@ pub enum Command {
     /// Check INPUT offline: the row statuses `confirm` would give before sending (no credentials)
     #[command(after_help = VALIDATE_EXAMPLES)]
     Validate(ValidateArgs),
+    /// Reconcile: what Partner Center has on record for each customer of INPUT (read-only)
+    #[command(after_help = STATUS_EXAMPLES)]
+    Status(StatusArgs),
     /// Print the current MCA template metadata as JSON
     Template(TemplateArgs),
     /// Serve a local Partner Center simulator (same calls, same errors) on loopback
@@ -49,6 +52,12 @@ const CONFIRM_EXAMPLES: &str = "Examples:
     mca-attest confirm samples/customers.csv --simulator --simulator-existing samples/existing.csv
   Real run, 3 requests a second, results beside the input:
     PARTNER_CENTER_ACCESS_TOKEN=... mca-attest confirm wave1.csv --rate 3/s";
+
+const STATUS_EXAMPLES: &str =
+    "Example: find the customers that still need a confirmation, then confirm them:
+    mca-attest status customers.csv -o status.csv --emit-confirm-input todo.csv
+    mca-attest confirm todo.csv
+  Exit 0 when every customer is attested or direct_signed, 1 otherwise (for scheduled jobs).";
 
 const VALIDATE_EXAMPLES: &str = "Example:
     mca-attest validate wave1.csv -o -";
@@ -69,6 +78,10 @@ pub struct ApiArgs {
     /// With --simulator: tenant ids the simulator does not know (one per line)
     #[arg(long, value_name = "FILE", requires = "simulator")]
     pub simulator_unknown_tenants: Option<PathBuf>,
+
+    /// With --simulator: tenant ids that accepted the MCA themselves (one per line)
+    #[arg(long, value_name = "FILE", requires = "simulator")]
+    pub simulator_direct_signed: Option<PathBuf>,
 
     /// API root; http:// only to a loopback host
     #[arg(long, value_name = "URL", env = "PARTNER_CENTER_BASE_URL")]
@@ -161,4 +174,47 @@ pub struct TemplateArgs {
     /// List every agreement type's templates, not only the MCA
     #[arg(long)]
     pub all: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Input CSV: a tenant id column is required; signer columns, when present, are compared
+    /// with the record
+    pub input: PathBuf,
+
+    /// Report file; '-' for stdout [default: <input stem>.status.csv beside the input]
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub api: ApiArgs,
+
+    /// Field separator of the input (';' for European spreadsheet exports)
+    #[arg(long, value_name = "CHAR", default_value = ",")]
+    pub delimiter: String,
+
+    /// Confirmations dated before this are `stale`: the customer must accept again
+    #[arg(long, value_name = "DATE", default_value = crate::commands::status::DEFAULT_REFRESH_CUTOFF)]
+    pub refresh_cutoff: String,
+
+    /// Write the input rows (all their columns) of `missing` and `stale` customers here: a
+    /// ready input for `confirm`
+    #[arg(long, value_name = "PATH")]
+    pub emit_confirm_input: Option<PathBuf>,
+
+    /// Attempts per call before the customer is `error`
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    pub max_attempts: u32,
+
+    /// Continue an existing report: customers already checked there are not checked again
+    #[arg(long)]
+    pub resume: bool,
+
+    /// Write the run summary as JSON
+    #[arg(long, value_name = "PATH")]
+    pub summary_json: Option<PathBuf>,
+
+    /// Do not show the progress bar (shown only when stderr is a terminal)
+    #[arg(long)]
+    pub no_progress: bool,
 }

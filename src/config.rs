@@ -33,6 +33,7 @@ pub enum Endpoint {
     Simulator {
         existing: Option<PathBuf>,
         unknown_tenants: Option<PathBuf>,
+        direct_signed: Option<PathBuf>,
     },
 }
 
@@ -44,6 +45,7 @@ impl TryFrom<&ApiArgs> for ApiConfig {
             Endpoint::Simulator {
                 existing: args.simulator_existing.clone(),
                 unknown_tenants: args.simulator_unknown_tenants.clone(),
+                direct_signed: args.simulator_direct_signed.clone(),
             }
         } else {
             let raw = args.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
@@ -98,7 +100,7 @@ impl TryFrom<&InputArgs> for InputConfig {
     }
 }
 
-fn parse_delimiter(raw: &str) -> Result<u8, AppError> {
+pub fn parse_delimiter(raw: &str) -> Result<u8, AppError> {
     let d = match raw {
         "\\t" | "tab" | "\t" => b'\t',
         s if s.len() == 1 && s.is_ascii() => s.as_bytes()[0],

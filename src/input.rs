@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use csv::ByteRecord;
 
 use crate::domain::RowNumber;
+use crate::progress::ReadPosition;
 
 /// A column the tool reads; every other column of the input is carried along but ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -312,6 +313,31 @@ impl InputReader {
             self.next_row += 1;
             return Some(Ok(self.raw_row(row)));
         }
+    }
+
+    /// Hands every remaining row to `f` until it returns false, reporting progress through
+    /// `position` (marked finished at the end).
+    pub fn for_each_row(
+        &mut self,
+        position: &ReadPosition,
+        mut f: impl FnMut(RawRow) -> bool,
+    ) -> Result<(), InputError> {
+        let mut rows = 0u64;
+        while let Some(next) = self.next_row() {
+            let raw = next?;
+            rows += 1;
+            if rows % 64 == 0 {
+                position.update(self.position(), rows);
+            }
+            if !f(raw) {
+                break;
+            }
+        }
+        position.update(self.position(), rows);
+        position
+            .finished
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     fn raw_row(&self, row: RowNumber) -> RawRow {

@@ -252,6 +252,18 @@ fn open_output(
     ))
 }
 
+/// Creates (or truncates) a file readable by its owner only.
+pub fn create_private(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
 /// Fails when `path` holds a non-empty file; checked before anything is sent.
 pub fn refuse_existing(path: &Path) -> Result<(), OutputError> {
     match std::fs::metadata(path) {

@@ -23,18 +23,18 @@ pub enum ResumeError {
 }
 
 /// What an earlier run already recorded as done.
-#[derive(Debug, Default)]
-pub struct ResumeState {
-    done: HashSet<SignerKey>,
+#[derive(Debug)]
+pub struct ResumeState<K = SignerKey> {
+    done: HashSet<K>,
     /// Complete lines found (the header excluded).
     pub lines: u64,
     /// Bytes of a half-written last line that were cut off.
     pub truncated_bytes: u64,
 }
 
-impl ResumeState {
-    /// Whether the customer and signer already have a `confirmed` or `already_confirmed` line.
-    pub fn is_done(&self, key: &SignerKey) -> bool {
+impl<K: Eq + std::hash::Hash> ResumeState<K> {
+    /// Whether the key (tenant and signer for results) already has a line that is done.
+    pub fn is_done(&self, key: &K) -> bool {
         self.done.contains(key)
     }
 
@@ -46,6 +46,16 @@ impl ResumeState {
 /// Reads `path` for resuming. A missing or empty file is a fresh start (`None`). A half-written
 /// last line (a run killed mid-write) is cut off so appended lines start on a line of their own.
 pub fn load(path: &Path) -> Result<Option<ResumeState>, ResumeError> {
+    load_with(path, &RESULTS_HEADER, done_key)
+}
+
+/// Reads any report for resuming: `header` must match, and `done` gives the key of each line
+/// that needs no redo.
+pub fn load_with<K: Eq + std::hash::Hash>(
+    path: &Path,
+    header: &[&str],
+    done: impl Fn(&csv::StringRecord) -> Option<K>,
+) -> Result<Option<ResumeState<K>>, ResumeError> {
     let io_err = |source| ResumeError::Io {
         path: path.to_path_buf(),
         source,
@@ -61,8 +71,9 @@ pub fn load(path: &Path) -> Result<Option<ResumeState>, ResumeError> {
     }
     let complete = complete_length(&mut file, len).map_err(io_err)?;
     let mut state = ResumeState {
+        done: HashSet::new(),
+        lines: 0,
         truncated_bytes: len - complete,
-        ..Default::default()
     };
     if complete < len {
         file.set_len(complete).map_err(io_err)?;
@@ -76,7 +87,7 @@ pub fn load(path: &Path) -> Result<Option<ResumeState>, ResumeError> {
     let header_ok = reader
         .read_record(&mut record)
         .map_err(|e| io_err(std::io::Error::other(e)))?
-        && record.iter().eq(RESULTS_HEADER.iter().copied());
+        && record.iter().eq(header.iter().copied());
     if !header_ok {
         return Err(ResumeError::NotResults {
             path: path.to_path_buf(),
@@ -90,7 +101,7 @@ pub fn load(path: &Path) -> Result<Option<ResumeState>, ResumeError> {
             Err(_) => continue,
         }
         state.lines += 1;
-        if let Some(key) = done_key(&record) {
+        if let Some(key) = done(&record) {
             state.done.insert(key);
         }
     }
@@ -137,7 +148,7 @@ fn done_key(record: &csv::StringRecord) -> Option<SignerKey> {
 }
 
 /// Undoes the results writer's formula escaping.
-fn unescape(cell: &str) -> String {
+pub fn unescape(cell: &str) -> String {
     match cell.strip_prefix('\'') {
         Some(rest)
             if matches!(

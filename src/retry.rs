@@ -2,7 +2,11 @@
 
 use std::time::Duration;
 
-use crate::api::ApiError;
+use std::future::Future;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{ApiError, ApiErrorKind, CallOutcome};
 
 /// Exponential backoff with full jitter, honouring `Retry-After`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,10 +61,70 @@ pub fn jitter() -> f64 {
     bits as f64 / (1u64 << 53) as f64
 }
 
+/// The last outcome of a call made under a retry policy, and how many requests it took.
+#[derive(Debug)]
+pub struct Attempts<T> {
+    pub outcome: CallOutcome<T>,
+    /// Requests sent in all (each retry, and each resend after a token renewal).
+    pub sent: u32,
+    /// The run stopped while the call waited to be retried (or before it was first sent).
+    pub stopped: bool,
+}
+
+/// Makes `call` until it succeeds, fails for good, or the policy gives up; waits between
+/// attempts as the policy says, and gives up waiting when the run stops.
+pub async fn with_retries<T, F, Fut>(
+    policy: &RetryPolicy,
+    stop: &CancellationToken,
+    mut call: F,
+) -> Attempts<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = CallOutcome<T>>,
+{
+    let mut sent = 0;
+    let mut previous: Option<CallOutcome<T>> = None;
+    loop {
+        let outcome = call().await;
+        sent += outcome.sent;
+        let delay = match &outcome.result {
+            Ok(_) => None,
+            Err(e) if e.kind == ApiErrorKind::NotSent => {
+                // Report what the last request that did go out ended in.
+                return Attempts {
+                    outcome: previous.unwrap_or(outcome),
+                    sent,
+                    stopped: true,
+                };
+            }
+            Err(e) if e.is_unauthorized() => None,
+            Err(e) => policy.next_delay(sent.max(1), e, jitter()),
+        };
+        let Some(delay) = delay else {
+            return Attempts {
+                outcome,
+                sent,
+                stopped: false,
+            };
+        };
+        if let Err(e) = &outcome.result {
+            tracing::debug!(
+                attempt = sent,
+                "retrying in {:.1} s after {e}",
+                delay.as_secs_f64()
+            );
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.cancelled() => return Attempts { outcome, sent, stopped: true },
+        }
+        previous = Some(outcome);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::ApiErrorKind;
 
     fn status(code: u16) -> ApiError {
         ApiError::from_response(code, None, b"{}")

@@ -16,6 +16,9 @@ use crate::progress::Tally;
 pub struct RunSummary {
     pub tool_version: &'static str,
     pub command: &'static str,
+    /// The command line, with the values of secret-bearing options removed (credentials only
+    /// ever come from the environment, which is not recorded).
+    pub command_line: Vec<String>,
     pub run_id: Uuid,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
@@ -26,6 +29,9 @@ pub struct RunSummary {
     pub template_id: Option<String>,
     pub base_url: Option<String>,
     pub input: PathBuf,
+    /// SHA-256 of the input file and its number of data rows.
+    pub input_sha256: Option<String>,
+    pub input_rows: Option<u64>,
     pub output: String,
     pub dry_run: bool,
     pub exit_code: u8,
@@ -78,6 +84,7 @@ impl RunSummary {
         RunSummary {
             tool_version: env!("CARGO_PKG_VERSION"),
             command,
+            command_line: crate::manifest::redacted_command_line(),
             run_id: clock.run_id,
             started_at: clock.started_at,
             finished_at: Utc::now(),
@@ -92,6 +99,8 @@ impl RunSummary {
             template_id: None,
             base_url: None,
             input: input.to_path_buf(),
+            input_sha256: None,
+            input_rows: None,
             output,
             dry_run: false,
             exit_code,
@@ -126,10 +135,10 @@ impl RunSummary {
                 text.push_str(&format!(", throttled {} time(s)", self.throttle_episodes));
             }
         }
-        let label = if self.command == "validate" {
-            "report"
-        } else {
+        let label = if self.command == "confirm" {
             "results"
+        } else {
+            "report"
         };
         text.push_str(&format!("\n{label}: {}", self.output));
         text
@@ -155,4 +164,72 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut f = options.open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
+}
+
+/// Where a finished run's summary goes besides stderr.
+#[derive(Debug, Clone, Copy)]
+pub struct Publish<'a> {
+    pub summary_json: Option<&'a Path>,
+    /// The report file, whose manifest gets the run (none for standard output).
+    pub report: Option<&'a Path>,
+    /// Add to the manifest's history (a resumed run) instead of starting a new one.
+    pub append: bool,
+}
+
+impl RunSummary {
+    /// Fills in the input's fingerprint (computed beside the run).
+    pub fn set_input(&mut self, fingerprint: Option<crate::manifest::InputFingerprint>) {
+        if let Some(f) = fingerprint {
+            self.input_sha256 = Some(f.sha256);
+            self.input_rows = Some(f.rows);
+        }
+    }
+
+    /// Prints the summary on stderr, writes `--summary-json` and the manifest.
+    pub fn publish(
+        &self,
+        tally: &Tally,
+        statuses: &[&str],
+        to: Publish<'_>,
+    ) -> Result<(), crate::error::AppError> {
+        use crate::error::AppError;
+        eprintln!("{}", self.describe(tally, statuses));
+        if let Some(path) = to.summary_json {
+            self.write_json(path).map_err(|e| {
+                AppError::Aborted(format!(
+                    "cannot write the summary '{}': {e}",
+                    path.display()
+                ))
+            })?;
+        }
+        if let Some(report) = to.report {
+            crate::manifest::record(report, self, to.append).map_err(|e| {
+                AppError::Aborted(format!(
+                    "cannot write the manifest beside '{}': {e}",
+                    report.display()
+                ))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Hashes and counts the input on a blocking thread while the run goes on.
+pub fn fingerprint_in_background(
+    path: &Path,
+    delimiter: u8,
+) -> tokio::task::JoinHandle<Option<crate::manifest::InputFingerprint>> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        match crate::manifest::fingerprint_input(&path, delimiter) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot hash the input '{}' for the manifest: {e}",
+                    path.display()
+                );
+                None
+            }
+        }
+    })
 }

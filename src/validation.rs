@@ -290,13 +290,7 @@ pub fn classify_rows(
     mut emit: impl FnMut(Verdict) -> bool,
 ) -> Result<(), InputError> {
     let mut duplicates = DuplicateIndex::default();
-    let mut rows = 0u64;
-    while let Some(next) = reader.next_row() {
-        let raw = next?;
-        rows += 1;
-        if rows % 64 == 0 {
-            position.update(reader.position(), rows);
-        }
+    reader.for_each_row(position, |raw| {
         let verdict = match validator.validate_row(&raw) {
             Err(message) => Verdict::Invalid(Box::new(raw), message),
             Ok(c) => match duplicates.first_seen(c.key(), raw.row) {
@@ -304,15 +298,8 @@ pub fn classify_rows(
                 None => Verdict::Valid(raw.row, c),
             },
         };
-        if !emit(verdict) {
-            break;
-        }
-    }
-    position.update(reader.position(), rows);
-    position
-        .finished
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    Ok(())
+        emit(verdict)
+    })
 }
 
 #[cfg(test)]

@@ -198,3 +198,94 @@ async fn plain_http_token_authority_off_loopback_is_refused() {
     let stats = sim.stats();
     assert!(no_calls(&stats), "nothing may be sent: {stats:?}{run}");
 }
+
+/// Asserts that none of `secrets` appears on stdout, on stderr or in any file of the workdir.
+fn assert_no_secret_anywhere(wd: &Workdir, run: &common::Run, secrets: &[&str]) {
+    for secret in secrets {
+        assert!(!run.stdout.contains(secret), "{secret} is on stdout{run}");
+        assert!(!run.stderr.contains(secret), "{secret} is on stderr{run}");
+        for (path, bytes) in wd.files() {
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains(secret),
+                "{secret} is in {}{run}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_across_many_token_lifetimes_confirms_every_row() {
+    // 40 rows at 10/s last about four seconds: four lifetimes of these tokens, each exchange
+    // replacing the refresh token.
+    let sim = simulator_with_authority(Duration::from_secs(1), true).await;
+    let wd = Workdir::new();
+    wd.create_customers("in.csv", &Customer::many(40));
+
+    let run = confirm_with_refresh_flow(&wd, &sim, REFRESH_TOKEN, "10/s")
+        .run_async()
+        .await;
+
+    run.expect_code(0);
+    let results = Results::read(&wd.path("r.csv"), &run);
+    assert_eq!(results.counts(), counts(&[("confirmed", 40)]), "{run}");
+    assert!(
+        run.elapsed >= Duration::from_secs(3),
+        "the run outlived several tokens{run}"
+    );
+    let stats = sim.stats();
+    assert!(
+        stats.token_requests >= 3,
+        "a new token for each lifetime: {stats:?}{run}"
+    );
+    assert_eq!(
+        stats.unauthorized, 0,
+        "no request went out with an expired token: {stats:?}{run}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewed_and_rotated_tokens_never_appear_in_output_logs_or_files() {
+    let sim = simulator_with_authority(Duration::from_secs(1), true).await;
+    let wd = Workdir::new();
+    wd.create_customers("in.csv", &Customer::many(12));
+
+    let mut cmd = confirm_with_refresh_flow(&wd, &sim, REFRESH_TOKEN, "8/s");
+    cmd.env("RUST_LOG", "trace")
+        .args(["--summary-json", "summary.json"]);
+    let run = cmd.run_async().await;
+
+    run.expect_code(0);
+    let stats = sim.stats();
+    assert!(
+        stats.token_requests >= 2,
+        "tokens were renewed and refresh tokens rotated: {stats:?}{run}"
+    );
+    // Every access token the simulator issues starts with "simat.", every rotated refresh
+    // token with "simrt.".
+    assert_no_secret_anywhere(
+        &wd,
+        &run,
+        &[CLIENT_SECRET, REFRESH_TOKEN, "simat.", "simrt."],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_refresh_token_is_not_printed_even_at_trace_level() {
+    const REVOKED: &str = "revoked-refresh-sekret-321";
+    let sim = simulator_with_authority(Duration::from_secs(3599), false).await;
+    let wd = Workdir::new();
+    wd.create_customers("in.csv", &Customer::many(2));
+
+    let mut cmd = confirm_with_refresh_flow(&wd, &sim, REVOKED, "1000/s");
+    cmd.env("RUST_LOG", "trace");
+    let run = cmd.run_async().await;
+
+    run.expect_code(3);
+    assert!(
+        sim.stats().token_requests >= 1,
+        "the authority was asked{run}"
+    );
+    assert_no_secret_anywhere(&wd, &run, &[CLIENT_SECRET, REVOKED]);
+}

@@ -1,15 +1,19 @@
 //! Retries and interruptions: a row keeps its MS-RequestId across attempts, throttling is
-//! waited out, `--max-attempts` ends a row as `failed`, and an interrupted run records what
-//! finished and exits 130.
+//! waited out, `--max-attempts` ends a row as `failed`, client errors are never retried, a
+//! service that keeps failing stops the run, and an interrupted run records what finished and
+//! exits 130.
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Customer, Results, Workdir, counts, start_simulator, uuid_of};
-use mca_attest::simulator::{Faults, RateLimit, RecordedRequest, SimulatorConfig};
+use common::{Customer, Results, Workdir, counts, start_simulator, uuid_of, wait_until};
+use mca_attest::simulator::{
+    AgreementSource, Faults, MCA_TEMPLATE_ID, RateLimit, RecordedRequest, Simulator,
+    SimulatorConfig, StoredAgreement,
+};
 
 /// The POSTs the simulator saw, per tenant, in arrival order.
 fn posts_by_tenant(requests: Vec<RecordedRequest>) -> BTreeMap<String, Vec<RecordedRequest>> {
@@ -246,5 +250,237 @@ async fn interrupted_run_records_every_finished_row_and_exits_130() {
         results.with_status("confirmed").len(),
         created,
         "every agreement made, in flight ones included, is recorded\n{text}\n--- stderr ---\n{stderr}"
+    );
+}
+
+/// A simulator injecting `faults` into the agreement POSTs.
+async fn simulator_with_faults(faults: Faults) -> Simulator {
+    start_simulator(SimulatorConfig {
+        faults,
+        ..Default::default()
+    })
+    .await
+}
+
+/// Every customer has exactly one agreement on record, however many attempts it took.
+fn assert_one_agreement_each(sim: &Simulator, customers: &[Customer], run: &common::Run) {
+    for c in customers {
+        assert_eq!(
+            sim.agreements(c.tenant_uuid()).len(),
+            1,
+            "one agreement for {}{run}",
+            c.tenant
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_retried_until_confirmed_with_the_same_request_id() {
+    // Seed 1 fails the very first POST, then about one in three.
+    let sim = simulator_with_faults(Faults {
+        seed: 1,
+        fail_rate: 0.3,
+        ..Default::default()
+    })
+    .await;
+    let wd = Workdir::new();
+    let customers = Customer::many(8);
+    wd.create_customers("in.csv", &customers);
+
+    let run = wd
+        .confirm_at_rate("in.csv", "r.csv", &sim.base_url(), "200/s")
+        .run_async()
+        .await;
+
+    let requests = sim.requests();
+    assert!(
+        requests.iter().any(|r| r.http_status == 503),
+        "the seed must answer some POST 503: {requests:#?}{run}"
+    );
+    run.expect_code(0);
+    let results = Results::read(&wd.path("r.csv"), &run);
+    assert_eq!(results.counts(), counts(&[("confirmed", 8)]), "{run}");
+    assert_one_agreement_each(&sim, &customers, &run);
+    assert_attempts_match_the_results(&results, requests, &run);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_connections_are_retried_until_confirmed_with_the_same_request_id() {
+    // Seed 1 drops the connection of the very first POST, then about one in three.
+    let sim = simulator_with_faults(Faults {
+        seed: 1,
+        drop_rate: 0.3,
+        ..Default::default()
+    })
+    .await;
+    let wd = Workdir::new();
+    let customers = Customer::many(8);
+    wd.create_customers("in.csv", &customers);
+
+    let run = wd
+        .confirm_at_rate("in.csv", "r.csv", &sim.base_url(), "200/s")
+        .run_async()
+        .await;
+
+    let requests = sim.requests();
+    assert!(
+        requests.iter().any(|r| r.http_status == 0),
+        "the seed must drop some connection: {requests:#?}{run}"
+    );
+    run.expect_code(0);
+    let results = Results::read(&wd.path("r.csv"), &run);
+    assert_eq!(results.counts(), counts(&[("confirmed", 8)]), "{run}");
+    assert_one_agreement_each(&sim, &customers, &run);
+    assert_attempts_match_the_results(&results, requests, &run);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timed_out_requests_are_retried_with_the_same_request_id() {
+    // Seed 5 makes the first POST (and about one in three) answer after 1.5 s: the agreement
+    // is made, but the client gave up after 1 s. The retry must carry the same request id so
+    // the service answers it as the same request instead of refusing a duplicate.
+    let sim = simulator_with_faults(Faults {
+        seed: 5,
+        slow_rate: 0.3,
+        slow: Duration::from_millis(1500),
+        ..Default::default()
+    })
+    .await;
+    let wd = Workdir::new();
+    let customers = Customer::many(6);
+    wd.create_customers("in.csv", &customers);
+
+    let mut cmd = wd.confirm_at_rate("in.csv", "r.csv", &sim.base_url(), "200/s");
+    cmd.args(["--timeout", "1"]);
+    let run = cmd.run_async().await;
+
+    assert!(
+        sim.stats().faults_injected >= 1,
+        "the seed must slow some POST down: {:?}{run}",
+        sim.stats()
+    );
+    run.expect_code(0);
+    let results = Results::read(&wd.path("r.csv"), &run);
+    assert_eq!(results.counts(), counts(&[("confirmed", 6)]), "{run}");
+    assert!(
+        results.rows.iter().any(|r| r.get("attempts") != "1"),
+        "a timed-out row took more than one attempt: {:#?}{run}",
+        results.rows
+    );
+    assert_one_agreement_each(&sim, &customers, &run);
+    assert_attempts_match_the_results(&results, sim.requests(), &run);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_errors_are_sent_exactly_once() {
+    let unknown = Customer::new(1);
+    let stranger = Customer::new(2);
+    let done = Customer::new(3);
+    let sim = start_simulator(SimulatorConfig {
+        unknown_tenants: HashSet::from([unknown.tenant_uuid()]),
+        no_relationship: HashSet::from([stranger.tenant_uuid()]),
+        existing: vec![(
+            done.tenant_uuid(),
+            StoredAgreement {
+                first_name: done.first_name.clone(),
+                last_name: done.last_name.clone(),
+                email: done.email.clone(),
+                phone_number: None,
+                template_id: MCA_TEMPLATE_ID.into(),
+                date_agreed: chrono::DateTime::UNIX_EPOCH,
+                agreement_type: "MicrosoftCustomerAgreement".into(),
+                source: AgreementSource::Existing,
+                date_without_z: false,
+            },
+        )],
+        ..Default::default()
+    })
+    .await;
+    let wd = Workdir::new();
+    wd.create_customers("in.csv", &[unknown, stranger, done, Customer::new(4)]);
+
+    let run = wd
+        .confirm_at_rate("in.csv", "r.csv", &sim.base_url(), "200/s")
+        .run_async()
+        .await;
+
+    run.expect_code(1);
+    let results = Results::read(&wd.path("r.csv"), &run);
+    let posts = posts_by_tenant(sim.requests());
+    for (row, http_status, status) in [
+        (1, "404", "failed"),
+        (2, "403", "failed"),
+        (3, "400", "already_confirmed"),
+    ] {
+        let line = results.by_row(row);
+        assert_eq!(line.status(), status, "{line:?}{run}");
+        assert_eq!(line.get("http_status"), http_status, "{line:?}{run}");
+        assert_eq!(line.get("attempts"), "1", "{line:?}{run}");
+        let sent = posts.get(line.tenant()).map_or(0, Vec::len);
+        assert_eq!(sent, 1, "one POST for row {row} ({http_status}){run}");
+    }
+    assert_eq!(results.by_row(4).status(), "confirmed", "{run}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_rows_in_a_row_failing_with_server_errors_stop_the_run_with_exit_3() {
+    let sim = simulator_with_faults(Faults {
+        fail_rate: 1.0,
+        ..Default::default()
+    })
+    .await;
+    let wd = Workdir::new();
+    wd.create_customers("in.csv", &Customer::many(60));
+
+    // One row at a time, so that the run stops exactly at the twentieth failure.
+    let mut cmd = wd.confirm_at_rate("in.csv", "r.csv", &sim.base_url(), "200/s");
+    cmd.args(["--max-attempts", "1", "--concurrency", "1"]);
+    let run = cmd.run_async().await;
+
+    run.expect_code(3)
+        .expect_stderr_contains("unavailable")
+        .expect_stderr_contains("--resume");
+    assert_eq!(
+        sim.stats().agreement_posts,
+        20,
+        "the run stops after 20 failed rows, not at the end of the 60{run}"
+    );
+    let results = Results::read(&wd.path("r.csv"), &run);
+    assert_eq!(
+        results.counts(),
+        counts(&[("failed", 20)]),
+        "every row sent is recorded{run}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_run_prints_the_command_that_resumes_it() {
+    let sim = start_simulator(SimulatorConfig {
+        latency: Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await;
+    let wd = Workdir::new();
+    wd.create_customers("in.csv", &Customer::many(20));
+    let mut bg = wd.spawn_confirm("in.csv", "r.csv", &sim.base_url(), "20/s", &[]);
+    wait_until(
+        Duration::from_secs(20),
+        || sim.stats().agreement_posts >= 2,
+        || format!("POSTs in flight{}", bg.describe()),
+    )
+    .await;
+
+    bg.interrupt();
+    let status = bg.wait(Duration::from_secs(20)).await;
+
+    assert_eq!(status.code(), Some(130), "{status}{}", bg.describe());
+    let stderr = bg.stderr();
+    assert!(
+        stderr.lines().any(|l| l.contains("confirm")
+            && l.contains("in.csv")
+            && l.contains("r.csv")
+            && l.contains("--resume")),
+        "a line gives the command that continues the run{}",
+        bg.describe()
     );
 }

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::auth::TokenSource;
 use super::error::{ApiError, ApiErrorKind};
-use crate::domain::Confirmation;
+use crate::domain::{Confirmation, TenantId};
 use crate::rate::RequestGate;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.partnercenter.microsoft.com";
@@ -66,6 +66,47 @@ pub struct AgreementTemplate {
 struct Collection<T> {
     #[serde(default = "Vec::new")]
     items: Vec<T>,
+}
+
+/// One agreement on record for a customer.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgreementRecord {
+    #[serde(default)]
+    pub primary_contact: RecordContact,
+    #[serde(default)]
+    pub template_id: String,
+    /// As sent by the service: it may come without a `Z` (read it as UTC).
+    #[serde(default)]
+    pub date_agreed: String,
+    #[serde(default, rename = "type")]
+    pub agreement_type: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordContact {
+    #[serde(default)]
+    pub first_name: String,
+    #[serde(default)]
+    pub last_name: String,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub phone_number: Option<String>,
+}
+
+impl AgreementRecord {
+    /// `dateAgreed` in UTC; a value without an offset is UTC.
+    pub fn date_agreed_utc(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let raw = self.date_agreed.trim();
+        crate::validation::parse_datetime(raw).or_else(|| {
+            // Fractional seconds without a zone, e.g. 2019-08-26T00:00:00.000
+            chrono::NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S%.f")
+                .ok()
+                .map(|n| n.and_utc())
+        })
+    }
 }
 
 /// What came back from one call, success or not: the ids Microsoft support asks for.
@@ -313,6 +354,54 @@ impl PartnerCenterClient {
                         "the agreement list holds no Microsoft Customer Agreement template",
                     )
                 })
+            })
+    }
+
+    /// `GET /v1/customers/{id}/agreements`: the customer's MCA confirmations on record. The
+    /// type is always sent: without it only Microsoft Cloud Agreement records come back.
+    pub async fn customer_agreements(
+        &self,
+        tenant: &TenantId,
+    ) -> CallOutcome<Vec<AgreementRecord>> {
+        let mut url = self.url(&format!("/v1/customers/{tenant}/agreements"));
+        url.query_pairs_mut()
+            .append_pair("agreementType", MCA_AGREEMENT_TYPE);
+        self.send(Method::GET, url, Uuid::new_v4(), None)
+            .await
+            .map(|body| {
+                serde_json::from_slice::<Collection<AgreementRecord>>(&body)
+                    .map(|c| c.items)
+                    .map_err(|e| {
+                        ApiError::transport(
+                            ApiErrorKind::BadResponse,
+                            format!("agreement records: {e}"),
+                        )
+                    })
+            })
+    }
+
+    /// `GET /v1/customers/{id}/directSignedMicrosoftCustomerAgreementStatus`: whether the
+    /// customer accepted the MCA themselves.
+    pub async fn direct_signed(&self, tenant: &TenantId) -> CallOutcome<bool> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Status {
+            is_signed: bool,
+        }
+        let url = self.url(&format!(
+            "/v1/customers/{tenant}/directSignedMicrosoftCustomerAgreementStatus"
+        ));
+        self.send(Method::GET, url, Uuid::new_v4(), None)
+            .await
+            .map(|body| {
+                serde_json::from_slice::<Status>(&body)
+                    .map(|s| s.is_signed)
+                    .map_err(|e| {
+                        ApiError::transport(
+                            ApiErrorKind::BadResponse,
+                            format!("direct-signed status: {e}"),
+                        )
+                    })
             })
     }
 

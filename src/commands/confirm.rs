@@ -22,8 +22,8 @@ use crate::pipeline::{self, AbortReason, Job, JobOutcome, RunContext, Work};
 use crate::progress::{Progress, ReadPosition, Tally};
 use crate::results::{ExistingFile, OutputTarget, ReportWriter, ResultRecord, refuse_existing};
 use crate::resume::{self, ResumeState};
-use crate::retry::{RetryPolicy, jitter};
-use crate::summary::{RunClock, RunSummary};
+use crate::retry::{RetryPolicy, with_retries};
+use crate::summary::{Publish, RunClock, RunSummary, fingerprint_in_background};
 use crate::validation::{Validator, Verdict, classify_rows};
 
 /// Statuses of a results file, in the order summaries list them.
@@ -95,6 +95,12 @@ pub async fn run(args: ConfirmArgs) -> Result<Exit, AppError> {
         _ => ReportWriter::create::<ResultRecord>(target.clone(), ExistingFile::Refuse)?,
     };
     let created_file = resume_state.is_none();
+    let fingerprint = fingerprint_in_background(&args.input, input.delimiter);
+    let publish = Publish {
+        summary_json: args.summary_json.as_deref(),
+        report: target.path(),
+        append: args.resume,
+    };
 
     let base_url = conn.base_url.clone();
     let summary_base = |tally: &Tally, exit: Exit| {
@@ -118,16 +124,17 @@ pub async fn run(args: ConfirmArgs) -> Result<Exit, AppError> {
             "note: '{}' has a header but no data rows: nothing to confirm",
             args.input.display()
         );
-        let summary = summary_base(&Tally::default(), Exit::Success);
-        finish_summary(&summary, &Tally::default(), args.summary_json.as_deref())?;
+        let mut summary = summary_base(&Tally::default(), Exit::Success);
+        summary.set_input(fingerprint.await.ok().flatten());
+        summary.publish(&Tally::default(), &STATUSES, publish)?;
         conn.close().await;
         return Ok(Exit::Success);
     }
 
     let ctx = Arc::new(RunContext::new(stop));
-    let signals = tokio::spawn(watch_signals(ctx.clone()));
+    let signals = tokio::spawn(crate::signals::watch(ctx.clone()));
     let policy = RetryPolicy::new(args.max_attempts);
-    let template = match fetch_template(&conn.client, &policy).await {
+    let template = match fetch_template(&conn.client, &policy, &ctx.stop).await {
         Ok(t) => t,
         Err(message) => {
             // Nothing was recorded: leave no header-only file that would block the next run.
@@ -224,7 +231,8 @@ pub async fn run(args: ConfirmArgs) -> Result<Exit, AppError> {
     if let Some(reason) = &abort {
         tracing::error!("run stopped: {reason}");
     }
-    finish_summary(&summary, &tally, args.summary_json.as_deref())?;
+    summary.set_input(fingerprint.await.ok().flatten());
+    summary.publish(&tally, &STATUSES, publish)?;
     for hint in next_steps(&tally, abort.as_ref(), &target, args.resume) {
         eprintln!("{hint}");
     }
@@ -233,87 +241,6 @@ pub async fn run(args: ConfirmArgs) -> Result<Exit, AppError> {
 
 fn resume_state_skipped(resume: bool, skipped: &AtomicU64) -> Option<u64> {
     resume.then(|| skipped.load(Ordering::Relaxed))
-}
-
-/// First SIGINT/SIGTERM: stop starting rows and let the in-flight ones finish. Second: exit at
-/// once (every finished row is already on disk).
-async fn watch_signals(ctx: Arc<RunContext>) {
-    let mut received = 0;
-    loop {
-        if !next_signal().await {
-            return;
-        }
-        received += 1;
-        if received == 1 {
-            eprintln!(
-                "stopping: no new rows are started; waiting for the requests in flight (press Ctrl-C again to exit at once)"
-            );
-            ctx.abort(AbortReason::Interrupted);
-        } else {
-            eprintln!(
-                "exiting at once: every finished row is in the results file; run again with --resume"
-            );
-            std::process::exit(130);
-        }
-    }
-}
-
-#[cfg(unix)]
-async fn next_signal() -> bool {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return false;
-    };
-    tokio::select! {
-        _ = int.recv() => true,
-        _ = term.recv() => true,
-    }
-}
-
-#[cfg(not(unix))]
-async fn next_signal() -> bool {
-    tokio::signal::ctrl_c().await.is_ok()
-}
-
-fn finish_summary(
-    summary: &RunSummary,
-    tally: &Tally,
-    json: Option<&Path>,
-) -> Result<(), AppError> {
-    eprintln!("{}", summary.describe(tally, &STATUSES));
-    if let Some(path) = json {
-        summary.write_json(path).map_err(|e| {
-            AppError::Aborted(format!("cannot write summary '{}': {e}", path.display()))
-        })?;
-    }
-    Ok(())
-}
-
-/// The command line that continues this run: the same arguments, with `--resume`.
-fn resume_command() -> String {
-    let mut args: Vec<String> = std::env::args().collect();
-    if !args.iter().any(|a| a == "--resume") {
-        args.push("--resume".into());
-    }
-    args.iter()
-        .map(|a| shell_quote(a))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn shell_quote(arg: &str) -> String {
-    if !arg.is_empty()
-        && arg
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c))
-    {
-        arg.to_string()
-    } else {
-        format!("'{}'", arg.replace('\'', r"'\''"))
-    }
 }
 
 /// What the operator should do next, given how the run ended.
@@ -329,7 +256,7 @@ fn next_steps(
         if file {
             hints.push(format!(
                 "every finished row is in the results file; to continue once the cause is fixed:\n  {}",
-                resume_command()
+                super::resume_command()
             ));
         } else {
             hints.push("every finished row was written to standard output; to continue, run again with -o FILE (rows already on record come back already_confirmed)".into());
@@ -384,40 +311,22 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 /// Fetches the MCA template once for the run, retried like any call.
-async fn fetch_template(
+pub async fn fetch_template(
     client: &PartnerCenterClient,
     policy: &RetryPolicy,
+    stop: &CancellationToken,
 ) -> Result<AgreementTemplate, String> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let outcome = client.mca_template().await;
-        let error = match outcome.result {
-            Ok(t) => return Ok(t),
-            Err(e) => e,
-        };
-        if error.is_unauthorized() {
-            return Err(credentials_message(
-                &error,
-                &client.tokens().credentials().describe(),
-            ));
-        }
-        match policy.next_delay(attempt, &error, jitter()) {
-            Some(delay) if error.kind != ApiErrorKind::NotSent => {
-                tracing::warn!(
-                    attempt,
-                    "fetching the MCA template failed ({error}); retrying in {:.1} s",
-                    delay.as_secs_f64()
-                );
-                tokio::time::sleep(delay).await;
-            }
-            _ => {
-                return Err(format!(
-                    "could not fetch the MCA template (correlation id {}): {error}. Nothing was sent; try again later",
-                    outcome.correlation_id
-                ));
-            }
-        }
+    let attempts = with_retries(policy, stop, || client.mca_template()).await;
+    match attempts.outcome.result {
+        Ok(t) => Ok(t),
+        Err(e) if e.is_unauthorized() => Err(credentials_message(
+            &e,
+            &client.tokens().credentials().describe(),
+        )),
+        Err(e) => Err(format!(
+            "could not fetch the MCA template after {} attempt(s) (correlation id {}): {e}. Nothing was sent; try again later",
+            attempts.sent, attempts.outcome.correlation_id
+        )),
     }
 }
 
@@ -467,116 +376,65 @@ impl<W: AgreementWriter> Job for ConfirmJob<W> {
             record.message = "dry run: validated, not sent".into();
             return JobOutcome::Done(record);
         }
+        // One idempotency key for the row, the same on every attempt.
         let request_id = Uuid::new_v4();
         record.request_id = Some(request_id);
-        let mut last_error: Option<ApiError> = None;
-        loop {
-            let outcome = self
-                .writer
+        let attempts = with_retries(&self.policy, &ctx.stop, || {
+            self.writer
                 .write_agreement(&c, &self.template_id, request_id)
-                .await;
-            record.attempts += outcome.sent;
-            if outcome.sent > 0 {
-                record.correlation_id = Some(outcome.correlation_id);
-                record.http_status = outcome.http_status;
-            }
-            let error = match outcome.result {
-                Ok(()) => {
-                    record.status = Some(RowStatus::Confirmed);
-                    record.error_code.clear();
-                    record.error_name.clear();
-                    record.message.clear();
-                    break;
-                }
-                Err(e) if e.kind == ApiErrorKind::NotSent => {
-                    if record.attempts == 0 {
-                        return JobOutcome::NotStarted;
-                    }
-                    record.message = format!(
-                        "{}; the run stopped before the next attempt",
-                        last_error
-                            .as_ref()
-                            .map(ApiError::describe)
-                            .unwrap_or_default()
-                    );
-                    break;
-                }
-                Err(e) => e,
-            };
-            record.error_code = error.code.clone().unwrap_or_default();
-            record.error_name = error.name.clone().unwrap_or_default();
-            record.message = error.describe();
-            if error.is_already_exists() {
-                record.status = Some(RowStatus::AlreadyConfirmed);
-                break;
-            }
-            if error.is_date_in_future() {
-                record.status = Some(RowStatus::Invalid);
-                break;
-            }
-            if error.is_unauthorized() {
-                record.finished_at = Some(chrono::Utc::now());
-                tracing::error!(row = row.0, tenant = %c.tenant, "credentials refused: {error}");
-                return JobOutcome::Abort(
-                    record,
-                    AbortReason::Credentials(credentials_message(&error, &self.credentials)),
-                );
-            }
-            match self
-                .policy
-                .next_delay(record.attempts.max(1), &error, jitter())
-            {
-                Some(delay) => {
-                    tracing::debug!(
-                        row = row.0,
-                        attempt = record.attempts,
-                        "retrying in {:.1} s after {error}",
-                        delay.as_secs_f64()
-                    );
-                    last_error = Some(error);
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = ctx.stop.cancelled() => {
-                            record.message = format!("{}; the run stopped before the next attempt", record.message);
-                            break;
-                        }
-                    }
-                }
-                None => {
-                    tracing::warn!(row = row.0, tenant = %c.tenant, attempts = record.attempts, "failed: {error}");
-                    record.finished_at = Some(chrono::Utc::now());
-                    if error.is_retryable() {
-                        let down = self.outage.fetch_add(1, Ordering::Relaxed) + 1;
-                        if down >= OUTAGE_ROWS {
-                            return JobOutcome::Abort(
-                                record,
-                                AbortReason::ServiceDown(format!(
-                                    "{down} rows in a row failed after their retries with server or connection errors (last: {error}): Partner Center looks unavailable"
-                                )),
-                            );
-                        }
-                    }
-                    return JobOutcome::Done(record);
-                }
-            }
+        })
+        .await;
+        if attempts.sent == 0 {
+            return JobOutcome::NotStarted;
         }
-        if record.status() != RowStatus::Failed {
-            self.outage.store(0, Ordering::Relaxed);
-        }
+        let outcome = attempts.outcome;
+        record.attempts = attempts.sent;
+        record.correlation_id = Some(outcome.correlation_id);
+        record.http_status = outcome.http_status;
         record.finished_at = Some(chrono::Utc::now());
+        let error = match outcome.result {
+            Ok(()) => {
+                record.status = Some(RowStatus::Confirmed);
+                self.outage.store(0, Ordering::Relaxed);
+                return JobOutcome::Done(record);
+            }
+            Err(e) => e,
+        };
+        record.error_code = error.code.clone().unwrap_or_default();
+        record.error_name = error.name.clone().unwrap_or_default();
+        record.message = error.describe();
+        if error.is_already_exists() {
+            record.status = Some(RowStatus::AlreadyConfirmed);
+        } else if error.is_date_in_future() {
+            record.status = Some(RowStatus::Invalid);
+        } else if error.is_unauthorized() {
+            tracing::error!(row = row.0, tenant = %c.tenant, "credentials refused: {error}");
+            return JobOutcome::Abort(
+                record,
+                AbortReason::Credentials(credentials_message(&error, &self.credentials)),
+            );
+        } else if attempts.stopped {
+            record.message = format!(
+                "{}; the run stopped before the next attempt",
+                record.message
+            );
+            return JobOutcome::Done(record);
+        } else {
+            tracing::warn!(row = row.0, tenant = %c.tenant, attempts = record.attempts, "failed: {error}");
+            if error.is_retryable() {
+                let down = self.outage.fetch_add(1, Ordering::Relaxed) + 1;
+                if down >= OUTAGE_ROWS {
+                    return JobOutcome::Abort(
+                        record,
+                        AbortReason::ServiceDown(format!(
+                            "{down} rows in a row failed after their retries with server or connection errors (last: {error}): Partner Center looks unavailable"
+                        )),
+                    );
+                }
+                return JobOutcome::Done(record);
+            }
+        }
+        self.outage.store(0, Ordering::Relaxed);
         JobOutcome::Done(record)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shell_quoting_keeps_plain_words_and_quotes_the_rest() {
-        assert_eq!(shell_quote("wave1.csv"), "wave1.csv");
-        assert_eq!(shell_quote("--rate=5/s"), "--rate=5/s");
-        assert_eq!(shell_quote("my file.csv"), "'my file.csv'");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
     }
 }

@@ -2,6 +2,7 @@
 //! share (connecting to the service).
 
 pub mod confirm;
+pub mod status;
 pub mod template;
 pub mod validate;
 
@@ -22,6 +23,7 @@ pub async fn run(cli: Cli) -> Result<Exit, AppError> {
     match cli.command {
         Command::Confirm(args) => confirm::run(args).await,
         Command::Validate(args) => validate::run(args),
+        Command::Status(args) => status::run(args).await,
         Command::Template(args) => template::run(args).await,
         Command::Simulator(args) => {
             crate::simulator::run(args).await?;
@@ -57,8 +59,14 @@ impl Connection {
             Endpoint::Simulator {
                 existing,
                 unknown_tenants,
+                direct_signed,
             } => {
-                let sim = start_simulator(existing.as_deref(), unknown_tenants.as_deref()).await?;
+                let files = [
+                    ("--existing", existing),
+                    ("--unknown-tenants", unknown_tenants),
+                    ("--direct-signed", direct_signed),
+                ];
+                let sim = start_simulator(&files).await?;
                 let url = reqwest::Url::parse(&sim.base_url())
                     .map_err(|e| AppError::Usage(format!("simulator address: {e}")))?;
                 tracing::info!(base_url = %url, "running against the in-process simulator: nothing leaves this machine");
@@ -98,15 +106,13 @@ struct InProcessSimulator {
 }
 
 async fn start_simulator(
-    existing: Option<&std::path::Path>,
-    unknown_tenants: Option<&std::path::Path>,
+    files: &[(&str, &Option<std::path::PathBuf>)],
 ) -> Result<Simulator, AppError> {
-    let mut argv = vec!["simulator".into()];
-    if let Some(p) = existing {
-        argv.extend(["--existing".into(), p.as_os_str().to_owned()]);
-    }
-    if let Some(p) = unknown_tenants {
-        argv.extend(["--unknown-tenants".into(), p.as_os_str().to_owned()]);
+    let mut argv: Vec<std::ffi::OsString> = vec!["simulator".into()];
+    for (flag, path) in files {
+        if let Some(path) = path {
+            argv.extend([(*flag).into(), path.as_os_str().to_owned()]);
+        }
     }
     let parsed = InProcessSimulator::try_parse_from::<_, std::ffi::OsString>(argv)
         .map_err(|e| AppError::Usage(format!("simulator settings: {e}")))?;
@@ -114,4 +120,41 @@ async fn start_simulator(
     config.record_requests = false;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     Ok(Simulator::start(config, addr).await?)
+}
+
+/// The command line that continues this run: the same arguments, with `--resume`.
+pub fn resume_command() -> String {
+    let mut args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--resume") {
+        args.push("--resume".into());
+    }
+    args.iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn shell_quote(arg: &str) -> String {
+    if !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c))
+    {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting_keeps_plain_words_and_quotes_the_rest() {
+        assert_eq!(shell_quote("wave1.csv"), "wave1.csv");
+        assert_eq!(shell_quote("--rate=5/s"), "--rate=5/s");
+        assert_eq!(shell_quote("my file.csv"), "'my file.csv'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
 }

@@ -10,7 +10,7 @@ use crate::error::{AppError, Exit};
 use crate::input::{Column, InputOptions, InputReader};
 use crate::progress::{ReadPosition, Tally};
 use crate::results::{ExistingFile, ReportRecord, ReportWriter, ResultRecord};
-use crate::summary::{RunClock, RunSummary};
+use crate::summary::{Publish, RunClock, RunSummary};
 use crate::validation::{Validator, Verdict, classify_rows};
 
 pub const STATUSES: [&str; 3] = ["valid", "invalid", "duplicate"];
@@ -20,6 +20,11 @@ pub fn run(args: ValidateArgs) -> Result<Exit, AppError> {
     let input = InputConfig::try_from(&args.input_args)?;
     let target = output_target(&args.input, args.output.as_deref(), "validation.csv");
     let mut reader = InputReader::open(&args.input, &input_options(&input))?;
+    // Hash the input for the manifest on another core while this one validates.
+    let fingerprint = {
+        let (path, delimiter) = (args.input.clone(), input.delimiter);
+        std::thread::spawn(move || crate::manifest::fingerprint_input(&path, delimiter))
+    };
     let validator = Validator {
         default_date: input.default_date,
     };
@@ -64,7 +69,7 @@ pub fn run(args: ValidateArgs) -> Result<Exit, AppError> {
     } else {
         Exit::Success
     };
-    let summary = RunSummary::new(
+    let mut summary = RunSummary::new(
         "validate",
         &clock,
         &tally,
@@ -73,12 +78,16 @@ pub fn run(args: ValidateArgs) -> Result<Exit, AppError> {
         target.to_string(),
         exit.code(),
     );
-    eprintln!("{}", summary.describe(&tally, &STATUSES));
-    if let Some(path) = &args.summary_json {
-        summary.write_json(path).map_err(|e| {
-            AppError::Aborted(format!("cannot write summary '{}': {e}", path.display()))
-        })?;
-    }
+    summary.set_input(fingerprint.join().ok().and_then(Result::ok));
+    summary.publish(
+        &tally,
+        &STATUSES,
+        Publish {
+            summary_json: args.summary_json.as_deref(),
+            report: target.path(),
+            append: false,
+        },
+    )?;
     Ok(exit)
 }
 

@@ -121,7 +121,7 @@ pub(crate) fn parse_existing(
         let email = text(email_col, "email")?;
         let date_agreed = match optional(date_col) {
             None => default_date_agreed(),
-            Some(v) => crate::simulator::dates::parse_file_datetime(v).ok_or_else(|| {
+            Some(v) => super::dates::parse_file_datetime(v).ok_or_else(|| {
                 content_error(
                     path,
                     line,

@@ -153,18 +153,24 @@ impl Drop for Simulator {
     }
 }
 
-async fn termination_signal() -> io::Result<()> {
+/// Installs the SIGINT/SIGTERM handlers now and returns a future that resolves on either, so
+/// no signal that arrives after the ready line is printed can kill the process outright.
+fn termination_signal() -> io::Result<impl std::future::Future<Output = io::Result<()>>> {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r,
-            _ = term.recv() => Ok(()),
-        }
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => Ok(()),
+                _ = term.recv() => Ok(()),
+            }
+        })
     }
     #[cfg(not(unix))]
     {
-        tokio::signal::ctrl_c().await
+        Ok(tokio::signal::ctrl_c())
     }
 }
 
@@ -178,6 +184,7 @@ async fn termination_signal() -> io::Result<()> {
 pub async fn run(args: SimulatorArgs) -> Result<(), SimulatorError> {
     let config = SimulatorConfig::from_args(&args)?;
     let mut simulator = Simulator::start(config, args.listen).await?;
+    let signal = termination_signal()?;
     {
         let mut out = io::stdout().lock();
         writeln!(
@@ -189,7 +196,7 @@ pub async fn run(args: SimulatorArgs) -> Result<(), SimulatorError> {
     }
     tracing::info!(url = %simulator.base_url(), "simulator ready; stop with Ctrl-C");
     let outcome = tokio::select! {
-        r = termination_signal() => r.map_err(SimulatorError::Io),
+        r = signal => r.map_err(SimulatorError::Io),
         r = simulator.stopped() => match r {
             Ok(()) => Err(SimulatorError::Io(io::Error::other("the server stopped unexpectedly"))),
             Err(e) => Err(SimulatorError::Io(e)),

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use mca_attest::simulator::{Simulator, SimulatorConfig, SimulatorStats};
@@ -139,8 +139,42 @@ impl Workdir {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut cmd = assert_cmd::Command::new(binary());
-        cmd.current_dir(self.dir()).timeout(RUN_TIMEOUT);
+        let args: Vec<String> = args
+            .into_iter()
+            .map(|a| a.as_ref().to_string_lossy().into_owned())
+            .collect();
+        let mut cmd = self.clean_command(binary());
+        cmd.args(&args);
+        prepare(cmd, format!("mca-attest {}", args.join(" ")))
+    }
+
+    /// The binary with `args`, like [`Workdir::command`], run by `sh` under a limit on the size
+    /// of any file it writes (`ulimit -f`: blocks of 512 bytes in dash, 1024 in bash) and with
+    /// SIGXFSZ ignored, so that a write past the limit fails with EFBIG instead of killing the
+    /// process: a disk that fills up in the middle of a run.
+    pub fn command_with_file_size_limit<I, S>(&self, blocks: u32, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<String> = args
+            .into_iter()
+            .map(|a| a.as_ref().to_string_lossy().into_owned())
+            .collect();
+        let script = format!("trap '' XFSZ; ulimit -f {blocks} && exec \"$0\" \"$@\"");
+        let mut cmd = self.clean_command("sh");
+        cmd.arg("-c").arg(&script).arg(binary()).args(&args);
+        prepare(
+            cmd,
+            format!("sh -c {script:?} mca-attest {}", args.join(" ")),
+        )
+    }
+
+    /// `program` run in the workdir with a clean environment: no `PARTNER_CENTER_*` variable
+    /// and no `RUST_LOG` unless the test sets them.
+    fn clean_command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.current_dir(self.dir());
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("PARTNER_CENTER_") {
                 cmd.env_remove(&name);
@@ -150,16 +184,7 @@ impl Workdir {
             cmd.env_remove(name);
         }
         cmd.env("NO_COLOR", "1");
-        let args: Vec<String> = args
-            .into_iter()
-            .map(|a| a.as_ref().to_string_lossy().into_owned())
-            .collect();
-        cmd.args(&args);
-        Cmd {
-            cmd,
-            shown: format!("mca-attest {}", args.join(" ")),
-            env: Vec::new(),
-        }
+        cmd
     }
 
     /// `confirm INPUT -o OUTPUT` against the simulator at `base_url` with a test token, fast and
@@ -170,19 +195,168 @@ impl Workdir {
 
     /// Like [`Workdir::confirm`], at `--rate RATE`.
     pub fn confirm_at_rate(&self, input: &str, output: &str, base_url: &str, rate: &str) -> Cmd {
-        let mut cmd = self.command([
-            "confirm",
-            input,
-            "-o",
-            output,
-            "--base-url",
-            base_url,
-            "--rate",
-            rate,
-            "--no-progress",
-        ]);
+        let mut cmd = self.command(confirm_args(input, output, base_url, rate));
         cmd.env("PARTNER_CENTER_ACCESS_TOKEN", TEST_TOKEN);
         cmd
+    }
+
+    /// Like [`Workdir::confirm_at_rate`], under a limit of `blocks` on the size of any file the
+    /// run writes (see [`Workdir::command_with_file_size_limit`]).
+    pub fn confirm_with_file_size_limit(
+        &self,
+        blocks: u32,
+        input: &str,
+        output: &str,
+        base_url: &str,
+        rate: &str,
+    ) -> Cmd {
+        let mut cmd =
+            self.command_with_file_size_limit(blocks, confirm_args(input, output, base_url, rate));
+        cmd.env("PARTNER_CENTER_ACCESS_TOKEN", TEST_TOKEN);
+        cmd
+    }
+
+    /// Starts `confirm INPUT -o OUTPUT` against the simulator at `base_url` at `--rate RATE`,
+    /// with `extra` arguments and a test token, in the background: for tests that interrupt or
+    /// kill a run. Its stderr goes to `OUTPUT.stderr` in the workdir.
+    pub fn spawn_confirm(
+        &self,
+        input: &str,
+        output: &str,
+        base_url: &str,
+        rate: &str,
+        extra: &[&str],
+    ) -> Background {
+        let mut args = confirm_args(input, output, base_url, rate);
+        args.extend(extra.iter().map(|a| (*a).to_string()));
+        let stderr = self.path(&format!("{output}.stderr"));
+        let mut cmd = self.clean_command(binary());
+        cmd.args(&args)
+            .env("PARTNER_CENTER_ACCESS_TOKEN", TEST_TOKEN)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("create the stderr file"));
+        let command = format!("mca-attest {}", args.join(" "));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{command}`: {e}"));
+        Background {
+            child,
+            command,
+            stderr,
+        }
+    }
+}
+
+/// A command to run to completion, killed if it outlives [`RUN_TIMEOUT`].
+fn prepare(cmd: Command, shown: String) -> Cmd {
+    let mut cmd = assert_cmd::Command::from_std(cmd);
+    cmd.timeout(RUN_TIMEOUT);
+    Cmd {
+        cmd,
+        shown,
+        env: Vec::new(),
+    }
+}
+
+fn confirm_args(input: &str, output: &str, base_url: &str, rate: &str) -> Vec<String> {
+    [
+        "confirm",
+        input,
+        "-o",
+        output,
+        "--base-url",
+        base_url,
+        "--rate",
+        rate,
+        "--no-progress",
+    ]
+    .iter()
+    .map(|a| (*a).to_string())
+    .collect()
+}
+
+/// A run of the binary in the background, killed if still running when dropped so that a
+/// failing test leaves nothing behind.
+pub struct Background {
+    child: Child,
+    command: String,
+    stderr: PathBuf,
+}
+
+impl Background {
+    /// What the run has written to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// The command and its stderr, for failure messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "\n--- command ---\n{}\n--- stderr ---\n{}",
+            self.command,
+            self.stderr()
+        )
+    }
+
+    /// Sends SIGINT, as Ctrl-C does.
+    pub fn interrupt(&self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("run kill");
+        assert!(
+            status.success(),
+            "kill -INT {pid} failed{}",
+            self.describe()
+        );
+    }
+
+    /// Sends SIGKILL and reaps the process: a crash, nothing gets to run.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the run");
+        self.child.wait().expect("reap the killed run");
+    }
+
+    /// Waits for the run to end by itself, panicking after `timeout`.
+    pub async fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the run") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the run did not end within {timeout:?}{}",
+                self.describe()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `condition` every 10 ms until it holds, panicking with `what()` after `timeout`.
+pub async fn wait_until(
+    timeout: Duration,
+    mut condition: impl FnMut() -> bool,
+    what: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "waited {timeout:?} for {}",
+            what()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -462,6 +636,13 @@ impl Results {
             rows.push(ResultRow { cells });
         }
         Ok(Results { header, rows })
+    }
+
+    /// Parses the complete lines of a file whose writer may have been killed in the middle of
+    /// a line: anything after the last newline is left out.
+    pub fn parse_complete_lines(text: &str) -> Result<Results, csv::Error> {
+        let complete = text.rfind('\n').map_or("", |end| &text[..=end]);
+        Results::parse(complete)
     }
 
     /// Reads and parses `path`, panicking with the run shown if that fails.
