@@ -129,18 +129,11 @@ async fn refresh_flow_secrets_never_appear_in_output_logs_or_files() {
     let run = cmd.run_async().await;
 
     run.expect_code(0);
-    for secret in [CLIENT_SECRET, REFRESH_TOKEN, "simat.", "simrt."] {
-        assert!(!run.stdout.contains(secret), "{secret} is on stdout{run}");
-        assert!(!run.stderr.contains(secret), "{secret} is on stderr{run}");
-        for (path, bytes) in wd.files() {
-            let text = String::from_utf8_lossy(&bytes);
-            assert!(
-                !text.contains(secret),
-                "{secret} is in {}{run}",
-                path.display()
-            );
-        }
-    }
+    assert_no_secret_anywhere(
+        &wd,
+        &run,
+        &[CLIENT_SECRET, REFRESH_TOKEN, "simat.", "simrt."],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

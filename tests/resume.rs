@@ -1,11 +1,13 @@
 //! `confirm --resume`: an earlier results file is continued. Customers it records as done are
-//! not sent again, its lines are kept as they are, and new lines are appended.
+//! not sent again, its lines are kept as they are, and new lines are appended; a run killed
+//! mid-way (SIGKILL: nothing gets to run) is finished this way.
 
 mod common;
 
 use std::collections::{BTreeSet, HashSet};
+use std::time::Duration;
 
-use common::{Customer, RESULTS_HEADER, Results, Workdir, start_simulator};
+use common::{Customer, RESULTS_HEADER, Results, Workdir, start_simulator, wait_until};
 use mca_attest::simulator::SimulatorConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,4 +91,91 @@ async fn resume_of_a_missing_results_file_is_a_fresh_run() {
     let results = Results::read(&wd.path("r.csv"), &run);
     assert_eq!(results.header_line(), RESULTS_HEADER, "{run}");
     assert_eq!(results.with_status("confirmed").len(), 2, "{run}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_run_resumed_sends_no_recorded_row_again_and_finishes_the_rest() {
+    // The simulator keeps its agreements across both runs, as Partner Center would: rows in
+    // flight when the first run died were perhaps created, and must come back
+    // already_confirmed rather than twice.
+    let sim = start_simulator(SimulatorConfig {
+        latency: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
+    let wd = Workdir::new();
+    let customers = Customer::many(30);
+    wd.create_customers("in.csv", &customers);
+    let done_in = |text: &str| {
+        Results::parse_complete_lines(text).map_or(0, |r| {
+            r.rows.iter().filter(|l| l.status() == "confirmed").count()
+        })
+    };
+
+    let mut first = wd.spawn_confirm("in.csv", "r.csv", &sim.base_url(), "40/s", &[]);
+    wait_until(
+        Duration::from_secs(20),
+        || done_in(&std::fs::read_to_string(wd.path("r.csv")).unwrap_or_default()) >= 4,
+        || format!("four confirmed lines{}", first.describe()),
+    )
+    .await;
+    first.kill();
+
+    let killed_text = wd.read("r.csv");
+    let killed = Results::parse_complete_lines(&killed_text)
+        .unwrap_or_else(|e| panic!("the killed run's lines are not valid CSV: {e}\n{killed_text}"));
+    assert!(
+        killed.rows.len() < customers.len(),
+        "the first run was killed before the end\n{killed_text}"
+    );
+    let recorded_done: BTreeSet<String> = killed
+        .rows
+        .iter()
+        .filter(|l| matches!(l.status(), "confirmed" | "already_confirmed"))
+        .map(|l| l.tenant().to_string())
+        .collect();
+    let sent_before = sim.requests().len();
+
+    let mut cmd = wd.confirm("in.csv", "r.csv", &sim.base_url());
+    cmd.arg("--resume");
+    let run = cmd.run_async().await;
+
+    run.expect_code(0);
+    let resumed_posts: Vec<String> = sim.requests()[sent_before..]
+        .iter()
+        .map(|r| r.tenant.clone())
+        .collect();
+    assert!(
+        !resumed_posts.is_empty(),
+        "the resumed run sent the rest{run}"
+    );
+    for tenant in &resumed_posts {
+        assert!(
+            !recorded_done.contains(tenant),
+            "{tenant} was recorded done before the kill, yet sent again\n{killed_text}{run}"
+        );
+    }
+    let results = Results::read(&wd.path("r.csv"), &run);
+    for c in &customers {
+        let done = results
+            .rows
+            .iter()
+            .filter(|l| {
+                l.tenant() == c.tenant && matches!(l.status(), "confirmed" | "already_confirmed")
+            })
+            .count();
+        assert_eq!(
+            done,
+            1,
+            "{} is done on exactly one line\n{}{run}",
+            c.tenant,
+            wd.read("r.csv")
+        );
+        assert_eq!(
+            sim.agreements(c.tenant_uuid()).len(),
+            1,
+            "one agreement for {}{run}",
+            c.tenant
+        );
+    }
 }
