@@ -60,8 +60,13 @@ impl fmt::Display for Rate {
     }
 }
 
-/// Gates request starts: a smooth ceiling at `--rate`, and below it an adaptive rate that
-/// backs off when Partner Center throttles.
+/// Gates request starts: a smooth schedule at `--rate`, lowered while Partner Center throttles.
+///
+/// Starts are paced by an absolute schedule of slots, each `1/rate` after the previous one, that
+/// a start claims before it sleeps: a sleep that wakes a little late (timers tick in whole
+/// milliseconds) does not push the slots after it, so the achieved rate is the configured one
+/// rather than a few percent below. An idle gate accrues no credit: the next slot is never in
+/// the past, so there is no start-up burst and no burst after a pause.
 ///
 /// The quota is shared by every request of the partner tenant, so a 429 is a signal for all
 /// workers, not only the one that got it: every new start pauses until `Retry-After` has
@@ -69,9 +74,9 @@ impl fmt::Display for Rate {
 /// little every second (additive increase).
 #[derive(Debug)]
 pub struct RequestGate {
-    /// The ceiling. Its burst is one request: governor's default burst is the whole quota, which
-    /// would let `5/s` start five requests at once after any pause and trip a server limit that
-    /// sits just above the rate.
+    /// A hard ceiling behind the schedule. Its burst is ~10 ms worth of requests (at least 2):
+    /// governor's default burst is the whole quota, which would let `5/s` start five requests at
+    /// once; a burst of one would turn every late timer wake-up into lost throughput.
     limiter: DefaultDirectRateLimiter,
     rate: Rate,
     adaptive: Mutex<Adaptive>,
@@ -98,12 +103,18 @@ struct Adaptive {
     paused_until: Option<Instant>,
     /// Requests per second right after the last decrease, and when it happened.
     reduced_to: Option<(f64, Instant)>,
-    /// Next free start slot while the rate is reduced.
+    /// Next free start slot.
     next_slot: Instant,
     /// When the rate was last lowered: a 429 for a request started before then was already
     /// answered by that decrease.
     last_decrease: Option<Instant>,
     episodes: u64,
+}
+
+/// The ceiling's burst: the requests of 10 ms at the rate, at least 2.
+fn ceiling_burst(rate: Rate) -> NonZeroU32 {
+    let per_10ms = (rate.per_second() / 100.0).ceil();
+    NonZeroU32::new((per_10ms as u32).max(2)).unwrap_or(NonZeroU32::MIN)
 }
 
 /// Share of the rate kept after a throttling episode.
@@ -121,7 +132,7 @@ impl RequestGate {
     pub fn new(rate: Rate, stop: CancellationToken) -> Self {
         let quota = Quota::with_period(rate.interval().max(Duration::from_nanos(1)))
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(NonZeroU32::MIN);
+            .allow_burst(ceiling_burst(rate));
         let now = Instant::now();
         RequestGate {
             limiter: RateLimiter::direct(quota),
@@ -193,17 +204,15 @@ impl RequestGate {
             }
             a.paused_until = None;
         }
-        match self.current_reduced_rate(&mut a, now) {
-            None => Wait::None,
-            Some(per_sec) => {
-                let slot = a.next_slot.max(now);
-                a.next_slot = slot + Duration::from_secs_f64(1.0 / per_sec);
-                if slot > now {
-                    Wait::Slot(slot)
-                } else {
-                    Wait::None
-                }
-            }
+        let per_sec = self
+            .current_reduced_rate(&mut a, now)
+            .unwrap_or(self.rate.per_second());
+        let slot = a.next_slot.max(now);
+        a.next_slot = slot + Duration::from_secs_f64(1.0 / per_sec);
+        if slot > now {
+            Wait::Slot(slot)
+        } else {
+            Wait::None
         }
     }
 

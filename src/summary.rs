@@ -202,7 +202,11 @@ impl RunSummary {
                 ))
             })?;
         }
-        if let Some(report) = to.report {
+        // Only beside regular files: a report sent to a device or pipe has no "beside".
+        if let Some(report) = to
+            .report
+            .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()))
+        {
             crate::manifest::record(report, self, to.append).map_err(|e| {
                 AppError::Aborted(format!(
                     "cannot write the manifest beside '{}': {e}",

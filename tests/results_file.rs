@@ -1,6 +1,9 @@
-//! The results file, the audit record of a `confirm` run: its header, its cells, where it goes.
+//! The results file, the audit record of a `confirm` run: its header, its cells, where it goes,
+//! and what happens when it cannot be written.
 
 mod common;
+
+use std::collections::HashSet;
 
 use chrono::DateTime;
 use common::{Customer, RESULTS_HEADER, Results, Workdir, counts, default_simulator, no_calls};
@@ -214,4 +217,66 @@ async fn run_manifest_is_written_beside_the_results_file() {
             "the manifest mentions {needle:?}\n{manifest:#}{run}"
         );
     }
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_file_that_cannot_be_written_at_all_stops_the_run_before_any_post() {
+    let sim = default_simulator().await;
+    let wd = Workdir::new();
+    wd.create_customers("in.csv", &Customer::many(3));
+    // A results file on a full disk: opening works, every write fails with ENOSPC. Through a
+    // link in the workdir, so that anything written beside it stays in the workdir.
+    std::os::unix::fs::symlink("/dev/full", wd.path("r.csv")).expect("link r.csv to /dev/full");
+
+    let run = wd
+        .confirm("in.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
+
+    run.expect_code(3).expect_stderr_contains("r.csv");
+    assert_eq!(
+        sim.stats().agreement_posts,
+        0,
+        "no POST whose outcome could not be recorded{run}"
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_file_filling_up_mid_run_stops_sending_and_exits_3() {
+    let sim = default_simulator().await;
+    let wd = Workdir::new();
+    let customers = Customer::many(40);
+    wd.create_customers("in.csv", &customers);
+
+    // Files may grow to 2 or 4 KiB (the shell's ulimit blocks): the header and a few lines
+    // fit, the 40 lines do not. One row at a time, so that the row whose line could not be
+    // written is the only one sent and not recorded.
+    let mut cmd = wd.confirm_with_file_size_limit(4, "in.csv", "r.csv", &sim.base_url(), "200/s");
+    cmd.args(["--concurrency", "1"]);
+    let run = cmd.run_async().await;
+
+    run.expect_code(3)
+        .expect_stderr_contains("r.csv")
+        .expect_stderr_contains("--resume");
+    let text = wd.read("r.csv");
+    let recorded = Results::parse_complete_lines(&text)
+        .unwrap_or_else(|e| panic!("the lines written are not valid CSV: {e}\n{text}{run}"));
+    assert!(
+        !recorded.rows.is_empty() && recorded.rows.len() < customers.len(),
+        "the file filled up mid-run\n{text}{run}"
+    );
+    let recorded_tenants: HashSet<&str> = recorded.rows.iter().map(|r| r.tenant()).collect();
+    let sent_not_recorded: Vec<String> = sim
+        .requests()
+        .into_iter()
+        .map(|r| r.tenant)
+        .filter(|t| !recorded_tenants.contains(t.as_str()))
+        .collect();
+    assert!(
+        sent_not_recorded.len() <= 1,
+        "only the row whose line failed may be sent without being recorded; nothing is sent \
+         after: {sent_not_recorded:#?}\n{text}{run}"
+    );
 }

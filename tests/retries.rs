@@ -24,8 +24,8 @@ fn posts_by_tenant(requests: Vec<RecordedRequest>) -> BTreeMap<String, Vec<Recor
     map
 }
 
-/// Every attempt of a row carries the row's request id; `attempts` counts them; the
-/// correlation id is the last attempt's.
+/// Every attempt of a row carries the row's request id and a correlation id of its own;
+/// `attempts` counts them; the correlation id recorded is the last attempt's.
 fn assert_attempts_match_the_results(
     results: &Results,
     requests: Vec<RecordedRequest>,
@@ -48,6 +48,14 @@ fn assert_attempts_match_the_results(
                 line.row()
             );
         }
+        let correlation_ids: HashSet<Option<&str>> =
+            sent.iter().map(|a| a.correlation_id.as_deref()).collect();
+        assert_eq!(
+            correlation_ids.len(),
+            sent.len(),
+            "every attempt of row {} has a new correlation id: {sent:#?}{run}",
+            line.row()
+        );
         assert_eq!(
             line.get("attempts"),
             sent.len().to_string(),

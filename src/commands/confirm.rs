@@ -252,10 +252,15 @@ fn next_steps(
 ) -> Vec<String> {
     let mut hints = Vec::new();
     let file = matches!(target, OutputTarget::File(_));
-    if abort.is_some() {
+    if let Some(reason) = abort {
+        if matches!(reason, AbortReason::Output(_)) {
+            hints.push(
+                "rows in flight when the file failed were sent but could not be recorded: on resume they come back already_confirmed (error 600061), never confirmed twice".into(),
+            );
+        }
         if file {
             hints.push(format!(
-                "every finished row is in the results file; to continue once the cause is fixed:\n  {}",
+                "every finished row that could be written is in the results file; to continue once the cause is fixed:\n  {}",
                 super::resume_command()
             ));
         } else {

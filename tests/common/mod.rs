@@ -246,6 +246,28 @@ impl Workdir {
             stderr,
         }
     }
+
+    /// Starts the binary with `args` and a test token in the background, like
+    /// [`Workdir::spawn_confirm`] but for any command (e.g. `status`). Its stderr goes to
+    /// `stderr_name` in the workdir.
+    pub fn spawn_with_token(&self, args: &[&str], stderr_name: &str) -> Background {
+        let stderr = self.path(stderr_name);
+        let mut cmd = self.clean_command(binary());
+        cmd.args(args)
+            .env("PARTNER_CENTER_ACCESS_TOKEN", TEST_TOKEN)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("create the stderr file"));
+        let command = format!("mca-attest {}", args.join(" "));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{command}`: {e}"));
+        Background {
+            child,
+            command,
+            stderr,
+        }
+    }
 }
 
 /// A command to run to completion, killed if it outlives [`RUN_TIMEOUT`].
