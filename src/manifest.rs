@@ -133,7 +133,7 @@ fn redact(args: impl Iterator<Item = String>) -> Vec<String> {
             out.push(format!("{flag}=***"));
         } else {
             hide_next = SECRET_FLAGS.contains(&arg.as_str());
-            out.push(arg);
+            out.push(crate::api::client::without_userinfo(&arg));
         }
     }
     out

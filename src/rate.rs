@@ -5,6 +5,7 @@ use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::time::Instant;
@@ -109,6 +110,19 @@ struct Adaptive {
     /// answered by that decrease.
     last_decrease: Option<Instant>,
     episodes: u64,
+    /// When the service answered without throttling, over the last second: how much it
+    /// actually took, the best estimate of the unpublished quota when a 429 comes.
+    answered: VecDeque<Instant>,
+}
+
+/// Forgets answers older than a second.
+fn prune(answered: &mut VecDeque<Instant>, now: Instant) {
+    while answered
+        .front()
+        .is_some_and(|t| now.saturating_duration_since(*t) > Duration::from_secs(1))
+    {
+        answered.pop_front();
+    }
 }
 
 /// The ceiling's burst: the requests of 10 ms at the rate, at least 2.
@@ -143,6 +157,7 @@ impl RequestGate {
                 next_slot: now,
                 last_decrease: None,
                 episodes: 0,
+                answered: VecDeque::new(),
             }),
             started: AtomicU64::new(0),
             created: now,
@@ -256,11 +271,27 @@ impl RequestGate {
             .current_reduced_rate(&mut a, now)
             .unwrap_or(self.rate.per_second());
         let floor = self.rate.per_second() * FLOOR;
-        a.reduced_to = Some(((current * DECREASE).max(floor), resume_at));
+        // What the service took in the last second is where its limit lies: drop straight to
+        // it when that is below the usual decrease (a run started far above the quota), but
+        // never below a quarter of the current rate in one step (a pause in that second
+        // skews the count).
+        prune(&mut a.answered, now);
+        let took = a.answered.len() as f64;
+        let lowered = (current * DECREASE).min(took.max(current * 0.25));
+        a.reduced_to = Some((lowered.max(floor), resume_at));
         a.next_slot = resume_at;
         a.last_decrease = Some(now);
         a.episodes += 1;
         true
+    }
+
+    /// The service answered a request without throttling it.
+    pub fn answered(&self) {
+        if let Ok(mut a) = self.adaptive.lock() {
+            let now = Instant::now();
+            prune(&mut a.answered, now);
+            a.answered.push_back(now);
+        }
     }
 
     /// Requests per second the gate lets through now (below `--rate` after throttling).
@@ -326,6 +357,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_429_pauses_every_start_then_lowers_the_rate_once_per_episode() {
         let gate = RequestGate::new("100/s".parse().unwrap(), CancellationToken::new());
+        for _ in 0..95 {
+            gate.answered();
+        }
         let first = gate.ready().await.unwrap();
         let second = gate.ready().await.unwrap();
         assert!(gate.throttled(Some(Duration::from_secs(5)), first));
@@ -346,6 +380,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_rate_climbs_back_after_throttling() {
         let gate = RequestGate::new("60/s".parse().unwrap(), CancellationToken::new());
+        for _ in 0..60 {
+            gate.answered();
+        }
         gate.throttled(Some(Duration::from_secs(1)), Instant::now());
         tokio::time::sleep(Duration::from_secs(3)).await;
         let early = gate.current_rate();
@@ -363,5 +400,15 @@ mod tests {
         stop.cancel();
         assert_eq!(waiting.await, Err(Stopped));
         assert_eq!(gate.started(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_started_far_above_the_quota_drops_to_what_the_service_took() {
+        let gate = RequestGate::new("200/s".parse().unwrap(), CancellationToken::new());
+        for _ in 0..60 {
+            gate.answered();
+        }
+        assert!(gate.throttled(Some(Duration::from_secs(1)), Instant::now()));
+        assert_eq!(gate.current_rate(), 60.0);
     }
 }

@@ -844,6 +844,45 @@ async fn interrupted_run_records_no_customer_it_did_not_finish_checking_as_an_er
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_refuses_to_write_its_report_or_emitted_rows_over_its_input() {
+    let [attested, missing] = tenants();
+    let sim = start_simulator(SimulatorConfig {
+        existing: vec![on_record(attested, "Ann", "2024-02-03T00:00:00Z")],
+        ..Default::default()
+    })
+    .await;
+    let wd = Workdir::new();
+    tenant_only_input(
+        &wd,
+        "in.csv",
+        &[&attested.to_string(), &missing.to_string()],
+    );
+    let input = wd.read_bytes("in.csv");
+
+    for (report, extra) in [
+        ("in.csv", vec![]),
+        ("report.csv", vec!["--emit-confirm-input", "in.csv"]),
+    ] {
+        let run = status(&wd, "in.csv", report, &sim.base_url(), &extra)
+            .run_async()
+            .await;
+
+        assert_eq!(
+            wd.read_bytes("in.csv"),
+            input,
+            "the input is left as it was\n{}{run}",
+            wd.read("in.csv")
+        );
+        run.expect_code(2);
+        assert_eq!(
+            sim.stats().agreement_gets,
+            0,
+            "nothing is sent before the refusal{run}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_then_confirm_of_the_emitted_file_closes_the_gap() {
     let wd = Workdir::new();
     let [attested, stale_1, stale_2, missing_1, missing_2, direct] = tenants();

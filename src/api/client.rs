@@ -20,25 +20,45 @@ const APPLICATION_NAME: &str = concat!("mca-attest/", env!("CARGO_PKG_VERSION"))
 
 /// Checks an API root: https, or http only to a loopback host (the simulator).
 pub fn parse_base_url(raw: &str) -> Result<Url, String> {
-    let url = Url::parse(raw.trim()).map_err(|e| format!("'{raw}' is not a URL: {e}"))?;
+    let shown = without_userinfo(raw.trim());
+    let url = Url::parse(raw.trim()).map_err(|e| format!("'{shown}' is not a URL: {e}"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        // Credentials in a URL end up in shell history, logs and the run manifest.
+        return Err(format!(
+            "'{shown}': credentials in the URL are not accepted; they come from the environment only"
+        ));
+    }
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(&url) => {}
         "http" => {
             return Err(format!(
-                "'{raw}': https is required (plain http is allowed only to a loopback address such as 127.0.0.1, for the simulator)"
+                "'{shown}': https is required (plain http is allowed only to a loopback address such as 127.0.0.1, for the simulator)"
             ));
         }
         other => {
             return Err(format!(
-                "'{raw}': unsupported scheme '{other}', https is required"
+                "'{shown}': unsupported scheme '{other}', https is required"
             ));
         }
     }
     if url.host().is_none() {
-        return Err(format!("'{raw}' has no host"));
+        return Err(format!("'{shown}' has no host"));
     }
     Ok(url)
+}
+
+/// A URL as text with any `user:password@` removed, for messages and records.
+pub fn without_userinfo(raw: &str) -> String {
+    let Some(scheme_end) = raw.find("://").map(|i| i + 3) else {
+        return raw.to_string();
+    };
+    let rest = &raw[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}***@{}", &raw[..scheme_end], &rest[at + 1..]),
+        None => raw.to_string(),
+    }
 }
 
 fn is_loopback(url: &Url) -> bool {
@@ -292,6 +312,9 @@ impl PartnerCenterClient {
                     &bytes,
                 )),
             };
+            if status != 429 {
+                self.gate.answered();
+            }
             if let Err(e) = &result
                 && e.is_throttled()
                 && self.gate.throttled(e.retry_after, started)
@@ -503,6 +526,14 @@ mod tests {
         let err = parse_base_url("http://api.partnercenter.microsoft.com").unwrap_err();
         assert!(err.contains("https is required"), "{err}");
         assert!(parse_base_url("ftp://x").is_err());
+        let err = parse_base_url("https://user:pw@api.example.com").unwrap_err();
+        assert!(
+            err.contains("credentials in the URL") && !err.contains("pw"),
+            "{err}"
+        );
+        assert_eq!(without_userinfo("https://u:p@h/x@y"), "https://***@h/x@y");
+        assert_eq!(without_userinfo("https://h/x@y"), "https://h/x@y");
+        assert_eq!(without_userinfo("not a url"), "not a url");
         assert!(parse_base_url("not a url").is_err());
     }
 

@@ -1,7 +1,6 @@
 //! `mca-attest confirm`: the main job. Validate every row, fetch the MCA template once, confirm
 //! each valid row under the rate limit, and record every row in the results file.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -12,8 +11,8 @@ use uuid::Uuid;
 use crate::api::client::AgreementTemplate;
 use crate::api::{AgreementWriter, ApiError, ApiErrorKind, PartnerCenterClient};
 use crate::cli::ConfirmArgs;
-use crate::commands::Connection;
 use crate::commands::validate::input_options;
+use crate::commands::{Connection, refuse_same_file};
 use crate::config::{ApiConfig, InputConfig, output_target};
 use crate::domain::{Confirmation, RowNumber, RowStatus};
 use crate::error::{AppError, Exit};
@@ -58,12 +57,7 @@ pub async fn run(args: ConfirmArgs) -> Result<Exit, AppError> {
             ));
         }
         (OutputTarget::File(path), resume) => {
-            if same_file(path, &args.input) {
-                return Err(AppError::Usage(format!(
-                    "the results file '{}' is the input file: choose another with -o",
-                    path.display()
-                )));
-            }
+            refuse_same_file(path, &args.input, "the results file")?;
             if resume {
                 resume::load(path).map_err(|e| AppError::Usage(e.to_string()))?
             } else {
@@ -306,13 +300,6 @@ fn work_for(
             Work::Settled(record)
         }
     })
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
 }
 
 /// Fetches the MCA template once for the run, retried like any call.

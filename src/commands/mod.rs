@@ -98,6 +98,26 @@ impl Connection {
     }
 }
 
+/// Refuses an output path that is the input file itself: writing it would destroy the input
+/// while it is being read.
+pub fn refuse_same_file(
+    output: &std::path::Path,
+    input: &std::path::Path,
+    what: &str,
+) -> Result<(), AppError> {
+    let same = match (std::fs::canonicalize(output), std::fs::canonicalize(input)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Err(AppError::Usage(format!(
+            "{what} '{}' is the input file: choose another path",
+            output.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Wraps the simulator's own arguments so its file loading is reused as is.
 #[derive(Debug, Parser)]
 struct InProcessSimulator {

@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use crate::api::client::AgreementRecord;
 use crate::api::{ApiError, PartnerCenterClient};
 use crate::cli::StatusArgs;
-use crate::commands::Connection;
 use crate::commands::confirm::{OUTAGE_ROWS, credentials_message};
+use crate::commands::{Connection, refuse_same_file};
 use crate::config::{ApiConfig, output_target, parse_delimiter};
 use crate::domain::{RowNumber, Signer, TenantId, rfc3339};
 use crate::error::{AppError, Exit};
@@ -203,6 +203,9 @@ pub async fn run(args: StatusArgs) -> Result<Exit, AppError> {
         )));
     }
     let target = output_target(&args.input, args.output.as_deref(), "status.csv");
+    if let Some(path) = target.path() {
+        refuse_same_file(path, &args.input, "the report file")?;
+    }
     let resume_state = match (&target, args.resume) {
         (OutputTarget::Stdout, true) => {
             return Err(AppError::Usage(
@@ -220,17 +223,22 @@ pub async fn run(args: StatusArgs) -> Result<Exit, AppError> {
         },
     )?;
     let emit = match &args.emit_confirm_input {
-        Some(path) => Some(Mutex::new(EmitWriter::create(
-            path,
-            reader.header(),
-            delimiter,
-        )?)),
+        Some(path) => {
+            refuse_same_file(path, &args.input, "--emit-confirm-input")?;
+            // A resumed run adds to the rows the interrupted one already emitted.
+            Some(Mutex::new(EmitWriter::open(
+                path,
+                reader.header(),
+                delimiter,
+                args.resume,
+            )?))
+        }
         None => None,
     };
     let stop = CancellationToken::new();
     let conn = Connection::open(&api, stop.clone()).await?;
-    // The report is a snapshot, replaced by each run unless it is resumed; the manifest keeps
-    // the history.
+    // The report is a snapshot, replaced by each run unless it is resumed (the manifest then
+    // appends the run to its history; a new run starts a new history).
     let writer = match (&resume_state, &target) {
         (Some(_), OutputTarget::File(path)) => ReportWriter::append(path)?,
         _ => ReportWriter::create::<StatusRecord>(target.clone(), ExistingFile::Overwrite)?,
@@ -379,9 +387,10 @@ fn next_steps(
     if to_confirm > 0 {
         match &args.emit_confirm_input {
             Some(path) => hints.push(format!(
-                "{to_confirm} customer(s) need a confirmation: their input rows are in '{}'; run `mca-attest confirm {}` (with a new acceptance date for stale ones)",
+                "{to_confirm} customer(s) need a confirmation: their input rows are in '{}'; run `mca-attest confirm {}{}` (with a new acceptance date for stale ones)",
                 path.display(),
-                path.display()
+                path.display(),
+                if args.delimiter == "," { String::new() } else { format!(" --delimiter '{}'", args.delimiter) }
             )),
             None => hints.push(format!(
                 "{to_confirm} customer(s) are missing or stale: pass --emit-confirm-input FILE to get a ready input for `mca-attest confirm`"
@@ -444,25 +453,34 @@ struct EmitWriter {
 }
 
 impl EmitWriter {
-    fn create(path: &Path, header: &ByteRecord, delimiter: u8) -> Result<Self, AppError> {
-        let file = crate::results::create_private(path).map_err(|e| {
+    fn open(
+        path: &Path,
+        header: &ByteRecord,
+        delimiter: u8,
+        append: bool,
+    ) -> Result<Self, AppError> {
+        let err = |what: &str, e: &dyn std::fmt::Display| {
             AppError::Usage(format!(
-                "--emit-confirm-input: cannot create '{}': {e}",
+                "--emit-confirm-input: cannot {what} '{}': {e}",
                 path.display()
             ))
-        })?;
+        };
+        let continuing = append && std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
+        let file = if continuing {
+            std::fs::OpenOptions::new().append(true).open(path)
+        } else {
+            crate::results::create_private(path)
+        }
+        .map_err(|e| err("create", &e))?;
         let mut csv = csv::WriterBuilder::new()
             .delimiter(delimiter)
             .from_writer(BufWriter::new(file));
-        let write = csv
-            .write_byte_record(header)
-            .and_then(|()| Ok(csv.flush()?));
-        write.map_err(|e| {
-            AppError::Usage(format!(
-                "--emit-confirm-input: cannot write '{}': {e}",
-                path.display()
-            ))
-        })?;
+        if !continuing {
+            let write = csv
+                .write_byte_record(header)
+                .and_then(|()| Ok(csv.flush()?));
+            write.map_err(|e| err("write", &e))?;
+        }
         Ok(EmitWriter { csv })
     }
 
@@ -577,6 +595,9 @@ impl Job for StatusJob {
                         };
                         record
                     }
+                    // Stopped before the second call went out: not checked to the end, so no
+                    // line; a resumed run checks the customer again.
+                    Err(_) if direct.sent == 0 && direct.stopped => return JobOutcome::NotStarted,
                     Err(e) => {
                         return self.failed(record, &e, direct.outcome.http_status, row, tenant);
                     }

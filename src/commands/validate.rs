@@ -19,6 +19,9 @@ pub fn run(args: ValidateArgs) -> Result<Exit, AppError> {
     let clock = RunClock::start();
     let input = InputConfig::try_from(&args.input_args)?;
     let target = output_target(&args.input, args.output.as_deref(), "validation.csv");
+    if let Some(path) = target.path() {
+        super::refuse_same_file(path, &args.input, "the report file")?;
+    }
     let mut reader = InputReader::open(&args.input, &input_options(&input))?;
     // Hash the input for the manifest on another core while this one validates.
     let fingerprint = {
