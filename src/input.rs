@@ -134,27 +134,62 @@ impl ColumnMap {
     }
 }
 
-/// The known cells of one record, as text (bad UTF-8 replaced), before validation.
-#[derive(Debug, Clone, Default)]
-pub struct RawFields {
-    pub tenant_id: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub email: String,
-    pub phone_number: String,
-    pub date_agreed: String,
+/// The known cells of one record, as text, before validation (borrowed from the record).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawFields<'a> {
+    pub tenant_id: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub email: &'a str,
+    pub phone_number: &'a str,
+    pub date_agreed: &'a str,
 }
 
 /// One data record of the input.
 #[derive(Debug, Clone)]
 pub struct RawRow {
     pub row: RowNumber,
-    pub fields: RawFields,
     /// A structural problem (wrong field count, bad UTF-8, oversized record) that makes the
     /// row invalid whatever its values.
     pub problem: Option<String>,
-    /// The whole record as read, every column, for outputs that copy the input's rows.
+    /// The whole record as read, every column.
     pub record: ByteRecord,
+    columns: ColumnMap,
+}
+
+impl RawRow {
+    fn cell(&self, column: Column) -> &[u8] {
+        self.columns
+            .get(column)
+            .and_then(|p| self.record.get(p))
+            .unwrap_or_default()
+    }
+
+    /// The known cells as text. A cell that is not valid UTF-8 reads as empty: the row's
+    /// `problem` says so.
+    pub fn fields(&self) -> RawFields<'_> {
+        let text = |c| std::str::from_utf8(self.cell(c)).unwrap_or_default();
+        RawFields {
+            tenant_id: text(Column::TenantId),
+            first_name: text(Column::FirstName),
+            last_name: text(Column::LastName),
+            email: text(Column::Email),
+            phone_number: text(Column::PhoneNumber),
+            date_agreed: text(Column::DateAgreed),
+        }
+    }
+
+    /// A cell for showing in a report: bad UTF-8 replaced, cut at 1 KiB so a huge cell cannot
+    /// bloat the report.
+    pub fn cell_for_display(&self, column: Column) -> String {
+        let bytes = self.cell(column);
+        let cut = &bytes[..bytes.len().min(1024)];
+        let mut text = String::from_utf8_lossy(cut).into_owned();
+        if cut.len() < bytes.len() {
+            text.push('…');
+        }
+        text
+    }
 }
 
 /// Records larger than this are rejected without looking at their cells: no real signer row
@@ -180,6 +215,8 @@ pub struct InputReader {
     record: ByteRecord,
     /// A row read ahead by [`InputReader::has_rows`].
     pending: Option<RawRow>,
+    /// Average bytes per line in the first few KiB, to estimate the row count.
+    bytes_per_line: f64,
 }
 
 impl std::fmt::Debug for InputReader {
@@ -252,6 +289,7 @@ impl InputReader {
             next_row: 1,
             record: ByteRecord::new(),
             pending: None,
+            bytes_per_line: bytes_per_line(&head),
         })
     }
 
@@ -271,6 +309,12 @@ impl InputReader {
     /// File size in bytes, for estimating progress.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// The number of data rows the file probably holds, from its size and the length of its
+    /// first lines (a little over, rather than under).
+    pub fn estimated_rows(&self) -> usize {
+        ((self.size as f64 / self.bytes_per_line) * 1.05).ceil() as usize
     }
 
     /// Bytes consumed so far.
@@ -340,8 +384,10 @@ impl InputReader {
         Ok(())
     }
 
-    fn raw_row(&self, row: RowNumber) -> RawRow {
-        let record = &self.record;
+    fn raw_row(&mut self, row: RowNumber) -> RawRow {
+        // The record moves into the row; the reader keeps a buffer of the same size for the next.
+        let fresh = ByteRecord::with_capacity(self.record.as_slice().len(), self.record.len());
+        let record = std::mem::replace(&mut self.record, fresh);
         let mut problem = None;
         if record.as_slice().len() > MAX_RECORD_BYTES {
             problem = Some(format!(
@@ -355,58 +401,29 @@ impl InputReader {
                 record.len(),
                 self.header.len()
             ));
-        }
-        let mut fields = RawFields::default();
-        if problem.is_none() {
-            for column in Column::ALL {
-                let Some(pos) = self.columns.get(column) else {
-                    continue;
-                };
-                let bytes = record.get(pos).unwrap_or_default();
-                let text = match std::str::from_utf8(bytes) {
-                    Ok(s) => s.to_string(),
-                    Err(_) => {
-                        problem.get_or_insert_with(|| {
-                            format!("{}: the cell is not valid UTF-8", column.name())
-                        });
-                        String::from_utf8_lossy(bytes).into_owned()
-                    }
-                };
-                *fields.slot(column) = text;
-            }
-        } else {
-            // Keep what can be shown in the results without copying a huge record twice.
-            for column in [
-                Column::TenantId,
-                Column::FirstName,
-                Column::LastName,
-                Column::Email,
-            ] {
-                if let Some(bytes) = self.columns.get(column).and_then(|p| record.get(p)) {
-                    let cut = &bytes[..bytes.len().min(256)];
-                    *fields.slot(column) = String::from_utf8_lossy(cut).into_owned();
-                }
-            }
+        } else if let Some(column) = Column::ALL.into_iter().find(|c| {
+            self.columns
+                .get(*c)
+                .and_then(|p| record.get(p))
+                .is_some_and(|b| std::str::from_utf8(b).is_err())
+        }) {
+            problem = Some(format!("{}: the cell is not valid UTF-8", column.name()));
         }
         RawRow {
             row,
-            fields,
             problem,
-            record: record.clone(),
+            record,
+            columns: self.columns.clone(),
         }
     }
 }
 
-impl RawFields {
-    fn slot(&mut self, column: Column) -> &mut String {
-        match column {
-            Column::TenantId => &mut self.tenant_id,
-            Column::FirstName => &mut self.first_name,
-            Column::LastName => &mut self.last_name,
-            Column::Email => &mut self.email,
-            Column::PhoneNumber => &mut self.phone_number,
-            Column::DateAgreed => &mut self.date_agreed,
-        }
+fn bytes_per_line(head: &[u8]) -> f64 {
+    let lines = head.iter().filter(|b| **b == b'\n').count();
+    if lines == 0 {
+        head.len().max(64) as f64
+    } else {
+        (head.len() as f64 / lines as f64).max(8.0)
     }
 }
 
@@ -530,10 +547,10 @@ mod tests {
         let row = r.next_row().unwrap().unwrap();
         assert_eq!(row.row, RowNumber(1));
         assert!(row.problem.is_none());
-        assert_eq!(row.fields.tenant_id, "x");
-        assert_eq!(row.fields.email, "c");
-        assert_eq!(row.fields.phone_number, "d");
-        assert_eq!(row.fields.date_agreed, "e");
+        assert_eq!(row.fields().tenant_id, "x");
+        assert_eq!(row.fields().email, "c");
+        assert_eq!(row.fields().phone_number, "d");
+        assert_eq!(row.fields().date_agreed, "e");
         assert!(r.next_row().is_none());
     }
 

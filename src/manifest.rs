@@ -67,6 +67,25 @@ pub struct InputFingerprint {
     pub rows: u64,
 }
 
+/// SHA-256 of a file, lowercase hex.
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Hashes the input and counts its data records (as the input reader counts them: the header
 /// and empty lines are not rows) in one pass.
 pub fn fingerprint_input(path: &Path, delimiter: u8) -> io::Result<InputFingerprint> {
@@ -104,12 +123,7 @@ pub fn fingerprint_input(path: &Path, delimiter: u8) -> io::Result<InputFingerpr
     // The csv reader stops at the last record; hash anything it did not pull in.
     io::copy(&mut hashing, &mut io::sink())?;
     Ok(InputFingerprint {
-        sha256: hashing
-            .hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        sha256: hex(&hashing.hasher.finalize()),
         rows: records.saturating_sub(1),
     })
 }

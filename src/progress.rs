@@ -85,6 +85,8 @@ pub struct ReadPosition {
     pub rows: AtomicU64,
     pub size: u64,
     pub finished: std::sync::atomic::AtomicBool,
+    /// Bytes held by the duplicate index at the end of the file.
+    pub index_bytes: AtomicU64,
 }
 
 impl ReadPosition {
@@ -98,6 +100,10 @@ impl ReadPosition {
     pub fn update(&self, bytes: u64, rows: u64) {
         self.bytes.store(bytes, Ordering::Relaxed);
         self.rows.store(rows, Ordering::Relaxed);
+    }
+
+    pub fn set_index_bytes(&self, bytes: usize) {
+        self.index_bytes.store(bytes as u64, Ordering::Relaxed);
     }
 
     /// Estimated number of rows in the whole file.

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::{Confirmation, RowNumber, RowStatus, rfc3339};
-use crate::input::RawRow;
+use crate::input::{Column, RawRow};
 
 /// The results header, in the contract's order.
 pub const RESULTS_HEADER: [&str; 17] = [
@@ -69,15 +69,15 @@ pub struct ResultRecord {
 impl ResultRecord {
     /// A record echoing the row as read, for rows that could not be validated.
     pub fn from_raw(raw: &RawRow, status: RowStatus, message: String) -> Self {
-        let f = &raw.fields;
+        let cell = |c| raw.cell_for_display(c);
         ResultRecord {
             row: Some(raw.row),
-            customer_tenant_id: f.tenant_id.clone(),
-            first_name: f.first_name.clone(),
-            last_name: f.last_name.clone(),
-            email: f.email.clone(),
-            phone_number: f.phone_number.clone(),
-            date_agreed: f.date_agreed.clone(),
+            customer_tenant_id: cell(Column::TenantId),
+            first_name: cell(Column::FirstName),
+            last_name: cell(Column::LastName),
+            email: cell(Column::Email),
+            phone_number: cell(Column::PhoneNumber),
+            date_agreed: cell(Column::DateAgreed),
             status: Some(status),
             message,
             finished_at: Some(Utc::now()),
@@ -86,14 +86,14 @@ impl ResultRecord {
     }
 
     /// A record of a validated row, its values as they are (or would be) sent.
-    pub fn from_confirmation(row: RowNumber, c: &Confirmation, status: RowStatus) -> Self {
+    pub fn from_confirmation(row: RowNumber, c: Confirmation, status: RowStatus) -> Self {
         ResultRecord {
             row: Some(row),
             customer_tenant_id: c.tenant.to_string(),
-            first_name: c.signer.first_name.clone(),
-            last_name: c.signer.last_name.clone(),
-            email: c.signer.email.clone(),
-            phone_number: c.signer.phone_number.clone().unwrap_or_default(),
+            first_name: c.signer.first_name,
+            last_name: c.signer.last_name,
+            email: c.signer.email,
+            phone_number: c.signer.phone_number.unwrap_or_default(),
             date_agreed: c.date_agreed.to_string(),
             status: Some(status),
             finished_at: Some(Utc::now()),

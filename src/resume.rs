@@ -6,7 +6,7 @@ use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use crate::domain::{RowStatus, Signer, SignerKey, TenantId};
+use crate::domain::{FingerprintState, RowStatus, Signer, SignerKey, TenantId};
 use crate::results::RESULTS_HEADER;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +25,7 @@ pub enum ResumeError {
 /// What an earlier run already recorded as done.
 #[derive(Debug)]
 pub struct ResumeState<K = SignerKey> {
-    done: HashSet<K>,
+    done: HashSet<K, FingerprintState>,
     /// Complete lines found (the header excluded).
     pub lines: u64,
     /// Bytes of a half-written last line that were cut off.
@@ -71,7 +71,7 @@ pub fn load_with<K: Eq + std::hash::Hash>(
     }
     let complete = complete_length(&mut file, len).map_err(io_err)?;
     let mut state = ResumeState {
-        done: HashSet::new(),
+        done: HashSet::default(),
         lines: 0,
         truncated_bytes: len - complete,
     };

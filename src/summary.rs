@@ -44,6 +44,8 @@ pub struct RunSummary {
     pub effective_rate: f64,
     /// Times Partner Center throttled the run (HTTP 429 episodes).
     pub throttle_episodes: u64,
+    /// Memory held by the duplicate index (the only part of memory that grows with the file).
+    pub duplicate_index_bytes: Option<u64>,
 }
 
 /// Start of a run, for timing and ids.
@@ -109,6 +111,7 @@ impl RunSummary {
             requests_sent: 0,
             effective_rate: 0.0,
             throttle_episodes: 0,
+            duplicate_index_bytes: None,
         }
     }
 

@@ -153,6 +153,7 @@ pub async fn run(args: ConfirmArgs) -> Result<Exit, AppError> {
         default_date: input.default_date,
     };
     let reader_position = position.clone();
+    let index_position = position.clone();
     let skipped = Arc::new(AtomicU64::new(0));
     let reader_skipped = skipped.clone();
     let reader_task = tokio::task::spawn_blocking(move || {
@@ -226,6 +227,7 @@ pub async fn run(args: ConfirmArgs) -> Result<Exit, AppError> {
         tracing::error!("run stopped: {reason}");
     }
     summary.set_input(fingerprint.await.ok().flatten());
+    summary.duplicate_index_bytes = Some(index_position.index_bytes.load(Ordering::Relaxed));
     summary.publish(&tally, &STATUSES, publish)?;
     for hint in next_steps(&tally, abort.as_ref(), &target, args.resume) {
         eprintln!("{hint}");
@@ -294,7 +296,7 @@ fn work_for(
             Work::Settled(ResultRecord::from_raw(&raw, RowStatus::Invalid, message))
         }
         Verdict::Duplicate(row, c, earlier) => {
-            let mut record = ResultRecord::from_confirmation(row, &c, RowStatus::Duplicate);
+            let mut record = ResultRecord::from_confirmation(row, c, RowStatus::Duplicate);
             record.message =
                 format!("same tenant and signer as row {earlier}: sent once, for that row");
             Work::Settled(record)
@@ -361,7 +363,7 @@ impl<W: AgreementWriter> Job for ConfirmJob<W> {
         c: Confirmation,
         ctx: &RunContext,
     ) -> JobOutcome<ResultRecord> {
-        let mut record = ResultRecord::from_confirmation(row, &c, RowStatus::Failed);
+        let mut record = ResultRecord::from_confirmation(row, c.clone(), RowStatus::Failed);
         record.template_id = self.template_id.clone();
         if self.dry_run {
             record.status = Some(RowStatus::WouldConfirm);

@@ -415,14 +415,17 @@ fn status_work(
     let tenant = match &raw.problem {
         Some(problem) => Err(problem.clone()),
         None => {
-            TenantId::parse(&raw.fields.tenant_id).map_err(|m| format!("customer_tenant_id: {m}"))
+            TenantId::parse(raw.fields().tenant_id).map_err(|m| format!("customer_tenant_id: {m}"))
         }
     };
     let tenant = match tenant {
         Ok(t) => t,
         Err(message) => {
-            let mut record =
-                StatusRecord::new(raw.row, raw.fields.tenant_id.clone(), CustomerState::Error);
+            let mut record = StatusRecord::new(
+                raw.row,
+                raw.cell_for_display(Column::TenantId),
+                CustomerState::Error,
+            );
             record.message = message;
             return Some(Work::Settled(record));
         }
@@ -430,7 +433,7 @@ fn status_work(
     if resume.is_some_and(|r| r.is_done(&tenant)) {
         return None;
     }
-    let f = &raw.fields;
+    let f = raw.fields();
     let signer = (has_signer && !f.first_name.trim().is_empty()).then(|| Signer {
         first_name: f.first_name.trim().to_string(),
         last_name: f.last_name.trim().to_string(),
