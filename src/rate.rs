@@ -90,7 +90,8 @@ pub struct RequestGate {
 /// What a start must wait for.
 enum Wait {
     Paused(Instant),
-    Slot(Instant),
+    /// A slot on the schedule of the given epoch.
+    Slot(Instant, u64),
     None,
 }
 
@@ -104,8 +105,14 @@ struct Adaptive {
     paused_until: Option<Instant>,
     /// Requests per second right after the last decrease, and when it happened.
     reduced_to: Option<(f64, Instant)>,
+    /// The rate at which the service last throttled: the climb slows down near it.
+    throttled_at: Option<f64>,
     /// Next free start slot.
     next_slot: Instant,
+    /// Bumped whenever a 429 changes the schedule: a slot claimed before then (up to
+    /// `concurrency` slots ahead) is void and must be claimed again on the new schedule,
+    /// or the old and the new schedule would both let starts through.
+    epoch: u64,
     /// When the rate was last lowered: a 429 for a request started before then was already
     /// answered by that decrease.
     last_decrease: Option<Instant>,
@@ -139,6 +146,8 @@ const FLOOR: f64 = 0.02;
 /// Slow on purpose: each 429 costs a whole `Retry-After` pause for every worker, so probing
 /// the (unpublished, shared) quota too eagerly loses more than it gains.
 const CLIMB_SECS: f64 = 60.0;
+/// Share of the last throttled rate above which the climb slows down.
+const KNEE: f64 = 0.95;
 /// Pause after a 429 that carries no `Retry-After`.
 const DEFAULT_PAUSE: Duration = Duration::from_secs(2);
 
@@ -154,7 +163,9 @@ impl RequestGate {
             adaptive: Mutex::new(Adaptive {
                 paused_until: None,
                 reduced_to: None,
+                throttled_at: None,
                 next_slot: now,
+                epoch: 0,
                 last_decrease: None,
                 episodes: 0,
                 answered: VecDeque::new(),
@@ -192,9 +203,9 @@ impl RequestGate {
                     // Then take a slot at the reduced rate like everyone else.
                     continue;
                 }
-                Wait::Slot(at) => {
+                Wait::Slot(at, epoch) => {
                     tokio::time::sleep_until(at).await;
-                    if self.is_paused() {
+                    if self.is_paused() || self.epoch() != epoch {
                         continue;
                     }
                 }
@@ -225,10 +236,14 @@ impl RequestGate {
         let slot = a.next_slot.max(now);
         a.next_slot = slot + Duration::from_secs_f64(1.0 / per_sec);
         if slot > now {
-            Wait::Slot(slot)
+            Wait::Slot(slot, a.epoch)
         } else {
             Wait::None
         }
+    }
+
+    fn epoch(&self) -> u64 {
+        self.adaptive.lock().map(|a| a.epoch).unwrap_or(0)
     }
 
     fn is_paused(&self) -> bool {
@@ -243,8 +258,21 @@ impl RequestGate {
     fn current_reduced_rate(&self, a: &mut Adaptive, now: Instant) -> Option<f64> {
         let (reduced, since) = a.reduced_to?;
         let full = self.rate.per_second();
-        let climbed =
-            reduced + reduced / CLIMB_SECS * now.saturating_duration_since(since).as_secs_f64();
+        let elapsed = now.saturating_duration_since(since).as_secs_f64();
+        let fast = reduced / CLIMB_SECS;
+        // Close to the rate that was throttled last time, probe ten times more slowly: that is
+        // where the quota lies, and every 429 costs a whole pause.
+        let knee = a.throttled_at.map_or(f64::INFINITY, |t| t * KNEE);
+        let climbed = if reduced >= knee {
+            reduced + fast / 10.0 * elapsed
+        } else {
+            let to_knee = (knee - reduced) / fast;
+            if elapsed <= to_knee {
+                reduced + fast * elapsed
+            } else {
+                knee + fast / 10.0 * (elapsed - to_knee)
+            }
+        };
         if climbed >= full {
             a.reduced_to = None;
             return None;
@@ -264,6 +292,8 @@ impl RequestGate {
         let until = now + retry_after.unwrap_or(DEFAULT_PAUSE);
         let resume_at = a.paused_until.map_or(until, |p| p.max(until));
         a.paused_until = Some(resume_at);
+        a.epoch += 1;
+        a.next_slot = resume_at;
         if a.last_decrease.is_some_and(|d| started <= d) {
             return false;
         }
@@ -279,6 +309,7 @@ impl RequestGate {
         let took = a.answered.len() as f64;
         let lowered = (current * DECREASE).min(took.max(current * 0.25));
         a.reduced_to = Some((lowered.max(floor), resume_at));
+        a.throttled_at = Some(current);
         a.next_slot = resume_at;
         a.last_decrease = Some(now);
         a.episodes += 1;
@@ -387,7 +418,12 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(3)).await;
         let early = gate.current_rate();
         assert!(early < 60.0 && early > 48.0, "{early}");
+        // Near the rate that was throttled, the climb slows down...
         tokio::time::sleep(Duration::from_secs(30)).await;
+        let near = gate.current_rate();
+        assert!((57.0..60.0).contains(&near), "{near}");
+        // ... and gets back to --rate in the end.
+        tokio::time::sleep(Duration::from_secs(60)).await;
         assert_eq!(gate.current_rate(), 60.0);
     }
 
@@ -410,5 +446,52 @@ mod tests {
         }
         assert!(gate.throttled(Some(Duration::from_secs(1)), Instant::now()));
         assert_eq!(gate.current_rate(), 60.0);
+    }
+
+    // Real time, not paused: governor keeps its own clock.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slots_claimed_before_a_429_do_not_outlive_it() {
+        let gate = std::sync::Arc::new(RequestGate::new(
+            "25/s".parse().unwrap(),
+            CancellationToken::new(),
+        ));
+        for _ in 0..25 {
+            gate.answered();
+        }
+        let starts = std::sync::Arc::new(Mutex::new(Vec::new()));
+        // Sixteen waiters claim slots up to 0.6 s ahead on the 25/s schedule.
+        let waiters: Vec<_> = (0..16)
+            .map(|_| {
+                let (gate, starts) = (gate.clone(), starts.clone());
+                tokio::spawn(async move {
+                    if let Ok(at) = gate.ready().await {
+                        starts.lock().unwrap().push(at);
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let throttled_at = Instant::now();
+        gate.throttled(Some(Duration::from_millis(200)), throttled_at);
+        for w in waiters {
+            w.await.unwrap();
+        }
+        let mut after: Vec<_> = starts
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .filter(|t| *t > throttled_at)
+            .collect();
+        after.sort();
+        assert!(
+            after[0] >= throttled_at + Duration::from_millis(200),
+            "a start during the pause"
+        );
+        // 20/s after the decrease: n starts take at least (n - 1) × 50 ms. Were the slots
+        // claimed on the old 25/s schedule still good, they would take far less.
+        let span = *after.last().unwrap() - after[0];
+        let floor = Duration::from_millis(49) * (after.len() as u32 - 1);
+        assert!(span >= floor, "{} starts in {span:?}", after.len());
     }
 }
