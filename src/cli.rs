@@ -9,7 +9,14 @@ use crate::simulator::SimulatorArgs;
 /// Confirm, in bulk and on the record, that Microsoft CSP customers accepted the Microsoft
 /// Customer Agreement.
 #[derive(Debug, Parser)]
-#[command(name = "mca-attest", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "mca-attest",
+    version = VERSION,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_help = "Credentials come from the environment only: PARTNER_CENTER_ACCESS_TOKEN, or PARTNER_CENTER_TENANT_ID, _CLIENT_ID, _CLIENT_SECRET and _REFRESH_TOKEN (each also as NAME_FILE). Logs go to stderr (RUST_LOG, --log-format); NO_COLOR turns colour off."
+)]
 pub struct Cli {
     /// Format of log lines on stderr (level from RUST_LOG, default info)
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -18,6 +25,14 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The version with the git revision it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("MCA_ATTEST_GIT_REV"),
+    ")"
+);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -37,14 +52,20 @@ pub enum Command {
     #[command(after_help = STATUS_EXAMPLES)]
     Status(StatusArgs),
     /// Print the current MCA template metadata as JSON
+    #[command(after_help = TEMPLATE_EXAMPLES)]
     Template(TemplateArgs),
     /// Serve a local Partner Center simulator (same calls, same errors) on loopback
+    #[command(after_help = SIMULATOR_EXAMPLES)]
     Simulator(SimulatorArgs),
     /// Print a shell completion script
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the manual page (roff) on stdout
+    #[command(after_help = "Example:\n    mca-attest man > mca-attest.1 && man ./mca-attest.1")]
+    Man,
 }
 
 const CONFIRM_EXAMPLES: &str = "Examples:
@@ -58,6 +79,21 @@ const STATUS_EXAMPLES: &str =
     mca-attest status customers.csv -o status.csv --emit-confirm-input todo.csv
     mca-attest confirm todo.csv
   Exit 0 when every customer is attested or direct_signed, 1 otherwise (for scheduled jobs).";
+
+const TEMPLATE_EXAMPLES: &str = "Examples:
+    PARTNER_CENTER_ACCESS_TOKEN=... mca-attest template
+    mca-attest template --all --simulator";
+
+const SIMULATOR_EXAMPLES: &str = "Examples:
+  Rehearse a wave: agreements on record, a throttling limit, some flaky answers:
+    mca-attest simulator --existing samples/existing.csv --rate-limit 10/s --fail-rate 0.05
+    PARTNER_CENTER_ACCESS_TOKEN=any mca-attest confirm samples/customers.csv --base-url http://127.0.0.1:8080";
+
+const COMPLETIONS_EXAMPLES: &str = "Examples:
+    mca-attest completions bash > /etc/bash_completion.d/mca-attest
+    mca-attest completions zsh > \"${fpath[1]}/_mca-attest\"
+    mca-attest completions fish > ~/.config/fish/completions/mca-attest.fish
+    mca-attest completions powershell >> $PROFILE";
 
 const VALIDATE_EXAMPLES: &str = "Example:
     mca-attest validate wave1.csv -o -";
@@ -103,9 +139,10 @@ pub struct ApiArgs {
 /// Options shared by the commands that read an input file.
 #[derive(Debug, Clone, Args)]
 pub struct InputArgs {
-    /// Field separator of the input (';' for European spreadsheet exports, '\t' for tab)
-    #[arg(long, value_name = "CHAR", default_value = ",")]
-    pub delimiter: String,
+    /// Field separator of the input: ',' ';' or '\t' [default: detected from the header line,
+    /// ',' unless it holds only ';' or tabs]
+    #[arg(long, value_name = "CHAR")]
+    pub delimiter: Option<String>,
 
     /// Fill blank date_agreed cells with this date (YYYY-MM-DD, RFC 3339, or 'today')
     #[arg(long, value_name = "DATE|today")]
@@ -135,6 +172,11 @@ pub struct ConfirmArgs {
     /// again; new lines are appended
     #[arg(long)]
     pub resume: bool,
+
+    /// Mask signers' emails and phone numbers in the results (for sharing; such a file cannot
+    /// be resumed)
+    #[arg(long, conflicts_with = "resume")]
+    pub redact: bool,
 
     /// Validate, authenticate, fetch the template and report `would_confirm`; send no POST
     #[arg(long)]
@@ -189,9 +231,9 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub api: ApiArgs,
 
-    /// Field separator of the input (';' for European spreadsheet exports)
-    #[arg(long, value_name = "CHAR", default_value = ",")]
-    pub delimiter: String,
+    /// Field separator of the input: ',' ';' or '\t' [default: detected from the header line]
+    #[arg(long, value_name = "CHAR")]
+    pub delimiter: Option<String>,
 
     /// Confirmations dated before this are `stale`: the customer must accept again
     #[arg(long, value_name = "DATE", default_value = crate::commands::status::DEFAULT_REFRESH_CUTOFF)]
@@ -209,6 +251,10 @@ pub struct StatusArgs {
     /// Continue an existing report: customers already checked there are not checked again
     #[arg(long)]
     pub resume: bool,
+
+    /// Mask the emails and phone numbers on record in the report (for sharing)
+    #[arg(long)]
+    pub redact: bool,
 
     /// Write the run summary as JSON
     #[arg(long, value_name = "PATH")]

@@ -81,7 +81,8 @@ impl TryFrom<&ApiArgs> for ApiConfig {
 /// How to read the input.
 #[derive(Debug, Clone)]
 pub struct InputConfig {
-    pub delimiter: u8,
+    /// `None`: detected from the header line.
+    pub delimiter: Option<u8>,
     pub default_date: Option<DateAgreed>,
 }
 
@@ -90,7 +91,7 @@ impl TryFrom<&InputArgs> for InputConfig {
 
     fn try_from(args: &InputArgs) -> Result<Self, AppError> {
         Ok(InputConfig {
-            delimiter: parse_delimiter(&args.delimiter)?,
+            delimiter: args.delimiter.as_deref().map(parse_delimiter).transpose()?,
             default_date: args
                 .default_date_agreed
                 .as_deref()

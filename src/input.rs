@@ -199,7 +199,8 @@ pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 /// How the input file is to be read.
 #[derive(Debug, Clone)]
 pub struct InputOptions {
-    pub delimiter: u8,
+    /// `None`: detected from the header line.
+    pub delimiter: Option<u8>,
     /// Columns whose absence is a file-level error.
     pub required: Vec<Column>,
 }
@@ -217,6 +218,7 @@ pub struct InputReader {
     pending: Option<RawRow>,
     /// Average bytes per line in the first few KiB, to estimate the row count.
     bytes_per_line: f64,
+    delimiter: u8,
 }
 
 impl std::fmt::Debug for InputReader {
@@ -250,10 +252,11 @@ impl InputReader {
             .read_to_end(&mut head)
             .map_err(open_err)?;
         sniff(path, &head)?;
+        let delimiter = options.delimiter.unwrap_or_else(|| detect_delimiter(&head));
         file.seek(SeekFrom::Start(0)).map_err(open_err)?;
 
         let mut reader = csv::ReaderBuilder::new()
-            .delimiter(options.delimiter)
+            .delimiter(delimiter)
             .has_headers(false)
             .flexible(true)
             .from_reader(BufReader::with_capacity(64 * 1024, file));
@@ -279,7 +282,7 @@ impl InputReader {
             .map_err(|_| InputError::HeaderNotUtf8 {
                 path: path.to_path_buf(),
             })?;
-        let columns = map_columns(path, &names, options)?;
+        let columns = map_columns(path, &names, options, delimiter)?;
         Ok(InputReader {
             path: path.to_path_buf(),
             size: meta.len(),
@@ -290,6 +293,7 @@ impl InputReader {
             record: ByteRecord::new(),
             pending: None,
             bytes_per_line: bytes_per_line(&head),
+            delimiter,
         })
     }
 
@@ -304,6 +308,11 @@ impl InputReader {
     /// The header record as read (BOM included, if the file had one).
     pub fn header(&self) -> &ByteRecord {
         &self.header
+    }
+
+    /// The field separator in use (given, or detected from the header line).
+    pub fn delimiter(&self) -> u8 {
+        self.delimiter
     }
 
     /// File size in bytes, for estimating progress.
@@ -418,6 +427,27 @@ impl InputReader {
     }
 }
 
+/// The separator of the header line: ',' unless the line holds no comma and does hold ';'
+/// (European spreadsheet exports) or tabs. Quoted text is not counted.
+fn detect_delimiter(head: &[u8]) -> u8 {
+    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let (mut quoted, mut counts) = (false, [0usize; 3]);
+    for b in line {
+        match b {
+            b'"' => quoted = !quoted,
+            b',' if !quoted => counts[0] += 1,
+            b';' if !quoted => counts[1] += 1,
+            b'\t' if !quoted => counts[2] += 1,
+            _ => {}
+        }
+    }
+    match counts {
+        [0, s, t] if s > 0 && s >= t => b';',
+        [0, _, t] if t > 0 => b'\t',
+        _ => b',',
+    }
+}
+
 fn bytes_per_line(head: &[u8]) -> f64 {
     let lines = head.iter().filter(|b| **b == b'\n').count();
     if lines == 0 {
@@ -473,6 +503,7 @@ fn map_columns(
     path: &Path,
     names: &[String],
     options: &InputOptions,
+    delimiter: u8,
 ) -> Result<ColumnMap, InputError> {
     let mut map = ColumnMap::default();
     for (pos, name) in names.iter().enumerate() {
@@ -495,8 +526,8 @@ fn map_columns(
     }
     for column in &options.required {
         if map.get(*column).is_none() {
-            let header = names.join(&*(options.delimiter as char).to_string());
-            let other = if options.delimiter == b',' { ';' } else { ',' };
+            let header = names.join(&*(delimiter as char).to_string());
+            let other = if delimiter == b',' { ';' } else { ',' };
             let delimiter_hint = if names.len() == 1 && names[0].contains(other) {
                 if other == ';' {
                     " (the header looks semicolon-separated: try --delimiter ';')"
@@ -530,7 +561,7 @@ mod tests {
 
     fn opts() -> InputOptions {
         InputOptions {
-            delimiter: b',',
+            delimiter: Some(b','),
             required: vec![
                 Column::TenantId,
                 Column::FirstName,
@@ -559,6 +590,33 @@ mod tests {
         let f = write(b"tenant_id,first_name,last_name\n");
         let err = InputReader::open(f.path(), &opts()).unwrap_err();
         assert!(err.to_string().contains("no 'email' column"), "{err}");
+    }
+
+    #[test]
+    fn semicolon_and_tab_files_are_detected_when_no_delimiter_is_given() {
+        let detect = InputOptions {
+            delimiter: None,
+            ..opts()
+        };
+        for (text, sep) in [
+            (
+                &b"tenant_id;first_name;last_name;email\n1;\"a,b\";c;d\n"[..],
+                b';',
+            ),
+            (
+                &b"tenant_id\tfirst_name\tlast_name\temail\n1\ta\tb\tc\n"[..],
+                b'\t',
+            ),
+            (
+                &b"tenant_id,first_name,last_name,email\n1,a,b,c\n"[..],
+                b',',
+            ),
+        ] {
+            let f = write(text);
+            let mut r = InputReader::open(f.path(), &detect).unwrap();
+            assert_eq!(r.delimiter(), sep);
+            assert!(r.next_row().unwrap().unwrap().problem.is_none());
+        }
     }
 
     #[test]

@@ -42,6 +42,50 @@ pub trait ReportRecord: Send + 'static {
     fn status_word(&self) -> &'static str;
     /// The cells, in header order, before formula escaping.
     fn cells(&self) -> Vec<Cow<'_, str>>;
+    /// Which cells hold a signer's email or phone number, masked by `--redact`.
+    fn personal_cells() -> &'static [(usize, Personal)] {
+        &[]
+    }
+}
+
+/// Personal data a report may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Personal {
+    Email,
+    Phone,
+}
+
+impl Personal {
+    /// Masks a value for sharing: `t***@contoso.com`, `*********0100`.
+    pub fn mask(self, value: &str) -> String {
+        if value.is_empty() {
+            return String::new();
+        }
+        match self {
+            Personal::Email => match value.split_once('@') {
+                Some((local, domain)) => {
+                    let first: String = local.chars().take(1).collect();
+                    format!("{first}***@{domain}")
+                }
+                None => "***".to_string(),
+            },
+            Personal::Phone => {
+                let digits = value.chars().filter(char::is_ascii_digit).count();
+                let mut seen = 0;
+                value
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_digit() {
+                            seen += 1;
+                            if seen + 4 > digits { c } else { '*' }
+                        } else {
+                            c
+                        }
+                    })
+                    .collect()
+            }
+        }
+    }
 }
 
 /// One row's outcome, as recorded in the results file.
@@ -118,6 +162,10 @@ impl ReportRecord for ResultRecord {
 
     fn status_word(&self) -> &'static str {
         self.status().as_str()
+    }
+
+    fn personal_cells() -> &'static [(usize, Personal)] {
+        &[(4, Personal::Email), (5, Personal::Phone)]
     }
 
     fn cells(&self) -> Vec<Cow<'_, str>> {
@@ -287,6 +335,7 @@ pub struct ReportWriter {
     sync: Option<File>,
     unsynced: u32,
     last_sync: Instant,
+    redact: bool,
 }
 
 impl std::fmt::Debug for ReportWriter {
@@ -324,6 +373,7 @@ impl ReportWriter {
             sync,
             unsynced: 0,
             last_sync: Instant::now(),
+            redact: false,
         })
     }
 
@@ -331,9 +381,28 @@ impl ReportWriter {
         &self.target
     }
 
+    /// Masks signers' emails and phone numbers in every record written from now on.
+    pub fn redact(mut self) -> Self {
+        self.redact = true;
+        self
+    }
+
+    fn cells_of<'r, R: ReportRecord>(&self, record: &'r R) -> Vec<Cow<'r, str>> {
+        let mut cells = record.cells();
+        if self.redact {
+            for (i, kind) in R::personal_cells() {
+                if let Some(cell) = cells.get_mut(*i) {
+                    *cell = Cow::Owned(kind.mask(cell));
+                }
+            }
+        }
+        cells
+    }
+
     /// Writes and flushes one record.
     pub fn write<R: ReportRecord>(&mut self, record: &R) -> Result<(), OutputError> {
-        self.write_cells(record.cells().into_iter())?;
+        let cells = self.cells_of(record);
+        self.write_cells(cells.into_iter())?;
         self.flush()?;
         self.unsynced += 1;
         if self.unsynced >= SYNC_EVERY_LINES || self.last_sync.elapsed() >= SYNC_EVERY {
@@ -344,7 +413,8 @@ impl ReportWriter {
 
     /// Writes one record without flushing (for offline reports written in bulk).
     pub fn write_buffered<R: ReportRecord>(&mut self, record: &R) -> Result<(), OutputError> {
-        self.write_cells(record.cells().into_iter())
+        let cells = self.cells_of(record);
+        self.write_cells(cells.into_iter())
     }
 
     fn write_cells<'a>(
@@ -399,6 +469,17 @@ fn csv_io(e: csv::Error) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redaction_masks_emails_and_phones() {
+        assert_eq!(
+            Personal::Email.mask("tania.carr@contoso.com"),
+            "t***@contoso.com"
+        );
+        assert_eq!(Personal::Phone.mask("+1 425 555 0100"), "+* *** *** 0100");
+        assert_eq!(Personal::Phone.mask(""), "");
+        assert_eq!(Personal::Email.mask("no-at"), "***");
+    }
 
     #[test]
     fn formula_cells_get_a_leading_quote() {

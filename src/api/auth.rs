@@ -67,13 +67,45 @@ pub enum CredentialsError {
     Incomplete { missing: String, set: String },
     #[error("{ENV_AUTHORITY}: {0}")]
     Authority(String),
+    #[error("{name}: cannot read '{}': {reason}", path.display())]
+    File {
+        name: String,
+        path: std::path::PathBuf,
+        reason: String,
+    },
 }
 
 impl Credentials {
     /// Reads the credentials from the environment (never from flags, so they do not show in
     /// process listings or shell history).
     pub fn from_env() -> Result<Self, CredentialsError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        // Each variable may instead name a file holding the value (`NAME_FILE`, the convention
+        // of container secrets and systemd credentials). A file that cannot be read is an
+        // error named after the variable and the path, never the content.
+        let file_error = std::cell::RefCell::new(None);
+        let credentials = Self::from_lookup(|name| match std::env::var(name) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                let path = std::env::var_os(format!("{name}_FILE"))?;
+                match std::fs::read_to_string(&path) {
+                    Ok(v) => Some(v.trim_end_matches(['\n', '\r']).to_string()),
+                    Err(e) => {
+                        file_error
+                            .borrow_mut()
+                            .get_or_insert(CredentialsError::File {
+                                name: format!("{name}_FILE"),
+                                path: std::path::PathBuf::from(path),
+                                reason: e.to_string(),
+                            });
+                        None
+                    }
+                }
+            }
+        });
+        match file_error.into_inner() {
+            Some(e) => Err(e),
+            None => credentials,
+        }
     }
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, CredentialsError> {

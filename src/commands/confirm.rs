@@ -88,8 +88,9 @@ pub async fn run(args: ConfirmArgs) -> Result<Exit, AppError> {
         }
         _ => ReportWriter::create::<ResultRecord>(target.clone(), ExistingFile::Refuse)?,
     };
+    let writer = if args.redact { writer.redact() } else { writer };
     let created_file = resume_state.is_none();
-    let fingerprint = fingerprint_in_background(&args.input, input.delimiter);
+    let fingerprint = fingerprint_in_background(&args.input, reader.delimiter());
     let publish = Publish {
         summary_json: args.summary_json.as_deref(),
         report: target.path(),

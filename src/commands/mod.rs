@@ -29,15 +29,32 @@ pub async fn run(cli: Cli) -> Result<Exit, AppError> {
             crate::simulator::run(args).await?;
             Ok(Exit::Success)
         }
-        Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "mca-attest",
-                &mut std::io::stdout(),
-            );
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .map_err(|e| AppError::Aborted(format!("cannot render the manual page: {e}")))?;
+            print_stdout(&page)?;
             Ok(Exit::Success)
         }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "mca-attest", &mut script);
+            print_stdout(&script)?;
+            Ok(Exit::Success)
+        }
+    }
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+pub fn print_stdout(bytes: &[u8]) -> Result<(), AppError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(AppError::Aborted(format!(
+            "cannot write to standard output: {e}"
+        ))),
+        _ => Ok(()),
     }
 }
 

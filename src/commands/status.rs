@@ -150,6 +150,11 @@ impl ReportRecord for StatusRecord {
         self.state.as_str()
     }
 
+    fn personal_cells() -> &'static [(usize, crate::results::Personal)] {
+        use crate::results::Personal;
+        &[(7, Personal::Email), (8, Personal::Phone)]
+    }
+
     fn cells(&self) -> Vec<Cow<'_, str>> {
         let latest = self.latest.as_ref();
         let contact = latest.map(|l| &l.primary_contact);
@@ -188,7 +193,7 @@ pub struct StatusInput {
 pub async fn run(args: StatusArgs) -> Result<Exit, AppError> {
     let clock = RunClock::start();
     let api = ApiConfig::try_from(&args.api)?;
-    let delimiter = parse_delimiter(&args.delimiter)?;
+    let delimiter = args.delimiter.as_deref().map(parse_delimiter).transpose()?;
     let cutoff =
         crate::validation::parse_datetime(args.refresh_cutoff.trim()).ok_or_else(|| {
             AppError::Usage(format!(
@@ -229,7 +234,7 @@ pub async fn run(args: StatusArgs) -> Result<Exit, AppError> {
             Some(Mutex::new(EmitWriter::open(
                 path,
                 reader.header(),
-                delimiter,
+                reader.delimiter(),
                 args.resume,
             )?))
         }
@@ -243,6 +248,8 @@ pub async fn run(args: StatusArgs) -> Result<Exit, AppError> {
         (Some(_), OutputTarget::File(path)) => ReportWriter::append(path)?,
         _ => ReportWriter::create::<StatusRecord>(target.clone(), ExistingFile::Overwrite)?,
     };
+    let writer = if args.redact { writer.redact() } else { writer };
+    let delimiter = reader.delimiter();
     let fingerprint = fingerprint_in_background(&args.input, delimiter);
     let ctx = Arc::new(RunContext::new(stop));
     let signals = tokio::spawn(crate::signals::watch(ctx.clone()));
@@ -352,7 +359,7 @@ pub async fn run(args: StatusArgs) -> Result<Exit, AppError> {
             append: args.resume,
         },
     )?;
-    for hint in next_steps(&tally, abort.as_ref(), &args, &target) {
+    for hint in next_steps(&tally, abort.as_ref(), &args, &target, delimiter) {
         eprintln!("{hint}");
     }
     Ok(exit)
@@ -375,6 +382,7 @@ fn next_steps(
     abort: Option<&AbortReason>,
     args: &StatusArgs,
     target: &OutputTarget,
+    delimiter: u8,
 ) -> Vec<String> {
     let mut hints = Vec::new();
     if abort.is_some() && matches!(target, OutputTarget::File(_)) {
@@ -390,7 +398,11 @@ fn next_steps(
                 "{to_confirm} customer(s) need a confirmation: their input rows are in '{}'; run `mca-attest confirm {}{}` (with a new acceptance date for stale ones)",
                 path.display(),
                 path.display(),
-                if args.delimiter == "," { String::new() } else { format!(" --delimiter '{}'", args.delimiter) }
+                match delimiter {
+                    b',' => String::new(),
+                    b'\t' => " --delimiter '\\t'".to_string(),
+                    d => format!(" --delimiter '{}'", d as char),
+                }
             )),
             None => hints.push(format!(
                 "{to_confirm} customer(s) are missing or stale: pass --emit-confirm-input FILE to get a ready input for `mca-attest confirm`"

@@ -22,7 +22,7 @@ pub async fn run(args: TemplateArgs) -> Result<Exit, AppError> {
     conn.close().await;
     match result {
         Ok(Ok(json)) => {
-            println!("{json}");
+            super::print_stdout(format!("{json}\n").as_bytes())?;
             Ok(Exit::Success)
         }
         Ok(Err(e)) => Err(AppError::Aborted(format!("cannot print the template: {e}"))),
