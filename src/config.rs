@@ -49,9 +49,9 @@ impl TryFrom<&ApiArgs> for ApiConfig {
             }
         } else {
             let raw = args.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
-            Endpoint::Remote(
-                parse_base_url(raw).map_err(|e| AppError::Usage(format!("--base-url {e}")))?,
-            )
+            Endpoint::Remote(parse_base_url(raw).map_err(|e| {
+                AppError::Usage(format!("--base-url (or PARTNER_CENTER_BASE_URL) {e}"))
+            })?)
         };
         let rate = args
             .rate

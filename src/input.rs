@@ -399,16 +399,32 @@ impl InputReader {
         let record = std::mem::replace(&mut self.record, fresh);
         let mut problem = None;
         if record.as_slice().len() > MAX_RECORD_BYTES {
+            // Name the cell that makes it so large: the one the user has to look at.
+            let (pos, largest) = record
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, cell)| cell.len())
+                .map_or((0, 0), |(i, cell)| (i, cell.len()));
+            let field = Column::ALL
+                .into_iter()
+                .find(|c| self.columns.get(*c) == Some(pos))
+                .map_or_else(|| format!("column {}", pos + 1), |c| c.name().to_string());
             problem = Some(format!(
-                "the record is {} bytes long (more than {} KiB): an unbalanced quote?",
+                "{field}: the cell is {largest} bytes long (the record {} bytes, more than {} KiB): an unbalanced quote?",
                 record.as_slice().len(),
                 MAX_RECORD_BYTES / 1024
             ));
         } else if record.len() != self.header.len() {
+            let line_break = record.iter().any(|cell| cell.contains(&b'\n'));
             problem = Some(format!(
-                "the record has {} fields, the header has {}",
+                "the record has {} fields, the header has {}{}",
                 record.len(),
-                self.header.len()
+                self.header.len(),
+                if line_break {
+                    " (a cell holds a line break: an unbalanced quote may have swallowed the lines after it)"
+                } else {
+                    ""
+                }
             ));
         } else if let Some(column) = Column::ALL.into_iter().find(|c| {
             self.columns

@@ -192,10 +192,11 @@ impl ReportRecord for ResultRecord {
 }
 
 /// Cells a spreadsheet would run as a formula get a leading `'`, so opening an audit file in
-/// Excel cannot execute anything a customer typed into a name field.
+/// Excel cannot execute anything a customer typed into a name field. A cell that starts with
+/// `'` itself gets one too, so the escaping can always be undone (see `resume::unescape`).
 pub fn escape_formula(cell: &str) -> Cow<'_, str> {
     match cell.as_bytes().first() {
-        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => Cow::Owned(format!("'{cell}")),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r' | b'\'') => Cow::Owned(format!("'{cell}")),
         _ => Cow::Borrowed(cell),
     }
 }
@@ -493,7 +494,8 @@ mod tests {
         ] {
             assert_eq!(escape_formula(cell), format!("'{cell}"));
         }
-        for cell in ["Tania", "", "'=already", "1+1"] {
+        assert_eq!(escape_formula("'=already"), "''=already");
+        for cell in ["Tania", "", "1+1", "O'Brien"] {
             assert_eq!(escape_formula(cell), cell);
         }
     }

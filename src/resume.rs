@@ -153,7 +153,7 @@ pub fn unescape(cell: &str) -> String {
         Some(rest)
             if matches!(
                 rest.as_bytes().first(),
-                Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+                Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r' | b'\'')
             ) =>
         {
             rest.to_string()

@@ -210,6 +210,8 @@ pub struct TokenSource {
     renewal: tokio::sync::Mutex<Option<SecretString>>,
     generation: AtomicU64,
     renewals: AtomicU64,
+    /// The authority's refusal, once it has refused.
+    failed: std::sync::Mutex<Option<AuthError>>,
 }
 
 #[derive(Debug)]
@@ -271,6 +273,7 @@ impl TokenSource {
             renewal: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
             renewals: AtomicU64::new(0),
+            failed: std::sync::Mutex::new(None),
         }
     }
 
@@ -316,10 +319,23 @@ impl TokenSource {
         if let Some(b) = self.cached() {
             return Ok(b);
         }
+        if let Some(failed) = self.failed.lock().ok().and_then(|f| f.clone()) {
+            // The authority already refused (or stayed unreachable through its retries): every
+            // other request fails at once instead of asking again.
+            return Err(failed);
+        }
         let refresh = rotated
             .clone()
             .unwrap_or_else(|| creds.refresh_token.clone());
-        let answer = self.redeem(creds, &refresh).await?;
+        let answer = match self.redeem(creds, &refresh).await {
+            Ok(a) => a,
+            Err(e) => {
+                if let Ok(mut failed) = self.failed.lock() {
+                    failed.get_or_insert(e.clone());
+                }
+                return Err(e);
+            }
+        };
         if let Some(new_refresh) = answer.refresh_token.filter(|r| !r.is_empty()) {
             *rotated = Some(SecretString::from(new_refresh));
         }

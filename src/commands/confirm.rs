@@ -379,7 +379,8 @@ impl<W: AgreementWriter> Job for ConfirmJob<W> {
                 .write_agreement(&c, &self.template_id, request_id)
         })
         .await;
-        if attempts.sent == 0 {
+        if attempts.sent == 0 && attempts.stopped {
+            // The run stopped before anything went out for the row: a resumed run takes it up.
             return JobOutcome::NotStarted;
         }
         let outcome = attempts.outcome;

@@ -586,7 +586,7 @@ impl Job for StatusJob {
             self.client.customer_agreements(tenant)
         })
         .await;
-        if on_record.sent == 0 {
+        if on_record.sent == 0 && on_record.stopped {
             return JobOutcome::NotStarted;
         }
         let http_status = on_record.outcome.http_status;
