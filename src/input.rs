@@ -465,11 +465,16 @@ fn detect_delimiter(head: &[u8]) -> u8 {
 }
 
 fn bytes_per_line(head: &[u8]) -> f64 {
-    let lines = head.iter().filter(|b| **b == b'\n').count();
-    if lines == 0 {
+    // Blank lines are not rows: counting them would make rows look short and oversize the
+    // duplicate index.
+    let (bytes, lines) = head
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.trim_ascii().is_empty())
+        .fold((0usize, 0usize), |(b, n), line| (b + line.len() + 1, n + 1));
+    if lines < 2 {
         head.len().max(64) as f64
     } else {
-        (head.len() as f64 / lines as f64).max(8.0)
+        (bytes as f64 / lines as f64).max(16.0)
     }
 }
 
