@@ -205,6 +205,28 @@ pub fn feed<I, R>(tx: &mpsc::Sender<Work<I, R>>, work: Work<I, R>) -> bool {
     tx.blocking_send(work).is_ok()
 }
 
+/// After a pipeline run: joins the reader and finishes the report, keeping the first reason
+/// the run stopped for (the pipeline's, then the reader's, then the report's).
+pub async fn settle(
+    mut abort: Option<AbortReason>,
+    reader: tokio::task::JoinHandle<Result<(), crate::input::InputError>>,
+    writer: ReportWriter,
+) -> Option<AbortReason> {
+    match reader.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            abort.get_or_insert(AbortReason::Input(e.to_string()));
+        }
+        Err(e) => {
+            abort.get_or_insert(AbortReason::Input(format!("the reader stopped: {e}")));
+        }
+    }
+    if let Err(e) = writer.finish() {
+        abort.get_or_insert(output_abort(&e));
+    }
+    abort
+}
+
 /// Turns an output error into the abort reason the summary reports.
 pub fn output_abort(e: &OutputError) -> AbortReason {
     AbortReason::Output(e.to_string())

@@ -180,6 +180,13 @@ pub struct Publish<'a> {
 }
 
 impl RunSummary {
+    /// Fills in what the rate gate saw: requests sent, their rate, throttling episodes.
+    pub fn set_gate(&mut self, gate: &crate::rate::RequestGate) {
+        self.requests_sent = gate.started();
+        self.effective_rate = (gate.effective_rate() * 10.0).round() / 10.0;
+        self.throttle_episodes = gate.episodes();
+    }
+
     /// Fills in the input's fingerprint (computed beside the run).
     pub fn set_input(&mut self, fingerprint: Option<crate::manifest::InputFingerprint>) {
         if let Some(f) = fingerprint {

@@ -184,24 +184,8 @@ pub async fn run(args: ConfirmArgs) -> Result<Exit, AppError> {
     let (report, writer) =
         pipeline::run(job, ctx.clone(), api.concurrency, rx, writer, progress).await;
     signals.abort();
-    let mut abort = report.abort;
-    match reader_task.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            abort.get_or_insert(AbortReason::Input(e.to_string()));
-        }
-        Err(e) => {
-            abort.get_or_insert(AbortReason::Input(format!("the reader stopped: {e}")));
-        }
-    }
-    if let Err(e) = writer.finish() {
-        abort.get_or_insert(pipeline::output_abort(&e));
-    }
-    let gate_stats = (
-        conn.client.gate().episodes(),
-        conn.client.gate().started(),
-        conn.client.gate().effective_rate(),
-    );
+    let abort = pipeline::settle(report.abort, reader_task, writer).await;
+    let client = conn.client.clone();
     conn.close().await;
 
     let tally = report.tally;
@@ -212,18 +196,10 @@ pub async fn run(args: ConfirmArgs) -> Result<Exit, AppError> {
         None => Exit::Success,
     };
     let mut summary = summary_base(&tally, exit);
+    summary.set_gate(client.gate());
     summary.template_id = Some(template.template_id);
     summary.aborted = abort.as_ref().map(ToString::to_string);
     summary.resumed_skipped = resume_state_skipped(args.resume, &skipped);
-    (
-        summary.throttle_episodes,
-        summary.requests_sent,
-        summary.effective_rate,
-    ) = (
-        gate_stats.0,
-        gate_stats.1,
-        (gate_stats.2 * 10.0).round() / 10.0,
-    );
     if let Some(reason) = &abort {
         tracing::error!("run stopped: {reason}");
     }

@@ -293,27 +293,14 @@ pub async fn run(args: StatusArgs) -> Result<Exit, AppError> {
     )
     .await;
     signals.abort();
-    let mut abort = report.abort;
-    match reader_task.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            abort.get_or_insert(AbortReason::Input(e.to_string()));
-        }
-        Err(e) => {
-            abort.get_or_insert(AbortReason::Input(format!("the reader stopped: {e}")));
-        }
-    }
-    if let Err(e) = writer.finish() {
-        abort.get_or_insert(pipeline::output_abort(&e));
-    }
+    let mut abort = pipeline::settle(report.abort, reader_task, writer).await;
     if let Some(emit) = &job.emit
         && let Ok(mut emit) = emit.lock()
         && let Err(e) = emit.flush()
     {
         abort.get_or_insert(AbortReason::Output(e.to_string()));
     }
-    let gate = conn.client.gate();
-    let (episodes, sent, rate) = (gate.episodes(), gate.started(), gate.effective_rate());
+    let client = conn.client.clone();
     let base_url = conn.base_url.clone();
     conn.close().await;
 
@@ -337,9 +324,7 @@ pub async fn run(args: StatusArgs) -> Result<Exit, AppError> {
     summary.base_url = Some(base_url);
     summary.aborted = abort.as_ref().map(ToString::to_string);
     summary.resumed_skipped = args.resume.then(|| skipped.load(Ordering::Relaxed));
-    summary.throttle_episodes = episodes;
-    summary.requests_sent = sent;
-    summary.effective_rate = (rate * 10.0).round() / 10.0;
+    summary.set_gate(client.gate());
     summary.set_input(fingerprint.await.ok().flatten());
     if let Some(reason) = &abort {
         tracing::error!("run stopped: {reason}");
