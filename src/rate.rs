@@ -14,6 +14,15 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
 
 /// Most requests started per time unit, e.g. `5/s`, `300/min`, `10000/h`.
+///
+/// ```
+/// use mca_attest::rate::Rate;
+///
+/// let rate: Rate = "300/min".parse().unwrap();
+/// assert_eq!(rate.per_second(), 5.0);
+/// assert_eq!(rate.interval(), std::time::Duration::from_millis(200));
+/// assert!("5/day".parse::<Rate>().is_err());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
     pub count: NonZeroU32,
