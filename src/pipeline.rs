@@ -4,12 +4,14 @@
 //! interleave and memory stays O(concurrency) whatever the file size.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::ApiError;
 use crate::domain::RowNumber;
 use crate::progress::{Progress, Tally};
 use crate::results::{OutputError, ReportRecord, ReportWriter};
@@ -36,6 +38,37 @@ pub enum AbortReason {
     Interrupted,
     #[error("{0}")]
     ServiceDown(String),
+}
+
+/// Stops a run when the service is plainly down, instead of burning through the whole file:
+/// [`OutageBreaker::ROWS`] rows in a row ended, after their retries, with server or
+/// connection errors.
+#[derive(Debug, Default)]
+pub struct OutageBreaker {
+    consecutive: AtomicU32,
+}
+
+impl OutageBreaker {
+    pub const ROWS: u32 = 20;
+
+    /// A row ended with an answer from a working service (success or a business error).
+    pub fn healthy(&self) {
+        self.consecutive.store(0, Ordering::Relaxed);
+    }
+
+    /// A row ended on `error`; returns the reason to stop the run when the breaker trips.
+    pub fn failed(&self, error: &ApiError) -> Option<AbortReason> {
+        if !error.is_retryable() {
+            self.healthy();
+            return None;
+        }
+        let down = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
+        (down >= Self::ROWS).then(|| {
+            AbortReason::ServiceDown(format!(
+                "{down} rows in a row ended with server or connection errors after their retries (last: {error}): Partner Center looks unavailable"
+            ))
+        })
+    }
 }
 
 /// What a job did with one row.

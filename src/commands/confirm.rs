@@ -2,7 +2,7 @@
 //! each valid row under the rate limit, and record every row in the results file.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -17,7 +17,7 @@ use crate::config::{ApiConfig, InputConfig, output_target};
 use crate::domain::{Confirmation, RowNumber, RowStatus};
 use crate::error::{AppError, Exit};
 use crate::input::InputReader;
-use crate::pipeline::{self, AbortReason, Job, JobOutcome, RunContext, Work};
+use crate::pipeline::{self, AbortReason, Job, JobOutcome, OutageBreaker, RunContext, Work};
 use crate::progress::{Progress, ReadPosition, Tally};
 use crate::results::{ExistingFile, OutputTarget, ReportWriter, ResultRecord, refuse_existing};
 use crate::resume::{self, ResumeState};
@@ -34,10 +34,6 @@ pub const STATUSES: [&str; 6] = [
     "duplicate",
     "failed",
 ];
-
-/// Consecutive rows failing with server or connection errors, after their retries, that mean
-/// the service is down: better to stop than to burn through the whole file.
-pub const OUTAGE_ROWS: u32 = 20;
 
 pub async fn run(args: ConfirmArgs) -> Result<Exit, AppError> {
     let clock = RunClock::start();
@@ -177,7 +173,7 @@ pub async fn run(args: ConfirmArgs) -> Result<Exit, AppError> {
         template_id: template.template_id.clone(),
         policy,
         dry_run: args.dry_run,
-        outage: AtomicU32::new(0),
+        outage: OutageBreaker::default(),
         credentials: conn.client.tokens().credentials().describe(),
     });
     let progress = Progress::new(!args.no_progress, position, &STATUSES);
@@ -324,8 +320,7 @@ struct ConfirmJob<W> {
     template_id: String,
     policy: RetryPolicy,
     dry_run: bool,
-    /// Rows in a row that failed with server or connection errors.
-    outage: AtomicU32,
+    outage: OutageBreaker,
     /// How the credentials are named in messages.
     credentials: String,
 }
@@ -367,7 +362,7 @@ impl<W: AgreementWriter> Job for ConfirmJob<W> {
         let error = match outcome.result {
             Ok(()) => {
                 record.status = Some(RowStatus::Confirmed);
-                self.outage.store(0, Ordering::Relaxed);
+                self.outage.healthy();
                 return JobOutcome::Done(record);
             }
             Err(e) => e,
@@ -393,20 +388,12 @@ impl<W: AgreementWriter> Job for ConfirmJob<W> {
             return JobOutcome::Done(record);
         } else {
             tracing::warn!(row = row.0, tenant = %c.tenant, attempts = record.attempts, "failed: {error}");
-            if error.is_retryable() {
-                let down = self.outage.fetch_add(1, Ordering::Relaxed) + 1;
-                if down >= OUTAGE_ROWS {
-                    return JobOutcome::Abort(
-                        record,
-                        AbortReason::ServiceDown(format!(
-                            "{down} rows in a row failed after their retries with server or connection errors (last: {error}): Partner Center looks unavailable"
-                        )),
-                    );
-                }
-                return JobOutcome::Done(record);
-            }
+            return match self.outage.failed(&error) {
+                Some(reason) => JobOutcome::Abort(record, reason),
+                None => JobOutcome::Done(record),
+            };
         }
-        self.outage.store(0, Ordering::Relaxed);
+        self.outage.healthy();
         JobOutcome::Done(record)
     }
 }

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -17,13 +17,13 @@ use tokio_util::sync::CancellationToken;
 use crate::api::client::AgreementRecord;
 use crate::api::{ApiError, PartnerCenterClient};
 use crate::cli::StatusArgs;
-use crate::commands::confirm::{OUTAGE_ROWS, credentials_message};
+use crate::commands::confirm::credentials_message;
 use crate::commands::{Connection, refuse_same_file};
 use crate::config::{ApiConfig, output_target, parse_delimiter};
 use crate::domain::{RowNumber, Signer, TenantId, rfc3339};
 use crate::error::{AppError, Exit};
 use crate::input::{Column, InputOptions, InputReader, RawRow};
-use crate::pipeline::{self, AbortReason, Job, JobOutcome, RunContext, Work};
+use crate::pipeline::{self, AbortReason, Job, JobOutcome, OutageBreaker, RunContext, Work};
 use crate::progress::{Progress, ReadPosition, Tally};
 use crate::results::{ExistingFile, OutputTarget, ReportRecord, ReportWriter};
 use crate::resume::{self, ResumeState, unescape};
@@ -279,7 +279,7 @@ pub async fn run(args: StatusArgs) -> Result<Exit, AppError> {
         cutoff,
         policy: RetryPolicy::new(args.max_attempts),
         emit,
-        outage: AtomicU32::new(0),
+        outage: OutageBreaker::default(),
         credentials: conn.client.tokens().credentials().describe(),
     });
     let progress = Progress::new(!args.no_progress, position, &STATES);
@@ -501,8 +501,7 @@ struct StatusJob {
     cutoff: DateTime<Utc>,
     policy: RetryPolicy,
     emit: Option<Mutex<EmitWriter>>,
-    /// Customers in a row that could not be checked because of server or connection errors.
-    outage: AtomicU32,
+    outage: OutageBreaker,
     credentials: String,
 }
 
@@ -607,7 +606,7 @@ impl Job for StatusJob {
         };
         record.http_status = http_status;
         record.checked_at = Utc::now();
-        self.outage.store(0, Ordering::Relaxed);
+        self.outage.healthy();
         if record.state.needs_confirmation()
             && let Some(emit) = &self.emit
         {
@@ -643,20 +642,10 @@ impl StatusJob {
             );
         }
         tracing::warn!(row = row.0, tenant = %tenant, "could not check: {error}");
-        if error.is_retryable() {
-            let down = self.outage.fetch_add(1, Ordering::Relaxed) + 1;
-            if down >= OUTAGE_ROWS {
-                return JobOutcome::Abort(
-                    record,
-                    AbortReason::ServiceDown(format!(
-                        "{down} customers in a row could not be checked because of server or connection errors (last: {error}): Partner Center looks unavailable"
-                    )),
-                );
-            }
-        } else {
-            self.outage.store(0, Ordering::Relaxed);
+        match self.outage.failed(error) {
+            Some(reason) => JobOutcome::Abort(record, reason),
+            None => JobOutcome::Done(record),
         }
-        JobOutcome::Done(record)
     }
 }
 
