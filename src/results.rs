@@ -276,7 +276,7 @@ fn open_output(
         path: path.clone(),
         source,
     };
-    let mut options = OpenOptions::new();
+    let mut options = private_options();
     match mode {
         OpenMode::Create(existing) => {
             if existing == ExistingFile::Refuse {
@@ -288,11 +288,6 @@ fn open_output(
             options.append(true).create(true);
         }
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
     let file = options.open(path).map_err(create_err)?;
     let sync = file.try_clone().map_err(create_err)?;
     Ok((
@@ -301,16 +296,25 @@ fn open_output(
     ))
 }
 
-/// Creates (or truncates) a file readable by its owner only.
-pub fn create_private(path: &Path) -> io::Result<File> {
+/// Options that create files readable by their owner only: every file this tool writes holds
+/// signers' personal data or names files that do.
+fn private_options() -> OpenOptions {
     let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    options.open(path)
+    options
+}
+
+/// Creates (or truncates) a file readable by its owner only.
+pub fn create_private(path: &Path) -> io::Result<File> {
+    private_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
 }
 
 /// Fails when `path` holds a non-empty file; checked before anything is sent.

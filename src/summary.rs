@@ -157,14 +157,7 @@ impl RunSummary {
 /// Writes a file readable by its owner only (summaries and manifests name signers' files).
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut f = options.open(path)?;
+    let mut f = crate::results::create_private(path)?;
     f.write_all(bytes)?;
     f.sync_all()
 }
