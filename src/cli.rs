@@ -236,7 +236,7 @@ pub struct StatusArgs {
     pub delimiter: Option<String>,
 
     /// Confirmations dated before this are `stale`: the customer must accept again
-    #[arg(long, value_name = "DATE", default_value = crate::commands::status::DEFAULT_REFRESH_CUTOFF)]
+    #[arg(long, value_name = "DATE", default_value = crate::reconcile::DEFAULT_REFRESH_CUTOFF)]
     pub refresh_cutoff: String,
 
     /// Write the input rows (all their columns) of `missing` and `stale` customers here: a

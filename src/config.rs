@@ -4,16 +4,19 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use reqwest::Url;
 
 use crate::api::client::{DEFAULT_BASE_URL, parse_base_url};
-use crate::cli::{ApiArgs, InputArgs};
+use crate::cli::{ApiArgs, ConfirmArgs, InputArgs, StatusArgs, ValidateArgs};
 use crate::domain::DateAgreed;
 use crate::error::AppError;
+use crate::files::{is_null_device, is_special, same_file};
+use crate::input::{Column, InputOptions};
+use crate::manifest::manifest_path;
 use crate::rate::Rate;
-use crate::results::OutputTarget;
-use crate::validation::parse_date_agreed;
+use crate::results::{ExistingFile, OutputTarget};
+use crate::validation::{parse_date_agreed, parse_datetime};
 
 /// Where requests go and how fast.
 #[derive(Debug, Clone)]
@@ -101,6 +104,257 @@ impl TryFrom<&InputArgs> for InputConfig {
     }
 }
 
+impl InputConfig {
+    /// The columns `validate` and `confirm` require: `date_agreed` only when no default
+    /// fills it.
+    pub fn signer_options(&self) -> InputOptions {
+        let mut required = vec![
+            Column::TenantId,
+            Column::FirstName,
+            Column::LastName,
+            Column::Email,
+        ];
+        if self.default_date.is_none() {
+            required.push(Column::DateAgreed);
+        }
+        InputOptions {
+            delimiter: self.delimiter,
+            required,
+        }
+    }
+}
+
+/// Every file a run reads or writes, checked against each other before anything is sent.
+#[derive(Debug, Clone)]
+pub struct RunFiles {
+    pub input: PathBuf,
+    /// The results or report file.
+    pub report: OutputTarget,
+    /// What the run may do with a report that already holds lines.
+    pub existing: ExistingFile,
+    pub summary_json: Option<OutputTarget>,
+    /// `status --emit-confirm-input`.
+    pub emit: Option<PathBuf>,
+    /// Mask signers' emails and phone numbers in the report.
+    pub redact: bool,
+}
+
+impl RunFiles {
+    /// Plans a run's files: the report at `-o` or `<input stem>.<suffix>` beside the input.
+    /// Refuses (exit 2) `--resume` on standard output, and any two paths that are one file.
+    pub fn plan(
+        input: &Path,
+        output: Option<&Path>,
+        suffix: &str,
+        existing: ExistingFile,
+        summary_json: Option<&Path>,
+    ) -> Result<Self, AppError> {
+        let report = output_target(input, output, suffix);
+        if existing == ExistingFile::Append && report == OutputTarget::Stdout {
+            return Err(AppError::Usage(
+                "--resume needs a results or report file: it cannot continue standard output (-o -)"
+                    .into(),
+            ));
+        }
+        Ok(RunFiles {
+            input: input.to_path_buf(),
+            report,
+            existing,
+            summary_json: summary_json.map(OutputTarget::parse),
+            emit: None,
+            redact: false,
+        })
+    }
+
+    /// The manifest beside a report written to a regular file.
+    pub fn manifest(&self) -> Option<PathBuf> {
+        match &self.report {
+            OutputTarget::File(p) if !is_special(p) => Some(manifest_path(p)),
+            _ => None,
+        }
+    }
+
+    /// Every path the run writes, with how messages name it.
+    fn outputs(&self) -> Vec<(&'static str, OutputTarget)> {
+        let mut out = vec![("the results or report file (-o)", self.report.clone())];
+        if let Some(m) = self.manifest() {
+            out.push(("its manifest", OutputTarget::File(m)));
+        }
+        if let Some(s) = &self.summary_json {
+            out.push(("--summary-json", s.clone()));
+        }
+        if let Some(e) = &self.emit {
+            out.push(("--emit-confirm-input", OutputTarget::File(e.clone())));
+        }
+        out
+    }
+
+    /// Refuses a run whose outputs overlap the input or each other: writing one would destroy
+    /// the input while it is read, or two writers would interleave in one file.
+    pub fn check(&self) -> Result<(), AppError> {
+        let outputs = self.outputs();
+        for (i, (what, target)) in outputs.iter().enumerate() {
+            if let OutputTarget::File(path) = target {
+                if is_null_device(path) {
+                    continue;
+                }
+                if same_file(path, &self.input) {
+                    return Err(AppError::Usage(format!(
+                        "{what} '{}' is the input file: choose another path",
+                        path.display()
+                    )));
+                }
+            }
+            for (other, other_target) in &outputs[i + 1..] {
+                let same = match (target, other_target) {
+                    (OutputTarget::Stdout, OutputTarget::Stdout) => true,
+                    (OutputTarget::File(a), OutputTarget::File(b)) => {
+                        !is_null_device(a) && same_file(a, b)
+                    }
+                    _ => false,
+                };
+                if same {
+                    return Err(AppError::Usage(format!(
+                        "{what} and {other} are the same file ({target}): give each its own path"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How many attempts a call gets: 1 to 100.
+fn max_attempts(n: u32) -> Result<u32, AppError> {
+    if (1..=100).contains(&n) {
+        Ok(n)
+    } else {
+        Err(AppError::Usage(format!(
+            "--max-attempts {n} is out of range: use 1 to 100"
+        )))
+    }
+}
+
+/// `confirm`, checked.
+#[derive(Debug, Clone)]
+pub struct ConfirmConfig {
+    pub api: ApiConfig,
+    pub input: InputConfig,
+    pub files: RunFiles,
+    pub max_attempts: u32,
+    pub dry_run: bool,
+    pub progress: bool,
+}
+
+impl TryFrom<&ConfirmArgs> for ConfirmConfig {
+    type Error = AppError;
+
+    fn try_from(args: &ConfirmArgs) -> Result<Self, AppError> {
+        let existing = if args.resume {
+            ExistingFile::Append
+        } else {
+            ExistingFile::Refuse
+        };
+        // A dry run never writes the results file a real run uses: the real run would then be
+        // refused, or with --resume find nothing done and send every row.
+        let suffix = if args.dry_run {
+            "dry-run.csv"
+        } else {
+            "results.csv"
+        };
+        let mut files = RunFiles::plan(
+            &args.input,
+            args.output.as_deref(),
+            suffix,
+            existing,
+            args.summary_json.as_deref(),
+        )?;
+        files.redact = args.redact;
+        files.check()?;
+        Ok(ConfirmConfig {
+            api: ApiConfig::try_from(&args.api)?,
+            input: InputConfig::try_from(&args.input_args)?,
+            files,
+            max_attempts: max_attempts(args.max_attempts)?,
+            dry_run: args.dry_run,
+            progress: !args.no_progress,
+        })
+    }
+}
+
+/// `status`, checked.
+#[derive(Debug, Clone)]
+pub struct StatusConfig {
+    pub api: ApiConfig,
+    pub delimiter: Option<u8>,
+    pub files: RunFiles,
+    pub max_attempts: u32,
+    pub refresh_cutoff: DateTime<Utc>,
+    pub progress: bool,
+}
+
+impl TryFrom<&StatusArgs> for StatusConfig {
+    type Error = AppError;
+
+    fn try_from(args: &StatusArgs) -> Result<Self, AppError> {
+        let existing = if args.resume {
+            ExistingFile::Append
+        } else {
+            ExistingFile::Overwrite
+        };
+        let mut files = RunFiles::plan(
+            &args.input,
+            args.output.as_deref(),
+            "status.csv",
+            existing,
+            args.summary_json.as_deref(),
+        )?;
+        files.emit = args.emit_confirm_input.clone();
+        files.redact = args.redact;
+        files.check()?;
+        let refresh_cutoff = parse_datetime(args.refresh_cutoff.trim()).ok_or_else(|| {
+            AppError::Usage(format!(
+                "--refresh-cutoff '{}' is not a date: use YYYY-MM-DD",
+                args.refresh_cutoff
+            ))
+        })?;
+        Ok(StatusConfig {
+            api: ApiConfig::try_from(&args.api)?,
+            delimiter: args.delimiter.as_deref().map(parse_delimiter).transpose()?,
+            files,
+            max_attempts: max_attempts(args.max_attempts)?,
+            refresh_cutoff,
+            progress: !args.no_progress,
+        })
+    }
+}
+
+/// `validate`, checked.
+#[derive(Debug, Clone)]
+pub struct ValidateConfig {
+    pub input: InputConfig,
+    pub files: RunFiles,
+}
+
+impl TryFrom<&ValidateArgs> for ValidateConfig {
+    type Error = AppError;
+
+    fn try_from(args: &ValidateArgs) -> Result<Self, AppError> {
+        let files = RunFiles::plan(
+            &args.input,
+            args.output.as_deref(),
+            "validation.csv",
+            ExistingFile::Overwrite,
+            args.summary_json.as_deref(),
+        )?;
+        files.check()?;
+        Ok(ValidateConfig {
+            input: InputConfig::try_from(&args.input_args)?,
+            files,
+        })
+    }
+}
+
 pub fn parse_delimiter(raw: &str) -> Result<u8, AppError> {
     let d = match raw {
         "\\t" | "tab" | "\t" => b'\t',
@@ -135,15 +389,17 @@ fn parse_default_date(raw: &str) -> Result<DateAgreed, AppError> {
 }
 
 /// `<input stem>.<suffix>` beside the input, or the explicit `-o` value.
-pub fn output_target(input: &Path, explicit: Option<&Path>, suffix: &str) -> OutputTarget {
+fn output_target(input: &Path, explicit: Option<&Path>, suffix: &str) -> OutputTarget {
     match explicit {
         Some(p) => OutputTarget::parse(p),
         None => {
-            let stem = input
+            let mut name = input
                 .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
+                .map(std::ffi::OsStr::to_os_string)
                 .unwrap_or_else(|| "input".into());
-            OutputTarget::File(input.with_file_name(format!("{stem}.{suffix}")))
+            name.push(".");
+            name.push(suffix);
+            OutputTarget::File(input.with_file_name(name))
         }
     }
 }

@@ -78,31 +78,9 @@ impl fmt::Display for DateAgreed {
     }
 }
 
-/// RFC 3339, UTC, whole seconds, with `Z`.
+/// RFC 3339, UTC, whole seconds, with `Z` (the form Partner Center and the contract use).
 pub fn rfc3339(at: DateTime<Utc>) -> String {
-    use chrono::{Datelike, Timelike};
-    let Ok(year) = u32::try_from(at.year()) else {
-        return at.to_rfc3339_opts(SecondsFormat::Secs, true);
-    };
-    if year > 9999 {
-        return at.to_rfc3339_opts(SecondsFormat::Secs, true);
-    }
-    // Written by hand: chrono's formatter interprets a format string on every call, and this
-    // runs for every row of every report.
-    let mut out = String::with_capacity(20);
-    let mut digits = |n: u32, width: u32, sep: char| {
-        for place in (0..width).rev() {
-            out.push(char::from(b'0' + ((n / 10u32.pow(place)) % 10) as u8));
-        }
-        out.push(sep);
-    };
-    digits(year, 4, '-');
-    digits(at.month(), 2, '-');
-    digits(at.day(), 2, 'T');
-    digits(at.hour(), 2, ':');
-    digits(at.minute(), 2, ':');
-    digits(at.second(), 2, 'Z');
-    out
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 /// The person at the customer who accepted the agreement.
@@ -240,6 +218,39 @@ pub enum RowStatus {
     Failed,
 }
 
+/// A status a run's rows end with (a results row's status, a customer's state): one list of
+/// the values, their contract words, and which of them make the run exit 1.
+pub trait Status: Copy + Eq + Send + Sync + fmt::Debug + 'static {
+    /// Every value, in declaration order ([`Status::index`] is the position here).
+    const ALL: &'static [Self];
+    /// The contract's word for the value.
+    fn as_str(self) -> &'static str;
+    /// Whether a row ending with this status makes the run exit 1.
+    fn is_problem(self) -> bool;
+    /// Position in [`Status::ALL`].
+    fn index(self) -> usize;
+
+    fn parse(word: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|s| s.as_str() == word)
+    }
+}
+
+impl Status for RowStatus {
+    const ALL: &'static [Self] = &RowStatus::ALL;
+
+    fn as_str(self) -> &'static str {
+        RowStatus::as_str(self)
+    }
+
+    fn is_problem(self) -> bool {
+        RowStatus::is_problem(self)
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 impl RowStatus {
     pub const ALL: [RowStatus; 7] = [
         RowStatus::Confirmed,
@@ -264,7 +275,7 @@ impl RowStatus {
     }
 
     pub fn parse(s: &str) -> Option<RowStatus> {
-        RowStatus::ALL.into_iter().find(|st| st.as_str() == s)
+        <RowStatus as Status>::parse(s)
     }
 
     /// Whether a row with this status makes the run exit 1.
@@ -355,7 +366,8 @@ mod tests {
 
     #[test]
     fn status_words_match_the_contract() {
-        for st in RowStatus::ALL {
+        for (i, st) in RowStatus::ALL.into_iter().enumerate() {
+            assert_eq!(st.index(), i);
             assert_eq!(RowStatus::parse(st.as_str()), Some(st));
             assert_eq!(serde_json::to_value(st).unwrap(), st.as_str());
         }

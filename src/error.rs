@@ -21,6 +21,18 @@ pub enum Exit {
 }
 
 impl Exit {
+    /// The exit code of a run that stopped for `abort` (if it did) with `problems` rows whose
+    /// status makes the run exit 1.
+    pub fn of_run(abort: Option<&crate::pipeline::AbortReason>, problems: u64) -> Exit {
+        use crate::pipeline::AbortReason;
+        match abort {
+            Some(AbortReason::Interrupted) => Exit::Interrupted,
+            Some(_) => Exit::Aborted,
+            None if problems > 0 => Exit::RowProblems,
+            None => Exit::Success,
+        }
+    }
+
     pub fn code(self) -> u8 {
         match self {
             Exit::Success => 0,
@@ -53,19 +65,20 @@ pub enum AppError {
     /// The run started and had to stop.
     #[error("{0}")]
     Aborted(String),
-    #[error("the simulator failed: {0}")]
-    Simulator(#[from] crate::simulator::SimulatorError),
 }
 
 impl AppError {
     pub fn exit(&self) -> Exit {
         match self {
             AppError::Usage(_) | AppError::Input(_) | AppError::Credentials(_) => Exit::Usage,
-            AppError::Output(OutputError::Exists { .. } | OutputError::Create { .. }) => {
-                Exit::Usage
-            }
+            AppError::Output(
+                OutputError::Exists { .. }
+                | OutputError::AuditRecord { .. }
+                | OutputError::Busy { .. }
+                | OutputError::Directory { .. }
+                | OutputError::Create { .. },
+            ) => Exit::Usage,
             AppError::Output(OutputError::Write { .. }) | AppError::Aborted(_) => Exit::Aborted,
-            AppError::Simulator(_) => Exit::Usage,
         }
     }
 }

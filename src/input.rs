@@ -379,7 +379,7 @@ impl InputReader {
         while let Some(next) = self.next_row() {
             let raw = next?;
             rows += 1;
-            if rows % 64 == 0 {
+            if rows.is_multiple_of(64) {
                 position.update(self.position(), rows);
             }
             if !f(raw) {

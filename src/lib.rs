@@ -2,8 +2,10 @@
 //! Microsoft Customer Agreement.
 //!
 //! The crate reads like the job: [`input`] → [`validation`] → [`api`] → [`pipeline`] (with
-//! [`rate`] and [`retry`]) → [`results`], one module per subcommand under [`commands`], and the
-//! Partner Center [`simulator`] on its own.
+//! [`rate`] and [`retry`]) → [`results`]; the [`run`] driver owns what every run shares (its
+//! files and lock, resume, signals, the exit code, the summary and manifest); one module per
+//! subcommand under [`commands`]; [`reconcile`] decides a customer's state; and the Partner
+//! Center [`simulator`] on its own.
 
 pub mod api;
 pub mod cli;
@@ -11,18 +13,23 @@ pub mod commands;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod files;
+pub mod fingerprint;
 pub mod input;
 pub mod logging;
 pub mod manifest;
 pub mod pipeline;
 pub mod progress;
 pub mod rate;
+pub mod reconcile;
 pub mod results;
 pub mod resume;
 pub mod retry;
+pub mod run;
 pub mod signals;
 pub mod simulator;
 pub mod summary;
+pub mod tally;
 pub mod validation;
 
 use std::process::ExitCode;

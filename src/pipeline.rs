@@ -1,20 +1,21 @@
 //! The run pipeline, generic over the job: a reader on a blocking thread feeds a bounded
 //! channel; at most `concurrency` rows are in flight, each request start passing the shared
-//! rate gate; one writer task owns the report file and the progress display, so lines never
-//! interleave and memory stays O(concurrency) whatever the file size.
+//! rate gate; one writer task owns the report file (and the side output), and the progress
+//! display, so lines never interleave and memory stays O(concurrency) whatever the file size.
+//!
+//! A worker that panics aborts the run: its row gets no line, so `--resume` takes it up.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Semaphore, mpsc};
-use tokio::task::JoinSet;
+use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::ApiError;
 use crate::domain::RowNumber;
-use crate::progress::{Progress, Tally};
-use crate::results::{OutputError, ReportRecord, ReportWriter};
+use crate::progress::Progress;
+use crate::results::{LineWriter, ReportRecord, ReportWriter};
+use crate::tally::Tally;
 
 /// One unit of work from the reader.
 #[derive(Debug)]
@@ -36,47 +37,22 @@ pub enum AbortReason {
     Input(String),
     #[error("interrupted")]
     Interrupted,
+    /// The service is down, or refuses every row the same way.
     #[error("{0}")]
-    ServiceDown(String),
-}
-
-/// Stops a run when the service is plainly down, instead of burning through the whole file:
-/// [`OutageBreaker::ROWS`] rows in a row ended, after their retries, with server or
-/// connection errors.
-#[derive(Debug, Default)]
-pub struct OutageBreaker {
-    consecutive: AtomicU32,
-}
-
-impl OutageBreaker {
-    pub const ROWS: u32 = 20;
-
-    /// A row ended with an answer from a working service (success or a business error).
-    pub fn healthy(&self) {
-        self.consecutive.store(0, Ordering::Relaxed);
-    }
-
-    /// A row ended on `error`; returns the reason to stop the run when the breaker trips.
-    pub fn failed(&self, error: &ApiError) -> Option<AbortReason> {
-        if !error.is_retryable() {
-            self.healthy();
-            return None;
-        }
-        let down = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
-        (down >= Self::ROWS).then(|| {
-            AbortReason::ServiceDown(format!(
-                "{down} rows in a row ended with server or connection errors after their retries (last: {error}): Partner Center looks unavailable"
-            ))
-        })
-    }
+    Systemic(String),
+    /// A bug: a worker or the writer stopped unexpectedly.
+    #[error(
+        "an internal error stopped the run ({0}); the row it was working on has no line, so --resume takes it up"
+    )]
+    Internal(String),
 }
 
 /// What a job did with one row.
 #[derive(Debug)]
 pub enum JobOutcome<R> {
     Done(R),
-    /// The row's record, and the reason the whole run must stop.
-    Abort(R, AbortReason),
+    /// The whole run must stop; the row's record, if anything was sent for it.
+    Abort(Option<R>, AbortReason),
     /// The run stopped before anything was sent for the row: no record, so a resumed run
     /// takes the row up again.
     NotStarted,
@@ -117,7 +93,7 @@ pub trait Job: Send + Sync + 'static {
     type Input: Send + 'static;
     type Record: ReportRecord;
 
-    /// Does the row's work. Each request must first pass `ctx.gate`.
+    /// Does the row's work. Each request must first pass the rate gate.
     fn run(
         &self,
         row: RowNumber,
@@ -126,45 +102,34 @@ pub trait Job: Send + Sync + 'static {
     ) -> impl Future<Output = JobOutcome<Self::Record>> + Send;
 }
 
-/// How a pipeline run ended.
-#[derive(Debug)]
-pub struct PipelineReport {
-    pub tally: Tally,
-    pub abort: Option<AbortReason>,
+type StatusOf<J> = <<J as Job>::Record as ReportRecord>::Status;
+
+/// Where a pipeline's records go.
+pub struct Outputs {
+    pub report: ReportWriter,
+    /// The side output (`--emit-confirm-input`), if any.
+    pub side: Option<LineWriter>,
+    pub progress: Progress,
 }
 
-/// Runs `job` over everything `source` yields, writing each record through `writer`.
+/// How a pipeline run ended, with its outputs to finish (none if the writer task died).
+pub struct PipelineReport<S: crate::domain::Status> {
+    pub tally: Tally<S>,
+    pub abort: Option<AbortReason>,
+    pub outputs: Option<(ReportWriter, Option<LineWriter>)>,
+}
+
+/// Runs `job` over everything `source` yields, writing each record through the outputs.
 pub async fn run<J: Job>(
     job: Arc<J>,
     ctx: Arc<RunContext>,
     concurrency: usize,
+    order: &'static [StatusOf<J>],
     mut source: mpsc::Receiver<Work<J::Input, J::Record>>,
-    mut writer: ReportWriter,
-    progress: Progress,
-) -> (PipelineReport, ReportWriter) {
-    let (record_tx, mut record_rx) = mpsc::channel::<J::Record>(concurrency.max(1) * 2);
-    let writer_task = {
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let mut tally = Tally::default();
-            let mut failed = false;
-            while let Some(record) = record_rx.recv().await {
-                if failed {
-                    // The file can no longer be written; keep draining so workers finish.
-                    continue;
-                }
-                if let Err(e) = writer.write(&record) {
-                    failed = true;
-                    ctx.abort(AbortReason::Output(e.to_string()));
-                    continue;
-                }
-                tally.add(record.status_word());
-                progress.record(&tally);
-            }
-            progress.finish();
-            (writer, tally)
-        })
-    };
+    outputs: Outputs,
+) -> PipelineReport<StatusOf<J>> {
+    let (record_tx, record_rx) = mpsc::channel::<J::Record>(concurrency.max(1) * 2);
+    let writer_task = tokio::spawn(write_records(ctx.clone(), order, record_rx, outputs));
 
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut workers = JoinSet::new();
@@ -198,7 +163,7 @@ pub async fn run<J: Job>(
                         JobOutcome::Done(r) => Some(r),
                         JobOutcome::Abort(r, reason) => {
                             ctx.abort(reason);
-                            Some(r)
+                            r
                         }
                         JobOutcome::NotStarted => None,
                     };
@@ -210,26 +175,91 @@ pub async fn run<J: Job>(
             }
         }
         // Reap finished workers so the set does not grow with the file.
-        while workers.try_join_next().is_some() {}
+        while let Some(done) = workers.try_join_next() {
+            reap(&ctx, done);
+        }
     }
     // Dropping the receiver tells the reader thread to stop.
     drop(source);
-    while workers.join_next().await.is_some() {}
+    while let Some(done) = workers.join_next().await {
+        reap(&ctx, done);
+    }
     drop(record_tx);
-    let (writer, tally) = match writer_task.await {
-        Ok(done) => done,
+    let (tally, outputs) = match writer_task.await {
+        Ok((tally, writer, side)) => (tally, Some((writer, side))),
         Err(e) => {
-            // The writer task panicked: nothing more can be recorded.
-            std::panic::resume_unwind(e.into_panic());
+            ctx.abort(AbortReason::Internal(format!(
+                "the results writer stopped: {}",
+                panic_text(e)
+            )));
+            (Tally::default(), None)
         }
     };
-    (
-        PipelineReport {
-            tally,
-            abort: ctx.abort_reason(),
-        },
-        writer,
-    )
+    PipelineReport {
+        tally,
+        abort: ctx.abort_reason(),
+        outputs,
+    }
+}
+
+/// A worker that panicked stops the run: the row it had has no line (it may have been sent;
+/// a resumed run finds it on record and reports it `already_confirmed`, never twice).
+fn reap(ctx: &RunContext, done: Result<(), JoinError>) {
+    if let Err(e) = done {
+        let text = panic_text(e);
+        tracing::error!("a worker stopped unexpectedly: {text}");
+        ctx.abort(AbortReason::Internal(format!("a worker panicked: {text}")));
+    }
+}
+
+fn panic_text(e: JoinError) -> String {
+    if !e.is_panic() {
+        return e.to_string();
+    }
+    let payload = e.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_string())
+}
+
+/// The writer task: writes each record (and its side line), counts it, shows progress.
+async fn write_records<R: ReportRecord>(
+    ctx: Arc<RunContext>,
+    order: &'static [R::Status],
+    mut records: mpsc::Receiver<R>,
+    outputs: Outputs,
+) -> (Tally<R::Status>, ReportWriter, Option<LineWriter>) {
+    let Outputs {
+        report: mut writer,
+        mut side,
+        progress,
+    } = outputs;
+    let mut tally = Tally::default();
+    let mut failed = false;
+    while let Some(record) = records.recv().await {
+        if failed {
+            // The file can no longer be written; keep draining so workers finish.
+            continue;
+        }
+        let written = writer
+            .write(&record)
+            .map_err(|e| e.to_string())
+            .and_then(|()| match (record.side_line(), side.as_mut()) {
+                (Some(line), Some(side)) => side.write(line).map_err(|e| e.to_string()),
+                _ => Ok(()),
+            });
+        if let Err(e) = written {
+            failed = true;
+            ctx.abort(AbortReason::Output(e));
+            continue;
+        }
+        tally.add(record.status());
+        progress.record(&tally, order);
+    }
+    progress.finish();
+    (tally, writer, side)
 }
 
 /// Sends reader output into the pipeline from a blocking thread; returns false once the
@@ -238,29 +268,80 @@ pub fn feed<I, R>(tx: &mpsc::Sender<Work<I, R>>, work: Work<I, R>) -> bool {
     tx.blocking_send(work).is_ok()
 }
 
-/// After a pipeline run: joins the reader and finishes the report, keeping the first reason
-/// the run stopped for (the pipeline's, then the reader's, then the report's).
-pub async fn settle(
-    mut abort: Option<AbortReason>,
-    reader: tokio::task::JoinHandle<Result<(), crate::input::InputError>>,
-    writer: ReportWriter,
-) -> Option<AbortReason> {
-    match reader.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            abort.get_or_insert(AbortReason::Input(e.to_string()));
-        }
-        Err(e) => {
-            abort.get_or_insert(AbortReason::Input(format!("the reader stopped: {e}")));
-        }
-    }
-    if let Err(e) = writer.finish() {
-        abort.get_or_insert(output_abort(&e));
-    }
-    abort
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::RowStatus;
+    use crate::results::{ExistingFile, OutputTarget, ResultRecord};
 
-/// Turns an output error into the abort reason the summary reports.
-pub fn output_abort(e: &OutputError) -> AbortReason {
-    AbortReason::Output(e.to_string())
+    /// Confirms every row but panics on row 3.
+    struct Panicky;
+
+    impl Job for Panicky {
+        type Input = ();
+        type Record = ResultRecord;
+
+        async fn run(&self, row: RowNumber, (): (), _ctx: &RunContext) -> JobOutcome<ResultRecord> {
+            if row.0 == 3 {
+                panic!("boom on row 3");
+            }
+            JobOutcome::Done(ResultRecord {
+                row: Some(row),
+                status: Some(RowStatus::Confirmed),
+                ..Default::default()
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_worker_aborts_the_run_and_leaves_its_row_without_a_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        let writer = ReportWriter::create::<ResultRecord>(
+            OutputTarget::File(path.clone()),
+            ExistingFile::Refuse,
+        )
+        .unwrap();
+        let (tx, rx) = mpsc::channel(16);
+        for n in 1..=5 {
+            tx.send(Work::Send {
+                row: RowNumber(n),
+                input: (),
+            })
+            .await
+            .unwrap();
+        }
+        drop(tx);
+        let ctx = Arc::new(RunContext::new(CancellationToken::new()));
+        let position = Arc::new(crate::progress::ReadPosition::new(0));
+        let report = run(
+            Arc::new(Panicky),
+            ctx,
+            1,
+            &[RowStatus::Confirmed],
+            rx,
+            Outputs {
+                report: writer,
+                side: None,
+                progress: Progress::new(false, position),
+            },
+        )
+        .await;
+        assert!(
+            matches!(&report.abort, Some(AbortReason::Internal(m)) if m.contains("boom on row 3")),
+            "{:?}",
+            report.abort
+        );
+        let (writer, _) = report.outputs.unwrap();
+        writer.finish().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let rows: Vec<&str> = text
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap())
+            .collect();
+        assert!(!rows.contains(&"3"), "{text}");
+        assert!(rows.contains(&"1") && rows.contains(&"2"), "{text}");
+        assert_eq!(report.tally.get(RowStatus::Confirmed), rows.len() as u64);
+    }
 }

@@ -1,81 +1,14 @@
-//! Progress display and counting: the bar on stderr (only on a terminal), the running counts
-//! per status, and the global hook that lets log lines print without tearing the bar.
+//! Progress display: the bar on stderr (only on a terminal), and the global hook that lets log
+//! lines print without tearing the bar.
 
 use std::io::{self, IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::domain::Status;
+use crate::tally::Tally;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::Serialize;
-
-/// Counts of rows per status word, in the order first seen.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Tally {
-    counts: Vec<(&'static str, u64)>,
-}
-
-impl Tally {
-    pub fn add(&mut self, status: &'static str) {
-        match self.counts.iter_mut().find(|(s, _)| *s == status) {
-            Some((_, n)) => *n += 1,
-            None => self.counts.push((status, 1)),
-        }
-    }
-
-    pub fn get(&self, status: &str) -> u64 {
-        self.counts
-            .iter()
-            .find(|(s, _)| *s == status)
-            .map_or(0, |(_, n)| *n)
-    }
-
-    pub fn total(&self) -> u64 {
-        self.counts.iter().map(|(_, n)| n).sum()
-    }
-
-    /// `confirmed 40, invalid 3`, in the order of `order`, zero counts left out.
-    pub fn describe(&self, order: &[&str]) -> String {
-        let mut parts: Vec<String> = order
-            .iter()
-            .filter_map(|s| {
-                let n = self.get(s);
-                (n > 0).then(|| format!("{s} {n}"))
-            })
-            .collect();
-        for (s, n) in &self.counts {
-            if !order.contains(s) {
-                parts.push(format!("{s} {n}"));
-            }
-        }
-        if parts.is_empty() {
-            "no rows".to_string()
-        } else {
-            parts.join(", ")
-        }
-    }
-
-    /// Every status of `order` with its count (zeros included), for JSON summaries.
-    pub fn to_map(&self, order: &[&'static str]) -> std::collections::BTreeMap<&'static str, u64> {
-        let mut map: std::collections::BTreeMap<&'static str, u64> =
-            order.iter().map(|s| (*s, 0)).collect();
-        for (s, n) in &self.counts {
-            map.insert(s, *n);
-        }
-        map
-    }
-}
-
-impl Serialize for Tally {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(Some(self.counts.len()))?;
-        for (s, n) in &self.counts {
-            map.serialize_entry(s, n)?;
-        }
-        map.end()
-    }
-}
 
 /// How far the reader has got in the input, shared with the progress display so the total can
 /// be estimated from the byte position without a second pass over the file.
@@ -127,11 +60,10 @@ static ACTIVE_BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
 pub struct Progress {
     bar: Option<ProgressBar>,
     position: Arc<ReadPosition>,
-    order: &'static [&'static str],
 }
 
 impl Progress {
-    pub fn new(show: bool, position: Arc<ReadPosition>, order: &'static [&'static str]) -> Self {
+    pub fn new(show: bool, position: Arc<ReadPosition>) -> Self {
         let bar = (show && io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template(
@@ -145,20 +77,16 @@ impl Progress {
             }
             bar
         });
-        Progress {
-            bar,
-            position,
-            order,
-        }
+        Progress { bar, position }
     }
 
     /// Called by the writer after each record.
-    pub fn record(&self, tally: &Tally) {
+    pub fn record<S: Status>(&self, tally: &Tally<S>, order: &[S]) {
         if let Some(bar) = &self.bar {
             let done = tally.total();
             bar.set_length(self.position.estimated_rows().max(done));
             bar.set_position(done);
-            bar.set_message(tally.describe(self.order));
+            bar.set_message(tally.describe(order));
         }
     }
 
@@ -202,20 +130,6 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BarSafeStderr {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tally_counts_and_describes_in_order() {
-        let mut t = Tally::default();
-        for s in ["invalid", "confirmed", "confirmed"] {
-            t.add(s);
-        }
-        assert_eq!(t.total(), 3);
-        assert_eq!(
-            t.describe(&["confirmed", "invalid"]),
-            "confirmed 2, invalid 1"
-        );
-        assert_eq!(t.to_map(&["confirmed", "failed"]).get("failed"), Some(&0));
-    }
 
     #[test]
     fn total_is_estimated_from_the_byte_position() {

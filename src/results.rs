@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::domain::{Confirmation, RowNumber, RowStatus, rfc3339};
+use crate::domain::{Confirmation, RowNumber, RowStatus, Status, rfc3339};
+use crate::files::private_options;
 use crate::input::{Column, RawRow};
 
 /// The results header, in the contract's order.
@@ -38,13 +39,20 @@ pub const RESULTS_HEADER: [&str; 17] = [
 pub trait ReportRecord: Send + 'static {
     /// The header line of the report.
     fn header() -> &'static [&'static str];
-    /// The status word counted in summaries.
-    fn status_word(&self) -> &'static str;
+    /// The status type of the report's rows.
+    type Status: Status;
+    /// The row's status, counted in summaries and the exit code.
+    fn status(&self) -> Self::Status;
     /// The cells, in header order, before formula escaping.
     fn cells(&self) -> Vec<Cow<'_, str>>;
     /// Which cells hold a signer's email or phone number, masked by `--redact`.
     fn personal_cells() -> &'static [(usize, Personal)] {
         &[]
+    }
+    /// A line for the run's side output (`status --emit-confirm-input`), written by the same
+    /// writer task right after the record.
+    fn side_line(&self) -> Option<&csv::ByteRecord> {
+        None
     }
 }
 
@@ -145,7 +153,7 @@ impl ResultRecord {
         }
     }
 
-    pub fn status(&self) -> RowStatus {
+    pub fn row_status(&self) -> RowStatus {
         self.status.unwrap_or(RowStatus::Failed)
     }
 }
@@ -160,8 +168,10 @@ impl ReportRecord for ResultRecord {
         &RESULTS_HEADER
     }
 
-    fn status_word(&self) -> &'static str {
-        self.status().as_str()
+    type Status = RowStatus;
+
+    fn status(&self) -> RowStatus {
+        self.row_status()
     }
 
     fn personal_cells() -> &'static [(usize, Personal)] {
@@ -177,7 +187,7 @@ impl ReportRecord for ResultRecord {
             Cow::Borrowed(&self.email),
             Cow::Borrowed(&self.phone_number),
             Cow::Borrowed(&self.date_agreed),
-            Cow::Borrowed(self.status().as_str()),
+            Cow::Borrowed(self.row_status().as_str()),
             opt(self.http_status),
             Cow::Borrowed(&self.error_code),
             Cow::Borrowed(&self.error_name),
@@ -234,13 +244,16 @@ impl std::fmt::Display for OutputTarget {
     }
 }
 
-/// What to do when the report file already exists.
+/// What a run may do with a report file that already holds lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExistingFile {
-    /// An audit record: a non-empty file is left untouched and the run refused.
+    /// An audit record (`confirm`): a non-empty file is left untouched and the run refused.
     Refuse,
-    /// A derived report that may be replaced.
+    /// A derived report (`status`, `validate`): replaced, unless it is a `confirm` results
+    /// file, which is an audit record and never replaced.
     Overwrite,
+    /// `--resume`: lines are added after the ones it has.
+    Append,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -249,82 +262,227 @@ pub enum OutputError {
         "results file '{path}' already exists and is not empty: it is the audit record of an earlier run. Pass --resume to continue it, or choose another file with -o"
     )]
     Exists { path: PathBuf },
+    #[error(
+        "'{path}' is the results file of a confirm run (an audit record): it is never replaced by another command's report; choose another file with -o"
+    )]
+    AuditRecord { path: PathBuf },
+    #[error(
+        "another run is using '{path}' (it holds the file's lock): nothing was sent. Wait for that run to finish, or choose another file with -o"
+    )]
+    Busy { path: PathBuf },
+    #[error("'{path}' is a directory: give a file name with -o")]
+    Directory { path: PathBuf },
     #[error("cannot create '{path}': {source}")]
     Create { path: PathBuf, source: io::Error },
     #[error("cannot write '{path}': {source}")]
     Write { path: String, source: io::Error },
 }
 
-/// How a report file is opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OpenMode {
-    Create(ExistingFile),
-    Append,
+/// A report output opened for a run: standard output, a stream (a device such as /dev/null,
+/// a FIFO), or a regular file held under an exclusive lock for as long as this value or a
+/// [`RunLock`] taken from it lives. Opening never changes the file's content.
+#[derive(Debug)]
+pub struct ReportFile {
+    target: OutputTarget,
+    opened: Opened,
 }
 
-/// Opens the report file, creating it with owner-only permissions: results hold signers'
-/// personal data. Returns the writer and, for files, a handle to sync to disk.
-fn open_output(
-    target: &OutputTarget,
-    mode: OpenMode,
-) -> Result<(Box<dyn Write + Send>, Option<File>), OutputError> {
-    let path = match target {
-        OutputTarget::Stdout => return Ok((Box::new(io::stdout()), None)),
-        OutputTarget::File(p) => p,
-    };
-    let create_err = |source| OutputError::Create {
-        path: path.clone(),
-        source,
-    };
-    let mut options = private_options();
-    match mode {
-        OpenMode::Create(existing) => {
-            if existing == ExistingFile::Refuse {
-                refuse_existing(path)?;
+#[derive(Debug)]
+enum Opened {
+    Stdout,
+    Stream(File),
+    Regular(File),
+}
+
+/// Keeps a run's report file locked until dropped (after the manifest is written).
+#[derive(Debug)]
+pub struct RunLock(#[allow(dead_code)] Option<File>);
+
+impl ReportFile {
+    /// Opens the target, creating a missing file (owner-only), and takes the run's exclusive
+    /// lock on a regular file: a second run on the same file is refused at once.
+    pub fn open(target: &OutputTarget) -> Result<Self, OutputError> {
+        let path = match target {
+            OutputTarget::Stdout => {
+                return Ok(ReportFile {
+                    target: target.clone(),
+                    opened: Opened::Stdout,
+                });
             }
-            options.write(true).create(true).truncate(true);
+            OutputTarget::File(p) => p,
+        };
+        let create_err = |source| OutputError::Create {
+            path: path.clone(),
+            source,
+        };
+        if path.is_dir() {
+            return Err(OutputError::Directory { path: path.clone() });
         }
-        OpenMode::Append => {
-            options.append(true).create(true);
+        if crate::files::is_special(path) {
+            // Devices and pipes: written as a stream, never created, truncated or locked.
+            let file = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(create_err)?;
+            return Ok(ReportFile {
+                target: target.clone(),
+                opened: Opened::Stream(file),
+            });
+        }
+        let file = private_options()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(create_err)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(OutputError::Busy { path: path.clone() });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(create_err(e)),
+        }
+        Ok(ReportFile {
+            target: target.clone(),
+            opened: Opened::Regular(file),
+        })
+    }
+
+    pub fn target(&self) -> &OutputTarget {
+        &self.target
+    }
+
+    /// The path of a regular file (the one a manifest sits beside and `--resume` reads).
+    pub fn regular_path(&self) -> Option<&Path> {
+        match (&self.opened, &self.target) {
+            (Opened::Regular(_), OutputTarget::File(p)) => Some(p),
+            _ => None,
         }
     }
-    let file = options.open(path).map_err(create_err)?;
-    let sync = file.try_clone().map_err(create_err)?;
-    Ok((
-        Box::new(BufWriter::with_capacity(64 * 1024, file)),
-        Some(sync),
-    ))
-}
 
-/// Options that create files readable by their owner only: every file this tool writes holds
-/// signers' personal data or names files that do.
-fn private_options() -> OpenOptions {
-    let mut options = OpenOptions::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+    /// Bytes the file holds now (0 for streams).
+    pub fn len(&self) -> u64 {
+        match &self.opened {
+            Opened::Regular(f) => f.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        }
     }
-    options
-}
 
-/// Creates (or truncates) a file readable by its owner only.
-pub fn create_private(path: &Path) -> io::Result<File> {
-    private_options()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-}
-
-/// Fails when `path` holds a non-empty file; checked before anything is sent.
-pub fn refuse_existing(path: &Path) -> Result<(), OutputError> {
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.len() > 0 => Err(OutputError::Exists {
-            path: path.to_path_buf(),
-        }),
-        _ => Ok(()),
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
+
+    /// Applies the policy for what the file already holds, before anything is sent.
+    pub fn check_existing(&self, existing: ExistingFile) -> Result<(), OutputError> {
+        let Some(path) = self.regular_path() else {
+            return Ok(());
+        };
+        match existing {
+            ExistingFile::Refuse if !self.is_empty() => Err(OutputError::Exists {
+                path: path.to_path_buf(),
+            }),
+            ExistingFile::Overwrite if is_confirm_results(path) => Err(OutputError::AuditRecord {
+                path: path.to_path_buf(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// A handle that keeps the lock after the writer is gone.
+    pub fn lock(&self) -> RunLock {
+        match &self.opened {
+            Opened::Regular(f) => RunLock(f.try_clone().ok()),
+            _ => RunLock(None),
+        }
+    }
+
+    /// The writer for the run: `existing` says whether lines are added after the file's own
+    /// (`Append`) or the file starts anew; a file that starts anew gets `R`'s header.
+    pub fn into_writer<R: ReportRecord>(
+        self,
+        existing: ExistingFile,
+    ) -> Result<ReportWriter, OutputError> {
+        self.check_existing(existing)?;
+        let path = self
+            .target
+            .path()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let err = |source| OutputError::Create {
+            path: path.clone(),
+            source,
+        };
+        let (out, sync, starts_anew): (Box<dyn Write + Send>, Option<File>, bool) =
+            match self.opened {
+                Opened::Stdout => (Box::new(io::stdout()), None, true),
+                Opened::Stream(f) => (Box::new(f), None, true),
+                Opened::Regular(f) => {
+                    if existing == ExistingFile::Overwrite {
+                        f.set_len(0).map_err(err)?;
+                    }
+                    let empty = f.metadata().map_err(err)?.len() == 0;
+                    let sync = f.try_clone().map_err(err)?;
+                    (
+                        Box::new(BufWriter::with_capacity(64 * 1024, f)),
+                        Some(sync),
+                        empty,
+                    )
+                }
+            };
+        let mut writer = ReportWriter {
+            csv: csv::WriterBuilder::new()
+                .buffer_capacity(16 * 1024)
+                .from_writer(out),
+            target: self.target,
+            sync,
+            unsynced: 0,
+            last_sync: Instant::now(),
+            redact: false,
+        };
+        if starts_anew {
+            writer.write_cells(R::header().iter().map(|h| Cow::Borrowed(*h)))?;
+            writer.flush()?;
+        }
+        Ok(writer)
+    }
+}
+
+/// Whether `path` is the results file of a `confirm` run: the results header, and either a
+/// manifest whose last run is a `confirm` run or a line whose status only `confirm` gives (a
+/// `validate` report shares the header but holds only valid, invalid and duplicate).
+pub fn is_confirm_results(path: &Path) -> bool {
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(io::BufReader::new(file));
+    let mut record = csv::StringRecord::new();
+    let is_results = matches!(reader.read_record(&mut record), Ok(true))
+        && record.iter().eq(RESULTS_HEADER.iter().copied());
+    if !is_results {
+        return false;
+    }
+    if let Some(last) = crate::manifest::runs(path).last() {
+        return last.get("command").and_then(|c| c.as_str()) == Some("confirm");
+    }
+    const STATUS_AT: usize = 7;
+    while let Ok(true) = reader.read_record(&mut record) {
+        let only_confirm = record
+            .get(STATUS_AT)
+            .and_then(RowStatus::parse)
+            .is_some_and(|s| {
+                !matches!(
+                    s,
+                    RowStatus::Valid | RowStatus::Invalid | RowStatus::Duplicate
+                )
+            });
+        if only_confirm {
+            return true;
+        }
+    }
+    false
 }
 
 /// Lines between two syncs to disk, and the longest time between them.
@@ -332,8 +490,9 @@ const SYNC_EVERY_LINES: u32 = 256;
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 /// Writes report lines, each flushed to the operating system as soon as it is written and
-/// synced to disk every so often, so a crash of the machine loses little and a crash of the
-/// process loses nothing that was written.
+/// synced to disk every so often (regular files only: a device or pipe has nothing to sync),
+/// so a crash of the machine loses little and a crash of the process loses nothing that was
+/// written.
 pub struct ReportWriter {
     target: OutputTarget,
     csv: csv::Writer<Box<dyn Write + Send>>,
@@ -352,34 +511,13 @@ impl std::fmt::Debug for ReportWriter {
 }
 
 impl ReportWriter {
-    /// Opens the target and writes the header for `R`.
+    /// Opens the target and writes the header for `R` (for offline reports and tests; a run
+    /// goes through [`ReportFile`] to hold the lock for its whole length).
     pub fn create<R: ReportRecord>(
         target: OutputTarget,
         existing: ExistingFile,
     ) -> Result<Self, OutputError> {
-        let mut writer = Self::open(target, OpenMode::Create(existing))?;
-        writer.write_cells(R::header().iter().map(|h| Cow::Borrowed(*h)))?;
-        writer.flush()?;
-        Ok(writer)
-    }
-
-    /// Opens an existing report to add lines after the ones it has (`--resume`).
-    pub fn append(path: &Path) -> Result<Self, OutputError> {
-        Self::open(OutputTarget::File(path.to_path_buf()), OpenMode::Append)
-    }
-
-    fn open(target: OutputTarget, mode: OpenMode) -> Result<Self, OutputError> {
-        let (out, sync) = open_output(&target, mode)?;
-        Ok(ReportWriter {
-            csv: csv::WriterBuilder::new()
-                .buffer_capacity(16 * 1024)
-                .from_writer(out),
-            target,
-            sync,
-            unsynced: 0,
-            last_sync: Instant::now(),
-            redact: false,
-        })
+        ReportFile::open(&target)?.into_writer::<R>(existing)
     }
 
     pub fn target(&self) -> &OutputTarget {
@@ -461,6 +599,66 @@ impl ReportWriter {
     pub fn finish(mut self) -> Result<(), OutputError> {
         self.flush()?;
         self.sync()
+    }
+}
+
+/// Writes a side output of raw input records (`status --emit-confirm-input`) under the
+/// input's header: owner-only, each line flushed as written, owned by the run's writer task.
+pub struct LineWriter {
+    path: PathBuf,
+    csv: csv::Writer<BufWriter<File>>,
+}
+
+impl LineWriter {
+    /// Creates the file (or, when `append` and it holds lines, adds to them) and writes
+    /// `header` into a file that starts anew.
+    pub fn open(
+        path: &Path,
+        header: &csv::ByteRecord,
+        delimiter: u8,
+        append: bool,
+    ) -> Result<Self, OutputError> {
+        let create_err = |source| OutputError::Create {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut options = private_options();
+        options.create(true);
+        if append {
+            options.append(true);
+        } else {
+            options.write(true).truncate(true);
+        }
+        let file = options.open(path).map_err(create_err)?;
+        let starts_anew = file.metadata().map_err(create_err)?.len() == 0;
+        let mut writer = LineWriter {
+            path: path.to_path_buf(),
+            csv: csv::WriterBuilder::new()
+                .delimiter(delimiter)
+                .from_writer(BufWriter::new(file)),
+        };
+        if starts_anew {
+            writer.write(header)?;
+        }
+        Ok(writer)
+    }
+
+    pub fn write(&mut self, record: &csv::ByteRecord) -> Result<(), OutputError> {
+        let err = |source| OutputError::Write {
+            path: self.path.display().to_string(),
+            source,
+        };
+        self.csv
+            .write_byte_record(record)
+            .map_err(|e| err(csv_io(e)))?;
+        self.csv.flush().map_err(err)
+    }
+
+    pub fn finish(mut self) -> Result<(), OutputError> {
+        self.csv.flush().map_err(|source| OutputError::Write {
+            path: self.path.display().to_string(),
+            source,
+        })
     }
 }
 

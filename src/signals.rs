@@ -1,10 +1,11 @@
-//! Signals: the first SIGINT/SIGTERM stops a run gracefully, a second one exits at once.
+//! Signals: the first SIGINT, SIGTERM or SIGHUP (an ssh session that drops) stops a run
+//! gracefully, recording the rows in flight; a second one exits at once.
 
 use std::sync::Arc;
 
 use crate::pipeline::{AbortReason, RunContext};
 
-/// First SIGINT/SIGTERM: stop starting rows and let the in-flight ones finish. Second: exit at
+/// First SIGINT/SIGTERM/SIGHUP: stop starting rows and let the in-flight ones finish. Second: exit at
 /// once (every finished row is already on disk).
 pub async fn watch(ctx: Arc<RunContext>) {
     let mut received = 0;
@@ -30,15 +31,17 @@ pub async fn watch(ctx: Arc<RunContext>) {
 #[cfg(unix)]
 async fn next_signal() -> bool {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
     ) else {
         return false;
     };
     tokio::select! {
         _ = int.recv() => true,
         _ = term.recv() => true,
+        _ = hup.recv() => true,
     }
 }
 

@@ -1,15 +1,17 @@
-//! The run summary: printed on stderr at the end of a run, and written as JSON with
-//! `--summary-json`.
+//! The run summary: what a run did, in one place. Printed on stderr at the end of a run,
+//! written as JSON with `--summary-json`, and recorded in the run manifest.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::progress::Tally;
+use crate::domain::Status;
+use crate::fingerprint::InputFingerprint;
+use crate::tally::Tally;
 
 /// What a run did, in one place.
 #[derive(Debug, Clone, Serialize)]
@@ -28,12 +30,16 @@ pub struct RunSummary {
     pub counts: BTreeMap<&'static str, u64>,
     pub template_id: Option<String>,
     pub base_url: Option<String>,
-    pub input: PathBuf,
+    /// The input path (shown lossily when it is not UTF-8, as a file name from a Windows
+    /// share may be: JSON holds text only).
+    pub input: String,
     /// SHA-256 of the input file and its number of data rows.
     pub input_sha256: Option<String>,
     pub input_rows: Option<u64>,
     pub output: String,
     pub dry_run: bool,
+    /// Signers' emails and phone numbers were masked (`--redact`): the file cannot be resumed.
+    pub redacted: bool,
     pub exit_code: u8,
     /// Why the run stopped early, if it did.
     pub aborted: Option<String>,
@@ -46,6 +52,9 @@ pub struct RunSummary {
     pub throttle_episodes: u64,
     /// Memory held by the duplicate index (the only part of memory that grows with the file).
     pub duplicate_index_bytes: Option<u64>,
+    /// The counts as one line, for stderr.
+    #[serde(skip)]
+    counts_line: String,
 }
 
 /// Start of a run, for timing and ids.
@@ -71,13 +80,13 @@ impl RunClock {
 }
 
 impl RunSummary {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    /// The summary of a run of `command` that ended with `tally` (counted over `order`).
+    pub fn new<S: Status>(
         command: &'static str,
         clock: &RunClock,
-        tally: &Tally,
-        statuses: &[&'static str],
-        input: &Path,
+        tally: &Tally<S>,
+        order: &[S],
+        input: PathBuf,
         output: String,
         exit_code: u8,
     ) -> Self {
@@ -86,7 +95,7 @@ impl RunSummary {
         RunSummary {
             tool_version: env!("CARGO_PKG_VERSION"),
             command,
-            command_line: crate::manifest::redacted_command_line(),
+            command_line: redacted_command_line(),
             run_id: clock.run_id,
             started_at: clock.started_at,
             finished_at: Utc::now(),
@@ -97,14 +106,15 @@ impl RunSummary {
             } else {
                 0.0
             },
-            counts: tally.to_map(statuses),
+            counts: tally.to_map(order),
             template_id: None,
             base_url: None,
-            input: input.to_path_buf(),
+            input: input.to_string_lossy().into_owned(),
             input_sha256: None,
             input_rows: None,
             output,
             dry_run: false,
+            redacted: false,
             exit_code,
             aborted: None,
             resumed_skipped: None,
@@ -112,17 +122,15 @@ impl RunSummary {
             effective_rate: 0.0,
             throttle_episodes: 0,
             duplicate_index_bytes: None,
+            counts_line: tally.describe(order),
         }
     }
 
     /// The human summary for stderr.
-    pub fn describe(&self, tally: &Tally, statuses: &[&str]) -> String {
+    pub fn describe(&self) -> String {
         let mut text = format!(
             "{} rows in {:.1} s ({} rows/s): {}",
-            self.rows,
-            self.elapsed_seconds,
-            self.rows_per_second,
-            tally.describe(statuses),
+            self.rows, self.elapsed_seconds, self.rows_per_second, self.counts_line,
         );
         if let Some(skipped) = self.resumed_skipped {
             text.push_str(&format!(
@@ -147,32 +155,12 @@ impl RunSummary {
         text
     }
 
-    pub fn write_json(&self, path: &Path) -> std::io::Result<()> {
+    pub fn to_json(&self) -> std::io::Result<String> {
         let mut text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
         text.push('\n');
-        write_private(path, text.as_bytes())
+        Ok(text)
     }
-}
 
-/// Writes a file readable by its owner only (summaries and manifests name signers' files).
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut f = crate::results::create_private(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
-}
-
-/// Where a finished run's summary goes besides stderr.
-#[derive(Debug, Clone, Copy)]
-pub struct Publish<'a> {
-    pub summary_json: Option<&'a Path>,
-    /// The report file, whose manifest gets the run (none for standard output).
-    pub report: Option<&'a Path>,
-    /// Add to the manifest's history (a resumed run) instead of starting a new one.
-    pub append: bool,
-}
-
-impl RunSummary {
     /// Fills in what the rate gate saw: requests sent, their rate, throttling episodes.
     pub fn set_gate(&mut self, gate: &crate::rate::RequestGate) {
         self.requests_sent = gate.started();
@@ -181,62 +169,67 @@ impl RunSummary {
     }
 
     /// Fills in the input's fingerprint (computed beside the run).
-    pub fn set_input(&mut self, fingerprint: Option<crate::manifest::InputFingerprint>) {
+    pub fn set_input(&mut self, fingerprint: Option<InputFingerprint>) {
         if let Some(f) = fingerprint {
             self.input_sha256 = Some(f.sha256);
             self.input_rows = Some(f.rows);
         }
     }
-
-    /// Prints the summary on stderr, writes `--summary-json` and the manifest.
-    pub fn publish(
-        &self,
-        tally: &Tally,
-        statuses: &[&str],
-        to: Publish<'_>,
-    ) -> Result<(), crate::error::AppError> {
-        use crate::error::AppError;
-        eprintln!("{}", self.describe(tally, statuses));
-        if let Some(path) = to.summary_json {
-            self.write_json(path).map_err(|e| {
-                AppError::Aborted(format!(
-                    "cannot write the summary '{}': {e}",
-                    path.display()
-                ))
-            })?;
-        }
-        // Only beside regular files: a report sent to a device or pipe has no "beside".
-        if let Some(report) = to
-            .report
-            .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()))
-        {
-            crate::manifest::record(report, self, to.append).map_err(|e| {
-                AppError::Aborted(format!(
-                    "cannot write the manifest beside '{}': {e}",
-                    report.display()
-                ))
-            })?;
-        }
-        Ok(())
-    }
 }
 
-/// Hashes and counts the input on a blocking thread while the run goes on.
-pub fn fingerprint_in_background(
-    path: &Path,
-    delimiter: u8,
-) -> tokio::task::JoinHandle<Option<crate::manifest::InputFingerprint>> {
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        match crate::manifest::fingerprint_input(&path, delimiter) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                tracing::warn!(
-                    "cannot hash the input '{}' for the manifest: {e}",
-                    path.display()
-                );
-                None
-            }
+/// The command line as run, with the values of options that carry secrets replaced. An
+/// argument that is not UTF-8 (a file name from a Windows share) is shown lossily.
+pub fn redacted_command_line() -> Vec<String> {
+    redact(std::env::args_os().map(|a| a.to_string_lossy().into_owned()))
+}
+
+fn redact(args: impl Iterator<Item = String>) -> Vec<String> {
+    const SECRET_FLAGS: [&str; 3] = ["--client-secret", "--refresh-token", "--access-token"];
+    let mut out = Vec::new();
+    let mut hide_next = false;
+    for arg in args {
+        if hide_next {
+            out.push("***".to_string());
+            hide_next = false;
+        } else if let Some((flag, _)) = arg.split_once('=')
+            && SECRET_FLAGS.contains(&flag)
+        {
+            out.push(format!("{flag}=***"));
+        } else {
+            hide_next = SECRET_FLAGS.contains(&arg.as_str());
+            out.push(crate::api::client::without_userinfo(&arg));
         }
-    })
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_option_values_are_removed() {
+        let args = [
+            "mca-attest",
+            "simulator",
+            "--client-secret",
+            "s3",
+            "--refresh-token=r3",
+            "--seed",
+            "1",
+        ];
+        let out = redact(args.iter().map(|s| s.to_string()));
+        assert_eq!(
+            out,
+            [
+                "mca-attest",
+                "simulator",
+                "--client-secret",
+                "***",
+                "--refresh-token=***",
+                "--seed",
+                "1"
+            ]
+        );
+    }
 }

@@ -2,9 +2,12 @@
 
 use crate::api::client::MCA_AGREEMENT_TYPE;
 use crate::cli::TemplateArgs;
-use crate::commands::Connection;
+use crate::commands::stdout_error;
 use crate::config::ApiConfig;
 use crate::error::{AppError, Exit};
+use crate::files::print_stdout;
+use crate::run::connection::Connection;
+use crate::run::credentials_message;
 
 pub async fn run(args: TemplateArgs) -> Result<Exit, AppError> {
     let api = ApiConfig::try_from(&args.api)?;
@@ -22,13 +25,13 @@ pub async fn run(args: TemplateArgs) -> Result<Exit, AppError> {
     conn.close().await;
     match result {
         Ok(Ok(json)) => {
-            super::print_stdout(format!("{json}\n").as_bytes())?;
+            print_stdout(format!("{json}\n").as_bytes()).map_err(stdout_error)?;
             Ok(Exit::Success)
         }
         Ok(Err(e)) => Err(AppError::Aborted(format!("cannot print the template: {e}"))),
-        Err(e) if e.is_unauthorized() => Err(AppError::Aborted(
-            super::confirm::credentials_message(&e, &credentials),
-        )),
+        Err(e) if e.is_unauthorized() => {
+            Err(AppError::Aborted(credentials_message(&e, &credentials)))
+        }
         Err(e) => Err(AppError::Aborted(format!(
             "could not fetch the {MCA_AGREEMENT_TYPE} template: {e}"
         ))),

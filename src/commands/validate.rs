@@ -3,36 +3,35 @@
 
 use std::sync::Arc;
 
-use crate::cli::ValidateArgs;
-use crate::config::{InputConfig, output_target};
+use crate::config::ValidateConfig;
 use crate::domain::RowStatus;
 use crate::error::{AppError, Exit};
-use crate::input::{Column, InputOptions, InputReader};
-use crate::progress::{ReadPosition, Tally};
-use crate::results::{ExistingFile, ReportRecord, ReportWriter, ResultRecord};
-use crate::summary::{Publish, RunClock, RunSummary};
+use crate::input::InputReader;
+use crate::progress::ReadPosition;
+use crate::results::{ReportFile, ReportRecord, ReportWriter, ResultRecord};
+use crate::summary::{RunClock, RunSummary};
+use crate::tally::Tally;
 use crate::validation::{DuplicateIndex, Validator, Verdict};
 
-pub const STATUSES: [&str; 3] = ["valid", "invalid", "duplicate"];
+pub const STATUSES: [RowStatus; 3] = [RowStatus::Valid, RowStatus::Invalid, RowStatus::Duplicate];
 
-pub fn run(args: ValidateArgs) -> Result<Exit, AppError> {
+pub fn run(config: ValidateConfig) -> Result<Exit, AppError> {
     let clock = RunClock::start();
-    let input = InputConfig::try_from(&args.input_args)?;
-    let target = output_target(&args.input, args.output.as_deref(), "validation.csv");
-    if let Some(path) = target.path() {
-        super::refuse_same_file(path, &args.input, "the report file")?;
-    }
-    let mut reader = InputReader::open(&args.input, &input_options(&input))?;
+    let files = &config.files;
+    let mut reader = InputReader::open(&files.input, &config.input.signer_options())?;
     // Hash the input for the manifest beside the run (the row count comes from the run).
     let fingerprint = {
-        let path = args.input.clone();
-        std::thread::spawn(move || crate::manifest::sha256_file(&path))
+        let path = files.input.clone();
+        std::thread::spawn(move || crate::fingerprint::sha256_file(&path))
     };
     let validator = Validator {
-        default_date: input.default_date,
+        default_date: config.input.default_date,
     };
-    // A validation report is derived data: it may be replaced, unlike a results file.
-    let writer = ReportWriter::create::<ResultRecord>(target.clone(), ExistingFile::Overwrite)?;
+    // A validation report is derived data: it may be replaced, unlike a results file (which
+    // `into_writer` refuses to replace).
+    let report = ReportFile::open(&files.report)?;
+    let lock = report.lock();
+    let writer = report.into_writer::<ResultRecord>(files.existing)?;
     let position = Arc::new(ReadPosition::new(reader.size()));
     // Reading and checking on this thread, building and writing the report on another: the two
     // halves cost about the same, and the machine has two cores. Rows travel in batches so the
@@ -59,39 +58,28 @@ pub fn run(args: ValidateArgs) -> Result<Exit, AppError> {
     if tally.total() == 0 {
         eprintln!(
             "note: '{}' has a header but no data rows",
-            args.input.display()
+            files.input.display()
         );
     }
-    let exit = if tally.get("invalid") > 0 {
-        Exit::RowProblems
-    } else {
-        Exit::Success
-    };
+    let exit = Exit::of_run(None, tally.problems());
     let mut summary = RunSummary::new(
         "validate",
         &clock,
         &tally,
         &STATUSES,
-        &args.input,
-        target.to_string(),
+        files.input.clone(),
+        files.report.to_string(),
         exit.code(),
     );
     summary.set_input(fingerprint.join().ok().and_then(Result::ok).map(|sha256| {
-        crate::manifest::InputFingerprint {
+        crate::fingerprint::InputFingerprint {
             sha256,
             rows: tally.total(),
         }
     }));
     summary.duplicate_index_bytes = Some(index_bytes as u64);
-    summary.publish(
-        &tally,
-        &STATUSES,
-        Publish {
-            summary_json: args.summary_json.as_deref(),
-            report: target.path(),
-            append: false,
-        },
-    )?;
+    crate::run::publish(&summary, files)?;
+    drop(lock);
     Ok(exit)
 }
 
@@ -103,7 +91,7 @@ fn write_report(
     mut writer: ReportWriter,
     mut duplicates: DuplicateIndex,
     batches: std::sync::mpsc::Receiver<Vec<Verdict>>,
-) -> Result<(Tally, usize), AppError> {
+) -> Result<(Tally<RowStatus>, usize), AppError> {
     let mut tally = Tally::default();
     for batch in batches {
         for verdict in batch {
@@ -118,28 +106,11 @@ fn write_report(
                     r
                 }
             };
-            tally.add(record.status_word());
+            tally.add(record.status());
             // Dropping the receiver (by returning) stops the reader.
             writer.write_buffered(&record)?;
         }
     }
     writer.finish()?;
     Ok((tally, duplicates.heap_bytes()))
-}
-
-/// The columns `validate` and `confirm` require: `date_agreed` only when no default fills it.
-pub fn input_options(input: &InputConfig) -> InputOptions {
-    let mut required = vec![
-        Column::TenantId,
-        Column::FirstName,
-        Column::LastName,
-        Column::Email,
-    ];
-    if input.default_date.is_none() {
-        required.push(Column::DateAgreed);
-    }
-    InputOptions {
-        delimiter: input.delimiter,
-        required,
-    }
 }

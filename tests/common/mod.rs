@@ -323,14 +323,19 @@ impl Background {
 
     /// Sends SIGINT, as Ctrl-C does.
     pub fn interrupt(&self) {
+        self.signal("INT");
+    }
+
+    /// Sends the signal `name` (`INT`, `TERM`, `HUP`, ...).
+    pub fn signal(&self, name: &str) {
         let pid = self.child.id().to_string();
         let status = Command::new("kill")
-            .args(["-INT", &pid])
+            .args([&format!("-{name}"), &pid])
             .status()
             .expect("run kill");
         assert!(
             status.success(),
-            "kill -INT {pid} failed{}",
+            "kill -{name} {pid} failed{}",
             self.describe()
         );
     }

@@ -1,0 +1,131 @@
+//! Checking one customer: its MCA records, and when nothing current is on record, whether it
+//! accepted the MCA directly. The decision itself is `reconcile`'s.
+
+use chrono::{DateTime, Utc};
+use csv::ByteRecord;
+
+use super::record::StatusRecord;
+use crate::api::{ApiError, PartnerCenterClient};
+use crate::domain::{RowNumber, Signer, TenantId};
+use crate::pipeline::{AbortReason, Job, JobOutcome, RunContext};
+use crate::reconcile::{CustomerState, decide, read_records, same_contact};
+use crate::retry::{RetryPolicy, with_retries};
+use crate::run::breaker::Breaker;
+use crate::run::credentials_message;
+
+/// A customer to check.
+#[derive(Debug)]
+pub struct StatusInput {
+    pub tenant: TenantId,
+    pub signer: Option<Signer>,
+    /// The input's own record, for `--emit-confirm-input`.
+    pub record: ByteRecord,
+}
+
+pub struct StatusJob {
+    pub client: PartnerCenterClient,
+    pub cutoff: DateTime<Utc>,
+    pub policy: RetryPolicy,
+    pub emit: bool,
+    pub breaker: Breaker,
+    pub credentials: String,
+}
+
+impl Job for StatusJob {
+    type Input = StatusInput;
+    type Record = StatusRecord;
+
+    async fn run(
+        &self,
+        row: RowNumber,
+        input: StatusInput,
+        ctx: &RunContext,
+    ) -> JobOutcome<StatusRecord> {
+        let base = StatusRecord::new(row, input.tenant.to_string(), CustomerState::Error);
+        let tenant = &input.tenant;
+        let on_record = with_retries(&self.policy, &ctx.stop, || {
+            self.client.customer_agreements(tenant)
+        })
+        .await;
+        if on_record.sent == 0 {
+            return self.not_sent(on_record.outcome.result.err(), on_record.stopped);
+        }
+        let http_status = on_record.outcome.http_status;
+        let items = match on_record.outcome.result {
+            Ok(items) => items,
+            Err(e) => return self.failed(base, &e, http_status, row, tenant),
+        };
+        let finding = read_records(&items, self.cutoff);
+        let mut record = base;
+        record.http_status = http_status;
+        record.agreements_on_record = Some(items.len());
+        record.signer_matches_input = input
+            .signer
+            .as_ref()
+            .map(|s| items.iter().any(|a| same_contact(a, s)));
+        if let Some(latest) = finding.latest() {
+            record.latest_date_agreed = Some(latest.date);
+            record.latest = Some(latest.record.clone());
+        }
+        if finding.needs_direct_check() {
+            let direct = with_retries(&self.policy, &ctx.stop, || {
+                self.client.direct_signed(tenant)
+            })
+            .await;
+            match direct.outcome.result {
+                Ok(signed) => record.direct_signed = Some(signed),
+                // Stopped before the second call went out: not checked to the end, so no
+                // line; a resumed run checks the customer again.
+                Err(e) if direct.sent == 0 => return self.not_sent(Some(e), direct.stopped),
+                Err(e) => {
+                    return self.failed(record, &e, direct.outcome.http_status, row, tenant);
+                }
+            }
+        }
+        let (state, message) = decide(&finding, record.direct_signed, self.cutoff);
+        record.state = state;
+        record.message = message;
+        record.checked_at = Utc::now();
+        self.breaker.healthy();
+        if self.emit && state.needs_confirmation() {
+            record.emit = Some(input.record);
+        }
+        JobOutcome::Done(record)
+    }
+}
+
+impl StatusJob {
+    /// Nothing went out for the call: no line (a resumed run checks the customer again),
+    /// and the run stops if no token could be had.
+    fn not_sent(&self, error: Option<ApiError>, stopped: bool) -> JobOutcome<StatusRecord> {
+        match error {
+            Some(e) if e.is_unauthorized() && !stopped => JobOutcome::Abort(
+                None,
+                AbortReason::Credentials(credentials_message(&e, &self.credentials)),
+            ),
+            _ => JobOutcome::NotStarted,
+        }
+    }
+
+    fn failed(
+        &self,
+        record: StatusRecord,
+        error: &ApiError,
+        http_status: Option<u16>,
+        row: RowNumber,
+        tenant: &TenantId,
+    ) -> JobOutcome<StatusRecord> {
+        let record = record.error(error, http_status);
+        if error.is_unauthorized() {
+            return JobOutcome::Abort(
+                Some(record),
+                AbortReason::Credentials(credentials_message(error, &self.credentials)),
+            );
+        }
+        tracing::warn!(row = row.0, tenant = %tenant, "could not check: {error}");
+        match self.breaker.failed(error) {
+            Some(tripped) => JobOutcome::Abort(Some(record), AbortReason::Systemic(tripped.0)),
+            None => JobOutcome::Done(record),
+        }
+    }
+}

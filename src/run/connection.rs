@@ -1,0 +1,98 @@
+//! The connection a run talks through: credentials read (or the in-process simulator
+//! started), one client with its rate gate and token source.
+
+use std::sync::Arc;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{ClientOptions, Credentials, PartnerCenterClient, TokenSource};
+use crate::config::{ApiConfig, Endpoint};
+use crate::error::AppError;
+use crate::rate::RequestGate;
+use crate::simulator::{Simulator, SimulatorArgs, SimulatorConfig};
+
+/// A client ready to talk to the configured service, and the in-process simulator behind it
+/// when `--simulator` was given (kept alive as long as the connection).
+#[derive(Debug)]
+pub struct Connection {
+    pub client: PartnerCenterClient,
+    pub base_url: String,
+    simulator: Option<Simulator>,
+}
+
+impl Connection {
+    /// Reads credentials (or starts the simulator) and builds the client. Everything here can
+    /// fail only with exit 2: nothing has been sent yet.
+    pub async fn open(api: &ApiConfig, stop: CancellationToken) -> Result<Self, AppError> {
+        let (base_url, credentials, simulator) = match &api.endpoint {
+            Endpoint::Remote(url) => (url.clone(), Credentials::from_env()?, None),
+            Endpoint::Simulator {
+                existing,
+                unknown_tenants,
+                direct_signed,
+            } => {
+                let files = [
+                    ("--existing", existing),
+                    ("--unknown-tenants", unknown_tenants),
+                    ("--direct-signed", direct_signed),
+                ];
+                let sim = start_simulator(&files).await?;
+                let url = reqwest::Url::parse(&sim.base_url())
+                    .map_err(|e| AppError::Usage(format!("simulator address: {e}")))?;
+                tracing::info!(base_url = %url, "running against the in-process simulator: nothing leaves this machine");
+                // The simulator accepts any bearer token in its default mode.
+                let token = Credentials::AccessToken("simulator".to_string().into());
+                (url, token, Some(sim))
+            }
+        };
+        let options = ClientOptions {
+            base_url: base_url.clone(),
+            timeout: api.timeout,
+            max_connections: api.concurrency,
+        };
+        let tokens = Arc::new(TokenSource::new(credentials, api.timeout));
+        let gate = Arc::new(RequestGate::new(api.rate, stop));
+        let client = PartnerCenterClient::new(&options, tokens, gate)
+            .map_err(|e| AppError::Usage(format!("cannot set up the HTTP client: {e}")))?;
+        Ok(Connection {
+            client,
+            base_url: base_url.as_str().trim_end_matches('/').to_string(),
+            simulator,
+        })
+    }
+
+    pub async fn close(self) {
+        if let Some(sim) = self.simulator {
+            sim.shutdown().await;
+        }
+    }
+}
+
+/// Wraps the simulator's own arguments so its file loading is reused as is.
+#[derive(Debug, Parser)]
+struct InProcessSimulator {
+    #[command(flatten)]
+    args: SimulatorArgs,
+}
+
+async fn start_simulator(
+    files: &[(&str, &Option<std::path::PathBuf>)],
+) -> Result<Simulator, AppError> {
+    let mut argv: Vec<std::ffi::OsString> = vec!["simulator".into()];
+    for (flag, path) in files {
+        if let Some(path) = path {
+            argv.extend([(*flag).into(), path.as_os_str().to_owned()]);
+        }
+    }
+    let parsed = InProcessSimulator::try_parse_from::<_, std::ffi::OsString>(argv)
+        .map_err(|e| AppError::Usage(format!("simulator settings: {e}")))?;
+    let simulator_error =
+        |e: crate::simulator::SimulatorError| AppError::Usage(format!("the simulator failed: {e}"));
+    let mut config = SimulatorConfig::from_args(&parsed.args).map_err(simulator_error)?;
+    config.record_requests = false;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    Simulator::start(config, addr)
+        .await
+        .map_err(simulator_error)
+}

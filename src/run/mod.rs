@@ -1,0 +1,427 @@
+//! The run driver: what every command that sends requests (`confirm`, `status`) gets from
+//! one place, so the commands cannot drift apart. A run
+//! - holds its report file under an exclusive lock from start to end (a second run is
+//!   refused at once) and applies the report's policy (audit record, derived report, resume)
+//!   before anything is sent;
+//! - reads what a resumed report already holds (refusing a redacted one, warning when the
+//!   input changed since the last run);
+//! - watches SIGINT, SIGTERM and SIGHUP;
+//! - runs the pipeline, settles the reader and the writers, maps the outcome to the exit code
+//!   from the rows' status type, and publishes the summary (stderr, `--summary-json`, the
+//!   manifest) while it still holds the lock.
+
+pub mod breaker;
+pub mod connection;
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{ApiError, ApiErrorKind, PartnerCenterClient};
+use crate::config::{ApiConfig, RunFiles};
+use crate::domain::Status;
+use crate::error::{AppError, Exit};
+use crate::files::{print_stdout, replace_private};
+use crate::input::{InputError, InputOptions, InputReader};
+use crate::pipeline::{self, AbortReason, Job, Outputs, RunContext, Work};
+use crate::progress::{Progress, ReadPosition};
+use crate::results::{ExistingFile, LineWriter, OutputTarget, ReportFile, ReportRecord};
+use crate::summary::{RunClock, RunSummary};
+use crate::tally::Tally;
+use connection::Connection;
+
+/// The status type of a run kind's report.
+pub type StatusOf<K> = <<<K as RunKind>::Job as Job>::Record as ReportRecord>::Status;
+/// The work a run kind's reader feeds the pipeline.
+pub type WorkOf<K> =
+    Work<<<K as RunKind>::Job as Job>::Input, <<K as RunKind>::Job as Job>::Record>;
+
+/// Why a run could not start its rows (nothing was sent for any row).
+#[derive(Debug)]
+pub enum NotStarted {
+    /// Exit 3 with this message.
+    Aborted(String),
+    /// A signal arrived first (exit 130).
+    Interrupted,
+}
+
+/// What a command brings to a run; the driver does the rest.
+pub trait RunKind: Send + Sync + Sized + 'static {
+    type Job: Job;
+    /// What a resumed report already has done.
+    type Done: Send + 'static;
+
+    /// The command's name in summaries and manifests.
+    const COMMAND: &'static str;
+    /// The statuses in the order summaries list them.
+    const ORDER: &'static [StatusOf<Self>];
+
+    /// How the input is read (separator, required columns).
+    fn input_options(&self) -> InputOptions;
+
+    /// Reads the report being resumed (its header is checked before anything is cut).
+    fn load_resume(&self, path: &Path) -> Result<Option<Self::Done>, AppError>;
+
+    /// After connecting, before the first row: makes the job (`confirm` fetches the template).
+    fn prepare(
+        &self,
+        client: &PartnerCenterClient,
+        ctx: &RunContext,
+    ) -> impl Future<Output = Result<Self::Job, NotStarted>>;
+
+    /// Reads every row on the reader thread and feeds the pipeline its work, or `None` for a
+    /// row a resumed report already has done (`feed` returns false once the run stopped
+    /// listening).
+    fn read(
+        &self,
+        reader: InputReader,
+        done: Option<Self::Done>,
+        position: &ReadPosition,
+        feed: &mut dyn FnMut(Option<WorkOf<Self>>) -> bool,
+    ) -> Result<(), InputError>;
+
+    /// Fills in what the command adds to the summary (template id, dry run, ...).
+    fn describe_run(&self, _job: Option<&Self::Job>, _summary: &mut RunSummary) {}
+
+    /// What the operator should do next, after the driver's own hints.
+    fn next_steps(&self, ended: &Ended<StatusOf<Self>>) -> Vec<String>;
+}
+
+/// How a run ended, for the command's hints.
+#[derive(Debug)]
+pub struct Ended<S: Status> {
+    pub tally: Tally<S>,
+    pub abort: Option<AbortReason>,
+    /// The report is a file (a resumed run can continue it).
+    pub to_file: bool,
+    pub resumed: bool,
+}
+
+/// Runs `kind` over `files.input` against the service of `api`.
+pub async fn drive<K: RunKind>(
+    kind: K,
+    files: &RunFiles,
+    api: &ApiConfig,
+    show_progress: bool,
+) -> Result<Exit, AppError> {
+    let clock = RunClock::start();
+    let mut reader = InputReader::open(&files.input, &kind.input_options())?;
+    let stop = CancellationToken::new();
+    let conn = Connection::open(api, stop.clone()).await?;
+
+    // The report: locked, its policy applied, and a resumed one read, before anything is sent.
+    let report = ReportFile::open(&files.report)?;
+    report.check_existing(files.existing)?;
+    let created = report.is_empty();
+    let done = match (files.existing, report.regular_path()) {
+        (ExistingFile::Append, Some(path)) => load_for_resume(&kind, path, &files.input)?,
+        _ => None,
+    };
+    let lock = report.lock();
+    let mut writer = report.into_writer::<<K::Job as Job>::Record>(files.existing)?;
+    if files.redact {
+        writer = writer.redact();
+    }
+    let side = match &files.emit {
+        Some(path) => Some(LineWriter::open(
+            path,
+            reader.header(),
+            reader.delimiter(),
+            files.existing == ExistingFile::Append,
+        )?),
+        None => None,
+    };
+    let fingerprint = crate::fingerprint::in_background(&files.input, reader.delimiter());
+    let ctx = Arc::new(RunContext::new(stop));
+    let signals = tokio::spawn(crate::signals::watch(ctx.clone()));
+
+    let has_rows = reader.has_rows()?;
+    let job = if has_rows {
+        match kind.prepare(&conn.client, &ctx).await {
+            Ok(job) => Some(Arc::new(job)),
+            Err(why) => {
+                signals.abort();
+                // Nothing was recorded: leave no header-only file that would block the next run.
+                drop(writer);
+                drop(side);
+                if let (true, Some(path)) = (created, files.report.path()) {
+                    let _ = std::fs::remove_file(path);
+                }
+                drop(lock);
+                conn.close().await;
+                return match why {
+                    NotStarted::Interrupted => {
+                        eprintln!("interrupted before anything was sent");
+                        Ok(Exit::Interrupted)
+                    }
+                    NotStarted::Aborted(message) => Err(AppError::Aborted(message)),
+                };
+            }
+        }
+    } else {
+        eprintln!(
+            "note: '{}' has a header but no data rows: nothing to do",
+            files.input.display()
+        );
+        None
+    };
+
+    let position = Arc::new(ReadPosition::new(reader.size()));
+    let (tx, rx) = mpsc::channel(api.concurrency * 4 + 64);
+    let reader_position = position.clone();
+    let kind = Arc::new(kind);
+    let reader_kind = kind.clone();
+    let reader_task = tokio::task::spawn_blocking(move || {
+        let mut skipped = 0u64;
+        let read = reader_kind.read(reader, done, &reader_position, &mut |work| match work {
+            Some(work) => pipeline::feed(&tx, work),
+            None => {
+                skipped = skipped.saturating_add(1);
+                true
+            }
+        });
+        read.map(|()| skipped)
+    });
+    let outputs = Outputs {
+        report: writer,
+        side,
+        progress: Progress::new(show_progress, position.clone()),
+    };
+    let report = match &job {
+        Some(job) => {
+            pipeline::run(
+                job.clone(),
+                ctx.clone(),
+                api.concurrency,
+                K::ORDER,
+                rx,
+                outputs,
+            )
+            .await
+        }
+        None => {
+            drop(rx);
+            pipeline::PipelineReport {
+                tally: Tally::default(),
+                abort: None,
+                outputs: Some((outputs.report, outputs.side)),
+            }
+        }
+    };
+    signals.abort();
+    let (abort, skipped) = settle(report.abort, reader_task, report.outputs).await;
+    let client = conn.client.clone();
+    let base_url = conn.base_url.clone();
+    conn.close().await;
+
+    let tally = report.tally;
+    let exit = Exit::of_run(abort.as_ref(), tally.problems());
+    let mut summary = RunSummary::new(
+        K::COMMAND,
+        &clock,
+        &tally,
+        K::ORDER,
+        files.input.clone(),
+        files.report.to_string(),
+        exit.code(),
+    );
+    summary.base_url = Some(base_url);
+    summary.redacted = files.redact;
+    summary.aborted = abort.as_ref().map(ToString::to_string);
+    summary.resumed_skipped = (files.existing == ExistingFile::Append).then_some(skipped);
+    summary.set_gate(client.gate());
+    summary.set_input(fingerprint.await.ok().flatten());
+    let index_bytes = position
+        .index_bytes
+        .load(std::sync::atomic::Ordering::Relaxed);
+    summary.duplicate_index_bytes = (index_bytes > 0).then_some(index_bytes);
+    kind.describe_run(job.as_deref(), &mut summary);
+    if let Some(reason) = &abort {
+        tracing::error!("run stopped: {reason}");
+    }
+    publish(&summary, files)?;
+    drop(lock);
+
+    let ended = Ended {
+        tally,
+        abort,
+        to_file: files.report.path().is_some(),
+        resumed: files.existing == ExistingFile::Append,
+    };
+    for hint in resume_hint(&ended)
+        .into_iter()
+        .chain(kind.next_steps(&ended))
+    {
+        eprintln!("{hint}");
+    }
+    Ok(exit)
+}
+
+/// Reads a report for `--resume`: refuses a redacted one, warns when the input changed.
+fn load_for_resume<K: RunKind>(
+    kind: &K,
+    report: &Path,
+    input: &Path,
+) -> Result<Option<K::Done>, AppError> {
+    if crate::resume::manifest_says_redacted(report) {
+        return Err(AppError::Usage(
+            crate::resume::ResumeError::Redacted {
+                path: report.to_path_buf(),
+            }
+            .to_string(),
+        ));
+    }
+    if let Ok(sha) = crate::fingerprint::sha256_file(input)
+        && let Some(warning) = crate::resume::input_changed_warning(report, &sha)
+    {
+        tracing::warn!("{warning}");
+    }
+    let done = kind.load_resume(report)?;
+    if done.is_some() {
+        tracing::info!(
+            "resuming '{}': what is already done there is not done again",
+            report.display()
+        );
+    }
+    Ok(done)
+}
+
+/// After the pipeline: joins the reader and finishes the outputs, keeping the first reason
+/// the run stopped for (the pipeline's, then the reader's, then the outputs').
+async fn settle(
+    mut abort: Option<AbortReason>,
+    reader: tokio::task::JoinHandle<Result<u64, InputError>>,
+    outputs: Option<(crate::results::ReportWriter, Option<LineWriter>)>,
+) -> (Option<AbortReason>, u64) {
+    let skipped = match reader.await {
+        Ok(Ok(skipped)) => skipped,
+        Ok(Err(e)) => {
+            abort.get_or_insert(AbortReason::Input(e.to_string()));
+            0
+        }
+        Err(e) => {
+            abort.get_or_insert(AbortReason::Internal(format!("the reader stopped: {e}")));
+            0
+        }
+    };
+    if let Some((writer, side)) = outputs {
+        if let Err(e) = writer.finish() {
+            abort.get_or_insert(AbortReason::Output(e.to_string()));
+        }
+        if let Some(Err(e)) = side.map(LineWriter::finish) {
+            abort.get_or_insert(AbortReason::Output(e.to_string()));
+        }
+    }
+    (abort, skipped)
+}
+
+/// Prints the summary on stderr, writes `--summary-json` (a file, or stdout for `-`) and the
+/// manifest beside a report in a regular file.
+pub fn publish(summary: &RunSummary, files: &RunFiles) -> Result<(), AppError> {
+    eprintln!("{}", summary.describe());
+    let json = || {
+        summary
+            .to_json()
+            .map_err(|e| AppError::Aborted(format!("cannot write the summary: {e}")))
+    };
+    match &files.summary_json {
+        Some(OutputTarget::Stdout) => print_stdout(json()?.as_bytes())
+            .map_err(|e| AppError::Aborted(format!("cannot write the summary: {e}")))?,
+        Some(OutputTarget::File(path)) => {
+            replace_private(path, json()?.as_bytes()).map_err(|e| {
+                AppError::Aborted(format!(
+                    "cannot write the summary '{}': {e}",
+                    path.display()
+                ))
+            })?
+        }
+        None => {}
+    }
+    if let (Some(_), OutputTarget::File(report)) = (files.manifest(), &files.report) {
+        let append = files.existing == ExistingFile::Append;
+        crate::manifest::record(report, summary, append).map_err(|e| {
+            AppError::Aborted(format!(
+                "cannot write the manifest beside '{}': {e}",
+                report.display()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// The driver's own hint: how to continue a run that stopped early.
+fn resume_hint<S: Status>(ended: &Ended<S>) -> Option<String> {
+    let reason = ended.abort.as_ref()?;
+    let mut hint = String::new();
+    if matches!(reason, AbortReason::Output(_)) {
+        hint.push_str("rows in flight when the file failed were sent but could not be recorded: on resume they come back already on record, never sent twice\n");
+    }
+    if ended.to_file {
+        hint.push_str(&format!(
+            "every finished row that could be written is in the report; to continue once the cause is fixed:\n  {}",
+            resume_command()
+        ));
+    } else {
+        hint.push_str("every finished row was written to standard output; to continue, run again with -o FILE (rows already on record come back already done)");
+    }
+    Some(hint)
+}
+
+/// The command line that continues this run: the same arguments, with `--resume`.
+pub fn resume_command() -> String {
+    let mut args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if !args.iter().any(|a| a == "--resume") {
+        args.push("--resume".into());
+    }
+    args.iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn shell_quote(arg: &str) -> String {
+    if !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c))
+    {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+/// The message for credentials Partner Center (or the token authority) refused.
+pub fn credentials_message(error: &ApiError, credentials: &str) -> String {
+    if error.kind == ApiErrorKind::Credentials {
+        return format!("no access token: {}", error.message);
+    }
+    let mfa = if error
+        .code
+        .as_deref()
+        .is_some_and(|c| c == "10001" || c == "900421")
+    {
+        " The sign-in behind the token did not use multi-factor authentication (error 10001: MFA required; 900421: the token has no MFA claim, enforced since 2026-04-01): sign in again with MFA and get a new App+User token."
+    } else {
+        " Check that it is a current App+User token for the partner tenant, issued with multi-factor authentication (errors 10001 and 900421 mean MFA is missing)."
+    };
+    format!("Partner Center refused {credentials} ({error}).{mfa}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting_keeps_plain_words_and_quotes_the_rest() {
+        assert_eq!(shell_quote("wave1.csv"), "wave1.csv");
+        assert_eq!(shell_quote("--rate=5/s"), "--rate=5/s");
+        assert_eq!(shell_quote("my file.csv"), "'my file.csv'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+}
