@@ -15,7 +15,7 @@ use crate::files::{is_null_device, is_special, same_file};
 use crate::input::{Column, InputOptions};
 use crate::manifest::manifest_path;
 use crate::rate::Rate;
-use crate::results::{ExistingFile, OutputTarget};
+use crate::results::{OutputTarget, ReportMode};
 use crate::validation::{parse_date_agreed, parse_datetime};
 
 /// Where requests go and how fast.
@@ -131,7 +131,7 @@ pub struct RunFiles {
     /// The results or report file.
     pub report: OutputTarget,
     /// What the run may do with a report that already holds lines.
-    pub existing: ExistingFile,
+    pub mode: ReportMode,
     pub summary_json: Option<OutputTarget>,
     /// `status --emit-confirm-input`.
     pub emit: Option<PathBuf>,
@@ -146,11 +146,11 @@ impl RunFiles {
         input: &Path,
         output: Option<&Path>,
         suffix: &str,
-        existing: ExistingFile,
+        existing: ReportMode,
         summary_json: Option<&Path>,
     ) -> Result<Self, AppError> {
         let report = output_target(input, output, suffix);
-        if existing == ExistingFile::Append && report == OutputTarget::Stdout {
+        if existing.resumes() && report == OutputTarget::Stdout {
             return Err(AppError::Usage(
                 "--resume needs a results or report file: it cannot continue standard output (-o -)"
                     .into(),
@@ -159,7 +159,7 @@ impl RunFiles {
         Ok(RunFiles {
             input: input.to_path_buf(),
             report,
-            existing,
+            mode: existing,
             summary_json: summary_json.map(OutputTarget::parse),
             emit: None,
             redact: false,
@@ -251,9 +251,9 @@ impl TryFrom<&ConfirmArgs> for ConfirmConfig {
 
     fn try_from(args: &ConfirmArgs) -> Result<Self, AppError> {
         let existing = if args.resume {
-            ExistingFile::Append
+            ReportMode::AuditResume
         } else {
-            ExistingFile::Refuse
+            ReportMode::Audit
         };
         // A dry run never writes the results file a real run uses: the real run would then be
         // refused, or with --resume find nothing done and send every row.
@@ -298,9 +298,9 @@ impl TryFrom<&StatusArgs> for StatusConfig {
 
     fn try_from(args: &StatusArgs) -> Result<Self, AppError> {
         let existing = if args.resume {
-            ExistingFile::Append
+            ReportMode::DerivedResume
         } else {
-            ExistingFile::Overwrite
+            ReportMode::Derived
         };
         let mut files = RunFiles::plan(
             &args.input,
@@ -344,7 +344,7 @@ impl TryFrom<&ValidateArgs> for ValidateConfig {
             &args.input,
             args.output.as_deref(),
             "validation.csv",
-            ExistingFile::Overwrite,
+            ReportMode::Derived,
             args.summary_json.as_deref(),
         )?;
         files.check()?;

@@ -272,7 +272,7 @@ pub fn feed<I, R>(tx: &mpsc::Sender<Work<I, R>>, work: Work<I, R>) -> bool {
 mod tests {
     use super::*;
     use crate::domain::RowStatus;
-    use crate::results::{ExistingFile, OutputTarget, ResultRecord};
+    use crate::results::{OutputTarget, ReportMode, ResultRecord};
 
     /// Confirms every row but panics on row 3.
     struct Panicky;
@@ -299,7 +299,7 @@ mod tests {
         let path = dir.path().join("r.csv");
         let writer = ReportWriter::create::<ResultRecord>(
             OutputTarget::File(path.clone()),
-            ExistingFile::Refuse,
+            ReportMode::Audit,
         )
         .unwrap();
         let (tx, rx) = mpsc::channel(16);

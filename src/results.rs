@@ -244,16 +244,38 @@ impl std::fmt::Display for OutputTarget {
     }
 }
 
-/// What a run may do with a report file that already holds lines.
+/// What a report file is, and so what a run may do with one that already holds lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExistingFile {
-    /// An audit record (`confirm`): a non-empty file is left untouched and the run refused.
-    Refuse,
-    /// A derived report (`status`, `validate`): replaced, unless it is a `confirm` results
-    /// file, which is an audit record and never replaced.
-    Overwrite,
-    /// `--resume`: lines are added after the ones it has.
-    Append,
+pub enum ReportMode {
+    /// A `confirm` results file, an audit record: a file that holds lines is refused and left
+    /// untouched.
+    Audit,
+    /// `confirm --resume`: lines are added after the ones the file has.
+    AuditResume,
+    /// A derived report (`status`, `validate`): replaced, but only by a run that completes.
+    /// Until then the new report is written beside it (`<report>.partial`), so a run that
+    /// stops early never destroys the last complete report. Never a `confirm` results file.
+    Derived,
+    /// `status --resume`: continues the partial report of a run that stopped early (or the
+    /// report itself when there is none).
+    DerivedResume,
+}
+
+impl ReportMode {
+    pub fn resumes(self) -> bool {
+        matches!(self, ReportMode::AuditResume | ReportMode::DerivedResume)
+    }
+
+    fn is_derived(self) -> bool {
+        matches!(self, ReportMode::Derived | ReportMode::DerivedResume)
+    }
+}
+
+/// Where a derived report is written until its run completes.
+pub fn partial_path(report: &Path) -> PathBuf {
+    let mut name = report.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -285,13 +307,19 @@ pub enum OutputError {
 pub struct ReportFile {
     target: OutputTarget,
     opened: Opened,
+    mode: ReportMode,
 }
 
 #[derive(Debug)]
 enum Opened {
     Stdout,
     Stream(File),
-    Regular(File),
+    /// The report itself (locked), and where this run writes: the report, or its partial
+    /// file for a derived report that is replaced only when the run completes.
+    Regular {
+        file: File,
+        writes: PathBuf,
+    },
 }
 
 /// Keeps a run's report file locked until dropped (after the manifest is written).
@@ -299,14 +327,16 @@ enum Opened {
 pub struct RunLock(#[allow(dead_code)] Option<File>);
 
 impl ReportFile {
-    /// Opens the target, creating a missing file (owner-only), and takes the run's exclusive
-    /// lock on a regular file: a second run on the same file is refused at once.
-    pub fn open(target: &OutputTarget) -> Result<Self, OutputError> {
+    /// Opens the target, creating a missing file (owner-only), takes the run's exclusive lock
+    /// on a regular file (a second run on the same file is refused at once), and applies the
+    /// mode's policy for what the file already holds, all before anything is sent.
+    pub fn open(target: &OutputTarget, mode: ReportMode) -> Result<Self, OutputError> {
         let path = match target {
             OutputTarget::Stdout => {
                 return Ok(ReportFile {
                     target: target.clone(),
                     opened: Opened::Stdout,
+                    mode,
                 });
             }
             OutputTarget::File(p) => p,
@@ -327,6 +357,7 @@ impl ReportFile {
             return Ok(ReportFile {
                 target: target.clone(),
                 opened: Opened::Stream(file),
+                mode,
             });
         }
         let file = private_options()
@@ -342,9 +373,27 @@ impl ReportFile {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(create_err(e)),
         }
+        let holds_lines = file.metadata().map_err(create_err)?.len() > 0;
+        let partial = partial_path(path);
+        let writes = match mode {
+            ReportMode::Audit if holds_lines => {
+                return Err(OutputError::Exists { path: path.clone() });
+            }
+            ReportMode::Audit | ReportMode::AuditResume => path.clone(),
+            ReportMode::Derived | ReportMode::DerivedResume if is_confirm_results(path) => {
+                return Err(OutputError::AuditRecord { path: path.clone() });
+            }
+            ReportMode::Derived if holds_lines => partial,
+            ReportMode::Derived => path.clone(),
+            ReportMode::DerivedResume if std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0) => {
+                partial
+            }
+            ReportMode::DerivedResume => path.clone(),
+        };
         Ok(ReportFile {
             target: target.clone(),
-            opened: Opened::Regular(file),
+            opened: Opened::Regular { file, writes },
+            mode,
         })
     }
 
@@ -352,78 +401,64 @@ impl ReportFile {
         &self.target
     }
 
-    /// The path of a regular file (the one a manifest sits beside and `--resume` reads).
+    /// The regular file this run writes (and `--resume` reads, and the manifest sits beside):
+    /// the report, or its partial file.
     pub fn regular_path(&self) -> Option<&Path> {
-        match (&self.opened, &self.target) {
-            (Opened::Regular(_), OutputTarget::File(p)) => Some(p),
+        match &self.opened {
+            Opened::Regular { writes, .. } => Some(writes),
             _ => None,
         }
     }
 
-    /// Bytes the file holds now (0 for streams).
-    pub fn len(&self) -> u64 {
-        match &self.opened {
-            Opened::Regular(f) => f.metadata().map_or(0, |m| m.len()),
-            _ => 0,
-        }
-    }
-
+    /// Whether the file this run writes holds nothing yet (a file it may remove again when
+    /// the run ends before anything is recorded).
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.regular_path()
+            .is_none_or(|p| std::fs::metadata(p).map_or(true, |m| m.len() == 0))
     }
 
-    /// Applies the policy for what the file already holds, before anything is sent.
-    pub fn check_existing(&self, existing: ExistingFile) -> Result<(), OutputError> {
-        let Some(path) = self.regular_path() else {
-            return Ok(());
-        };
-        match existing {
-            ExistingFile::Refuse if !self.is_empty() => Err(OutputError::Exists {
-                path: path.to_path_buf(),
-            }),
-            ExistingFile::Overwrite if is_confirm_results(path) => Err(OutputError::AuditRecord {
-                path: path.to_path_buf(),
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    /// A handle that keeps the lock after the writer is gone.
+    /// A handle that keeps the lock after the writer is gone, and replaces the report with
+    /// the partial file when the run completes.
     pub fn lock(&self) -> RunLock {
         match &self.opened {
-            Opened::Regular(f) => RunLock(f.try_clone().ok()),
+            Opened::Regular { file, .. } => RunLock(file.try_clone().ok()),
             _ => RunLock(None),
         }
     }
 
-    /// The writer for the run: `existing` says whether lines are added after the file's own
-    /// (`Append`) or the file starts anew; a file that starts anew gets `R`'s header.
-    pub fn into_writer<R: ReportRecord>(
-        self,
-        existing: ExistingFile,
-    ) -> Result<ReportWriter, OutputError> {
-        self.check_existing(existing)?;
-        let path = self
-            .target
-            .path()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        let err = |source| OutputError::Create {
-            path: path.clone(),
-            source,
-        };
+    /// The writer for the run; a file that starts anew gets `R`'s header.
+    pub fn into_writer<R: ReportRecord>(self) -> Result<ReportWriter, OutputError> {
         let (out, sync, starts_anew): (Box<dyn Write + Send>, Option<File>, bool) =
             match self.opened {
                 Opened::Stdout => (Box::new(io::stdout()), None, true),
                 Opened::Stream(f) => (Box::new(f), None, true),
-                Opened::Regular(f) => {
-                    if existing == ExistingFile::Overwrite {
-                        f.set_len(0).map_err(err)?;
-                    }
-                    let empty = f.metadata().map_err(err)?.len() == 0;
-                    let sync = f.try_clone().map_err(err)?;
+                Opened::Regular { file, writes } => {
+                    let err = |source| OutputError::Create {
+                        path: writes.clone(),
+                        source,
+                    };
+                    let staged =
+                        self.mode.is_derived() && self.target.path().is_some_and(|p| p != writes);
+                    let file = if staged {
+                        // The partial file: a new run starts it anew, a resumed one adds to it.
+                        let mut options = private_options();
+                        options.create(true).append(true);
+                        let f = options.open(&writes).map_err(err)?;
+                        if self.mode == ReportMode::Derived {
+                            f.set_len(0).map_err(err)?;
+                        }
+                        drop(file);
+                        f
+                    } else {
+                        if self.mode == ReportMode::Derived {
+                            file.set_len(0).map_err(err)?;
+                        }
+                        file
+                    };
+                    let empty = file.metadata().map_err(err)?.len() == 0;
+                    let sync = file.try_clone().map_err(err)?;
                     (
-                        Box::new(BufWriter::with_capacity(64 * 1024, f)),
+                        Box::new(BufWriter::with_capacity(64 * 1024, file)),
                         Some(sync),
                         empty,
                     )
@@ -445,6 +480,20 @@ impl ReportFile {
         }
         Ok(writer)
     }
+}
+
+/// Replaces `report` with `written`, the partial file of a derived report whose run completed,
+/// and moves its manifest along (a no-op when the run wrote the report itself).
+pub fn promote(report: &Path, written: &Path) -> io::Result<()> {
+    if report == written {
+        return Ok(());
+    }
+    std::fs::rename(written, report)?;
+    let manifest = crate::manifest::manifest_path(written);
+    if manifest.exists() {
+        std::fs::rename(manifest, crate::manifest::manifest_path(report))?;
+    }
+    Ok(())
 }
 
 /// Whether `path` is the results file of a `confirm` run: the results header, and either a
@@ -515,9 +564,9 @@ impl ReportWriter {
     /// goes through [`ReportFile`] to hold the lock for its whole length).
     pub fn create<R: ReportRecord>(
         target: OutputTarget,
-        existing: ExistingFile,
+        mode: ReportMode,
     ) -> Result<Self, OutputError> {
-        ReportFile::open(&target)?.into_writer::<R>(existing)
+        ReportFile::open(&target, mode)?.into_writer::<R>()
     }
 
     pub fn target(&self) -> &OutputTarget {
@@ -709,7 +758,7 @@ mod tests {
         std::fs::write(&path, "keep me").unwrap();
         let err = ReportWriter::create::<ResultRecord>(
             OutputTarget::File(path.clone()),
-            ExistingFile::Refuse,
+            ReportMode::Audit,
         )
         .unwrap_err();
         assert!(matches!(err, OutputError::Exists { .. }));
@@ -722,7 +771,7 @@ mod tests {
         let path = dir.path().join("r.csv");
         let mut w = ReportWriter::create::<ResultRecord>(
             OutputTarget::File(path.clone()),
-            ExistingFile::Refuse,
+            ReportMode::Audit,
         )
         .unwrap();
         let rec = ResultRecord {

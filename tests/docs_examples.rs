@@ -343,11 +343,13 @@ fn expect_manifest(report: &Path, exit_code: i64) {
     assert!(last["input_sha256"].as_str().is_some_and(|s| s.len() == 64));
 }
 
-/// The rows of `todo` are those of the missing customers, with every input column.
+/// The rows of `todo` are those of the missing customers, with every input column, then the
+/// customer's state and latest date on record.
 fn expect_todo(todo: &Path) {
     let text = fs::read_to_string(todo).unwrap();
     let mut lines = text.lines();
-    assert_eq!(lines.next(), CUSTOMERS.lines().next());
+    let header = CUSTOMERS.lines().next().map(|h| format!("{h},state,latest_date_agreed"));
+    assert_eq!(lines.next().map(str::to_string), header);
     let mut tenants: Vec<&str> = lines.map(|l| l.split(',').next().unwrap()).collect();
     tenants.sort();
     assert_eq!(tenants, [MISSING_A, MISSING_B], "{text}");

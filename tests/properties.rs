@@ -11,7 +11,7 @@ use chrono::{DateTime, Datelike, TimeZone, Utc};
 use mca_attest::domain::{RowNumber, RowStatus, Signer, SignerKey, TenantId, rfc3339};
 use mca_attest::input::{Column, InputOptions, InputReader, RawFields};
 use mca_attest::results::{
-    ExistingFile, OutputTarget, RESULTS_HEADER, ReportRecord, ReportWriter, ResultRecord,
+    OutputTarget, RESULTS_HEADER, ReportMode, ReportRecord, ReportWriter, ResultRecord,
     escape_formula,
 };
 use mca_attest::resume::{self, unescape};
@@ -270,11 +270,9 @@ fn result_record() -> impl Strategy<Value = ResultRecord> {
 fn write_and_read_back(records: &[ResultRecord]) -> Result<Vec<Vec<String>>, TestCaseError> {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("results.csv");
-    let mut writer = ReportWriter::create::<ResultRecord>(
-        OutputTarget::File(path.clone()),
-        ExistingFile::Overwrite,
-    )
-    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let mut writer =
+        ReportWriter::create::<ResultRecord>(OutputTarget::File(path.clone()), ReportMode::Derived)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
     for r in records {
         writer
             .write(r)
@@ -375,7 +373,7 @@ proptest! {
         let path = dir.path().join("results.csv");
         let mut writer = ReportWriter::create::<ResultRecord>(
             OutputTarget::File(path.clone()),
-            ExistingFile::Overwrite,
+            ReportMode::Derived,
         )
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
         for (n, s) in signers.iter().enumerate() {

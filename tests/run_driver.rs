@@ -490,3 +490,83 @@ async fn resuming_with_a_changed_input_warns_with_both_hashes() {
         "only the new row is sent{run}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_run_that_stops_early_keeps_the_last_complete_report() {
+    let sim = start_simulator(SimulatorConfig {
+        latency: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
+    let wd = Workdir::new();
+    let customers = Customer::many(30);
+    wd.create_customers("in.csv", &customers);
+    let base = sim.base_url();
+    let args = [
+        "status",
+        "in.csv",
+        "-o",
+        "report.csv",
+        "--base-url",
+        &base,
+        "--rate",
+        "1000/s",
+        "--no-progress",
+    ];
+    let mut first = wd.command(args);
+    first.env("PARTNER_CENTER_ACCESS_TOKEN", common::TEST_TOKEN);
+    first.run_async().await.expect_code(1);
+    let complete = wd.read_bytes("report.csv");
+    let complete_manifest = wd.read_bytes("report.csv.manifest.json");
+
+    let slow = [
+        "status",
+        "in.csv",
+        "-o",
+        "report.csv",
+        "--base-url",
+        &base,
+        "--rate",
+        "10/s",
+        "--no-progress",
+    ];
+    let mut again = wd.spawn_with_token(&slow, "again.stderr");
+    let gets_before = sim.stats().agreement_gets;
+    wait_until(
+        Duration::from_secs(20),
+        || sim.stats().agreement_gets >= gets_before + 3,
+        || format!("the second run's calls{}", again.describe()),
+    )
+    .await;
+    again.interrupt();
+    let status = again.wait(Duration::from_secs(20)).await;
+    assert_eq!(status.code(), Some(130), "{}", again.describe());
+    assert_eq!(
+        wd.read_bytes("report.csv"),
+        complete,
+        "the complete report is kept"
+    );
+    assert_eq!(
+        wd.read_bytes("report.csv.manifest.json"),
+        complete_manifest,
+        "and its manifest"
+    );
+    assert!(wd.exists("report.csv.partial"), "{}", again.describe());
+    assert!(
+        again.stderr().contains("report.csv.partial"),
+        "{}",
+        again.describe()
+    );
+
+    let mut resume = wd.command(args);
+    resume
+        .arg("--resume")
+        .env("PARTNER_CENTER_ACCESS_TOKEN", common::TEST_TOKEN);
+    let run = resume.run_async().await;
+    run.expect_code(1);
+    assert!(!wd.exists("report.csv.partial"), "{run}");
+    let text = wd.read("report.csv");
+    let rows = Results::parse(&text).expect("valid CSV").rows;
+    let distinct: BTreeSet<u64> = rows.iter().map(|r| r.row()).collect();
+    assert_eq!((rows.len(), distinct.len()), (30, 30), "{text}{run}");
+}

@@ -598,15 +598,24 @@ async fn emit_confirm_input_holds_the_input_rows_of_missing_and_stale_customers_
     .await;
 
     run.expect_code(1);
-    let (input_header, input_rows) = read_records(&wd.path("in.csv"), &run);
+    let (mut input_header, input_rows) = read_records(&wd.path("in.csv"), &run);
     let (emitted_header, emitted) = read_records(&wd.path("todo.csv"), &run);
+    input_header.extend(["state".to_string(), "latest_date_agreed".to_string()]);
     assert_eq!(
         emitted_header, input_header,
-        "the input's header first{run}"
+        "the input's header first, then state and latest_date_agreed{run}"
     );
     let expected: BTreeSet<Vec<String>> = input_rows
         .into_iter()
-        .filter(|r| r[0] == "A-2" || r[0] == "A-4")
+        .filter_map(|mut r| {
+            let extra: [&str; 2] = match r[0].as_str() {
+                "A-2" => ["stale", "2021-02-03T00:00:00Z"],
+                "A-4" => ["missing", ""],
+                _ => return None,
+            };
+            r.extend(extra.map(str::to_string));
+            Some(r)
+        })
         .collect();
     let emitted: BTreeSet<Vec<String>> = emitted.into_iter().collect();
     assert_eq!(

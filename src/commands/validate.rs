@@ -29,9 +29,10 @@ pub fn run(config: ValidateConfig) -> Result<Exit, AppError> {
     };
     // A validation report is derived data: it may be replaced, unlike a results file (which
     // `into_writer` refuses to replace).
-    let report = ReportFile::open(&files.report)?;
+    let report = ReportFile::open(&files.report, files.mode)?;
+    let written = report.regular_path().map(std::path::Path::to_path_buf);
     let lock = report.lock();
-    let writer = report.into_writer::<ResultRecord>(files.existing)?;
+    let writer = report.into_writer::<ResultRecord>()?;
     let position = Arc::new(ReadPosition::new(reader.size()));
     // Reading and checking on this thread, building and writing the report on another: the two
     // halves cost about the same, and the machine has two cores. Rows travel in batches so the
@@ -78,7 +79,12 @@ pub fn run(config: ValidateConfig) -> Result<Exit, AppError> {
         }
     }));
     summary.duplicate_index_bytes = Some(index_bytes as u64);
-    crate::run::publish(&summary, files)?;
+    crate::run::publish(&summary, files, written.as_deref())?;
+    if let (Some(written), Some(report)) = (&written, files.report.path()) {
+        crate::results::promote(report, written).map_err(|e| {
+            AppError::Aborted(format!("cannot replace '{}': {e}", report.display()))
+        })?;
+    }
     drop(lock);
     Ok(exit)
 }

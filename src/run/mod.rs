@@ -28,7 +28,7 @@ use crate::files::{print_stdout, replace_private};
 use crate::input::{InputError, InputOptions, InputReader};
 use crate::pipeline::{self, AbortReason, Job, Outputs, RunContext, Work};
 use crate::progress::{Progress, ReadPosition};
-use crate::results::{ExistingFile, LineWriter, OutputTarget, ReportFile, ReportRecord};
+use crate::results::{LineWriter, OutputTarget, ReportFile, ReportRecord, promote};
 use crate::summary::{RunClock, RunSummary};
 use crate::tally::Tally;
 use connection::Connection;
@@ -83,6 +83,11 @@ pub trait RunKind: Send + Sync + Sized + 'static {
         feed: &mut dyn FnMut(Option<WorkOf<Self>>) -> bool,
     ) -> Result<(), InputError>;
 
+    /// The header of the side output (`--emit-confirm-input`), from the input's header.
+    fn side_header(&self, input: &csv::ByteRecord) -> csv::ByteRecord {
+        input.clone()
+    }
+
     /// Fills in what the command adds to the summary (template id, dry run, ...).
     fn describe_run(&self, _job: Option<&Self::Job>, _summary: &mut RunSummary) {}
 
@@ -98,6 +103,9 @@ pub struct Ended<S: Status> {
     /// The report is a file (a resumed run can continue it).
     pub to_file: bool,
     pub resumed: bool,
+    /// A derived report this run did not complete: the last complete report is kept, and
+    /// this run's lines are in this partial file.
+    pub kept: Option<std::path::PathBuf>,
 }
 
 /// Runs `kind` over `files.input` against the service of `api`.
@@ -113,24 +121,26 @@ pub async fn drive<K: RunKind>(
     let conn = Connection::open(api, stop.clone()).await?;
 
     // The report: locked, its policy applied, and a resumed one read, before anything is sent.
-    let report = ReportFile::open(&files.report)?;
-    report.check_existing(files.existing)?;
+    let report = ReportFile::open(&files.report, files.mode)?;
     let created = report.is_empty();
-    let done = match (files.existing, report.regular_path()) {
-        (ExistingFile::Append, Some(path)) => load_for_resume(&kind, path, &files.input)?,
+    // The file this run writes: the report, or the partial file beside a derived report
+    // that only a complete run replaces.
+    let written = report.regular_path().map(Path::to_path_buf);
+    let done = match &written {
+        Some(path) if files.mode.resumes() => load_for_resume(&kind, path, &files.input)?,
         _ => None,
     };
     let lock = report.lock();
-    let mut writer = report.into_writer::<<K::Job as Job>::Record>(files.existing)?;
+    let mut writer = report.into_writer::<<K::Job as Job>::Record>()?;
     if files.redact {
         writer = writer.redact();
     }
     let side = match &files.emit {
         Some(path) => Some(LineWriter::open(
             path,
-            reader.header(),
+            &kind.side_header(reader.header()),
             reader.delimiter(),
-            files.existing == ExistingFile::Append,
+            files.mode.resumes(),
         )?),
         None => None,
     };
@@ -147,7 +157,7 @@ pub async fn drive<K: RunKind>(
                 // Nothing was recorded: leave no header-only file that would block the next run.
                 drop(writer);
                 drop(side);
-                if let (true, Some(path)) = (created, files.report.path()) {
+                if let (true, Some(path)) = (created, &written) {
                     let _ = std::fs::remove_file(path);
                 }
                 drop(lock);
@@ -231,7 +241,7 @@ pub async fn drive<K: RunKind>(
     summary.base_url = Some(base_url);
     summary.redacted = files.redact;
     summary.aborted = abort.as_ref().map(ToString::to_string);
-    summary.resumed_skipped = (files.existing == ExistingFile::Append).then_some(skipped);
+    summary.resumed_skipped = (files.mode.resumes()).then_some(skipped);
     summary.set_gate(client.gate());
     summary.set_input(fingerprint.await.ok().flatten());
     let index_bytes = position
@@ -242,14 +252,24 @@ pub async fn drive<K: RunKind>(
     if let Some(reason) = &abort {
         tracing::error!("run stopped: {reason}");
     }
-    publish(&summary, files)?;
+    publish(&summary, files, written.as_deref())?;
+    if let (None, Some(written), Some(report)) = (&abort, &written, files.report.path()) {
+        promote(report, written).map_err(|e| {
+            AppError::Aborted(format!(
+                "the run completed, but its report '{}' could not replace '{}': {e}",
+                written.display(),
+                report.display()
+            ))
+        })?;
+    }
     drop(lock);
 
     let ended = Ended {
         tally,
         abort,
         to_file: files.report.path().is_some(),
-        resumed: files.existing == ExistingFile::Append,
+        resumed: files.mode.resumes(),
+        kept: written.filter(|w| files.report.path().is_some_and(|r| r != w)),
     };
     for hint in resume_hint(&ended)
         .into_iter()
@@ -319,8 +339,12 @@ async fn settle(
 }
 
 /// Prints the summary on stderr, writes `--summary-json` (a file, or stdout for `-`) and the
-/// manifest beside a report in a regular file.
-pub fn publish(summary: &RunSummary, files: &RunFiles) -> Result<(), AppError> {
+/// manifest beside `written`, the regular file the run wrote (none for a stream).
+pub fn publish(
+    summary: &RunSummary,
+    files: &RunFiles,
+    written: Option<&Path>,
+) -> Result<(), AppError> {
     eprintln!("{}", summary.describe());
     let json = || {
         summary
@@ -340,8 +364,8 @@ pub fn publish(summary: &RunSummary, files: &RunFiles) -> Result<(), AppError> {
         }
         None => {}
     }
-    if let (Some(_), OutputTarget::File(report)) = (files.manifest(), &files.report) {
-        let append = files.existing == ExistingFile::Append;
+    if let Some(report) = written {
+        let append = files.mode.resumes();
         crate::manifest::record(report, summary, append).map_err(|e| {
             AppError::Aborted(format!(
                 "cannot write the manifest beside '{}': {e}",
@@ -358,6 +382,12 @@ fn resume_hint<S: Status>(ended: &Ended<S>) -> Option<String> {
     let mut hint = String::new();
     if matches!(reason, AbortReason::Output(_)) {
         hint.push_str("rows in flight when the file failed were sent but could not be recorded: on resume they come back already on record, never sent twice\n");
+    }
+    if let Some(partial) = &ended.kept {
+        hint.push_str(&format!(
+            "the last complete report is kept; this run's lines are in '{}'\n",
+            partial.display()
+        ));
     }
     if ended.to_file {
         hint.push_str(&format!(

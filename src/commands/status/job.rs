@@ -88,7 +88,16 @@ impl Job for StatusJob {
         record.checked_at = Utc::now();
         self.breaker.healthy();
         if self.emit && state.needs_confirmation() {
-            record.emit = Some(input.record);
+            let mut line = input.record;
+            line.push_field(state.as_str().as_bytes());
+            line.push_field(
+                record
+                    .latest_date_agreed
+                    .map(crate::domain::rfc3339)
+                    .unwrap_or_default()
+                    .as_bytes(),
+            );
+            record.emit = Some(line);
         }
         JobOutcome::Done(record)
     }

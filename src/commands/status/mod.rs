@@ -8,12 +8,13 @@ mod record;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
+use csv::ByteRecord;
 
 use crate::api::PartnerCenterClient;
 use crate::config::StatusConfig;
 use crate::domain::{Signer, Status, TenantId};
 use crate::error::{AppError, Exit};
-use crate::input::{Column, InputError, InputOptions, InputReader, RawRow};
+use crate::input::{Column, InputError, InputOptions, InputReader, RawRow, normalise_header};
 use crate::pipeline::{RunContext, Work};
 use crate::progress::ReadPosition;
 use crate::reconcile::CustomerState;
@@ -92,9 +93,17 @@ impl RunKind for Reconcile {
         let has_signer = [Column::FirstName, Column::LastName, Column::Email]
             .iter()
             .all(|c| reader.columns().get(*c).is_some());
+        let header = reader.header().clone();
         reader.for_each_row(position, |raw| {
-            feed(status_work(raw, has_signer, done.as_ref()))
+            feed(status_work(raw, &header, has_signer, done.as_ref()))
         })
+    }
+
+    fn side_header(&self, input: &ByteRecord) -> ByteRecord {
+        let mut header = kept_columns(input, input);
+        header.push_field(b"state");
+        header.push_field(b"latest_date_agreed");
+        header
     }
 
     fn next_steps(&self, ended: &Ended<CustomerState>) -> Vec<String> {
@@ -123,9 +132,27 @@ impl RunKind for Reconcile {
     }
 }
 
+/// Columns the emit file adds at the end; an input that already has them (an earlier emit
+/// file checked again) gets them replaced, not repeated.
+const EMIT_COLUMNS: [&str; 2] = ["state", "latest_date_agreed"];
+
+/// `record`'s cells, without those under an [`EMIT_COLUMNS`] name in `header`.
+fn kept_columns(header: &ByteRecord, record: &ByteRecord) -> ByteRecord {
+    header
+        .iter()
+        .zip(record.iter())
+        .filter(|(name, _)| {
+            let name = normalise_header(&String::from_utf8_lossy(name));
+            !EMIT_COLUMNS.iter().any(|c| normalise_header(c) == name)
+        })
+        .map(|(_, cell)| cell)
+        .collect()
+}
+
 /// The work for a row, or `None` when a resumed run already checked the customer.
 fn status_work(
     raw: RawRow,
+    header: &ByteRecord,
     has_signer: bool,
     resume: Option<&ResumeState<TenantId>>,
 ) -> Option<WorkOf<Reconcile>> {
@@ -162,7 +189,7 @@ fn status_work(
         input: StatusInput {
             tenant,
             signer,
-            record: raw.record,
+            record: kept_columns(header, &raw.record),
         },
     })
 }
