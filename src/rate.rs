@@ -243,7 +243,11 @@ impl RequestGate {
             .current_reduced_rate(&mut a, now)
             .unwrap_or(self.rate.per_second());
         let slot = a.next_slot.max(now);
-        a.next_slot = slot + Duration::from_secs_f64(1.0 / per_sec);
+        // `per_sec` is positive (at least FLOOR × --rate), but the interval is converted and
+        // added without any step that could panic.
+        let interval =
+            Duration::try_from_secs_f64(1.0 / per_sec).unwrap_or_else(|_| self.rate.interval());
+        a.next_slot = slot.checked_add(interval).unwrap_or(slot);
         if slot > now {
             Wait::Slot(slot, a.epoch)
         } else {
@@ -298,7 +302,12 @@ impl RequestGate {
             return false;
         };
         let now = Instant::now();
-        let until = now + retry_after.unwrap_or(DEFAULT_PAUSE);
+        // The client caps `Retry-After` already; capped again here because this is where an
+        // instant is computed from it, and an overflowing one would panic.
+        let pause = retry_after
+            .unwrap_or(DEFAULT_PAUSE)
+            .min(crate::api::error::MAX_RETRY_AFTER);
+        let until = now.checked_add(pause).unwrap_or(now);
         let resume_at = a.paused_until.map_or(until, |p| p.max(until));
         a.paused_until = Some(resume_at);
         a.epoch += 1;
@@ -434,6 +443,20 @@ mod tests {
         // ... and gets back to --rate in the end.
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert_eq!(gate.current_rate(), 60.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_absurd_pause_is_capped_and_cannot_panic() {
+        let gate = RequestGate::new("10/s".parse().unwrap(), CancellationToken::new());
+        gate.throttled(Some(Duration::MAX), Instant::now());
+        let before = Instant::now();
+        gate.ready().await.unwrap();
+        let waited = before.elapsed();
+        assert!(
+            waited >= crate::api::error::MAX_RETRY_AFTER
+                && waited <= crate::api::error::MAX_RETRY_AFTER + Duration::from_secs(1),
+            "{waited:?}"
+        );
     }
 
     #[tokio::test]

@@ -1,4 +1,6 @@
 //! The retry policy: which failures are worth another attempt, and how long to wait first.
+//! Waits are computed without any arithmetic that can panic: `Retry-After` is capped at
+//! [`MAX_RETRY_AFTER`] and sums saturate.
 
 use std::time::Duration;
 
@@ -6,6 +8,7 @@ use std::future::Future;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::api::error::MAX_RETRY_AFTER;
 use crate::api::{ApiError, ApiErrorKind, CallOutcome};
 
 /// Exponential backoff with full jitter, honouring `Retry-After`.
@@ -36,7 +39,10 @@ impl RetryPolicy {
         // The service's own Retry-After is a floor (retrying sooner only earns another 429);
         // a little jitter on top keeps the waiting rows from all coming back at once.
         Some(match error.retry_after {
-            Some(after) => after + self.base.mul_f64(random.clamp(0.0, 1.0)),
+            // Capped again here: the field is public, and a wait of days is never right.
+            Some(after) => after
+                .min(MAX_RETRY_AFTER)
+                .saturating_add(scaled(self.base, random)),
             None => backoff,
         })
     }
@@ -50,8 +56,20 @@ impl RetryPolicy {
                     .unwrap_or(u32::MAX),
             )
             .min(self.cap);
-        exp.mul_f64(random.clamp(0.0, 1.0))
+        scaled(exp, random)
     }
+}
+
+/// `d × random`, with `random` taken into [0, 1] (NaN as 0) so the product cannot panic.
+fn scaled(d: Duration, random: f64) -> Duration {
+    let r = if random.is_nan() {
+        0.0
+    } else {
+        random.clamp(0.0, 1.0)
+    };
+    // `mul_f64` panics when rounding carries a product near `Duration::MAX` past it; the
+    // product is at most `d`, so `d` is the right fallback.
+    Duration::try_from_secs_f64(d.as_secs_f64() * r).map_or(d, |p| p.min(d))
 }
 
 /// A uniform random number in [0, 1) from the operating system's generator (through uuid,
@@ -184,6 +202,23 @@ mod tests {
             d >= Duration::from_secs(7) && d <= Duration::from_secs(8),
             "{d:?}"
         );
+    }
+
+    #[test]
+    fn absurd_retry_after_and_random_values_cannot_panic() {
+        let p = RetryPolicy::new(6);
+        let mut e = status(429);
+        e.retry_after = Some(Duration::MAX);
+        let d = p.next_delay(1, &e, 0.999).unwrap();
+        assert!(d <= MAX_RETRY_AFTER + Duration::from_secs(1), "{d:?}");
+        for r in [f64::NAN, f64::INFINITY, -1.0, 2.0] {
+            assert!(p.next_delay(1, &e, r).is_some());
+            assert!(p.backoff(3, r) <= Duration::from_secs(4));
+        }
+        let mut huge = RetryPolicy::new(u32::MAX);
+        huge.base = Duration::MAX;
+        huge.cap = Duration::MAX;
+        assert_eq!(huge.backoff(u32::MAX, 1.0), Duration::MAX);
     }
 
     #[test]

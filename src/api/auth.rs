@@ -1,18 +1,27 @@
 //! Credentials: where bearer tokens come from. Secrets live in `SecretString` and only leave it
-//! to become a header value marked sensitive or a form field sent to the token authority.
+//! to become a header value marked sensitive or a form field sent to the token authority; the
+//! server text that becomes an error is scrubbed of them ([`TokenSource::scrub`]).
 //!
 //! Two sources: a ready access token, or the secure application model's refresh-token flow,
 //! which renews the access token shortly before it expires (one renewal at a time, however many
-//! requests notice) and once more when Partner Center answers 401.
+//! requests notice) and once more when Partner Center answers 401. A renewal that fails for a
+//! passing reason is retried with backoff while the current token is still valid, and for at
+//! most [`RENEW_GIVE_UP`] once it is not; only a permanent refusal ends the run. Token
+//! lifetimes are kept within [`MIN_TOKEN_LIFETIME`]..=[`MAX_TOKEN_LIFETIME`], and a token no
+//! HTTP header can carry is refused where it comes in.
 
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use serde_json::Value;
 use tokio::time::Instant;
+
+use super::client::read_bounded;
+use super::error::{printable, server_text};
 
 /// Environment variable holding a ready App+User access token.
 pub const ENV_ACCESS_TOKEN: &str = "PARTNER_CENTER_ACCESS_TOKEN";
@@ -65,6 +74,10 @@ pub enum CredentialsError {
     Empty { name: &'static str },
     #[error("the refresh-token flow needs {missing} as well (set: {set})")]
     Incomplete { missing: String, set: String },
+    #[error(
+        "{name} holds a line break or another character that cannot be sent in an HTTP header: copy the token again"
+    )]
+    Unsendable { name: &'static str },
     #[error("{ENV_AUTHORITY}: {0}")]
     Authority(String),
     #[error("{name}: cannot read '{}': {reason}", path.display())]
@@ -118,6 +131,12 @@ impl Credentials {
         };
         if let Some(token) = get(ENV_ACCESS_TOKEN)? {
             let token = token.strip_prefix("Bearer ").unwrap_or(&token).trim();
+            if !is_sendable_token(token) {
+                // Named, never shown: the value is a credential.
+                return Err(CredentialsError::Unsendable {
+                    name: ENV_ACCESS_TOKEN,
+                });
+            }
             return Ok(Credentials::AccessToken(SecretString::from(
                 token.to_string(),
             )));
@@ -186,13 +205,71 @@ pub enum AuthError {
         "the token authority refused the application ({code}: {description}): check {ENV_CLIENT_ID} and {ENV_CLIENT_SECRET} (an expired client secret is a common cause)"
     )]
     ClientRejected { code: String, description: String },
+    #[error(
+        "the token authority wants an interactive sign-in with multi-factor authentication ({code}: {description}): run the secure application model consent again, signing in with MFA, and set the new {ENV_REFRESH_TOKEN}"
+    )]
+    InteractionRequired { code: String, description: String },
     #[error("the token authority answered HTTP {status}: {description}")]
     Refused { status: u16, description: String },
     #[error("the token authority could not be reached: {0}")]
     Unreachable(String),
     #[error("the token authority's answer has no usable access token: {0}")]
     BadAnswer(String),
+    #[error(
+        "no access token could be had: the token authority failed {attempts} time(s) over {waited_secs} s (last: {last}); try again later"
+    )]
+    GaveUp {
+        attempts: u32,
+        waited_secs: u64,
+        last: Box<AuthError>,
+    },
 }
+
+impl AuthError {
+    /// A refusal that asking again cannot change (the refresh token or the application was
+    /// refused, or an interactive MFA sign-in is needed): the run must end. Everything else
+    /// (5xx, 429, other answers, connection errors, timeouts, a garbled answer) may pass.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            AuthError::RefreshTokenRejected { .. }
+                | AuthError::ClientRejected { .. }
+                | AuthError::InteractionRequired { .. }
+        )
+    }
+}
+
+/// Entra ID error codes that mean "sign in again interactively, with MFA": no renewal can
+/// succeed until a person does. (50076: MFA required; 50079: MFA registration required;
+/// 50158: an external security challenge was not satisfied.)
+const MFA_ERROR_CODES: [u64; 3] = [50076, 50079, 50158];
+
+/// The longest access-token lifetime believed: Entra ID's maximum configurable lifetime
+/// (one day). An authority answering more (1e30 s, a 20-digit number) is wrong or hostile;
+/// the token is renewed on this schedule instead, and a 401 renews it earlier anyway.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(86_400);
+/// The shortest lifetime believed: an answer of 0 or less would have every call renew.
+pub const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(1);
+/// The lifetime assumed when the answer gives none, or one that cannot be read: what Entra
+/// ID usually issues.
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3599);
+/// First wait after a failed renewal; it doubles after each further failure...
+pub const RENEW_BACKOFF_START: Duration = Duration::from_secs(2);
+/// ... up to this.
+pub const RENEW_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// With no valid token left, a call waits this long for a renewal to succeed before it fails
+/// (and the run stops, to be resumed): long enough to ride out an authority restart or a
+/// brief outage, short enough that a run with no way to authenticate ends while someone is
+/// still watching it.
+pub const RENEW_GIVE_UP: Duration = Duration::from_secs(45);
+/// Most bytes of a token authority's answer read: a token answer is a few kilobytes.
+pub const MAX_TOKEN_ANSWER_BYTES: usize = 1024 * 1024;
+/// Credentials shorter than this are not scrubbed from server text: replacing every "abc" in
+/// a message would garble it, and real tokens and secrets are far longer.
+const MIN_SCRUBBED_LEN: usize = 8;
+/// Minted access tokens and rotated refresh tokens remembered for scrubbing (the current ones
+/// and a few before them, which requests in flight may still carry).
+const SCRUB_HISTORY: usize = 8;
 
 /// A bearer token and the renewal it came from (so a 401 invalidates only that one).
 #[derive(Clone)]
@@ -201,54 +278,182 @@ pub struct Bearer {
     pub generation: u64,
 }
 
+/// Called with each rotated refresh token as it arrives (see
+/// [`TokenSource::on_refresh_token_rotated`]).
+pub type RotationHook = Box<dyn Fn(&SecretString) + Send + Sync>;
+
 /// Hands out the bearer token for each call.
-#[derive(Debug)]
+///
+/// A minted token has two instants: when to start renewing it (a fifth of its lifetime, at
+/// most five minutes, before it expires) and when it really expires. Between the two it is
+/// still handed out: a renewal that fails for a passing reason (5xx, 429, timeout, no
+/// connection) is tried again later with backoff while calls go on with the valid token.
+/// Only when no valid token is left do calls wait for a renewal, and for at most
+/// [`RENEW_GIVE_UP`]. A permanent refusal ([`AuthError::is_permanent`]) is kept and ends
+/// every later call at once. One renewal at a time, however many calls notice.
 pub struct TokenSource {
     credentials: Credentials,
     http: reqwest::Client,
-    cached: RwLock<Option<Cached>>,
-    renewal: tokio::sync::Mutex<Option<SecretString>>,
+    state: Mutex<State>,
+    /// Held while a renewal is in progress (single flight).
+    renewal: tokio::sync::Mutex<()>,
     generation: AtomicU64,
     renewals: AtomicU64,
-    /// The authority's refusal, once it has refused.
-    failed: std::sync::Mutex<Option<AuthError>>,
+    /// Every credential that must never be shown, for [`TokenSource::scrub`].
+    secrets: Mutex<Secrets>,
+    rotation_hook: Option<RotationHook>,
+    #[cfg(test)]
+    script: Option<Mutex<std::collections::VecDeque<Result<TokenAnswer, AuthError>>>>,
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("credentials", &self.credentials)
+            .field("renewals", &self.renewals())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    cached: Option<Cached>,
+    /// The refresh token to redeem next (the latest rotated one, or the configured one).
+    refresh_token: Option<SecretString>,
+    /// No renewal is attempted before this (backoff after a failure).
+    retry_at: Option<Instant>,
+    /// The wait after the next failure.
+    backoff: Duration,
+    /// Failed attempts since the last success.
+    failures: u32,
+    /// Why the last attempt failed.
+    last_error: Option<AuthError>,
+    /// A permanent refusal: every later call fails with it.
+    permanent: Option<AuthError>,
+    /// The last time calls waiting without a valid token were given up on, and why: calls
+    /// that were already waiting then fail with it instead of starting over.
+    gave_up: Option<(Instant, AuthError)>,
 }
 
 #[derive(Debug)]
 struct Cached {
     token: SecretString,
-    renew_after: Instant,
+    /// Renewal starts here; `None` for a ready token, which is never renewed.
+    renew_after: Option<Instant>,
+    /// The token is not sent after this; `None` for a ready token.
+    expires_at: Option<Instant>,
     generation: u64,
+}
+
+#[derive(Default)]
+struct Secrets {
+    /// The configured credentials: kept for the whole run.
+    fixed: Vec<SecretString>,
+    /// Minted access tokens and rotated refresh tokens, newest last.
+    recent: std::collections::VecDeque<SecretString>,
+}
+
+/// What the cache holds for a call at a given instant.
+enum Check {
+    /// A token not yet due for renewal.
+    Fresh(Bearer),
+    /// A token due for renewal but still valid.
+    Due(Bearer),
+    /// No valid token.
+    Expired,
+    /// The authority refused for good.
+    Failed(AuthError),
 }
 
 #[derive(Deserialize)]
 struct TokenAnswer {
     access_token: Option<String>,
-    #[serde(default, deserialize_with = "number_or_string")]
-    expires_in: Option<u64>,
+    #[serde(default)]
+    expires_in: Option<Value>,
     refresh_token: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct TokenError {
-    error: Option<String>,
-    error_description: Option<String>,
+/// How long a minted token lives, and what was odd about the authority's `expires_in`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lifetime {
+    pub duration: Duration,
+    pub note: LifetimeNote,
 }
 
-fn number_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        N(u64),
-        S(String),
-        F(f64),
+#[derive(Debug, Clone, PartialEq)]
+pub enum LifetimeNote {
+    /// Used as given.
+    AsGiven,
+    /// No `expires_in`: [`DEFAULT_TOKEN_LIFETIME`] assumed.
+    Missing,
+    /// `expires_in` could not be read (shown, escaped): [`DEFAULT_TOKEN_LIFETIME`] assumed.
+    Unreadable(String),
+    /// More than [`MAX_TOKEN_LIFETIME`] (the value as sent, escaped): capped.
+    Capped(String),
+    /// Less than [`MIN_TOKEN_LIFETIME`] (the value as sent, escaped): raised to it.
+    Floored(String),
+}
+
+/// Reads `expires_in` (seconds as a number or a string; the v1 endpoint sends strings) and
+/// keeps it within [`MIN_TOKEN_LIFETIME`]..=[`MAX_TOKEN_LIFETIME`], without ever panicking
+/// on what the authority sends (huge integers, 1e30, negatives, text).
+pub fn token_lifetime(expires_in: Option<&Value>) -> Lifetime {
+    let shown = |raw: &str| crate::domain::shorten(&printable(raw));
+    let (secs, raw): (Option<f64>, String) = match expires_in {
+        None | Some(Value::Null) => {
+            return Lifetime {
+                duration: DEFAULT_TOKEN_LIFETIME,
+                note: LifetimeNote::Missing,
+            };
+        }
+        Some(Value::Number(n)) => (
+            n.as_u64()
+                .map(|u| u as f64)
+                .or_else(|| n.as_i64().map(|i| i as f64))
+                .or_else(|| n.as_f64()),
+            n.to_string(),
+        ),
+        Some(Value::String(s)) => (s.trim().parse::<f64>().ok(), s.clone()),
+        Some(other) => (None, other.to_string()),
+    };
+    let Some(secs) = secs.filter(|s| !s.is_nan()) else {
+        return Lifetime {
+            duration: DEFAULT_TOKEN_LIFETIME,
+            note: LifetimeNote::Unreadable(shown(&raw)),
+        };
+    };
+    if secs > MAX_TOKEN_LIFETIME.as_secs_f64() {
+        return Lifetime {
+            duration: MAX_TOKEN_LIFETIME,
+            note: LifetimeNote::Capped(shown(&raw)),
+        };
     }
-    Ok(match Option::<Raw>::deserialize(d)? {
-        Some(Raw::N(n)) => Some(n),
-        Some(Raw::S(s)) => s.trim().parse().ok(),
-        Some(Raw::F(f)) if f >= 0.0 => Some(f as u64),
-        _ => None,
-    })
+    if secs < MIN_TOKEN_LIFETIME.as_secs_f64() {
+        return Lifetime {
+            duration: MIN_TOKEN_LIFETIME,
+            note: LifetimeNote::Floored(shown(&raw)),
+        };
+    }
+    Lifetime {
+        // Within 1..=86400 s: the conversion cannot fail; the fallback only keeps it panic-free.
+        duration: Duration::try_from_secs_f64(secs).unwrap_or(DEFAULT_TOKEN_LIFETIME),
+        note: LifetimeNote::AsGiven,
+    }
+}
+
+/// `at + d`, or `at` itself in the (theoretical) case the clock cannot count that far: the
+/// instant then counts as reached, which is the cautious reading for every use here.
+fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d).unwrap_or(at)
+}
+
+/// Whether `token` can go into an `Authorization` header: printable ASCII only (no line
+/// break, no control character, nothing outside ASCII).
+pub fn is_sendable_token(token: &str) -> bool {
+    !token.is_empty()
+        && token.is_ascii()
+        && reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).is_ok()
+        && !token.contains('\t')
 }
 
 impl TokenSource {
@@ -258,23 +463,55 @@ impl TokenSource {
             .user_agent(concat!("mca-attest/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
-        let cached = match &credentials {
-            Credentials::AccessToken(t) => Some(Cached {
-                token: t.clone(),
-                renew_after: Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600),
-                generation: 0,
-            }),
-            Credentials::RefreshToken(_) => None,
+        let mut secrets = Secrets::default();
+        let (cached, refresh_token) = match &credentials {
+            Credentials::AccessToken(t) => {
+                secrets.fixed.push(t.clone());
+                let cached = Cached {
+                    token: t.clone(),
+                    renew_after: None,
+                    expires_at: None,
+                    generation: 0,
+                };
+                (Some(cached), None)
+            }
+            Credentials::RefreshToken(r) => {
+                secrets.fixed.push(r.client_secret.clone());
+                secrets.fixed.push(r.refresh_token.clone());
+                (None, Some(r.refresh_token.clone()))
+            }
         };
         TokenSource {
             credentials,
             http,
-            cached: RwLock::new(cached),
-            renewal: tokio::sync::Mutex::new(None),
+            state: Mutex::new(State {
+                cached,
+                refresh_token,
+                retry_at: None,
+                backoff: RENEW_BACKOFF_START,
+                failures: 0,
+                last_error: None,
+                permanent: None,
+                gave_up: None,
+            }),
+            renewal: tokio::sync::Mutex::new(()),
             generation: AtomicU64::new(0),
             renewals: AtomicU64::new(0),
-            failed: std::sync::Mutex::new(None),
+            secrets: Mutex::new(secrets),
+            rotation_hook: None,
+            #[cfg(test)]
+            script: None,
         }
+    }
+
+    /// Calls `hook` with every rotated refresh token the authority hands back, as it arrives
+    /// (for example to write it where the configured one came from).
+    pub fn on_refresh_token_rotated(
+        mut self,
+        hook: impl Fn(&SecretString) + Send + Sync + 'static,
+    ) -> Self {
+        self.rotation_hook = Some(Box::new(hook));
+        self
     }
 
     pub fn credentials(&self) -> &Credentials {
@@ -286,76 +523,257 @@ impl TokenSource {
         self.renewals.load(Ordering::Relaxed)
     }
 
-    fn cached(&self) -> Option<Bearer> {
-        let cached = self.cached.read().ok()?;
-        let c = cached.as_ref()?;
-        (Instant::now() < c.renew_after).then(|| Bearer {
-            token: c.token.clone(),
-            generation: c.generation,
-        })
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock leaves the state consistent (every update
+        // is a plain assignment), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The token to send now, renewed first if it is about to expire.
-    pub async fn bearer(&self) -> Result<Bearer, AuthError> {
-        if let Some(b) = self.cached() {
-            return Ok(b);
+    fn check(&self, now: Instant) -> Check {
+        let state = self.state();
+        if let Some(e) = &state.permanent {
+            return Check::Failed(e.clone());
         }
-        let Credentials::RefreshToken(creds) = &self.credentials else {
-            // A ready token is never renewed: hand it out as it is.
-            return self
-                .cached
-                .read()
-                .ok()
-                .and_then(|c| {
-                    c.as_ref().map(|c| Bearer {
-                        token: c.token.clone(),
-                        generation: c.generation,
-                    })
-                })
-                .ok_or_else(|| AuthError::BadAnswer("no token".into()));
+        let Some(c) = &state.cached else {
+            return Check::Expired;
         };
-        // One renewal at a time: the others wait here and then find the fresh token.
-        let mut rotated = self.renewal.lock().await;
-        if let Some(b) = self.cached() {
-            return Ok(b);
+        let bearer = Bearer {
+            token: c.token.clone(),
+            generation: c.generation,
+        };
+        if c.expires_at.is_some_and(|at| now >= at) {
+            Check::Expired
+        } else if c.renew_after.is_some_and(|at| now >= at) {
+            Check::Due(bearer)
+        } else {
+            Check::Fresh(bearer)
         }
-        if let Some(failed) = self.failed.lock().ok().and_then(|f| f.clone()) {
-            // The authority already refused (or stayed unreachable through its retries): every
-            // other request fails at once instead of asking again.
-            return Err(failed);
+    }
+
+    /// The token to send now. A token due for renewal is renewed first when no renewal is in
+    /// progress or backing off; if that fails for a passing reason, the still-valid token is
+    /// handed out. Without a valid token, waits for a renewal (at most [`RENEW_GIVE_UP`]).
+    pub async fn bearer(&self) -> Result<Bearer, AuthError> {
+        let valid = match self.check(Instant::now()) {
+            Check::Fresh(b) => return Ok(b),
+            Check::Failed(e) => return Err(e),
+            Check::Due(b) => b,
+            Check::Expired => return self.renew_without_token().await,
+        };
+        let Credentials::RefreshToken(creds) = &self.credentials else {
+            return Ok(valid);
+        };
+        // Single flight: a renewal in progress will do for everyone; meanwhile the valid
+        // token serves.
+        let Ok(flight) = self.renewal.try_lock() else {
+            return Ok(valid);
+        };
+        let now = Instant::now();
+        match self.check(now) {
+            Check::Due(_) => {}
+            Check::Fresh(b) => return Ok(b),
+            Check::Failed(e) => return Err(e),
+            Check::Expired => {
+                // It expired meanwhile: renew like any call without a token.
+                drop(flight);
+                return self.renew_without_token().await;
+            }
         }
-        let refresh = rotated
+        if self.state().retry_at.is_some_and(|at| now < at) {
+            return Ok(valid);
+        }
+        match self.renew_once(creds).await {
+            Ok(b) => Ok(b),
+            Err(e) if e.is_permanent() => Err(e),
+            Err(e) => {
+                let state = self.state();
+                let left = state
+                    .cached
+                    .as_ref()
+                    .and_then(|c| c.expires_at)
+                    .map_or(0, |at| at.saturating_duration_since(now).as_secs());
+                let again = state
+                    .retry_at
+                    .map_or(0.0, |at| at.saturating_duration_since(now).as_secs_f64());
+                tracing::warn!(
+                    "renewing the access token failed ({e}); the current one is valid for {left} s more and stays in use; trying again in {again:.1} s"
+                );
+                Ok(valid)
+            }
+        }
+    }
+
+    /// No valid token: one renewal at a time, retried with backoff, for at most
+    /// [`RENEW_GIVE_UP`].
+    async fn renew_without_token(&self) -> Result<Bearer, AuthError> {
+        let Credentials::RefreshToken(creds) = &self.credentials else {
+            // A ready token never expires here: only Partner Center can refuse it.
+            return Err(AuthError::BadAnswer("no token".into()));
+        };
+        let waiting_since = Instant::now();
+        let _flight = self.renewal.lock().await;
+        let mut tried_since: Option<Instant> = None;
+        let mut attempts = 0u32;
+        loop {
+            let now = Instant::now();
+            match self.check(now) {
+                Check::Fresh(b) | Check::Due(b) => return Ok(b),
+                Check::Failed(e) => return Err(e),
+                Check::Expired => {}
+            }
+            {
+                let state = self.state();
+                if let Some((at, e)) = &state.gave_up
+                    && *at >= waiting_since
+                {
+                    // Given up on while this call waited its turn: no second round of waiting.
+                    return Err(e.clone());
+                }
+            }
+            let started = *tried_since.get_or_insert(now);
+            let deadline = later(started, RENEW_GIVE_UP);
+            let retry_at = self.state().retry_at;
+            if let Some(at) = retry_at.filter(|at| *at > now) {
+                // The last attempt is made at the deadline rather than skipped.
+                tokio::time::sleep_until(at.min(deadline)).await;
+            }
+            attempts += 1;
+            match self.renew_once(creds).await {
+                Ok(b) => return Ok(b),
+                Err(e) if e.is_permanent() => return Err(e),
+                Err(e) => {
+                    tracing::warn!("no valid access token, and renewing it failed: {e}");
+                    if Instant::now() >= deadline {
+                        return Err(self.give_up(attempts, started));
+                    }
+                }
+            }
+        }
+    }
+
+    fn give_up(&self, attempts: u32, started: Instant) -> AuthError {
+        let now = Instant::now();
+        let mut state = self.state();
+        let last = state
+            .last_error
+            .clone()
+            .unwrap_or_else(|| AuthError::Unreachable("no answer".into()));
+        let error = AuthError::GaveUp {
+            attempts,
+            waited_secs: now.saturating_duration_since(started).as_secs(),
+            last: Box::new(last),
+        };
+        tracing::error!("{error}");
+        state.gave_up = Some((now, error.clone()));
+        // A call that comes later starts a fresh round.
+        state.retry_at = None;
+        state.backoff = RENEW_BACKOFF_START;
+        error
+    }
+
+    /// One attempt at the authority; a failure sets the backoff (or, when permanent, is kept
+    /// for every later call).
+    async fn renew_once(&self, creds: &RefreshTokenCredentials) -> Result<Bearer, AuthError> {
+        let refresh = self
+            .state()
+            .refresh_token
             .clone()
             .unwrap_or_else(|| creds.refresh_token.clone());
-        let answer = match self.redeem(creds, &refresh).await {
-            Ok(a) => a,
-            Err(e) => {
-                if let Ok(mut failed) = self.failed.lock() {
-                    failed.get_or_insert(e.clone());
-                }
-                return Err(e);
-            }
+        let sent_at = Instant::now();
+        let result = match self.redeem(creds, &refresh).await {
+            Ok(answer) => self.install(answer, sent_at),
+            Err(e) => Err(e),
         };
-        if let Some(new_refresh) = answer.refresh_token.filter(|r| !r.is_empty()) {
-            *rotated = Some(SecretString::from(new_refresh));
+        if let Err(e) = &result {
+            self.failed(e);
+        }
+        result
+    }
+
+    fn failed(&self, error: &AuthError) {
+        let now = Instant::now();
+        let mut state = self.state();
+        if error.is_permanent() {
+            state.permanent.get_or_insert_with(|| error.clone());
+            return;
+        }
+        state.failures = state.failures.saturating_add(1);
+        state.last_error = Some(error.clone());
+        let wait = state.backoff;
+        state.backoff = wait.saturating_mul(2).min(RENEW_BACKOFF_MAX);
+        let mut at = later(now, wait);
+        // While the token is valid, the last try is at its expiry, not after it.
+        if let Some(expiry) = state.cached.as_ref().and_then(|c| c.expires_at)
+            && expiry > now
+        {
+            at = at.min(expiry);
+        }
+        state.retry_at = Some(at);
+    }
+
+    /// Takes a successful answer: the rotated refresh token first (the authority may already
+    /// have invalidated the old one, whatever else is wrong with the answer), then the access
+    /// token, which must be sendable, and its lifetime, within bounds.
+    fn install(&self, answer: TokenAnswer, sent_at: Instant) -> Result<Bearer, AuthError> {
+        if let Some(rotated) = answer.refresh_token.filter(|r| !r.is_empty()) {
+            self.refresh_token_rotated(SecretString::from(rotated));
         }
         let access = answer
             .access_token
             .filter(|t| !t.is_empty())
             .ok_or_else(|| AuthError::BadAnswer("access_token is missing".into()))?;
-        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(3599).max(1));
-        // Renew a little before expiry: a fifth of the lifetime, at most five minutes.
+        let token = SecretString::from(access);
+        self.remember(token.clone());
+        if !is_sendable_token(token.expose_secret()) {
+            return Err(AuthError::BadAnswer(
+                "the access token holds a line break or another character that cannot be sent in an HTTP header".into(),
+            ));
+        }
+        let lifetime = token_lifetime(answer.expires_in.as_ref());
+        match &lifetime.note {
+            LifetimeNote::AsGiven | LifetimeNote::Missing => {}
+            LifetimeNote::Capped(raw) => tracing::warn!(
+                "the token authority says the access token lives {raw} s; renewing it on the schedule of the longest lifetime Entra ID allows, {} s",
+                MAX_TOKEN_LIFETIME.as_secs()
+            ),
+            LifetimeNote::Floored(raw) => tracing::warn!(
+                "the token authority says the access token lives {raw} s; taking {} s",
+                MIN_TOKEN_LIFETIME.as_secs()
+            ),
+            LifetimeNote::Unreadable(raw) => tracing::warn!(
+                "the token authority's expires_in '{raw}' is not a number of seconds; assuming {} s",
+                DEFAULT_TOKEN_LIFETIME.as_secs()
+            ),
+        }
+        let lifetime = lifetime.duration;
+        // Renew a little before expiry: a fifth of the lifetime, at most five minutes. Counted
+        // from when the request left, so that the token is never believed to outlive its
+        // real expiry.
         let margin = (lifetime / 5).min(Duration::from_secs(300));
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         self.renewals.fetch_add(1, Ordering::Relaxed);
-        let token = SecretString::from(access);
-        if let Ok(mut cached) = self.cached.write() {
-            *cached = Some(Cached {
-                token: token.clone(),
-                renew_after: Instant::now() + lifetime - margin,
-                generation,
-            });
+        let mut state = self.state();
+        if state.failures > 0 {
+            tracing::info!(
+                "renewed the access token after {} failed attempt(s)",
+                state.failures
+            );
         }
+        state.cached = Some(Cached {
+            token: token.clone(),
+            renew_after: Some(later(sent_at, lifetime.saturating_sub(margin))),
+            expires_at: Some(later(sent_at, lifetime)),
+            generation,
+        });
+        state.retry_at = None;
+        state.failures = 0;
+        state.last_error = None;
+        // Backoff that fits in the renewal margin: a few tries before the token runs out, for
+        // a short-lived token too; 2 s for an ordinary one.
+        state.backoff = RENEW_BACKOFF_START
+            .min(margin / 4)
+            .max(Duration::from_millis(100));
+        drop(state);
         tracing::debug!(
             generation,
             lifetime_secs = lifetime.as_secs(),
@@ -364,25 +782,72 @@ impl TokenSource {
         Ok(Bearer { token, generation })
     }
 
+    /// The one place a rotated refresh token arrives: it replaces the one redeemed next,
+    /// joins the secrets scrubbed from server text, and goes to the hook, if any (where a
+    /// run would persist it).
+    fn refresh_token_rotated(&self, token: SecretString) {
+        self.remember(token.clone());
+        if let Some(hook) = &self.rotation_hook {
+            hook(&token);
+        }
+        self.state().refresh_token = Some(token);
+    }
+
+    fn remember(&self, secret: SecretString) {
+        let mut secrets = self.secrets.lock().unwrap_or_else(PoisonError::into_inner);
+        secrets.recent.push_back(secret);
+        while secrets.recent.len() > SCRUB_HISTORY {
+            secrets.recent.pop_front();
+        }
+    }
+
+    /// `text` with every credential this source knows replaced by `***`: the ready token, the
+    /// client secret, the configured and rotated refresh tokens, the minted access tokens. For
+    /// server text (a service or authority that echoes what it was sent) before it becomes
+    /// part of an error.
+    pub fn scrub(&self, text: &str) -> String {
+        let secrets = self.secrets.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out = text.to_string();
+        for secret in secrets.fixed.iter().chain(secrets.recent.iter()) {
+            let secret = secret.expose_secret();
+            if secret.len() >= MIN_SCRUBBED_LEN && out.contains(secret) {
+                out = out.replace(secret, "***");
+            }
+        }
+        out
+    }
+
     /// Partner Center refused the token of `generation` with 401: drop it so the next call
     /// renews. Returns whether a renewed token can be had (false for a ready access token).
     pub fn rejected(&self, generation: u64) -> bool {
         if matches!(self.credentials, Credentials::AccessToken(_)) {
             return false;
         }
-        if let Ok(mut cached) = self.cached.write()
-            && cached.as_ref().is_some_and(|c| c.generation == generation)
+        let mut state = self.state();
+        if state
+            .cached
+            .as_ref()
+            .is_some_and(|c| c.generation == generation)
         {
-            *cached = None;
+            state.cached = None;
         }
         true
     }
 
+    /// One request to the token authority.
     async fn redeem(
         &self,
         creds: &RefreshTokenCredentials,
         refresh: &SecretString,
     ) -> Result<TokenAnswer, AuthError> {
+        #[cfg(test)]
+        if let Some(script) = &self.script {
+            let next = script
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop_front();
+            return next.unwrap_or_else(|| Err(AuthError::Unreachable("script ended".into())));
+        }
         let mut url = creds.authority.clone();
         let base = url.path().trim_end_matches('/').to_string();
         url.set_path(&format!("{base}/{}/oauth2/token", creds.partner_tenant));
@@ -394,67 +859,105 @@ impl TokenSource {
             ("resource", PARTNER_CENTER_RESOURCE),
             ("scope", "openid"),
         ];
-        let mut last = String::new();
-        for attempt in 1..=3u32 {
-            if attempt > 1 {
-                tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+        let scrub = |t: &str| self.scrub(t);
+        // reqwest's error text holds the URL only (removed here): no form field is ever in it.
+        let unreachable = |e: reqwest::Error| {
+            AuthError::Unreachable(server_text(&e.without_url().to_string(), &scrub))
+        };
+        let mut response = self
+            .http
+            .post(url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let body = read_bounded(&mut response, MAX_TOKEN_ANSWER_BYTES)
+            .await
+            .map_err(unreachable)?;
+        if (200..300).contains(&status) {
+            if !body.complete {
+                return Err(AuthError::BadAnswer(format!(
+                    "the answer is larger than {MAX_TOKEN_ANSWER_BYTES} bytes"
+                )));
             }
-            let response = match self.http.post(url.clone()).form(&form).send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    // reqwest's error text holds the URL only: no form field is ever in it.
-                    last = e.without_url().to_string();
-                    continue;
-                }
-            };
-            let status = response.status().as_u16();
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| AuthError::Unreachable(e.without_url().to_string()))?;
-            if (200..300).contains(&status) {
-                return serde_json::from_slice::<TokenAnswer>(&body)
-                    .map_err(|e| AuthError::BadAnswer(e.to_string()));
-            }
-            if status >= 500 {
-                last = format!("HTTP {status}");
-                continue;
-            }
-            let err: TokenError = serde_json::from_slice(&body).unwrap_or(TokenError {
-                error: None,
-                error_description: None,
-            });
-            let code = err.error.unwrap_or_default();
-            // The first line of an AADSTS description says what happened; the rest is trace ids.
-            let description = err
-                .error_description
-                .unwrap_or_default()
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            return Err(match code.as_str() {
-                "invalid_grant" => AuthError::RefreshTokenRejected { code, description },
-                "invalid_client" | "unauthorized_client" => {
-                    AuthError::ClientRejected { code, description }
-                }
-                _ => AuthError::Refused {
-                    status,
-                    description: format!("{code} {description}").trim().to_string(),
-                },
-            });
+            return serde_json::from_slice::<TokenAnswer>(&body.bytes)
+                .map_err(|e| AuthError::BadAnswer(server_text(&e.to_string(), &scrub)));
         }
-        Err(AuthError::Unreachable(last))
+        Err(refusal(status, &body.bytes, &scrub))
     }
 
     /// Builds the `Authorization` header value, marked sensitive so that no debug output of
-    /// the request shows it.
+    /// the request shows it; `None` for a token no header can carry.
     pub fn header_value(token: &SecretString) -> Option<reqwest::header::HeaderValue> {
+        if !is_sendable_token(token.expose_secret()) {
+            return None;
+        }
         let mut value =
             reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
                 .ok()?;
         value.set_sensitive(true);
         Some(value)
+    }
+
+    #[cfg(test)]
+    fn scripted(
+        credentials: RefreshTokenCredentials,
+        answers: Vec<Result<TokenAnswer, AuthError>>,
+    ) -> Self {
+        let mut source = Self::new(
+            Credentials::RefreshToken(credentials),
+            Duration::from_secs(1),
+        );
+        source.script = Some(Mutex::new(answers.into()));
+        source
+    }
+}
+
+/// What a non-success answer of the token authority means. Entra ID's body:
+/// `{"error":"invalid_grant","error_description":"AADSTS70008: ...","error_codes":[70008]}`.
+/// The MFA codes and `interaction_required` come first: Entra ID sends them under
+/// `invalid_grant` too, and the remedy differs.
+fn refusal(status: u16, body: &[u8], scrub: &dyn Fn(&str) -> String) -> AuthError {
+    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let text = |name: &str| parsed.get(name).and_then(Value::as_str).unwrap_or_default();
+    let code = server_text(text("error").trim(), scrub);
+    let full_description = text("error_description");
+    // The first line of an AADSTS description says what happened; the rest is trace ids.
+    let description = server_text(
+        full_description.lines().next().unwrap_or_default().trim(),
+        scrub,
+    );
+    let mfa = parsed
+        .get("error_codes")
+        .and_then(Value::as_array)
+        .is_some_and(|codes| {
+            codes
+                .iter()
+                .any(|c| c.as_u64().is_some_and(|c| MFA_ERROR_CODES.contains(&c)))
+        })
+        || MFA_ERROR_CODES
+            .iter()
+            .any(|c| full_description.contains(&format!("AADSTS{c}")));
+    if code == "interaction_required" || mfa {
+        return AuthError::InteractionRequired { code, description };
+    }
+    match code.as_str() {
+        "invalid_grant" => AuthError::RefreshTokenRejected { code, description },
+        "invalid_client" | "unauthorized_client" => AuthError::ClientRejected { code, description },
+        _ => {
+            let description = match format!("{code} {description}").trim() {
+                "" => match status {
+                    500..=599 | 429 => "the service is unavailable".to_string(),
+                    _ => "no error description".to_string(),
+                },
+                both => both.to_string(),
+            };
+            AuthError::Refused {
+                status,
+                description,
+            }
+        }
     }
 }
 
@@ -527,7 +1030,427 @@ mod tests {
             serde_json::from_str(r#"{"access_token":"a","expires_in":"3599"}"#).unwrap();
         let b: TokenAnswer =
             serde_json::from_str(r#"{"access_token":"a","expires_in":3599}"#).unwrap();
-        assert_eq!(a.expires_in, Some(3599));
-        assert_eq!(b.expires_in, Some(3599));
+        for answer in [a, b] {
+            assert_eq!(
+                token_lifetime(answer.expires_in.as_ref()),
+                Lifetime {
+                    duration: Duration::from_secs(3599),
+                    note: LifetimeNote::AsGiven
+                }
+            );
+        }
+    }
+
+    fn lifetime_of(json: &str) -> Lifetime {
+        let answer: TokenAnswer = serde_json::from_str(json).unwrap();
+        token_lifetime(answer.expires_in.as_ref())
+    }
+
+    #[test]
+    fn absurd_lifetimes_are_capped_at_a_day_and_floored_at_a_second() {
+        for json in [
+            r#"{"expires_in":1e30}"#,
+            r#"{"expires_in":99999999999999999999}"#,
+            r#"{"expires_in":"99999999999999999999"}"#,
+            r#"{"expires_in":"1e30"}"#,
+            r#"{"expires_in":18446744073709551615}"#,
+            r#"{"expires_in":86401}"#,
+        ] {
+            let l = lifetime_of(json);
+            assert_eq!(l.duration, MAX_TOKEN_LIFETIME, "{json}");
+            assert!(matches!(l.note, LifetimeNote::Capped(_)), "{json}");
+        }
+        assert_eq!(
+            lifetime_of(r#"{"expires_in":86400}"#).note,
+            LifetimeNote::AsGiven
+        );
+        for json in [
+            r#"{"expires_in":0}"#,
+            r#"{"expires_in":-5}"#,
+            r#"{"expires_in":"-99999999999999999999"}"#,
+            r#"{"expires_in":0.2}"#,
+        ] {
+            let l = lifetime_of(json);
+            assert_eq!(l.duration, MIN_TOKEN_LIFETIME, "{json}");
+            assert!(matches!(l.note, LifetimeNote::Floored(_)), "{json}");
+        }
+        assert_eq!(lifetime_of(r#"{}"#).note, LifetimeNote::Missing);
+        assert_eq!(
+            lifetime_of(r#"{"expires_in":null}"#).note,
+            LifetimeNote::Missing
+        );
+        for json in [
+            r#"{"expires_in":"soon"}"#,
+            r#"{"expires_in":true}"#,
+            r#"{"expires_in":"NaN"}"#,
+            r#"{"expires_in":[1]}"#,
+        ] {
+            let l = lifetime_of(json);
+            assert_eq!(l.duration, DEFAULT_TOKEN_LIFETIME, "{json}");
+            assert!(matches!(l.note, LifetimeNote::Unreadable(_)), "{json}");
+        }
+        // Whatever the authority sends is shown escaped in the note.
+        let l = lifetime_of(r#"{"expires_in":"1\n\u001b[2J"}"#);
+        assert_eq!(l.note, LifetimeNote::Unreadable("1\\n\\u{1b}[2J".into()));
+    }
+
+    fn refused(status: u16, body: &str) -> AuthError {
+        refusal(status, body.as_bytes(), &|t: &str| {
+            t.replace("s3cret-token", "***")
+        })
+    }
+
+    #[test]
+    fn permanent_refusals_are_told_from_passing_failures() {
+        let grant = refused(
+            400,
+            r#"{"error":"invalid_grant","error_description":"AADSTS70008: expired.\r\nTrace ID: x","error_codes":[70008]}"#,
+        );
+        assert!(
+            matches!(grant, AuthError::RefreshTokenRejected { .. }),
+            "{grant}"
+        );
+        assert!(grant.is_permanent());
+        assert!(!grant.to_string().contains("Trace ID"), "{grant}");
+        for code in ["invalid_client", "unauthorized_client"] {
+            let e = refused(
+                401,
+                &format!(r#"{{"error":"{code}","error_description":"AADSTS7000215: bad secret"}}"#),
+            );
+            assert!(matches!(e, AuthError::ClientRejected { .. }), "{e}");
+            assert!(e.is_permanent());
+        }
+        for body in [
+            r#"{"error":"interaction_required","error_description":"AADSTS50079: register"}"#,
+            r#"{"error":"invalid_grant","error_description":"you need MFA","error_codes":[50076]}"#,
+            r#"{"error":"invalid_grant","error_description":"AADSTS50158: External security challenge not satisfied."}"#,
+            r#"{"error":"invalid_grant","error_description":"x","error_codes":[1, 50079]}"#,
+        ] {
+            let e = refused(400, body);
+            assert!(
+                matches!(e, AuthError::InteractionRequired { .. }),
+                "{body}: {e}"
+            );
+            assert!(e.is_permanent());
+            assert!(e.to_string().contains("multi-factor"), "{e}");
+        }
+        for (status, body) in [
+            (503, ""),
+            (500, "<html>oops</html>"),
+            (429, r#"{"error":"temporarily_unavailable"}"#),
+            (
+                400,
+                r#"{"error":"invalid_request","error_description":"AADSTS900144: missing"}"#,
+            ),
+            (404, r#"{"error":"invalid_tenant"}"#),
+        ] {
+            let e = refused(status, body);
+            assert!(
+                matches!(e, AuthError::Refused { .. }),
+                "{status} {body}: {e}"
+            );
+            assert!(!e.is_permanent(), "{status} {body}");
+        }
+        assert!(!AuthError::Unreachable("reset".into()).is_permanent());
+        assert!(!AuthError::BadAnswer("garbled".into()).is_permanent());
+    }
+
+    #[test]
+    fn authority_text_is_escaped_and_scrubbed() {
+        let e = refused(
+            400,
+            r#"{"error":"invalid_grant\u001b[31m","error_description":"token s3cret-token refused \u001b[2J\u2028forged"}"#,
+        );
+        let shown = e.to_string();
+        assert!(
+            !shown.contains('\u{1b}') && !shown.contains('\u{2028}'),
+            "{shown}"
+        );
+        assert!(shown.contains("\\u{1b}"), "{shown}");
+        assert!(
+            !shown.contains("s3cret-token") && shown.contains("***"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn an_access_token_no_header_can_carry_is_refused_at_start_without_showing_it() {
+        for bad in [
+            "abc\ndef-s3cret",
+            "abc\rdef-s3cret",
+            "tab\there-s3cret",
+            "\u{1b}[2J-s3cret",
+            "caf\u{e9}-s3cret",
+        ] {
+            let err =
+                Credentials::from_lookup(|n| (n == ENV_ACCESS_TOKEN).then(|| bad.to_string()))
+                    .unwrap_err();
+            assert!(
+                matches!(err, CredentialsError::Unsendable { .. }),
+                "{bad:?}: {err}"
+            );
+            let shown = err.to_string();
+            assert!(
+                shown.contains(ENV_ACCESS_TOKEN) && shown.contains("copy the token again"),
+                "{shown}"
+            );
+            assert!(!shown.contains("s3cret"), "{shown}");
+        }
+        // A trailing line break (a file or a paste) is trimmed, not refused.
+        assert!(
+            Credentials::from_lookup(
+                |n| (n == ENV_ACCESS_TOKEN).then(|| "good-token\n".to_string())
+            )
+            .is_ok()
+        );
+        assert!(TokenSource::header_value(&SecretString::from("a\nb")).is_none());
+        assert!(TokenSource::header_value(&SecretString::from("a.b-c_d~e+f/g=")).is_some());
+    }
+
+    fn refresh_credentials() -> RefreshTokenCredentials {
+        RefreshTokenCredentials {
+            partner_tenant: "partner".into(),
+            client_id: "client".into(),
+            client_secret: SecretString::from("client-s3cret-value"),
+            refresh_token: SecretString::from("refresh-s3cret-value"),
+            authority: Url::parse("https://login.example.com").unwrap(),
+        }
+    }
+
+    fn minted(token: &str, expires_in: Value) -> Result<TokenAnswer, AuthError> {
+        Ok(TokenAnswer {
+            access_token: Some(token.into()),
+            expires_in: Some(expires_in),
+            refresh_token: None,
+        })
+    }
+
+    fn unavailable() -> Result<TokenAnswer, AuthError> {
+        Err(AuthError::Refused {
+            status: 503,
+            description: "the service is unavailable".into(),
+        })
+    }
+
+    fn left(source: &TokenSource) -> usize {
+        source.script.as_ref().unwrap().lock().unwrap().len()
+    }
+
+    async fn token(source: &TokenSource) -> String {
+        source
+            .bearer()
+            .await
+            .unwrap()
+            .token
+            .expose_secret()
+            .to_string()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_proactive_renewal_keeps_the_valid_token_and_backs_off() {
+        let source = TokenSource::scripted(
+            refresh_credentials(),
+            vec![
+                minted("token-aaaaaaaa", serde_json::json!(100)),
+                unavailable(),
+                Err(AuthError::Unreachable("connection reset".into())),
+                minted("token-bbbbbbbb", serde_json::json!(100)),
+            ],
+        );
+        assert_eq!(token(&source).await, "token-aaaaaaaa");
+        // Renewal is due after 80 s (a fifth of 100 s before expiry); it fails: the valid
+        // token serves.
+        tokio::time::advance(Duration::from_secs(81)).await;
+        assert_eq!(token(&source).await, "token-aaaaaaaa");
+        assert_eq!(left(&source), 2);
+        // Backing off (2 s): no storm of renewals, the valid token serves.
+        for _ in 0..5 {
+            assert_eq!(token(&source).await, "token-aaaaaaaa");
+        }
+        assert_eq!(left(&source), 2);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(token(&source).await, "token-aaaaaaaa");
+        assert_eq!(left(&source), 1);
+        // Then 4 s.
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(token(&source).await, "token-aaaaaaaa");
+        assert_eq!(left(&source), 1);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(token(&source).await, "token-bbbbbbbb");
+        assert_eq!(source.renewals(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_last_try_before_expiry_is_at_expiry_then_calls_wait_for_a_renewal() {
+        let source = TokenSource::scripted(
+            refresh_credentials(),
+            vec![
+                minted("token-aaaaaaaa", serde_json::json!(10)),
+                unavailable(),
+                unavailable(),
+                unavailable(),
+                unavailable(),
+                minted("token-bbbbbbbb", serde_json::json!(10)),
+            ],
+        );
+        assert_eq!(token(&source).await, "token-aaaaaaaa");
+        // Due at 8 s; backoff fits the 2 s margin: 0.5 s, 1 s, then the expiry at 10 s.
+        tokio::time::advance(Duration::from_secs(8)).await;
+        let start = Instant::now();
+        while left(&source) > 2 {
+            assert_eq!(token(&source).await, "token-aaaaaaaa");
+            tokio::time::advance(Duration::from_millis(100)).await;
+        }
+        assert!(
+            start.elapsed() <= Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        // Expired: the call waits through one more failure for the renewal.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(token(&source).await, "token-bbbbbbbb");
+        assert_eq!(left(&source), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_valid_token_renewal_is_retried_until_the_give_up_bound() {
+        let source = TokenSource::scripted(
+            refresh_credentials(),
+            (0..100).map(|_| unavailable()).collect(),
+        );
+        let start = Instant::now();
+        let err = source.bearer().await.err().unwrap();
+        let waited = start.elapsed();
+        assert!(
+            waited >= RENEW_GIVE_UP && waited <= RENEW_GIVE_UP + Duration::from_secs(1),
+            "{waited:?}"
+        );
+        let AuthError::GaveUp { attempts, .. } = &err else {
+            panic!("{err}")
+        };
+        // 0, 2, 6, 14, 30 and 45 s: backoff doubling, the last try at the deadline.
+        assert_eq!(*attempts, 6, "{err}");
+        assert_eq!(100 - left(&source), 6);
+        assert!(!err.is_permanent());
+        assert!(err.to_string().contains("503"), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_passing_failure_without_a_token_is_retried_until_it_works() {
+        let source = TokenSource::scripted(
+            refresh_credentials(),
+            vec![
+                unavailable(),
+                Err(AuthError::BadAnswer("garbled".into())),
+                minted("token-aaaaaaaa", serde_json::json!("3599")),
+            ],
+        );
+        let start = Instant::now();
+        assert_eq!(token(&source).await, "token-aaaaaaaa");
+        assert_eq!(start.elapsed(), Duration::from_secs(6));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_permanent_refusal_ends_every_call_at_once() {
+        let source = TokenSource::scripted(
+            refresh_credentials(),
+            vec![
+                minted("token-aaaaaaaa", serde_json::json!(100)),
+                Err(AuthError::RefreshTokenRejected {
+                    code: "invalid_grant".into(),
+                    description: "AADSTS70008".into(),
+                }),
+            ],
+        );
+        assert_eq!(token(&source).await, "token-aaaaaaaa");
+        tokio::time::advance(Duration::from_secs(81)).await;
+        let start = Instant::now();
+        for _ in 0..3 {
+            let err = source.bearer().await.err().unwrap();
+            assert!(err.is_permanent(), "{err}");
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(left(&source), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_calls_share_one_renewal() {
+        let source = std::sync::Arc::new(TokenSource::scripted(
+            refresh_credentials(),
+            vec![
+                unavailable(),
+                minted("token-aaaaaaaa", serde_json::json!(100)),
+            ],
+        ));
+        let calls: Vec<_> = (0..10)
+            .map(|_| {
+                let source = source.clone();
+                tokio::spawn(async move { source.bearer().await.map(|b| b.generation) })
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(call.await.unwrap().unwrap(), 1);
+        }
+        assert_eq!(source.renewals(), 1);
+        assert_eq!(left(&source), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_absurd_lifetime_is_renewed_within_a_day() {
+        let source = TokenSource::scripted(
+            refresh_credentials(),
+            vec![
+                minted("token-aaaaaaaa", serde_json::json!(1e30)),
+                minted("token-bbbbbbbb", serde_json::json!(3599)),
+            ],
+        );
+        assert_eq!(token(&source).await, "token-aaaaaaaa");
+        tokio::time::advance(MAX_TOKEN_LIFETIME - Duration::from_secs(301)).await;
+        assert_eq!(token(&source).await, "token-aaaaaaaa");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(token(&source).await, "token-bbbbbbbb");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rotated_refresh_tokens_arrive_in_one_place_and_are_scrubbed() {
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let hook_seen = seen.clone();
+        let source = TokenSource::scripted(
+            refresh_credentials(),
+            vec![
+                Ok(TokenAnswer {
+                    access_token: Some("minted\nbad-token".into()),
+                    expires_in: None,
+                    refresh_token: Some("rotated-refresh-1111".into()),
+                }),
+                Ok(TokenAnswer {
+                    access_token: Some("minted-good-token".into()),
+                    expires_in: None,
+                    refresh_token: Some("rotated-refresh-2222".into()),
+                }),
+            ],
+        )
+        .on_refresh_token_rotated(move |t| {
+            hook_seen
+                .lock()
+                .unwrap()
+                .push(t.expose_secret().to_string())
+        });
+        // The first answer's access token cannot be sent: refused, but its rotated refresh
+        // token is kept (the old one may be dead already); the retry gets a good one.
+        assert_eq!(token(&source).await, "minted-good-token");
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["rotated-refresh-1111", "rotated-refresh-2222"]
+        );
+        let text = "echo client-s3cret-value refresh-s3cret-value rotated-refresh-1111 \
+                    rotated-refresh-2222 minted-good-token minted\nbad-token";
+        assert_eq!(source.scrub(text), "echo *** *** *** *** *** ***");
+        // Short values are not worth garbling a message for.
+        let short = TokenSource::new(
+            Credentials::AccessToken(SecretString::from("x")),
+            Duration::from_secs(1),
+        );
+        assert_eq!(short.scrub("x marks"), "x marks");
     }
 }

@@ -1,5 +1,9 @@
 //! The Partner Center HTTP client: one pooled `reqwest::Client`, the documented headers on
 //! every call, and answers turned into typed results.
+//!
+//! Answers are read in chunks up to [`MAX_RESPONSE_BYTES`], so an endless body costs bounded
+//! memory; server text in errors is escaped and scrubbed of credentials (see
+//! [`super::error::server_text`]); no request leaves without its `Authorization` header.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,13 +14,53 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::auth::TokenSource;
-use super::error::{ApiError, ApiErrorKind};
+use super::error::{ApiError, ApiErrorKind, server_text};
 use crate::domain::{Confirmation, TenantId};
 use crate::rate::RequestGate;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.partnercenter.microsoft.com";
 pub const MCA_AGREEMENT_TYPE: &str = "MicrosoftCustomerAgreement";
 const APPLICATION_NAME: &str = concat!("mca-attest/", env!("CARGO_PKG_VERSION"));
+/// Most bytes of an answer read. The largest real answer (a page of 500 customers) is a few
+/// hundred kilobytes; past this, a GET's answer is refused as not what the API documents,
+/// and an error's body is cut.
+pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+/// Most bytes read of a body nobody needs (a successful create's echo): enough to let an
+/// ordinary answer end so the connection can be reused, not more.
+const MAX_DISCARDED_BYTES: usize = 64 * 1024;
+
+/// A body read up to a bound.
+#[derive(Debug)]
+pub(crate) struct BoundedBody {
+    pub bytes: Vec<u8>,
+    /// False when the body went on past the bound (the rest was not read).
+    pub complete: bool,
+}
+
+/// Reads `response`'s body chunk by chunk, keeping at most `limit` bytes and stopping there:
+/// memory stays bounded whatever the server sends. Dropping the response afterwards closes a
+/// connection whose body was not read to the end.
+pub(crate) async fn read_bounded(
+    response: &mut reqwest::Response,
+    limit: usize,
+) -> Result<BoundedBody, reqwest::Error> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit.saturating_sub(bytes.len());
+        if chunk.len() > room {
+            bytes.extend_from_slice(&chunk[..room]);
+            return Ok(BoundedBody {
+                bytes,
+                complete: false,
+            });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(BoundedBody {
+        bytes,
+        complete: true,
+    })
+}
 
 /// Checks an API root: https, or http only to a loopback host (the simulator).
 pub fn parse_base_url(raw: &str) -> Result<Url, String> {
@@ -234,13 +278,15 @@ impl PartnerCenterClient {
 
     /// Sends one call with the documented headers and returns the status and body. Every
     /// request passes the rate gate; a 401 renews the token and resends once (same
-    /// MS-RequestId), and a 429 pauses the gate for everyone.
+    /// MS-RequestId), and a 429 pauses the gate for everyone. With `need_body` false (a
+    /// create, whose echo nothing reads) a success is a success whatever its body.
     async fn send(
         &self,
         method: Method,
         url: Url,
         request_id: Uuid,
         body: Option<Vec<u8>>,
+        need_body: bool,
     ) -> CallOutcome<Vec<u8>> {
         let mut sent = 0;
         let mut renewed = false;
@@ -260,10 +306,21 @@ impl PartnerCenterClient {
                 Ok(b) => b,
                 Err(e) => {
                     return CallOutcome::failed(
-                        ApiError::transport(ApiErrorKind::Credentials, e.to_string()),
+                        ApiError::transport(ApiErrorKind::Credentials, self.clean(&e.to_string())),
                         sent,
                     );
                 }
+            };
+            // Credentials are checked where they come in; this is the last line: a request
+            // without its Authorization header is never sent.
+            let Some(auth) = TokenSource::header_value(&bearer.token) else {
+                return CallOutcome::failed(
+                    ApiError::transport(
+                        ApiErrorKind::Credentials,
+                        "the access token holds a line break or another character that cannot be sent in an HTTP header",
+                    ),
+                    sent,
+                );
             };
             let correlation_id = Uuid::new_v4();
             sent += 1;
@@ -271,23 +328,21 @@ impl PartnerCenterClient {
                 .http
                 .request(method.clone(), url.clone())
                 .header("MS-RequestId", request_id.to_string())
-                .header("MS-CorrelationId", correlation_id.to_string());
-            if let Some(auth) = TokenSource::header_value(&bearer.token) {
-                request = request.header(AUTHORIZATION, auth);
-            }
+                .header("MS-CorrelationId", correlation_id.to_string())
+                .header(AUTHORIZATION, auth);
             if let Some(body) = &body {
                 request = request
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(body.clone());
             }
-            let response = match request.send().await {
+            let mut response = match request.send().await {
                 Ok(r) => r,
                 Err(e) => {
                     return CallOutcome {
                         correlation_id,
                         http_status: None,
                         sent,
-                        result: Err(transport_error(&e)),
+                        result: Err(self.transport_error(&e)),
                     };
                 }
             };
@@ -303,15 +358,38 @@ impl PartnerCenterClient {
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            let result = match response.bytes().await {
-                Err(e) => Err(transport_error(&e)),
-                Ok(bytes) if (200..300).contains(&status) => Ok(bytes.to_vec()),
-                Ok(bytes) => Err(ApiError::from_response(
+            let result = if (200..300).contains(&status) {
+                if need_body {
+                    match read_bounded(&mut response, MAX_RESPONSE_BYTES).await {
+                        Err(e) => Err(self.transport_error(&e)),
+                        Ok(b) if b.complete => Ok(b.bytes),
+                        Ok(_) => Err(ApiError::transport(
+                            ApiErrorKind::BadResponse,
+                            format!(
+                                "HTTP {status} with a body larger than {MAX_RESPONSE_BYTES} bytes (the bound for an answer); not read further"
+                            ),
+                        )),
+                    }
+                } else {
+                    // The status says it all; reading a little lets an ordinary answer end
+                    // cleanly, and an endless or broken body changes nothing.
+                    let _ = read_bounded(&mut response, MAX_DISCARDED_BYTES).await;
+                    Ok(Vec::new())
+                }
+            } else {
+                // The status is known: whatever part of the body arrived explains it.
+                let bytes = read_bounded(&mut response, MAX_RESPONSE_BYTES)
+                    .await
+                    .map(|b| b.bytes)
+                    .unwrap_or_default();
+                Err(ApiError::from_response_scrubbed(
                     status,
                     retry_after.as_deref(),
                     &bytes,
-                )),
+                    &|t: &str| self.tokens.scrub(t),
+                ))
             };
+            drop(response);
             if status != 429 {
                 self.gate.answered();
             }
@@ -335,6 +413,26 @@ impl PartnerCenterClient {
         }
     }
 
+    /// Text that may hold server words, made safe for an error (escaped, scrubbed, bounded).
+    fn clean(&self, text: &str) -> String {
+        server_text(text, &|t: &str| self.tokens.scrub(t))
+    }
+
+    fn transport_error(&self, e: &reqwest::Error) -> ApiError {
+        let mut error = transport_error(e);
+        error.message = self.clean(&error.message);
+        error
+    }
+
+    /// A success answer whose body is not what the API documents.
+    fn bad_response(&self, what: &str, e: &serde_json::Error) -> ApiError {
+        // serde's message may quote a piece of the body: server text like any other.
+        ApiError::transport(
+            ApiErrorKind::BadResponse,
+            self.clean(&format!("{what}: {e}")),
+        )
+    }
+
     pub fn gate(&self) -> &RequestGate {
         &self.gate
     }
@@ -352,17 +450,12 @@ impl PartnerCenterClient {
         let mut url = self.url("/v1/agreements");
         url.query_pairs_mut()
             .append_pair("agreementType", agreement_type);
-        self.send(Method::GET, url, Uuid::new_v4(), None)
+        self.send(Method::GET, url, Uuid::new_v4(), None, true)
             .await
             .map(|body| {
                 serde_json::from_slice::<Collection<AgreementTemplate>>(&body)
                     .map(|c| c.items)
-                    .map_err(|e| {
-                        ApiError::transport(
-                            ApiErrorKind::BadResponse,
-                            format!("agreement list: {e}"),
-                        )
-                    })
+                    .map_err(|e| self.bad_response("agreement list", &e))
             })
     }
 
@@ -389,17 +482,12 @@ impl PartnerCenterClient {
         let mut url = self.url(&format!("/v1/customers/{tenant}/agreements"));
         url.query_pairs_mut()
             .append_pair("agreementType", MCA_AGREEMENT_TYPE);
-        self.send(Method::GET, url, Uuid::new_v4(), None)
+        self.send(Method::GET, url, Uuid::new_v4(), None, true)
             .await
             .map(|body| {
                 serde_json::from_slice::<Collection<AgreementRecord>>(&body)
                     .map(|c| c.items)
-                    .map_err(|e| {
-                        ApiError::transport(
-                            ApiErrorKind::BadResponse,
-                            format!("agreement records: {e}"),
-                        )
-                    })
+                    .map_err(|e| self.bad_response("agreement records", &e))
             })
     }
 
@@ -414,17 +502,12 @@ impl PartnerCenterClient {
         let url = self.url(&format!(
             "/v1/customers/{tenant}/directSignedMicrosoftCustomerAgreementStatus"
         ));
-        self.send(Method::GET, url, Uuid::new_v4(), None)
+        self.send(Method::GET, url, Uuid::new_v4(), None, true)
             .await
             .map(|body| {
                 serde_json::from_slice::<Status>(&body)
                     .map(|s| s.is_signed)
-                    .map_err(|e| {
-                        ApiError::transport(
-                            ApiErrorKind::BadResponse,
-                            format!("direct-signed status: {e}"),
-                        )
-                    })
+                    .map_err(|e| self.bad_response("direct-signed status", &e))
             })
     }
 
@@ -457,7 +540,7 @@ impl PartnerCenterClient {
                 );
             }
         };
-        self.send(Method::POST, url, request_id, Some(body))
+        self.send(Method::POST, url, request_id, Some(body), false)
             .await
             .map(|_| Ok(()))
     }
@@ -556,5 +639,109 @@ mod tests {
             client.url("/v1/agreements").as_str(),
             "http://127.0.0.1:9/pc/v1/agreements"
         );
+    }
+
+    /// A loopback server answering every request with `status` and a chunked body that never
+    /// ends; counts the requests it got.
+    async fn endless(status: &'static str) -> (Url, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let head = format!("HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\n\r\n");
+                    let chunk = format!("10000\r\n{}\r\n", " ".repeat(0x10000));
+                    if stream.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    while stream.write_all(chunk.as_bytes()).await.is_ok() {}
+                });
+            }
+        });
+        (url, seen)
+    }
+
+    fn client_for(base_url: Url, token: &str) -> PartnerCenterClient {
+        PartnerCenterClient::new(
+            &ClientOptions {
+                base_url,
+                timeout: Duration::from_secs(10),
+                max_connections: 1,
+            },
+            Arc::new(TokenSource::new(
+                super::super::auth::Credentials::AccessToken(token.to_string().into()),
+                Duration::from_secs(1),
+            )),
+            Arc::new(RequestGate::new(
+                "1000/s".parse().unwrap(),
+                Default::default(),
+            )),
+        )
+        .unwrap()
+    }
+
+    fn confirmation() -> Confirmation {
+        Confirmation {
+            tenant: TenantId::from(Uuid::new_v4()),
+            signer: crate::domain::Signer {
+                first_name: "Tania".into(),
+                last_name: "Carr".into(),
+                email: "tania@example.com".into(),
+                phone_number: None,
+            },
+            date_agreed: crate::domain::DateAgreed::new(chrono::Utc::now()),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_endless_body_is_read_only_up_to_the_bound() {
+        // A create needs no body: the 201 is the answer, whatever follows it.
+        let (url, _) = endless("201 Created").await;
+        let client = client_for(url, "token-for-tests");
+        let started = std::time::Instant::now();
+        let outcome = client
+            .create_agreement(&confirmation(), "t", Uuid::new_v4())
+            .await;
+        assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+        assert!(started.elapsed() < Duration::from_secs(5));
+
+        // A read's answer past the bound is refused, not read on.
+        let (url, _) = endless("200 OK").await;
+        let client = client_for(url, "token-for-tests");
+        let outcome = client.mca_template().await;
+        let error = outcome.result.unwrap_err();
+        assert_eq!(error.kind, ApiErrorKind::BadResponse);
+        assert!(
+            error.message.contains(&MAX_RESPONSE_BYTES.to_string()),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_request_leaves_without_its_authorization_header() {
+        let (url, seen) = endless("201 Created").await;
+        // Built past the checks of `Credentials::from_lookup`, which refuse such a token.
+        let client = client_for(url, "half\nX-Injected: other-half");
+        let outcome = client
+            .create_agreement(&confirmation(), "t", Uuid::new_v4())
+            .await;
+        let error = outcome.result.unwrap_err();
+        assert_eq!(error.kind, ApiErrorKind::Credentials);
+        assert!(!error.message.contains("half"), "{error}");
+        assert_eq!(outcome.sent, 0);
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 }

@@ -1,11 +1,26 @@
 //! One typed error for everything a Partner Center call can end in: the three documented
 //! error body shapes, throttling, and transport failures.
+//!
+//! Everything the server says is hostile input: text taken from an answer goes through
+//! [`server_text`] (control characters escaped by [`printable`], credentials scrubbed, length
+//! bounded) before it is stored, so it can neither forge log lines nor carry terminal escapes
+//! or secrets into the results file; `Retry-After` is parsed without panicking and capped at
+//! [`MAX_RETRY_AFTER`].
 
 use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+
+/// The longest `Retry-After` honoured. Partner Center's own example asks for 57 s; a larger
+/// value (a day, or 10^20 seconds from a broken proxy) would stall the run for nothing, so it
+/// is cut to this and the run goes on.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
+/// Most characters of server text kept in one field: enough for any real message, bounded so
+/// that a hostile answer cannot fill the results file or the log.
+pub const MAX_SERVER_TEXT_CHARS: usize = 1000;
 
 /// Error codes this tool acts on.
 pub mod codes {
@@ -71,11 +86,22 @@ impl ApiError {
     /// `description`, `source`), and the throttling one (`statusCode`, `message`); `code` can be
     /// a number or a string. Anything else keeps the status and a cut of the body.
     pub fn from_response(status: u16, retry_after: Option<&str>, body: &[u8]) -> Self {
+        Self::from_response_scrubbed(status, retry_after, body, &|t: &str| t.to_string())
+    }
+
+    /// Like [`ApiError::from_response`], with `scrub` removing the credentials the server may
+    /// echo (see `TokenSource::scrub`) from every piece of server text kept.
+    pub fn from_response_scrubbed(
+        status: u16,
+        retry_after: Option<&str>,
+        body: &[u8],
+        scrub: &dyn Fn(&str) -> String,
+    ) -> Self {
         let parsed: Option<Value> = serde_json::from_slice(body).ok();
         let field = |name: &str| parsed.as_ref().and_then(|v| v.get(name));
         let text = |name: &str| {
             field(name).and_then(|v| match v {
-                Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+                Value::String(s) if !s.trim().is_empty() => Some(server_text(s.trim(), scrub)),
                 Value::Number(n) => Some(n.to_string()),
                 _ => None,
             })
@@ -90,7 +116,8 @@ impl ApiError {
                 if raw.is_empty() {
                     format!("HTTP {status} with an empty body")
                 } else {
-                    crate::domain::shorten(raw)
+                    // Scrubbed before the cut, so that no half of a secret survives it.
+                    crate::domain::shorten(&server_text(raw, scrub))
                 }
             });
         ApiError {
@@ -100,7 +127,7 @@ impl ApiError {
             name: text("errorName"),
             message,
             is_retryable: field("isRetryable").and_then(Value::as_bool),
-            retry_after: retry_after.and_then(|h| parse_retry_after(h, Utc::now())),
+            retry_after: retry_after.and_then(|h| capped_retry_after(h, Utc::now())),
         }
     }
 
@@ -173,16 +200,90 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-/// `Retry-After` is either whole seconds or an HTTP date (RFC 9110 §10.2.3).
+/// `Retry-After` is either whole seconds or an HTTP date (RFC 9110 §10.2.3). Any text is
+/// accepted without panicking: a number too large for a `Duration` (say 10^20) comes back as
+/// `Duration::MAX`, a date in the past as zero; a negative number or anything unreadable is
+/// `None` (as if the header were absent). Not capped: see [`capped_retry_after`].
 pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Only digits: whole seconds, however many (an overflow is simply "very long").
+        return Some(
+            value
+                .parse::<u64>()
+                .map_or(Duration::MAX, Duration::from_secs),
+        );
+    }
+    if let Ok(secs) = value.parse::<f64>() {
+        // Fractions and exponents are not in the RFC, but their meaning is plain.
+        return match secs {
+            s if s.is_nan() || s < 0.0 => None,
+            s => Some(Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)),
+        };
     }
     let at = DateTime::parse_from_rfc2822(value)
         .ok()?
         .with_timezone(&Utc);
-    Some((at - now).to_std().unwrap_or(Duration::ZERO))
+    Some(
+        at.signed_duration_since(now)
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// [`parse_retry_after`], cut to [`MAX_RETRY_AFTER`]; a cut value is logged once, here, with
+/// the value the server sent.
+pub fn capped_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let wait = parse_retry_after(value, now)?;
+    if wait > MAX_RETRY_AFTER {
+        tracing::warn!(
+            "Partner Center asked to wait {} (Retry-After: {}); waiting at most the cap of {} s instead",
+            describe_wait(wait),
+            crate::domain::shorten(&printable(value.trim())),
+            MAX_RETRY_AFTER.as_secs()
+        );
+        return Some(MAX_RETRY_AFTER);
+    }
+    Some(wait)
+}
+
+fn describe_wait(wait: Duration) -> String {
+    if wait == Duration::MAX {
+        "longer than any clock can count".to_string()
+    } else {
+        format!("{} s", wait.as_secs())
+    }
+}
+
+/// Server text made safe to store, log and write to a CSV cell: every control character
+/// (line breaks, ESC, DEL, C1 controls) and every character that reorders or breaks lines
+/// when shown (U+2028, U+2029, the bidirectional overrides and isolates) is replaced by its
+/// Rust escape (`\n`, `\u{1b}`, ...), so one message stays one line and shows as sent.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control()
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Server text as stored in an error: credentials removed by `scrub` (before and after
+/// escaping: an escape could otherwise complete a secret's spelling), control characters
+/// escaped, and at most [`MAX_SERVER_TEXT_CHARS`] characters kept.
+pub fn server_text(raw: &str, scrub: &dyn Fn(&str) -> String) -> String {
+    let clean = scrub(&printable(&scrub(raw)));
+    if clean.chars().count() <= MAX_SERVER_TEXT_CHARS {
+        return clean;
+    }
+    let mut cut: String = clean.chars().take(MAX_SERVER_TEXT_CHARS).collect();
+    cut.push('…');
+    cut
 }
 
 #[cfg(test)]
@@ -278,5 +379,113 @@ mod tests {
         let e =
             ApiError::from_response(400, None, br#"{"code":1,"message":"m","isRetryable":true}"#);
         assert!(e.is_retryable());
+    }
+
+    #[test]
+    fn retry_after_of_any_shape_parses_without_panicking() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 22, 7, 28, 0).unwrap();
+        let cases: [(&str, Option<Duration>); 14] = [
+            ("57", Some(Duration::from_secs(57))),
+            (" 0 ", Some(Duration::ZERO)),
+            ("99999999999999999999", Some(Duration::MAX)),
+            ("18446744073709551616", Some(Duration::MAX)),
+            ("1e30", Some(Duration::MAX)),
+            ("inf", Some(Duration::MAX)),
+            ("1.5", Some(Duration::from_millis(1500))),
+            ("-5", None),
+            ("-99999999999999999999", None),
+            ("NaN", None),
+            ("", None),
+            ("soon\u{1b}[2J", None),
+            (
+                "Fri, 31 Dec 9999 23:59:59 GMT",
+                parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now),
+            ),
+            ("Sun, 22 Nov 2020 07:28:30 GMT", Some(Duration::ZERO)),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(parse_retry_after(value, now), expected, "{value:?}");
+        }
+        assert!(parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now).unwrap() > MAX_RETRY_AFTER);
+    }
+
+    #[test]
+    fn retry_after_is_capped() {
+        let now = Utc::now();
+        for value in [
+            "86400",
+            "99999999999999999999",
+            "1e30",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+        ] {
+            assert_eq!(
+                capped_retry_after(value, now),
+                Some(MAX_RETRY_AFTER),
+                "{value}"
+            );
+        }
+        assert_eq!(capped_retry_after("120", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(capped_retry_after("57", now), Some(Duration::from_secs(57)));
+        assert_eq!(capped_retry_after("garbage", now), None);
+        let e = ApiError::from_response(429, Some("99999999999999999999"), b"{}");
+        assert_eq!(e.retry_after, Some(MAX_RETRY_AFTER));
+        assert_eq!(MAX_RETRY_AFTER, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn printable_escapes_every_control_character() {
+        assert_eq!(printable("plain text, é ü 中"), "plain text, é ü 中");
+        assert_eq!(
+            printable("a\nb\r\tc\u{1b}[31m\u{0}\u{7f}\u{85}"),
+            r"a\nb\r\tc\u{1b}[31m\u{0}\u{7f}\u{85}"
+        );
+        assert_eq!(
+            printable("x\u{2028}y\u{2029}z\u{202e}w\u{2066}"),
+            r"x\u{2028}y\u{2029}z\u{202e}w\u{2066}"
+        );
+        assert!(
+            !printable("\u{1b}]0;title\u{7}")
+                .chars()
+                .any(char::is_control)
+        );
+    }
+
+    #[test]
+    fn server_text_cannot_forge_lines_or_carry_escapes() {
+        let body = "{\"code\":\"6\\n0\",\"errorName\":\"Bad\\u001b[2J\",\"message\":\"line one\\nINFO forged line\\u001b[31m\"}";
+        let e = ApiError::from_response(400, None, body.as_bytes());
+        for text in [
+            &e.message,
+            e.code.as_ref().unwrap(),
+            e.name.as_ref().unwrap(),
+        ] {
+            assert!(!text.chars().any(char::is_control), "{text:?}");
+        }
+        assert_eq!(e.message, r"line one\nINFO forged line\u{1b}[31m");
+        assert!(!e.to_string().chars().any(char::is_control));
+        // A body that is not JSON: the excerpt is escaped too.
+        let e = ApiError::from_response(502, None, b"<html>\r\nBad\x1b[0m gateway</html>");
+        assert!(!e.message.chars().any(char::is_control), "{:?}", e.message);
+        // And bounded.
+        let long = format!("{{\"message\":\"{}\"}}", "x".repeat(100_000));
+        let e = ApiError::from_response(400, None, long.as_bytes());
+        assert_eq!(e.message.chars().count(), MAX_SERVER_TEXT_CHARS + 1);
+    }
+
+    #[test]
+    fn echoed_credentials_are_scrubbed_before_anything_is_cut() {
+        let scrub = |t: &str| t.replace("s3cret-bearer-token", "***");
+        let e = ApiError::from_response_scrubbed(
+            401,
+            None,
+            br#"{"code":"s3cret-bearer-token","message":"token s3cret-bearer-token is bad","errorName":"Bearer s3cret-bearer-token"}"#,
+            &scrub,
+        );
+        assert_eq!(e.message, "token *** is bad");
+        assert!(!format!("{e} {e:?}").contains("s3cret"), "{e:?}");
+        // In a raw excerpt, where the cut would otherwise keep half of the secret.
+        let raw = format!("{}s3cret-bearer-token", "y".repeat(50));
+        let e = ApiError::from_response_scrubbed(500, None, raw.as_bytes(), &scrub);
+        assert!(!e.message.contains("s3cret"), "{}", e.message);
     }
 }
