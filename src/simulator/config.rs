@@ -11,12 +11,15 @@ use secrecy::SecretString;
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::customers::{CustomerProfile, MAX_CUSTOMER_PAGE_SIZE, NextLinkForm};
 use super::error::SimulatorError;
 use super::files;
 use super::state::StoredAgreement;
 
 /// Longest access-token lifetime accepted (a year); keeps expiry arithmetic far from overflow.
 const MAX_TOKEN_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Upper bound of `--customers-page-size-max`.
+const CUSTOMER_PAGE_SIZE_LIMIT: usize = 100_000;
 
 /// Flags of `mca-attest simulator`.
 #[derive(Debug, Clone, clap::Args)]
@@ -112,6 +115,18 @@ pub struct SimulatorArgs {
     /// Do not keep the list of agreement POSTs (for benchmarks).
     #[arg(long)]
     pub no_record: bool,
+
+    /// CSV of the partner's customers for GET /v1/customers (customer_tenant_id[,company_name][,domain][,relationship_to_partner]); listed first, in file order.
+    #[arg(long, value_name = "FILE")]
+    pub customers: Option<PathBuf>,
+
+    /// Form of links.next.uri in the customer listing: with /v1, without it, or one then the other page by page.
+    #[arg(long, value_name = "FORM", value_enum, default_value_t = NextLinkForm::Alternate)]
+    pub customers_next_link: NextLinkForm,
+
+    /// Largest page of the customer listing; a larger ?size= is clamped to it.
+    #[arg(long, value_name = "N", default_value_t = MAX_CUSTOMER_PAGE_SIZE)]
+    pub customers_page_size_max: usize,
 }
 
 /// A request-rate cap: at most `max_requests` accepted per sliding `window`.
@@ -215,6 +230,13 @@ pub struct SimulatorConfig {
     /// Appended to the MCA template answer (to test a client's choice among versions).
     pub extra_mca_templates: Vec<TemplateItem>,
     pub allow_non_loopback: bool,
+    /// Customers listed first by `GET /v1/customers`, in order; every other tenant the config
+    /// names (except unknown tenants) follows, sorted by tenant id.
+    pub customers: Vec<CustomerProfile>,
+    /// Form of `links.next.uri` in the customer listing.
+    pub customers_next_link: NextLinkForm,
+    /// Largest customer page; a larger `size` is clamped to it.
+    pub customers_page_size_max: usize,
 }
 
 impl Default for SimulatorConfig {
@@ -233,6 +255,9 @@ impl Default for SimulatorConfig {
             record_requests: true,
             extra_mca_templates: Vec::new(),
             allow_non_loopback: false,
+            customers: Vec::new(),
+            customers_next_link: NextLinkForm::default(),
+            customers_page_size_max: MAX_CUSTOMER_PAGE_SIZE,
         }
     }
 }
@@ -291,6 +316,12 @@ impl SimulatorConfig {
             record_requests: !args.no_record,
             extra_mca_templates: Vec::new(),
             allow_non_loopback: args.allow_non_loopback,
+            customers: match &args.customers {
+                Some(p) => files::load_customers(p)?,
+                None => Vec::new(),
+            },
+            customers_next_link: args.customers_next_link,
+            customers_page_size_max: args.customers_page_size_max,
         };
         config.validate()?;
         Ok(config)
@@ -328,6 +359,12 @@ impl SimulatorConfig {
             return Err(SimulatorError::InvalidArg {
                 arg: "--token-ttl",
                 reason: format!("must be between 1 and {} seconds", MAX_TOKEN_TTL.as_secs()),
+            });
+        }
+        if !(1..=CUSTOMER_PAGE_SIZE_LIMIT).contains(&self.customers_page_size_max) {
+            return Err(SimulatorError::InvalidArg {
+                arg: "--customers-page-size-max",
+                reason: format!("must be between 1 and {CUSTOMER_PAGE_SIZE_LIMIT}"),
             });
         }
         if self.access_tokens.iter().any(|t| !is_token_syntax(t)) {

@@ -1,4 +1,5 @@
-//! Loading the simulator's data files (`--existing`, tenant lists). Read once at start-up.
+//! Loading the simulator's data files (`--existing`, `--customers`, tenant lists). Read once at
+//! start-up.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -6,6 +7,7 @@ use std::path::Path;
 use chrono::{DateTime, TimeZone, Utc};
 use uuid::Uuid;
 
+use super::customers::CustomerProfile;
 use super::error::SimulatorError;
 use super::state::{AgreementSource, StoredAgreement};
 use super::{MCA_CLOUD_TEMPLATE_ID, MCA_TEMPLATE_ID};
@@ -160,6 +162,69 @@ pub(crate) fn parse_existing(
     Ok(out)
 }
 
+/// Load `--customers`: the partner's customers, in file order. Only the tenant id column is
+/// required; blank optional cells are filled in by the listing.
+pub(crate) fn load_customers(path: &Path) -> Result<Vec<CustomerProfile>, SimulatorError> {
+    let bytes = read(path)?;
+    parse_customers(path, &bytes)
+}
+
+pub(crate) fn parse_customers(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<Vec<CustomerProfile>, SimulatorError> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .from_reader(bytes);
+    let headers: Vec<String> = rdr
+        .headers()
+        .map_err(|e| csv_error(path, &e))?
+        .iter()
+        .map(normalize_header)
+        .collect();
+    let tenant_col = find_column(&headers, TENANT_ALIASES)
+        .ok_or_else(|| content_error(path, 1, "missing column 'customer_tenant_id'"))?;
+    let name_col = find_column(&headers, &["companyname", "customername", "name"]);
+    let domain_col = find_column(&headers, &["domain", "domainname", "primarydomain"]);
+    let relationship_col = find_column(&headers, &["relationshiptopartner", "relationship"]);
+
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for record in rdr.records() {
+        let record = record.map_err(|e| csv_error(path, &e))?;
+        let line = record.position().map_or(0, csv::Position::line);
+        if record.iter().all(|f| f.trim().is_empty()) {
+            continue;
+        }
+        let cell = |i: usize| record.get(i).unwrap_or("").trim();
+        let optional =
+            |col: Option<usize>| col.map(cell).filter(|v| !v.is_empty()).map(str::to_owned);
+        let raw = cell(tenant_col);
+        let tenant_id = parse_tenant(raw).ok_or_else(|| {
+            content_error(
+                path,
+                line,
+                format!("customer_tenant_id '{raw}' is not a GUID"),
+            )
+        })?;
+        if !seen.insert(tenant_id) {
+            return Err(content_error(
+                path,
+                line,
+                format!("customer_tenant_id {tenant_id} is listed twice"),
+            ));
+        }
+        out.push(CustomerProfile {
+            tenant_id,
+            company_name: optional(name_col),
+            domain: optional(domain_col),
+            relationship_to_partner: optional(relationship_col),
+        });
+    }
+    Ok(out)
+}
+
 /// Load a tenant list: one GUID per line, or a CSV whose tenant-id column (else its first
 /// column) holds them. Blank lines and `#` comments are skipped.
 pub(crate) fn load_tenant_list(path: &Path) -> Result<HashSet<Uuid>, SimulatorError> {
@@ -231,6 +296,51 @@ mod tests {
             Err(SimulatorError::FileContent { line, .. }) => assert_eq!(line, 2),
             other => panic!("expected a line error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn customer_rows() {
+        let p = Path::new("c.csv");
+        let text = format!(
+            "\u{feff}Tenant ID,Company Name,domain,relationship_to_partner\n\
+             {T1},\"Café \"\"Zoë\"\", Ltd.\",zoe.example,advisor\n\
+             \n\
+             {{{T2}}},,,\n"
+        );
+        let rows = match parse_customers(p, text.as_bytes()) {
+            Ok(r) => r,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].tenant_id.to_string(), T1);
+        assert_eq!(rows[0].company_name.as_deref(), Some("Café \"Zoë\", Ltd."));
+        assert_eq!(rows[0].domain.as_deref(), Some("zoe.example"));
+        assert_eq!(rows[0].relationship_to_partner.as_deref(), Some("advisor"));
+        assert_eq!(rows[1], CustomerProfile::new(T2.parse().expect("guid")));
+        // Only the tenant column is required.
+        let only_ids = format!("customer_tenant_id\n{T1}\n");
+        assert!(matches!(parse_customers(p, only_ids.as_bytes()), Ok(r) if r.len() == 1));
+
+        let twice = format!("tenant_id,company_name\n{T1},A\n{T1},B\n");
+        assert!(matches!(
+            parse_customers(p, twice.as_bytes()),
+            Err(SimulatorError::FileContent { line: 3, reason, .. }) if reason.contains("twice")
+        ));
+        let bad = format!("customer_tenant_id,company_name\n{T1},A\nnope,B\n");
+        assert!(matches!(
+            parse_customers(p, bad.as_bytes()),
+            Err(SimulatorError::FileContent { line: 3, .. })
+        ));
+        let no_tenant = "company_name,domain\nA,a.example\n";
+        assert!(matches!(
+            parse_customers(p, no_tenant.as_bytes()),
+            Err(SimulatorError::FileContent { line: 1, .. })
+        ));
+        let ragged = format!("customer_tenant_id,company_name\n{T1},A,extra\n");
+        assert!(matches!(
+            parse_customers(p, ragged.as_bytes()),
+            Err(SimulatorError::FileContent { line: 2, .. })
+        ));
     }
 
     #[test]

@@ -1,11 +1,13 @@
-//! A local Partner Center simulator: the agreement calls, their errors, throttling, faults and
-//! the token endpoint, behaving as `partner-center-api.md` documents the real service.
+//! A local Partner Center simulator: the agreement calls, the customer listing, their errors,
+//! throttling, faults and the token endpoint, behaving as `partner-center-api.md` documents the
+//! real service.
 //!
 //! Start it in-process with [`Simulator::start`], or as `mca-attest simulator` through [`run`].
 
 mod agreements;
 mod auth;
 mod config;
+mod customers;
 mod dates;
 mod error;
 mod faults;
@@ -28,6 +30,9 @@ use tokio_util::sync::CancellationToken;
 pub use config::{
     Faults, RateLimit, RateLimitParseError, SimulatorArgs, SimulatorConfig, TemplateItem,
     TokenEndpointConfig,
+};
+pub use customers::{
+    CustomerProfile, DEFAULT_CUSTOMER_PAGE_SIZE, MAX_CUSTOMER_PAGE_SIZE, NextLinkForm,
 };
 pub use error::SimulatorError;
 pub use state::{AgreementSource, RecordedRequest, SimulatorStats, StoredAgreement};

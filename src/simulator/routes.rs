@@ -23,6 +23,7 @@ use uuid::Uuid;
 use super::agreements::{self, TemplateAnswers};
 use super::auth::{Auth, TokenVersion};
 use super::config::SimulatorConfig;
+use super::customers::CustomerListing;
 use super::faults::{Fault, FaultInjector, RateLimiter};
 use super::net::ConnHandle;
 use super::replies::{
@@ -44,6 +45,8 @@ pub(crate) struct AppState {
     no_relationship: HashSet<Uuid>,
     direct_signed: HashSet<Uuid>,
     templates: TemplateAnswers,
+    /// `GET /v1/customers`: fixed at start-up.
+    customers: CustomerListing,
     /// Arrival order of calls; also seeds MS-CV.
     seq: AtomicU64,
     /// Cut pending delays short when the simulator shuts down.
@@ -56,6 +59,7 @@ enum Call {
     Post,
     ListAgreements,
     DirectSigned,
+    ListCustomers,
 }
 
 impl AppState {
@@ -75,6 +79,7 @@ impl AppState {
             no_relationship: config.no_relationship.clone(),
             direct_signed: config.direct_signed.clone(),
             templates: TemplateAnswers::new(&config.extra_mca_templates),
+            customers: CustomerListing::new(config),
             seq: AtomicU64::new(0),
             shutdown,
         }
@@ -96,6 +101,7 @@ impl AppState {
             Call::Post => &self.counters.agreement_posts,
             Call::ListAgreements => &self.counters.agreement_gets,
             Call::DirectSigned => &self.counters.direct_signed_gets,
+            Call::ListCustomers => &self.counters.customer_list_gets,
         });
         if let Some(limiter) = &self.limiter
             && let Err(secs) = limiter.try_acquire(Instant::now())
@@ -356,6 +362,31 @@ async fn direct_signed(
     app.finish(reply, &echo, &conn, seq).await
 }
 
+/// `GET /v1/customers` and, for next links written without `/v1`, `GET /customers`.
+async fn list_customers(
+    State(app): Shared,
+    ConnectInfo(conn): Conn,
+    headers: HeaderMap,
+    query: Pairs,
+) -> Response {
+    let seq = app.next_seq();
+    let echo = Echo::from_headers(&headers);
+    let reply = match app.gate(&headers, Call::ListCustomers) {
+        Err(reply) => reply,
+        Ok(fault) => {
+            let answer = match query {
+                Ok(Query(pairs)) => app
+                    .customers
+                    .page(&pairs, &headers)
+                    .map(|body| Reply::json(StatusCode::OK, body)),
+                Err(_) => Err(Reply::invalid_input("The query string is not valid.")),
+            };
+            apply(fault, answer.unwrap_or_else(|reply| reply))
+        }
+    };
+    app.finish(reply, &echo, &conn, seq).await
+}
+
 fn token(
     app: &AppState,
     version: TokenVersion,
@@ -424,6 +455,8 @@ async fn method_not_allowed(State(app): Shared, headers: HeaderMap) -> Response 
 pub(crate) fn router(app: Arc<AppState>) -> Router {
     let mut router = Router::new()
         .route("/v1/agreements", get(get_templates))
+        .route("/v1/customers", get(list_customers))
+        .route("/customers", get(list_customers))
         .route(
             "/v1/customers/{tenant}/agreements",
             get(list_agreements).post(post_agreement),

@@ -99,6 +99,8 @@ pub struct SimulatorStats {
     pub faults_injected: u64,
     /// Calls to the token endpoint, successful or not.
     pub token_requests: u64,
+    /// `GET /v1/customers` (and `/customers`) pages asked for past authentication.
+    pub customer_list_gets: u64,
 }
 
 #[derive(Default)]
@@ -112,6 +114,7 @@ pub(crate) struct Counters {
     pub unauthorized: AtomicU64,
     pub faults_injected: AtomicU64,
     pub token_requests: AtomicU64,
+    pub customer_list_gets: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {
@@ -131,6 +134,7 @@ impl Counters {
             unauthorized: get(&self.unauthorized),
             faults_injected: get(&self.faults_injected),
             token_requests: get(&self.token_requests),
+            customer_list_gets: get(&self.customer_list_gets),
         }
     }
 }

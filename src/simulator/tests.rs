@@ -619,3 +619,362 @@ async fn unknown_routes_and_loopback_only() {
     .await;
     assert!(matches!(refused, Err(SimulatorError::NonLoopback(_))));
 }
+
+/// GET a customer page, with a continuation token if given; status, body.
+async fn customers_page(sim: &Simulator, uri: &str, token: Option<&str>) -> (u16, Value) {
+    let mut req = client()
+        .get(format!("{}{uri}", sim.base_url()))
+        .bearer_auth(TOKEN);
+    if let Some(t) = token {
+        req = req.header("MS-ContinuationToken", t);
+    }
+    let resp = req.send().await.expect("answer");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Follows `links.next` from `first` to the end, joining each next URI to the `/v1` API root
+/// whichever form it takes. Returns every item and every next URI seen.
+async fn walk_customers(sim: &Simulator, first: &str) -> (Vec<Value>, Vec<String>) {
+    let (status, mut page) = customers_page(sim, first, None).await;
+    assert_eq!(status, 200, "{page}");
+    let mut items = Vec::new();
+    let mut next_uris = Vec::new();
+    loop {
+        items.extend(page["items"].as_array().expect("items").iter().cloned());
+        let Some(next) = page["links"].get("next") else {
+            break;
+        };
+        assert_eq!(next["method"], "GET");
+        let uri = next["uri"].as_str().expect("uri").to_owned();
+        let headers = next["headers"].as_array().expect("headers");
+        assert_eq!(headers.len(), 1, "{next}");
+        assert_eq!(headers[0]["key"], "MS-ContinuationToken");
+        let token = headers[0]["value"].as_str().expect("token").to_owned();
+        let relative = uri.strip_prefix("/v1").unwrap_or(&uri);
+        next_uris.push(uri.clone());
+        let (status, body) = customers_page(sim, &format!("/v1{relative}"), Some(&token)).await;
+        assert_eq!(status, 200, "{uri}: {body}");
+        page = body;
+    }
+    (items, next_uris)
+}
+
+fn customers_config(n: usize) -> (SimulatorConfig, Vec<Uuid>) {
+    let tenants: Vec<Uuid> = (0..n).map(|_| Uuid::new_v4()).collect();
+    let config = SimulatorConfig {
+        customers: tenants.iter().copied().map(CustomerProfile::new).collect(),
+        ..SimulatorConfig::default()
+    };
+    (config, tenants)
+}
+
+fn ids(items: &[Value]) -> Vec<String> {
+    items
+        .iter()
+        .map(|i| i["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn customer_pages_list_everyone_once_in_both_link_forms() {
+    let (config, tenants) = customers_config(23);
+    let sim = start(config).await;
+    let (items, next_uris) = walk_customers(&sim, "/v1/customers?size=5").await;
+    let want: Vec<String> = tenants.iter().map(Uuid::to_string).collect();
+    assert_eq!(ids(&items), want);
+    // Pages 1 and 3 link with /v1, pages 2 and 4 without; page 5 is the last.
+    assert_eq!(
+        next_uris,
+        [
+            "/v1/customers?size=5&seekOperation=Next",
+            "/customers?size=5&seekOperation=Next",
+            "/v1/customers?size=5&seekOperation=Next",
+            "/customers?size=5&seekOperation=Next",
+        ]
+    );
+    assert_eq!(sim.stats().customer_list_gets, 5);
+
+    // The shape of a page and of an item.
+    let (status, page) = customers_page(&sim, "/v1/customers?size=2", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(page["totalCount"], 23);
+    assert_eq!(page["attributes"], json!({"objectType": "Collection"}));
+    assert_eq!(
+        page["links"]["self"],
+        json!({"uri": "/customers?size=2", "method": "GET", "headers": []})
+    );
+    let t = tenants[0].to_string();
+    let short = &tenants[0].simple().to_string()[..8];
+    assert_eq!(
+        page["items"][0],
+        json!({
+            "id": t,
+            "companyProfile": {
+                "tenantId": t,
+                "domain": format!("c{short}.onmicrosoft.com"),
+                "companyName": format!("Customer {short}"),
+                "attributes": {"objectType": "CustomerCompanyProfile"},
+            },
+            "relationshipToPartner": "reseller",
+            "attributes": {"objectType": "Customer"},
+        })
+    );
+
+    // Both paths serve a next page, whatever form the link had.
+    let next = &page["links"]["next"];
+    let token = next["headers"][0]["value"].as_str().expect("token");
+    for path in ["/v1/customers", "/customers"] {
+        let (status, body) = customers_page(
+            &sim,
+            &format!("{path}?size=2&seekOperation=Next"),
+            Some(token),
+        )
+        .await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(body["items"][0]["id"], tenants[2].to_string());
+    }
+    // A naive join of a /v1 link onto a /v1 root goes nowhere.
+    let (status, _) = customers_page(&sim, "/v1//v1/customers?size=2", Some(token)).await;
+    assert_eq!(status, 404);
+    sim.shutdown().await;
+
+    for (form, want_prefix) in [("v1", "/v1/customers"), ("bare", "/customers")] {
+        let mut config = config_from(&["--customers-next-link", form]);
+        config.customers = tenants.iter().copied().map(CustomerProfile::new).collect();
+        let sim = start(config).await;
+        let (items, next_uris) = walk_customers(&sim, "/customers?size=10").await;
+        assert_eq!(ids(&items).len(), 23);
+        assert_eq!(next_uris.len(), 2);
+        assert!(
+            next_uris.iter().all(|u| u.starts_with(want_prefix)),
+            "{form}: {next_uris:?}"
+        );
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn customer_continuation_token_is_required_and_checked() {
+    let (config, tenants) = customers_config(6);
+    let sim = start(config).await;
+    let (_, page) = customers_page(&sim, "/v1/customers?size=2", None).await;
+    let next = page["links"]["next"].clone();
+    let uri = next["uri"].as_str().expect("uri");
+    let token = next["headers"][0]["value"].as_str().expect("token");
+    // Opaque: no page number or offset a client could guess.
+    assert!(token.len() >= 32 && token != "2" && token != "1", "{token}");
+
+    let (status, err) = customers_page(&sim, uri, None).await;
+    assert_eq!((status, err["code"].clone()), (400, json!("800002")));
+    assert_eq!(err["errorName"], "InvalidContinuationToken");
+    assert!(err["message"].is_string());
+    let mut flipped: Vec<char> = token.chars().collect();
+    flipped[5] = if flipped[5] == 'a' { 'b' } else { 'a' };
+    let flipped: String = flipped.into_iter().collect();
+    for bad in ["2", "page-2", "", &flipped, &token[1..]] {
+        let (status, err) = customers_page(&sim, uri, Some(bad)).await;
+        assert_eq!(status, 400, "token {bad:?}: {err}");
+        assert_eq!(err["errorName"], "InvalidContinuationToken", "{bad:?}");
+    }
+    let (status, _) = customers_page(&sim, "/v1/customers?seekOperation=Back", None).await;
+    assert_eq!(status, 400);
+    // The same token works any number of times.
+    for _ in 0..2 {
+        let (status, body) = customers_page(&sim, uri, Some(token)).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["items"][0]["id"], tenants[2].to_string());
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn customer_page_sizes_are_clamped() {
+    let (config, _) = customers_config(1203);
+    let sim = start(config).await;
+    let count = |page: &Value| page["items"].as_array().map_or(0, Vec::len);
+    for (query, want) in [
+        ("", 500),
+        ("?size=0", 1),
+        ("?size=-3", 1),
+        ("?size=7", 7),
+        ("?size=1000", 1000),
+        ("?size=100000", 1000),
+        ("?size=99999999999999999999", 1000),
+    ] {
+        let (status, page) = customers_page(&sim, &format!("/v1/customers{query}"), None).await;
+        assert_eq!(status, 200, "{query}");
+        assert_eq!(count(&page), want, "{query}");
+        assert_eq!(page["totalCount"], 1203);
+    }
+    for query in ["?size=ten", "?size=", "?size=2.5"] {
+        let (status, err) = customers_page(&sim, &format!("/v1/customers{query}"), None).await;
+        assert_eq!(
+            (status, err["code"].clone()),
+            (400, json!("800002")),
+            "{query}"
+        );
+    }
+    // The default page walks 1203 customers in three pages.
+    let (items, next_uris) = walk_customers(&sim, "/v1/customers").await;
+    assert_eq!(items.len(), 1203);
+    assert_eq!(next_uris.len(), 2);
+    assert!(next_uris[0].contains("size=500"), "{next_uris:?}");
+    sim.shutdown().await;
+
+    let mut config = config_from(&["--customers-page-size-max", "50"]);
+    config.customers = customers_config(60).0.customers;
+    let sim = start(config).await;
+    let (_, page) = customers_page(&sim, "/v1/customers", None).await;
+    assert_eq!(count(&page), 50);
+    let (_, page) = customers_page(&sim, "/v1/customers?size=80", None).await;
+    assert_eq!(count(&page), 50);
+    sim.shutdown().await;
+
+    let cli = Cli::try_parse_from(["sim", "--customers-page-size-max", "0"]).expect("parse");
+    assert!(matches!(
+        SimulatorConfig::from_args(&cli.args),
+        Err(SimulatorError::InvalidArg { .. })
+    ));
+}
+
+#[tokio::test]
+async fn customer_listing_covers_known_tenants_but_not_unknown_or_later_ones() {
+    let on_record = Uuid::new_v4();
+    let signed = Uuid::new_v4();
+    let unrelated = Uuid::new_v4();
+    let unknown = Uuid::new_v4();
+    let listed = Uuid::new_v4();
+    let mut config = SimulatorConfig {
+        customers: vec![
+            CustomerProfile {
+                company_name: Some("Ünïcode, \"Quoted\" & Co".into()),
+                domain: Some("unicode.example".into()),
+                relationship_to_partner: Some("advisor".into()),
+                ..CustomerProfile::new(listed)
+            },
+            CustomerProfile::new(unknown),
+        ],
+        ..SimulatorConfig::default()
+    };
+    config.existing = vec![(on_record, {
+        let mut a = agreement_stored();
+        a.source = AgreementSource::Existing;
+        a
+    })];
+    config.direct_signed.insert(signed);
+    config.no_relationship.insert(unrelated);
+    config.unknown_tenants.insert(unknown);
+    let sim = start(config).await;
+
+    // A POST for a new tenant does not add it to the list.
+    let (status, _, _) = post(
+        &sim,
+        &Uuid::new_v4().to_string(),
+        &agreement("Tania", "2024-06-14T00:00:00Z"),
+        "r",
+    )
+    .await;
+    assert_eq!(status, 201);
+
+    let (items, _) = walk_customers(&sim, "/v1/customers?size=2").await;
+    let mut rest = vec![on_record, signed, unrelated];
+    rest.sort();
+    let want: Vec<String> = std::iter::once(listed)
+        .chain(rest)
+        .map(|t| t.to_string())
+        .collect();
+    assert_eq!(ids(&items), want);
+    assert_eq!(
+        items[0]["companyProfile"]["companyName"],
+        "Ünïcode, \"Quoted\" & Co"
+    );
+    assert_eq!(items[0]["companyProfile"]["domain"], "unicode.example");
+    assert_eq!(items[0]["relationshipToPartner"], "advisor");
+    let of = |t: Uuid| {
+        items
+            .iter()
+            .find(|i| i["id"] == t.to_string())
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(of(unrelated)["relationshipToPartner"], "none");
+    assert_eq!(of(signed)["relationshipToPartner"], "reseller");
+    sim.shutdown().await;
+
+    // Empty: one page, no next link.
+    let sim = start(SimulatorConfig::default()).await;
+    let (status, page) = customers_page(&sim, "/v1/customers", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(page["totalCount"], 0);
+    assert_eq!(page["items"], json!([]));
+    assert!(page["links"].get("next").is_none());
+    assert!(page["links"].get("self").is_some());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn customer_listing_is_authenticated_limited_and_faulted() {
+    let (config, _) = customers_config(3);
+    let sim = start(SimulatorConfig {
+        rate_limit: Some(RateLimit {
+            max_requests: 1,
+            window: Duration::from_secs(60),
+        }),
+        ..config.clone()
+    })
+    .await;
+    assert_eq!(get(&sim, "/v1/customers", None).await.0, 401);
+    assert_eq!(customers_page(&sim, "/v1/customers", None).await.0, 200);
+    let resp = client()
+        .get(format!("{}/customers", sim.base_url()))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status().as_u16(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    let stats = sim.stats();
+    assert_eq!(
+        (
+            stats.unauthorized,
+            stats.customer_list_gets,
+            stats.throttled
+        ),
+        (1, 2, 1)
+    );
+    sim.shutdown().await;
+
+    let mut faulty = config_from(&["--fail-rate", "1"]);
+    faulty.customers = config.customers.clone();
+    let sim = start(faulty).await;
+    let (status, err) = customers_page(&sim, "/v1/customers", None).await;
+    assert_eq!((status, err["isRetryable"].clone()), (503, json!(true)));
+    sim.shutdown().await;
+
+    let mut dropping = config_from(&["--drop-rate", "1"]);
+    dropping.customers = config.customers;
+    let sim = start(dropping).await;
+    let sent = client()
+        .get(format!("{}/v1/customers", sim.base_url()))
+        .bearer_auth(TOKEN)
+        .send()
+        .await;
+    assert!(sent.is_err(), "expected a connection error, got {sent:?}");
+    assert_eq!(sim.stats().faults_injected, 1);
+    sim.shutdown().await;
+}
+
+fn agreement_stored() -> StoredAgreement {
+    StoredAgreement {
+        first_name: "Ann".into(),
+        last_name: "Ho".into(),
+        email: "ann@example.com".into(),
+        phone_number: None,
+        template_id: MCA_TEMPLATE_ID.into(),
+        date_agreed: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+        agreement_type: "MicrosoftCustomerAgreement".into(),
+        source: AgreementSource::Existing,
+        date_without_z: true,
+    }
+}
