@@ -177,6 +177,7 @@ fn difference(after: &SimulatorStats, before: &SimulatorStats) -> SimulatorStats
         unauthorized: after.unauthorized - before.unauthorized,
         faults_injected: after.faults_injected - before.faults_injected,
         token_requests: after.token_requests - before.token_requests,
+        customer_list_gets: after.customer_list_gets - before.customer_list_gets,
     }
 }
 
