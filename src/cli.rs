@@ -51,6 +51,9 @@ pub enum Command {
     /// Reconcile: what Partner Center has on record for each customer of INPUT (read-only)
     #[command(after_help = STATUS_EXAMPLES)]
     Status(StatusArgs),
+    /// List every customer of the partner (all pages) as CSV
+    #[command(after_help = CUSTOMERS_EXAMPLES)]
+    Customers(CustomersArgs),
     /// Print the current MCA template metadata as JSON
     #[command(after_help = TEMPLATE_EXAMPLES)]
     Template(TemplateArgs),
@@ -83,6 +86,10 @@ const STATUS_EXAMPLES: &str =
 const TEMPLATE_EXAMPLES: &str = "Examples:
     PARTNER_CENTER_ACCESS_TOKEN=... mca-attest template
     mca-attest template --all --simulator";
+
+const CUSTOMERS_EXAMPLES: &str = "Examples:
+    PARTNER_CENTER_ACCESS_TOKEN=... mca-attest customers -o customers.csv
+    mca-attest customers --simulator --simulator-customers customers.csv";
 
 const SIMULATOR_EXAMPLES: &str = "Examples:
   Rehearse a wave: agreements on record, a throttling limit, some flaky answers:
@@ -118,6 +125,11 @@ pub struct ApiArgs {
     /// With --simulator: tenant ids that accepted the MCA themselves (one per line)
     #[arg(long, value_name = "FILE", requires = "simulator")]
     pub simulator_direct_signed: Option<PathBuf>,
+
+    /// With --simulator: customers of the partner (CSV: customer_tenant_id, company_name,
+    /// domain, relationship_to_partner), listed besides every tenant the simulator knows
+    #[arg(long, value_name = "FILE", requires = "simulator")]
+    pub simulator_customers: Option<PathBuf>,
 
     /// API root; http:// only to a loopback host
     #[arg(long, value_name = "URL", env = "PARTNER_CENTER_BASE_URL")]
@@ -182,6 +194,12 @@ pub struct ConfirmArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// A row answered "already exists" (600061) whose acceptance on record with the same
+    /// signer predates this date is `failed` (AgreementOnRecordIsStale): the customer must
+    /// accept again, with a signer that differs in name, email or phone
+    #[arg(long, value_name = "DATE", default_value = crate::reconcile::DEFAULT_REFRESH_CUTOFF)]
+    pub refresh_cutoff: String,
+
     /// Write the run summary (counts per status, timings, template id, run id) as JSON
     #[arg(long, value_name = "PATH")]
     pub summary_json: Option<PathBuf>,
@@ -209,6 +227,20 @@ pub struct ValidateArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct CustomersArgs {
+    /// Output CSV; '-' for stdout
+    #[arg(short, long, value_name = "PATH", default_value = "-")]
+    pub output: PathBuf,
+
+    #[command(flatten)]
+    pub api: ApiArgs,
+
+    /// Attempts per page before the listing fails
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct TemplateArgs {
     #[command(flatten)]
     pub api: ApiArgs,
@@ -222,7 +254,13 @@ pub struct TemplateArgs {
 pub struct StatusArgs {
     /// Input CSV: a tenant id column is required; signer columns, when present, are compared
     /// with the record
-    pub input: PathBuf,
+    #[arg(required_unless_present = "all_customers")]
+    pub input: Option<PathBuf>,
+
+    /// Check every customer of the partner, listed by Partner Center, instead of an input
+    /// file [default report: all-customers.status.csv in the working directory]
+    #[arg(long, conflicts_with = "input")]
+    pub all_customers: bool,
 
     /// Report file; '-' for stdout [default: <input stem>.status.csv beside the input]
     #[arg(short, long, value_name = "PATH")]

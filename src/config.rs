@@ -37,6 +37,7 @@ pub enum Endpoint {
         existing: Option<PathBuf>,
         unknown_tenants: Option<PathBuf>,
         direct_signed: Option<PathBuf>,
+        customers: Option<PathBuf>,
     },
 }
 
@@ -49,6 +50,7 @@ impl TryFrom<&ApiArgs> for ApiConfig {
                 existing: args.simulator_existing.clone(),
                 unknown_tenants: args.simulator_unknown_tenants.clone(),
                 direct_signed: args.simulator_direct_signed.clone(),
+                customers: args.simulator_customers.clone(),
             }
         } else {
             let raw = args.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
@@ -124,10 +126,39 @@ impl InputConfig {
     }
 }
 
+/// Where a run's rows come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunInput {
+    /// An input CSV file.
+    File(PathBuf),
+    /// Every customer of the partner, listed by Partner Center (`status --all-customers`).
+    AllCustomers,
+}
+
+impl RunInput {
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            RunInput::File(p) => Some(p),
+            RunInput::AllCustomers => None,
+        }
+    }
+}
+
+impl std::fmt::Display for RunInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunInput::File(p) => write!(f, "{}", p.display()),
+            RunInput::AllCustomers => {
+                f.write_str("all customers of the partner (GET /v1/customers)")
+            }
+        }
+    }
+}
+
 /// Every file a run reads or writes, checked against each other before anything is sent.
 #[derive(Debug, Clone)]
 pub struct RunFiles {
-    pub input: PathBuf,
+    pub input: RunInput,
     /// The results or report file.
     pub report: OutputTarget,
     /// What the run may do with a report that already holds lines.
@@ -143,13 +174,17 @@ impl RunFiles {
     /// Plans a run's files: the report at `-o` or `<input stem>.<suffix>` beside the input.
     /// Refuses (exit 2) `--resume` on standard output, and any two paths that are one file.
     pub fn plan(
-        input: &Path,
+        input: RunInput,
         output: Option<&Path>,
         suffix: &str,
         existing: ReportMode,
         summary_json: Option<&Path>,
     ) -> Result<Self, AppError> {
-        let report = output_target(input, output, suffix);
+        let report = match &input {
+            RunInput::File(path) => output_target(path, output, suffix),
+            // No input file to sit beside: the working directory.
+            RunInput::AllCustomers => output_target(Path::new("all-customers"), output, suffix),
+        };
         if existing.resumes() && report == OutputTarget::Stdout {
             return Err(AppError::Usage(
                 "--resume needs a results or report file: it cannot continue standard output (-o -)"
@@ -157,7 +192,7 @@ impl RunFiles {
             ));
         }
         Ok(RunFiles {
-            input: input.to_path_buf(),
+            input,
             report,
             mode: existing,
             summary_json: summary_json.map(OutputTarget::parse),
@@ -198,7 +233,11 @@ impl RunFiles {
                 if is_null_device(path) {
                     continue;
                 }
-                if same_file(path, &self.input) {
+                if self
+                    .input
+                    .path()
+                    .is_some_and(|input| same_file(path, input))
+                {
                     return Err(AppError::Usage(format!(
                         "{what} '{}' is the input file: choose another path",
                         path.display()
@@ -224,6 +263,15 @@ impl RunFiles {
     }
 }
 
+/// `--refresh-cutoff`: acceptances before it must be renewed.
+fn refresh_cutoff(raw: &str) -> Result<DateTime<Utc>, AppError> {
+    parse_datetime(raw.trim()).ok_or_else(|| {
+        AppError::Usage(format!(
+            "--refresh-cutoff '{raw}' is not a date: use YYYY-MM-DD"
+        ))
+    })
+}
+
 /// How many attempts a call gets: 1 to 100.
 fn max_attempts(n: u32) -> Result<u32, AppError> {
     if (1..=100).contains(&n) {
@@ -243,6 +291,7 @@ pub struct ConfirmConfig {
     pub files: RunFiles,
     pub max_attempts: u32,
     pub dry_run: bool,
+    pub refresh_cutoff: DateTime<Utc>,
     pub progress: bool,
 }
 
@@ -263,7 +312,7 @@ impl TryFrom<&ConfirmArgs> for ConfirmConfig {
             "results.csv"
         };
         let mut files = RunFiles::plan(
-            &args.input,
+            RunInput::File(args.input.clone()),
             args.output.as_deref(),
             suffix,
             existing,
@@ -277,6 +326,7 @@ impl TryFrom<&ConfirmArgs> for ConfirmConfig {
             files,
             max_attempts: max_attempts(args.max_attempts)?,
             dry_run: args.dry_run,
+            refresh_cutoff: refresh_cutoff(&args.refresh_cutoff)?,
             progress: !args.no_progress,
         })
     }
@@ -302,8 +352,12 @@ impl TryFrom<&StatusArgs> for StatusConfig {
         } else {
             ReportMode::Derived
         };
+        let input = match &args.input {
+            Some(path) => RunInput::File(path.clone()),
+            None => RunInput::AllCustomers,
+        };
         let mut files = RunFiles::plan(
-            &args.input,
+            input,
             args.output.as_deref(),
             "status.csv",
             existing,
@@ -312,12 +366,7 @@ impl TryFrom<&StatusArgs> for StatusConfig {
         files.emit = args.emit_confirm_input.clone();
         files.redact = args.redact;
         files.check()?;
-        let refresh_cutoff = parse_datetime(args.refresh_cutoff.trim()).ok_or_else(|| {
-            AppError::Usage(format!(
-                "--refresh-cutoff '{}' is not a date: use YYYY-MM-DD",
-                args.refresh_cutoff
-            ))
-        })?;
+        let refresh_cutoff = refresh_cutoff(&args.refresh_cutoff)?;
         Ok(StatusConfig {
             api: ApiConfig::try_from(&args.api)?,
             delimiter: args.delimiter.as_deref().map(parse_delimiter).transpose()?,
@@ -325,6 +374,26 @@ impl TryFrom<&StatusArgs> for StatusConfig {
             max_attempts: max_attempts(args.max_attempts)?,
             refresh_cutoff,
             progress: !args.no_progress,
+        })
+    }
+}
+
+/// `customers`, checked.
+#[derive(Debug, Clone)]
+pub struct CustomersConfig {
+    pub api: ApiConfig,
+    pub output: OutputTarget,
+    pub max_attempts: u32,
+}
+
+impl TryFrom<&crate::cli::CustomersArgs> for CustomersConfig {
+    type Error = AppError;
+
+    fn try_from(args: &crate::cli::CustomersArgs) -> Result<Self, AppError> {
+        Ok(CustomersConfig {
+            api: ApiConfig::try_from(&args.api)?,
+            output: OutputTarget::parse(&args.output),
+            max_attempts: max_attempts(args.max_attempts)?,
         })
     }
 }
@@ -341,7 +410,7 @@ impl TryFrom<&ValidateArgs> for ValidateConfig {
 
     fn try_from(args: &ValidateArgs) -> Result<Self, AppError> {
         let files = RunFiles::plan(
-            &args.input,
+            RunInput::File(args.input.clone()),
             args.output.as_deref(),
             "validation.csv",
             ReportMode::Derived,

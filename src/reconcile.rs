@@ -172,6 +172,22 @@ pub fn decide(
     }
 }
 
+/// The key Partner Center's "already exists" rule compares for a record: tenant, names,
+/// email and phone, normalised as for the input's rows.
+pub fn record_key(
+    tenant: &crate::domain::TenantId,
+    a: &AgreementRecord,
+) -> crate::domain::SignerKey {
+    let c = &a.primary_contact;
+    let signer = Signer {
+        first_name: c.first_name.clone(),
+        last_name: c.last_name.clone(),
+        email: c.email.clone(),
+        phone_number: c.phone_number.clone().filter(|p| !p.trim().is_empty()),
+    };
+    crate::domain::SignerKey::new(tenant, &signer)
+}
+
 /// Whether a record's contact is the input's signer (names and email, case-insensitively).
 pub fn same_contact(a: &AgreementRecord, s: &Signer) -> bool {
     let c = &a.primary_contact;

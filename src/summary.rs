@@ -2,7 +2,6 @@
 //! written as JSON with `--summary-json`, and recorded in the run manifest.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -86,7 +85,7 @@ impl RunSummary {
         clock: &RunClock,
         tally: &Tally<S>,
         order: &[S],
-        input: PathBuf,
+        input: String,
         output: String,
         exit_code: u8,
     ) -> Self {
@@ -109,7 +108,7 @@ impl RunSummary {
             counts: tally.to_map(order),
             template_id: None,
             base_url: None,
-            input: input.to_string_lossy().into_owned(),
+            input,
             input_sha256: None,
             input_rows: None,
             output,

@@ -348,7 +348,10 @@ fn expect_manifest(report: &Path, exit_code: i64) {
 fn expect_todo(todo: &Path) {
     let text = fs::read_to_string(todo).unwrap();
     let mut lines = text.lines();
-    let header = CUSTOMERS.lines().next().map(|h| format!("{h},state,latest_date_agreed"));
+    let header = CUSTOMERS
+        .lines()
+        .next()
+        .map(|h| format!("{h},state,latest_date_agreed"));
     assert_eq!(lines.next().map(str::to_string), header);
     let mut tenants: Vec<&str> = lines.map(|l| l.split(',').next().unwrap()).collect();
     tenants.sort();

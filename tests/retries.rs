@@ -395,7 +395,9 @@ async fn client_errors_are_sent_exactly_once() {
                 email: done.email.clone(),
                 phone_number: None,
                 template_id: MCA_TEMPLATE_ID.into(),
-                date_agreed: chrono::DateTime::UNIX_EPOCH,
+                // After the MCA refresh cutoff: a current acceptance, so "already exists" is done.
+                date_agreed: chrono::DateTime::from_timestamp(1_718_323_200, 0)
+                    .expect("2024-06-14"),
                 agreement_type: "MicrosoftCustomerAgreement".into(),
                 source: AgreementSource::Existing,
                 date_without_z: false,

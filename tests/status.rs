@@ -21,7 +21,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 /// The report header of the contract, in order.
-const STATUS_HEADER: &str = "row,customer_tenant_id,state,agreements_on_record,latest_date_agreed,latest_first_name,latest_last_name,latest_email,latest_phone_number,template_id,signer_matches_input,direct_signed,http_status,error_code,message,checked_at";
+const STATUS_HEADER: &str = "row,customer_tenant_id,state,agreements_on_record,latest_date_agreed,latest_first_name,latest_last_name,latest_email,latest_phone_number,template_id,signer_matches_input,direct_signed,http_status,error_code,message,checked_at,company_name,domain";
 
 /// A time zone far west of Greenwich (POSIX form, no tz database needed): a zone-less date
 /// read as local time instead of UTC would land 12 hours later.

@@ -185,6 +185,11 @@ pub struct CallOutcome<T> {
 }
 
 impl<T> CallOutcome<T> {
+    /// A call that ended before any request went out.
+    pub(super) fn not_sent(error: ApiError) -> Self {
+        Self::failed(error, 0)
+    }
+
     fn failed(error: ApiError, sent: u32) -> Self {
         CallOutcome {
             correlation_id: Uuid::nil(),
@@ -194,7 +199,7 @@ impl<T> CallOutcome<T> {
         }
     }
 
-    fn map<U>(self, f: impl FnOnce(T) -> Result<U, ApiError>) -> CallOutcome<U> {
+    pub(super) fn map<U>(self, f: impl FnOnce(T) -> Result<U, ApiError>) -> CallOutcome<U> {
         CallOutcome {
             correlation_id: self.correlation_id,
             http_status: self.http_status,
@@ -269,7 +274,7 @@ impl PartnerCenterClient {
         })
     }
 
-    fn url(&self, path: &str) -> Url {
+    pub(super) fn url(&self, path: &str) -> Url {
         let mut url = self.base_url.clone();
         let base = url.path().trim_end_matches('/').to_string();
         url.set_path(&format!("{base}{path}"));
@@ -287,6 +292,20 @@ impl PartnerCenterClient {
         request_id: Uuid,
         body: Option<Vec<u8>>,
         need_body: bool,
+    ) -> CallOutcome<Vec<u8>> {
+        self.send_with(method, url, request_id, body, need_body, HeaderMap::new())
+            .await
+    }
+
+    /// [`Self::send`] with `extra` headers (a next-page link's continuation token).
+    pub(super) async fn send_with(
+        &self,
+        method: Method,
+        url: Url,
+        request_id: Uuid,
+        body: Option<Vec<u8>>,
+        need_body: bool,
+        extra: HeaderMap,
     ) -> CallOutcome<Vec<u8>> {
         let mut sent = 0;
         let mut renewed = false;
@@ -327,6 +346,7 @@ impl PartnerCenterClient {
             let mut request = self
                 .http
                 .request(method.clone(), url.clone())
+                .headers(extra.clone())
                 .header("MS-RequestId", request_id.to_string())
                 .header("MS-CorrelationId", correlation_id.to_string())
                 .header(AUTHORIZATION, auth);
@@ -425,12 +445,17 @@ impl PartnerCenterClient {
     }
 
     /// A success answer whose body is not what the API documents.
-    fn bad_response(&self, what: &str, e: &serde_json::Error) -> ApiError {
+    pub(super) fn bad_response(&self, what: &str, e: &serde_json::Error) -> ApiError {
         // serde's message may quote a piece of the body: server text like any other.
         ApiError::transport(
             ApiErrorKind::BadResponse,
             self.clean(&format!("{what}: {e}")),
         )
+    }
+
+    /// The API root every call is made under.
+    pub fn base_url(&self) -> &Url {
+        &self.base_url
     }
 
     pub fn gate(&self) -> &RequestGate {

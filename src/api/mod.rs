@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod customers;
 pub mod error;
 
 use std::future::Future;

@@ -2,7 +2,9 @@
 //! each valid row under the rate limit, and record every row in the results file.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::api::{AgreementWriter, ApiError, PartnerCenterClient};
@@ -20,6 +22,9 @@ use crate::run::{Ended, NotStarted, RunKind, WorkOf, credentials_message, drive}
 use crate::summary::RunSummary;
 use crate::validation::{Validator, Verdict, classify_rows};
 
+/// The `error_name` of a row whose acceptance on record is older than the refresh cutoff.
+pub const STALE_ON_RECORD: &str = "AgreementOnRecordIsStale";
+
 /// Statuses of a results file, in the order summaries list them.
 pub const STATUSES: [RowStatus; 6] = [
     RowStatus::Confirmed,
@@ -35,6 +40,8 @@ pub async fn run(config: ConfirmConfig) -> Result<Exit, AppError> {
         input: config.input.clone(),
         policy: RetryPolicy::new(config.max_attempts),
         dry_run: config.dry_run,
+        cutoff: config.refresh_cutoff,
+        stale_rows: AtomicU64::new(0),
     };
     drive(kind, &config.files, &config.api, config.progress).await
 }
@@ -44,6 +51,9 @@ struct Confirm {
     input: InputConfig,
     policy: RetryPolicy,
     dry_run: bool,
+    cutoff: DateTime<Utc>,
+    /// Rows failed as AgreementOnRecordIsStale (from the job, for the hints).
+    stale_rows: AtomicU64,
 }
 
 impl RunKind for Confirm {
@@ -51,6 +61,10 @@ impl RunKind for Confirm {
     type Done = ResumeState;
     const COMMAND: &'static str = "confirm";
     const ORDER: &'static [RowStatus] = &STATUSES;
+
+    fn policy(&self) -> RetryPolicy {
+        self.policy
+    }
 
     fn input_options(&self) -> InputOptions {
         self.input.signer_options()
@@ -96,6 +110,9 @@ impl RunKind for Confirm {
         tracing::info!(template_id = %template.template_id, rate = %client.gate().rate(), "fetched the MCA template");
         Ok(ConfirmJob {
             writer: client.clone(),
+            records: client.clone(),
+            cutoff: self.cutoff,
+            stale: AtomicU64::new(0),
             template_id: template.template_id,
             policy: self.policy,
             dry_run: self.dry_run,
@@ -122,10 +139,14 @@ impl RunKind for Confirm {
     fn describe_run(&self, job: Option<&Self::Job>, summary: &mut RunSummary) {
         summary.dry_run = self.dry_run;
         summary.template_id = job.map(|j| j.template_id.clone());
+        if let Some(job) = job {
+            self.stale_rows
+                .store(job.stale.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
     }
 
     fn next_steps(&self, ended: &Ended<RowStatus>) -> Vec<String> {
-        next_steps(ended)
+        next_steps(ended, self.stale_rows.load(Ordering::Relaxed))
     }
 }
 
@@ -141,9 +162,14 @@ fn template_advice(error: &ApiError) -> &'static str {
 }
 
 /// What the operator should do next, given how the run ended.
-fn next_steps(ended: &Ended<RowStatus>) -> Vec<String> {
+fn next_steps(ended: &Ended<RowStatus>, stale: u64) -> Vec<String> {
     let mut hints = Vec::new();
     let file = ended.to_file;
+    if stale > 0 {
+        hints.push(format!(
+            "{stale} row(s) are {STALE_ON_RECORD}: the acceptance on record predates the refresh cutoff. Each needs the customer's new acceptance: its date in date_agreed, and a signer that differs in first name, last name, email or phone from the one on record (resending the same row changes nothing)"
+        ));
+    }
     let invalid = ended.tally.get(RowStatus::Invalid);
     if invalid > 0 {
         hints.push(format!(
@@ -151,7 +177,7 @@ fn next_steps(ended: &Ended<RowStatus>) -> Vec<String> {
             if file { " with --resume" } else { "" }
         ));
     }
-    let failed = ended.tally.get(RowStatus::Failed);
+    let failed = ended.tally.get(RowStatus::Failed).saturating_sub(stale);
     if failed > 0 {
         hints.push(format!(
             "{failed} row(s) failed at Partner Center: see http_status, error_code and message; quote request_id and correlation_id to Microsoft support{}",
@@ -188,6 +214,10 @@ fn work_for(
 /// Confirms one customer: one MS-RequestId for the row, kept across its retries.
 pub struct ConfirmJob<W> {
     writer: W,
+    /// Reads the record behind an "already exists" answer.
+    records: PartnerCenterClient,
+    cutoff: DateTime<Utc>,
+    stale: AtomicU64,
     template_id: String,
     policy: RetryPolicy,
     dry_run: bool,
@@ -250,6 +280,7 @@ impl<W: AgreementWriter> Job for ConfirmJob<W> {
         record.message = error.describe();
         if error.is_already_exists() {
             record.status = Some(RowStatus::AlreadyConfirmed);
+            self.check_record_is_current(&c, &mut record, ctx).await;
         } else if error.is_date_in_future() {
             record.status = Some(RowStatus::Invalid);
         } else if error.is_unauthorized() {
@@ -273,5 +304,52 @@ impl<W: AgreementWriter> Job for ConfirmJob<W> {
         }
         self.breaker.healthy();
         JobOutcome::Done(record)
+    }
+}
+
+impl<W: AgreementWriter> ConfirmJob<W> {
+    /// Partner Center answers 600061 when an agreement with the same signer exists, whatever
+    /// its date: an acceptance from before the MCA refresh is "already there" but no longer
+    /// counts. Reads the record, and fails the row when the newest one with this signer
+    /// predates the cutoff.
+    async fn check_record_is_current(
+        &self,
+        c: &Confirmation,
+        record: &mut ResultRecord,
+        ctx: &RunContext,
+    ) {
+        let read = with_retries(&self.policy, &ctx.stop, || {
+            self.records.customer_agreements(&c.tenant)
+        })
+        .await;
+        let items = match read.outcome.result {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::warn!(tenant = %c.tenant, "could not read the agreement on record to check its date: {e}");
+                record.message = format!(
+                    "{} (the record's date could not be checked: {e})",
+                    record.message
+                );
+                return;
+            }
+        };
+        let key = c.key();
+        let newest = items
+            .iter()
+            .filter(|a| crate::reconcile::record_key(&c.tenant, a) == key)
+            .filter_map(|a| a.date_agreed_utc())
+            .max();
+        if let Some(date) = newest
+            && date < self.cutoff
+        {
+            record.status = Some(RowStatus::Failed);
+            record.error_name = STALE_ON_RECORD.to_string();
+            self.stale.fetch_add(1, Ordering::Relaxed);
+            record.message = format!(
+                "Partner Center already holds this signer's acceptance, dated {}, before the MCA refresh cutoff {}: it no longer counts. Record the customer's new acceptance with its date and a signer that differs in first name, last name, email or phone (Partner Center refuses an identical one with error 600061)",
+                crate::domain::rfc3339(date),
+                crate::domain::rfc3339(self.cutoff)
+            );
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! module dispatches. What runs share lives below, in `run`.
 
 pub mod confirm;
+pub mod customers;
 pub mod status;
 pub mod template;
 pub mod validate;
@@ -9,7 +10,7 @@ pub mod validate;
 use clap::CommandFactory;
 
 use crate::cli::{Cli, Command};
-use crate::config::{ConfirmConfig, StatusConfig, ValidateConfig};
+use crate::config::{ConfirmConfig, CustomersConfig, StatusConfig, ValidateConfig};
 use crate::error::{AppError, Exit};
 use crate::files::print_stdout;
 
@@ -20,6 +21,7 @@ pub async fn run(cli: Cli) -> Result<Exit, AppError> {
         Command::Validate(args) => validate::run(ValidateConfig::try_from(&args)?),
         Command::Status(args) => status::run(StatusConfig::try_from(&args)?).await,
         Command::Template(args) => template::run(args).await,
+        Command::Customers(args) => customers::run(CustomersConfig::try_from(&args)?).await,
         Command::Simulator(args) => {
             crate::simulator::run(args)
                 .await

@@ -18,10 +18,14 @@ pub const STATUSES: [RowStatus; 3] = [RowStatus::Valid, RowStatus::Invalid, RowS
 pub fn run(config: ValidateConfig) -> Result<Exit, AppError> {
     let clock = RunClock::start();
     let files = &config.files;
-    let mut reader = InputReader::open(&files.input, &config.input.signer_options())?;
+    let input = files
+        .input
+        .path()
+        .ok_or_else(|| AppError::Usage("validate needs an input file".into()))?;
+    let mut reader = InputReader::open(input, &config.input.signer_options())?;
     // Hash the input for the manifest beside the run (the row count comes from the run).
     let fingerprint = {
-        let path = files.input.clone();
+        let path = input.to_path_buf();
         std::thread::spawn(move || crate::fingerprint::sha256_file(&path))
     };
     let validator = Validator {
@@ -57,10 +61,7 @@ pub fn run(config: ValidateConfig) -> Result<Exit, AppError> {
         .join()
         .map_err(|_| AppError::Aborted("the report writer stopped unexpectedly".into()))??;
     if tally.total() == 0 {
-        eprintln!(
-            "note: '{}' has a header but no data rows",
-            files.input.display()
-        );
+        eprintln!("note: '{}' has a header but no data rows", input.display());
     }
     let exit = Exit::of_run(None, tally.problems());
     let mut summary = RunSummary::new(
@@ -68,7 +69,7 @@ pub fn run(config: ValidateConfig) -> Result<Exit, AppError> {
         &clock,
         &tally,
         &STATUSES,
-        files.input.clone(),
+        files.input.to_string(),
         files.report.to_string(),
         exit.code(),
     );

@@ -6,6 +6,9 @@ use std::sync::Arc;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::api::auth::ENV_REFRESH_TOKEN;
 use crate::api::{ClientOptions, Credentials, PartnerCenterClient, TokenSource};
 use crate::config::{ApiConfig, Endpoint};
 use crate::error::AppError;
@@ -31,11 +34,13 @@ impl Connection {
                 existing,
                 unknown_tenants,
                 direct_signed,
+                customers,
             } => {
                 let files = [
                     ("--existing", existing),
                     ("--unknown-tenants", unknown_tenants),
                     ("--direct-signed", direct_signed),
+                    ("--customers", customers),
                 ];
                 let sim = start_simulator(&files).await?;
                 let url = reqwest::Url::parse(&sim.base_url())
@@ -51,7 +56,12 @@ impl Connection {
             timeout: api.timeout,
             max_connections: api.concurrency,
         };
-        let tokens = Arc::new(TokenSource::new(credentials, api.timeout));
+        let rotates = matches!(credentials, Credentials::RefreshToken(_));
+        let mut tokens = TokenSource::new(credentials, api.timeout);
+        if rotates {
+            tokens = tokens.on_refresh_token_rotated(keep_rotated_refresh_token());
+        }
+        let tokens = Arc::new(tokens);
         let gate = Arc::new(RequestGate::new(api.rate, stop));
         let client = PartnerCenterClient::new(&options, tokens, gate)
             .map_err(|e| AppError::Usage(format!("cannot set up the HTTP client: {e}")))?;
@@ -65,6 +75,43 @@ impl Connection {
     pub async fn close(self) {
         if let Some(sim) = self.simulator {
             sim.shutdown().await;
+        }
+    }
+}
+
+/// What to do with a refresh token the authority rotated: Microsoft's guidance is to store the
+/// new one where the old one lived, and a nightly job that never does dies within 90 days.
+/// Given as `PARTNER_CENTER_REFRESH_TOKEN_FILE`, the file is replaced atomically (same
+/// permissions) as soon as the new token arrives; given in the environment, it cannot be, and
+/// the log says so once.
+fn keep_rotated_refresh_token() -> impl Fn(&SecretString) + Send + Sync + 'static {
+    let file = std::env::var_os(ENV_REFRESH_TOKEN)
+        .is_none()
+        .then(|| std::env::var_os(format!("{ENV_REFRESH_TOKEN}_FILE")))
+        .flatten()
+        .map(std::path::PathBuf::from);
+    let warned = std::sync::atomic::AtomicBool::new(false);
+    move |token: &SecretString| match &file {
+        Some(path) => {
+            let mut text = token.expose_secret().to_string();
+            text.push('\n');
+            match crate::files::replace_keeping_mode(path, text.as_bytes()) {
+                Ok(()) => tracing::info!(
+                    "the token authority rotated the refresh token: saved to '{}' for the next run",
+                    path.display()
+                ),
+                Err(e) => tracing::error!(
+                    "the token authority rotated the refresh token, but it could not be saved to '{}' ({e}): the next run may start with a token that no longer works",
+                    path.display()
+                ),
+            }
+        }
+        None => {
+            if !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    "the token authority rotated the refresh token; it is used for this run but not saved, since {ENV_REFRESH_TOKEN} came from the environment: give it as {ENV_REFRESH_TOKEN}_FILE so scheduled runs keep a working token"
+                );
+            }
         }
     }
 }

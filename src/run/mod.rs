@@ -12,6 +12,7 @@
 
 pub mod breaker;
 pub mod connection;
+pub mod listing;
 
 use std::future::Future;
 use std::path::Path;
@@ -20,15 +21,17 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::customers::Customer;
 use crate::api::{ApiError, ApiErrorKind, PartnerCenterClient};
-use crate::config::{ApiConfig, RunFiles};
-use crate::domain::Status;
+use crate::config::{ApiConfig, RunFiles, RunInput};
+use crate::domain::{RowNumber, Status};
 use crate::error::{AppError, Exit};
 use crate::files::{print_stdout, replace_private};
 use crate::input::{InputError, InputOptions, InputReader};
 use crate::pipeline::{self, AbortReason, Job, Outputs, RunContext, Work};
 use crate::progress::{Progress, ReadPosition};
 use crate::results::{LineWriter, OutputTarget, ReportFile, ReportRecord, promote};
+use crate::retry::RetryPolicy;
 use crate::summary::{RunClock, RunSummary};
 use crate::tally::Tally;
 use connection::Connection;
@@ -52,7 +55,7 @@ pub enum NotStarted {
 pub trait RunKind: Send + Sync + Sized + 'static {
     type Job: Job;
     /// What a resumed report already has done.
-    type Done: Send + 'static;
+    type Done: Send + Sync + 'static;
 
     /// The command's name in summaries and manifests.
     const COMMAND: &'static str;
@@ -71,6 +74,21 @@ pub trait RunKind: Send + Sync + Sized + 'static {
         client: &PartnerCenterClient,
         ctx: &RunContext,
     ) -> impl Future<Output = Result<Self::Job, NotStarted>>;
+
+    /// The retry policy of the run's calls (the customer listing's too).
+    fn policy(&self) -> RetryPolicy;
+
+    /// The work for customer number `row` of the partner's listing (`status --all-customers`),
+    /// or `None` when a resumed report already has it done. Commands that read an input file
+    /// only never get here.
+    fn listed(
+        &self,
+        _row: RowNumber,
+        _customer: Customer,
+        _done: Option<&Self::Done>,
+    ) -> Option<WorkOf<Self>> {
+        None
+    }
 
     /// Reads every row on the reader thread and feeds the pipeline its work, or `None` for a
     /// row a resumed report already has done (`feed` returns false once the run stopped
@@ -108,6 +126,20 @@ pub struct Ended<S: Status> {
     pub kept: Option<std::path::PathBuf>,
 }
 
+/// Where the rows come from: an input file, or the partner's customer listing.
+enum Source {
+    File(Box<InputReader>),
+    Listing,
+}
+
+/// The header of the side output for a run over the customer listing.
+const LISTING_HEADER: [&str; 4] = [
+    "customer_tenant_id",
+    "company_name",
+    "domain",
+    "relationship_to_partner",
+];
+
 /// Runs `kind` over `files.input` against the service of `api`.
 pub async fn drive<K: RunKind>(
     kind: K,
@@ -116,7 +148,12 @@ pub async fn drive<K: RunKind>(
     show_progress: bool,
 ) -> Result<Exit, AppError> {
     let clock = RunClock::start();
-    let mut reader = InputReader::open(&files.input, &kind.input_options())?;
+    let mut source = match &files.input {
+        RunInput::File(path) => {
+            Source::File(Box::new(InputReader::open(path, &kind.input_options())?))
+        }
+        RunInput::AllCustomers => Source::Listing,
+    };
     let stop = CancellationToken::new();
     let conn = Connection::open(api, stop.clone()).await?;
 
@@ -127,7 +164,7 @@ pub async fn drive<K: RunKind>(
     // that only a complete run replaces.
     let written = report.regular_path().map(Path::to_path_buf);
     let done = match &written {
-        Some(path) if files.mode.resumes() => load_for_resume(&kind, path, &files.input)?,
+        Some(path) if files.mode.resumes() => load_for_resume(&kind, path, files.input.path())?,
         _ => None,
     };
     let lock = report.lock();
@@ -135,20 +172,30 @@ pub async fn drive<K: RunKind>(
     if files.redact {
         writer = writer.redact();
     }
+    let (input_header, delimiter) = match &source {
+        Source::File(reader) => (reader.header().clone(), reader.delimiter()),
+        Source::Listing => (csv::ByteRecord::from(LISTING_HEADER.to_vec()), b','),
+    };
     let side = match &files.emit {
         Some(path) => Some(LineWriter::open(
             path,
-            &kind.side_header(reader.header()),
-            reader.delimiter(),
+            &kind.side_header(&input_header),
+            delimiter,
             files.mode.resumes(),
         )?),
         None => None,
     };
-    let fingerprint = crate::fingerprint::in_background(&files.input, reader.delimiter());
+    let fingerprint = files
+        .input
+        .path()
+        .map(|path| crate::fingerprint::in_background(path, delimiter));
     let ctx = Arc::new(RunContext::new(stop));
     let signals = tokio::spawn(crate::signals::watch(ctx.clone()));
 
-    let has_rows = reader.has_rows()?;
+    let has_rows = match &mut source {
+        Source::File(reader) => reader.has_rows()?,
+        Source::Listing => true,
+    };
     let job = if has_rows {
         match kind.prepare(&conn.client, &ctx).await {
             Ok(job) => Some(Arc::new(job)),
@@ -174,27 +221,44 @@ pub async fn drive<K: RunKind>(
     } else {
         eprintln!(
             "note: '{}' has a header but no data rows: nothing to do",
-            files.input.display()
+            files.input
         );
         None
     };
 
-    let position = Arc::new(ReadPosition::new(reader.size()));
+    let size = match &source {
+        Source::File(reader) => reader.size(),
+        Source::Listing => 0,
+    };
+    let position = Arc::new(ReadPosition::new(size));
     let (tx, rx) = mpsc::channel(api.concurrency * 4 + 64);
-    let reader_position = position.clone();
     let kind = Arc::new(kind);
-    let reader_kind = kind.clone();
-    let reader_task = tokio::task::spawn_blocking(move || {
-        let mut skipped = 0u64;
-        let read = reader_kind.read(reader, done, &reader_position, &mut |work| match work {
-            Some(work) => pipeline::feed(&tx, work),
-            None => {
-                skipped = skipped.saturating_add(1);
-                true
-            }
-        });
-        read.map(|()| skipped)
-    });
+    let reader_task = match source {
+        Source::File(reader) => {
+            let kind = kind.clone();
+            let position = position.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut skipped = 0u64;
+                let read = kind.read(*reader, done, &position, &mut |work| match work {
+                    Some(work) => pipeline::feed(&tx, work),
+                    None => {
+                        skipped = skipped.saturating_add(1);
+                        true
+                    }
+                });
+                read.map(|()| skipped)
+                    .map_err(|e| AbortReason::Input(e.to_string()))
+            })
+        }
+        Source::Listing => tokio::spawn(read_listing(
+            kind.clone(),
+            conn.client.clone(),
+            ctx.stop.clone(),
+            done,
+            position.clone(),
+            tx,
+        )),
+    };
     let outputs = Outputs {
         report: writer,
         side,
@@ -223,6 +287,10 @@ pub async fn drive<K: RunKind>(
     };
     signals.abort();
     let (abort, skipped) = settle(report.abort, reader_task, report.outputs).await;
+    let fingerprint = match fingerprint {
+        Some(task) => task.await.ok().flatten(),
+        None => None,
+    };
     let client = conn.client.clone();
     let base_url = conn.base_url.clone();
     conn.close().await;
@@ -234,7 +302,7 @@ pub async fn drive<K: RunKind>(
         &clock,
         &tally,
         K::ORDER,
-        files.input.clone(),
+        files.input.to_string(),
         files.report.to_string(),
         exit.code(),
     );
@@ -243,7 +311,7 @@ pub async fn drive<K: RunKind>(
     summary.aborted = abort.as_ref().map(ToString::to_string);
     summary.resumed_skipped = (files.mode.resumes()).then_some(skipped);
     summary.set_gate(client.gate());
-    summary.set_input(fingerprint.await.ok().flatten());
+    summary.set_input(fingerprint);
     let index_bytes = position
         .index_bytes
         .load(std::sync::atomic::Ordering::Relaxed);
@@ -280,11 +348,71 @@ pub async fn drive<K: RunKind>(
     Ok(exit)
 }
 
+/// Feeds the pipeline from the partner's customer listing, page by page as it arrives.
+async fn read_listing<K: RunKind>(
+    kind: Arc<K>,
+    client: PartnerCenterClient,
+    stop: CancellationToken,
+    done: Option<K::Done>,
+    position: Arc<ReadPosition>,
+    work: mpsc::Sender<WorkOf<K>>,
+) -> Result<u64, AbortReason> {
+    let (customers, mut listed) = mpsc::channel(64);
+    let policy = kind.policy();
+    let listing = listing::list_customers(&client, &policy, &stop, customers);
+    let feeding = async {
+        let (mut rows, mut skipped) = (0u64, 0u64);
+        while let Some(customer) = listed.recv().await {
+            rows = rows.saturating_add(1);
+            position.update(0, rows);
+            match kind.listed(RowNumber(rows), customer, done.as_ref()) {
+                Some(w) => {
+                    if work.send(w).await.is_err() {
+                        break;
+                    }
+                }
+                None => skipped = skipped.saturating_add(1),
+            }
+        }
+        // Whatever ends the feeding (the run stopped listening) ends the listing too.
+        drop(listed);
+        skipped
+    };
+    let (ended, skipped) = tokio::join!(listing, feeding);
+    position
+        .finished
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    match ended {
+        Ok(l) => {
+            tracing::info!(
+                customers = l.customers,
+                pages = l.pages,
+                "listed the partner's customers"
+            );
+            if l.unreadable > 0 {
+                tracing::warn!(
+                    "{} item(s) of the customer list have no tenant id that is a GUID: left out",
+                    l.unreadable
+                );
+            }
+            Ok(skipped)
+        }
+        Err(listing::ListingError::Credentials(e)) => {
+            let credentials = client.tokens().credentials().describe();
+            Err(AbortReason::Credentials(credentials_message(
+                &e,
+                &credentials,
+            )))
+        }
+        Err(e) => Err(AbortReason::Input(e.to_string())),
+    }
+}
+
 /// Reads a report for `--resume`: refuses a redacted one, warns when the input changed.
 fn load_for_resume<K: RunKind>(
     kind: &K,
     report: &Path,
-    input: &Path,
+    input: Option<&Path>,
 ) -> Result<Option<K::Done>, AppError> {
     if crate::resume::manifest_says_redacted(report) {
         return Err(AppError::Usage(
@@ -294,7 +422,8 @@ fn load_for_resume<K: RunKind>(
             .to_string(),
         ));
     }
-    if let Ok(sha) = crate::fingerprint::sha256_file(input)
+    if let Some(input) = input
+        && let Ok(sha) = crate::fingerprint::sha256_file(input)
         && let Some(warning) = crate::resume::input_changed_warning(report, &sha)
     {
         tracing::warn!("{warning}");
@@ -313,13 +442,13 @@ fn load_for_resume<K: RunKind>(
 /// the run stopped for (the pipeline's, then the reader's, then the outputs').
 async fn settle(
     mut abort: Option<AbortReason>,
-    reader: tokio::task::JoinHandle<Result<u64, InputError>>,
+    reader: tokio::task::JoinHandle<Result<u64, AbortReason>>,
     outputs: Option<(crate::results::ReportWriter, Option<LineWriter>)>,
 ) -> (Option<AbortReason>, u64) {
     let skipped = match reader.await {
         Ok(Ok(skipped)) => skipped,
-        Ok(Err(e)) => {
-            abort.get_or_insert(AbortReason::Input(e.to_string()));
+        Ok(Err(reason)) => {
+            abort.get_or_insert(reason);
             0
         }
         Err(e) => {

@@ -20,6 +20,8 @@ pub struct StatusInput {
     pub signer: Option<Signer>,
     /// The input's own record, for `--emit-confirm-input`.
     pub record: ByteRecord,
+    pub company_name: String,
+    pub domain: String,
 }
 
 pub struct StatusJob {
@@ -41,7 +43,9 @@ impl Job for StatusJob {
         input: StatusInput,
         ctx: &RunContext,
     ) -> JobOutcome<StatusRecord> {
-        let base = StatusRecord::new(row, input.tenant.to_string(), CustomerState::Error);
+        let mut base = StatusRecord::new(row, input.tenant.to_string(), CustomerState::Error);
+        base.company_name = input.company_name.clone();
+        base.domain = input.domain.clone();
         let tenant = &input.tenant;
         let on_record = with_retries(&self.policy, &ctx.stop, || {
             self.client.customer_agreements(tenant)

@@ -7,12 +7,15 @@ mod record;
 
 use std::path::Path;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use chrono::{DateTime, Utc};
 use csv::ByteRecord;
 
 use crate::api::PartnerCenterClient;
+use crate::api::customers::Customer;
 use crate::config::StatusConfig;
-use crate::domain::{Signer, Status, TenantId};
+use crate::domain::{RowNumber, Signer, Status, TenantId};
 use crate::error::{AppError, Exit};
 use crate::input::{Column, InputError, InputOptions, InputReader, RawRow, normalise_header};
 use crate::pipeline::{RunContext, Work};
@@ -31,6 +34,7 @@ pub async fn run(config: StatusConfig) -> Result<Exit, AppError> {
         cutoff: config.refresh_cutoff,
         policy: RetryPolicy::new(config.max_attempts),
         emit: config.files.emit.clone(),
+        signer_columns: AtomicBool::new(false),
     };
     drive(kind, &config.files, &config.api, config.progress).await
 }
@@ -41,6 +45,8 @@ struct Reconcile {
     cutoff: DateTime<Utc>,
     policy: RetryPolicy,
     emit: Option<std::path::PathBuf>,
+    /// Whether the input has the signer columns `confirm` needs (set by the reader).
+    signer_columns: AtomicBool,
 }
 
 impl RunKind for Reconcile {
@@ -48,6 +54,10 @@ impl RunKind for Reconcile {
     type Done = ResumeState<TenantId>;
     const COMMAND: &'static str = "status";
     const ORDER: &'static [CustomerState] = &CustomerState::ALL;
+
+    fn policy(&self) -> RetryPolicy {
+        self.policy
+    }
 
     fn input_options(&self) -> InputOptions {
         InputOptions {
@@ -93,9 +103,46 @@ impl RunKind for Reconcile {
         let has_signer = [Column::FirstName, Column::LastName, Column::Email]
             .iter()
             .all(|c| reader.columns().get(*c).is_some());
+        let confirmable = has_signer && reader.columns().get(Column::DateAgreed).is_some();
+        self.signer_columns.store(confirmable, Ordering::Relaxed);
         let header = reader.header().clone();
+        let company = CompanyColumns::of(&header);
         reader.for_each_row(position, |raw| {
-            feed(status_work(raw, &header, has_signer, done.as_ref()))
+            feed(status_work(
+                raw,
+                &header,
+                &company,
+                has_signer,
+                done.as_ref(),
+            ))
+        })
+    }
+
+    fn listed(
+        &self,
+        row: RowNumber,
+        customer: Customer,
+        done: Option<&ResumeState<TenantId>>,
+    ) -> Option<WorkOf<Self>> {
+        if done.is_some_and(|d| d.is_done(&customer.tenant)) {
+            return None;
+        }
+        let tenant = customer.tenant.to_string();
+        let record = ByteRecord::from(vec![
+            tenant.as_str(),
+            &customer.company_name,
+            &customer.domain,
+            &customer.relationship_to_partner,
+        ]);
+        Some(Work::Send {
+            row,
+            input: StatusInput {
+                tenant: customer.tenant,
+                signer: None,
+                record,
+                company_name: customer.company_name,
+                domain: customer.domain,
+            },
         })
     }
 
@@ -108,19 +155,16 @@ impl RunKind for Reconcile {
 
     fn next_steps(&self, ended: &Ended<CustomerState>) -> Vec<String> {
         let mut hints = Vec::new();
-        let to_confirm =
-            ended.tally.get(CustomerState::Stale) + ended.tally.get(CustomerState::Missing);
-        if to_confirm > 0 {
-            match &self.emit {
-                Some(path) => hints.push(format!(
-                    "{to_confirm} customer(s) need a confirmation: their input rows are in '{}'; run `mca-attest confirm {}` (with a new acceptance date for stale ones)",
-                    path.display(),
-                    crate::run::shell_quote(&path.to_string_lossy()),
-                )),
-                None => hints.push(format!(
-                    "{to_confirm} customer(s) are missing or stale: pass --emit-confirm-input FILE to get a ready input for `mca-attest confirm`"
-                )),
-            }
+        let stale = ended.tally.get(CustomerState::Stale);
+        let missing = ended.tally.get(CustomerState::Missing);
+        if stale + missing > 0 {
+            hints.push(match &self.emit {
+                Some(path) => self.confirm_hint(path, stale, missing),
+                None => format!(
+                    "{} customer(s) are missing or stale: pass --emit-confirm-input FILE to get their rows for `mca-attest confirm`",
+                    stale + missing
+                ),
+            });
         }
         let errors = ended.tally.get(CustomerState::Error);
         if errors > 0 {
@@ -129,6 +173,57 @@ impl RunKind for Reconcile {
             ));
         }
         hints
+    }
+}
+
+impl Reconcile {
+    /// What to do with the emitted rows: only a command that will work as it stands.
+    fn confirm_hint(&self, path: &Path, stale: u64, missing: u64) -> String {
+        let file = crate::run::shell_quote(&path.to_string_lossy());
+        let mut hint = format!(
+            "{} customer(s) need a confirmation; their rows are in '{}'",
+            stale + missing,
+            path.display()
+        );
+        if !self.signer_columns.load(Ordering::Relaxed) {
+            hint.push_str(&format!(
+                ". It has no signer columns: add first_name, last_name, email and date_agreed (when the customer accepted) for each, then run `mca-attest confirm {file}`"
+            ));
+        } else if stale > 0 {
+            hint.push_str(&format!(
+                ". The {stale} stale one(s) need a new acceptance: set date_agreed to when the customer accepted again, and note that Partner Center takes a new confirmation only when first name, last name, email or phone differ from the one on record (else error 600061); then run `mca-attest confirm {file}`"
+            ));
+        } else {
+            hint.push_str(&format!(": run `mca-attest confirm {file}`"));
+        }
+        hint
+    }
+}
+
+/// Where an input file keeps the company's name and domain, when it has such columns (an
+/// output of `mca-attest customers`, for one).
+struct CompanyColumns {
+    name: Option<usize>,
+    domain: Option<usize>,
+}
+
+impl CompanyColumns {
+    fn of(header: &ByteRecord) -> Self {
+        let find = |wanted: &str| {
+            header
+                .iter()
+                .position(|h| normalise_header(&String::from_utf8_lossy(h)) == wanted)
+        };
+        CompanyColumns {
+            name: find("companyname"),
+            domain: find("domain"),
+        }
+    }
+
+    fn cell(&self, record: &ByteRecord, at: Option<usize>) -> String {
+        at.and_then(|i| record.get(i))
+            .map(|c| String::from_utf8_lossy(c).trim().to_string())
+            .unwrap_or_default()
     }
 }
 
@@ -153,6 +248,7 @@ fn kept_columns(header: &ByteRecord, record: &ByteRecord) -> ByteRecord {
 fn status_work(
     raw: RawRow,
     header: &ByteRecord,
+    company: &CompanyColumns,
     has_signer: bool,
     resume: Option<&ResumeState<TenantId>>,
 ) -> Option<WorkOf<Reconcile>> {
@@ -189,6 +285,8 @@ fn status_work(
         input: StatusInput {
             tenant,
             signer,
+            company_name: company.cell(&raw.record, company.name),
+            domain: company.cell(&raw.record, company.domain),
             record: kept_columns(header, &raw.record),
         },
     })

@@ -12,7 +12,7 @@ use crate::reconcile::CustomerState;
 use crate::results::{Personal, ReportRecord};
 
 /// The reconciliation report's header, in the contract's order.
-pub const STATUS_HEADER: [&str; 16] = [
+pub const STATUS_HEADER: [&str; 18] = [
     "row",
     "customer_tenant_id",
     "state",
@@ -29,6 +29,8 @@ pub const STATUS_HEADER: [&str; 16] = [
     "error_code",
     "message",
     "checked_at",
+    "company_name",
+    "domain",
 ];
 
 /// One line of the reconciliation report.
@@ -46,6 +48,9 @@ pub struct StatusRecord {
     pub error_code: String,
     pub message: String,
     pub checked_at: DateTime<Utc>,
+    /// From the partner's customer listing, or the input's columns of those names.
+    pub company_name: String,
+    pub domain: String,
     /// The input's own record, for `--emit-confirm-input` (customers that need confirming).
     pub emit: Option<ByteRecord>,
 }
@@ -65,6 +70,8 @@ impl StatusRecord {
             error_code: String::new(),
             message: String::new(),
             checked_at: Utc::now(),
+            company_name: String::new(),
+            domain: String::new(),
             emit: None,
         }
     }
@@ -125,6 +132,8 @@ impl ReportRecord for StatusRecord {
             Cow::Borrowed(&self.error_code),
             Cow::Borrowed(&self.message),
             Cow::Owned(rfc3339(self.checked_at)),
+            Cow::Borrowed(&self.company_name),
+            Cow::Borrowed(&self.domain),
         ]
     }
 }

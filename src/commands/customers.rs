@@ -1,0 +1,140 @@
+//! `mca-attest customers`: every customer of the partner, from Partner Center's customer
+//! listing (all pages), as CSV: `customer_tenant_id,company_name,domain,relationship_to_partner`.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::customers::Customer;
+use crate::config::CustomersConfig;
+use crate::domain::Status;
+use crate::error::{AppError, Exit};
+use crate::pipeline::{AbortReason, RunContext};
+use crate::results::{ReportFile, ReportMode, ReportRecord, promote};
+use crate::retry::RetryPolicy;
+use crate::run::connection::Connection;
+use crate::run::credentials_message;
+use crate::run::listing::{ListingError, list_customers};
+
+/// The listing's columns, in order.
+pub const CUSTOMERS_HEADER: [&str; 4] = [
+    "customer_tenant_id",
+    "company_name",
+    "domain",
+    "relationship_to_partner",
+];
+
+/// A customer line has one status: listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listed {
+    Listed,
+}
+
+impl Status for Listed {
+    const ALL: &'static [Self] = &[Listed::Listed];
+
+    fn as_str(self) -> &'static str {
+        "listed"
+    }
+
+    fn is_problem(self) -> bool {
+        false
+    }
+
+    fn index(self) -> usize {
+        0
+    }
+}
+
+impl ReportRecord for Customer {
+    type Status = Listed;
+
+    fn header() -> &'static [&'static str] {
+        &CUSTOMERS_HEADER
+    }
+
+    fn status(&self) -> Listed {
+        Listed::Listed
+    }
+
+    fn cells(&self) -> Vec<Cow<'_, str>> {
+        vec![
+            Cow::Owned(self.tenant.to_string()),
+            Cow::Borrowed(&self.company_name),
+            Cow::Borrowed(&self.domain),
+            Cow::Borrowed(&self.relationship_to_partner),
+        ]
+    }
+}
+
+pub async fn run(config: CustomersConfig) -> Result<Exit, AppError> {
+    let stop = CancellationToken::new();
+    let conn = Connection::open(&config.api, stop.clone()).await?;
+    let report = ReportFile::open(&config.output, ReportMode::Derived)?;
+    let written = report.regular_path().map(std::path::Path::to_path_buf);
+    let lock = report.lock();
+    let mut writer = report.into_writer::<Customer>()?;
+    let ctx = Arc::new(RunContext::new(stop));
+    let signals = tokio::spawn(crate::signals::watch(ctx.clone()));
+
+    let (tx, mut rx) = mpsc::channel(512);
+    let policy = RetryPolicy::new(config.max_attempts);
+    let listing = list_customers(&conn.client, &policy, &ctx.stop, tx);
+    let writing = async {
+        let mut count = 0u64;
+        while let Some(customer) = rx.recv().await {
+            writer.write_buffered(&customer)?;
+            count += 1;
+        }
+        Ok(count)
+    };
+    let (listed, written_rows) = tokio::join!(listing, writing);
+    signals.abort();
+    let finished = written_rows.and_then(|n| writer.finish().map(|()| n));
+    let credentials = conn.client.tokens().credentials().describe();
+    conn.close().await;
+    let count = finished.map_err(AppError::Output)?;
+    let outcome = match listed {
+        Ok(_) if ctx.abort_reason().is_some() => Err(Exit::Interrupted),
+        Ok(l) => Ok(l),
+        Err(ListingError::Credentials(e)) => {
+            return Err(AppError::Aborted(credentials_message(&e, &credentials)));
+        }
+        Err(e) => {
+            return Err(AppError::Aborted(format!(
+                "{e}; {count} customer(s) written"
+            )));
+        }
+    };
+    match outcome {
+        Ok(listed) => {
+            if let (Some(written), Some(path)) = (&written, config.output.path()) {
+                promote(path, written).map_err(|e| {
+                    AppError::Aborted(format!("cannot replace '{}': {e}", path.display()))
+                })?;
+            }
+            drop(lock);
+            eprintln!(
+                "{count} customer(s) in {} page(s){}",
+                listed.pages,
+                if listed.unreadable > 0 {
+                    format!(
+                        "; {} item(s) without a tenant id left out",
+                        listed.unreadable
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            Ok(Exit::Success)
+        }
+        Err(exit) => {
+            if matches!(ctx.abort_reason(), Some(AbortReason::Interrupted)) {
+                eprintln!("interrupted after {count} customer(s)");
+            }
+            Ok(exit)
+        }
+    }
+}
