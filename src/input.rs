@@ -1,15 +1,20 @@
 //! Streaming CSV input: opens and sniffs the file, maps the header onto the columns the tool
 //! knows (with the contract's aliases), and yields one [`RawRow`] per data record without
-//! holding more than that record in memory.
+//! holding more than that record in memory: records longer than [`MAX_RECORD_BYTES`] are cut
+//! short on the way in (see [`RecordLimit`]) and come out as invalid rows.
+
+mod record_limit;
 
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use csv::ByteRecord;
 
 use crate::domain::RowNumber;
 use crate::progress::ReadPosition;
+
+pub use record_limit::{Cut, RecordLimit};
 
 /// A column the tool reads; every other column of the input is carried along but ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +107,10 @@ pub enum InputError {
     )]
     HeaderNotUtf8 { path: PathBuf },
     #[error(
+        "input file '{path}': the header line is longer than {limit_kib} KiB: an unbalanced quote, or not a CSV file?"
+    )]
+    HeaderTooLong { path: PathBuf, limit_kib: usize },
+    #[error(
         "input file '{path}' has no '{column}' column{hint}; its header is: {header}{delimiter_hint}"
     )]
     MissingColumn {
@@ -192,9 +201,15 @@ impl RawRow {
     }
 }
 
-/// Records larger than this are rejected without looking at their cells: no real signer row
-/// comes near it, and an unbalanced quote can otherwise swallow the rest of the file into one cell.
+/// Records longer than this (in the file, quotes and separators included) are cut short as
+/// they are read and rejected without looking at their cells: no real signer row comes near
+/// it, and an unbalanced quote or an endless line would otherwise cost as much memory as the
+/// rest of the file.
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+
+/// The header line may be longer: it is read once, and a file may carry thousands of columns
+/// the tool does not read.
+pub const MAX_HEADER_BYTES: usize = 1024 * 1024;
 
 /// How the input file is to be read.
 #[derive(Debug, Clone)]
@@ -209,7 +224,7 @@ pub struct InputOptions {
 pub struct InputReader {
     path: PathBuf,
     size: u64,
-    reader: csv::Reader<BufReader<File>>,
+    reader: csv::Reader<RecordLimit<File>>,
     header: ByteRecord,
     columns: ColumnMap,
     next_row: u64,
@@ -259,7 +274,7 @@ impl InputReader {
             .delimiter(delimiter)
             .has_headers(false)
             .flexible(true)
-            .from_reader(BufReader::with_capacity(64 * 1024, file));
+            .from_reader(RecordLimit::new(file, delimiter));
         let mut header = ByteRecord::new();
         let read_err = |source| InputError::Read {
             path: path.to_path_buf(),
@@ -268,6 +283,13 @@ impl InputReader {
         if !reader.read_byte_record(&mut header).map_err(read_err)? {
             return Err(InputError::Empty {
                 path: path.to_path_buf(),
+            });
+        }
+        let header_end = reader.position().byte();
+        if reader.get_mut().take_cut(header_end).is_some() {
+            return Err(InputError::HeaderTooLong {
+                path: path.to_path_buf(),
+                limit_kib: MAX_HEADER_BYTES / 1024,
             });
         }
         if header.len() == 1 && header.get(0).is_some_and(|h| h.trim_ascii().is_empty()) {
@@ -326,9 +348,11 @@ impl InputReader {
         ((self.size as f64 / self.bytes_per_line) * 1.05).ceil() as usize
     }
 
-    /// Bytes consumed so far.
+    /// Bytes of the file consumed so far (up to the end of the last record read).
     pub fn position(&self) -> u64 {
-        self.reader.position().byte()
+        self.reader
+            .get_ref()
+            .input_position(self.reader.position().byte())
     }
 
     /// Whether the file has at least one data record (reads it ahead, nothing is lost).
@@ -358,13 +382,19 @@ impl InputReader {
                     }));
                 }
             }
+            // Taken for every record, so that cuts stay paired with their records.
+            let record_end = self.reader.position().byte();
+            let cut = self.reader.get_mut().take_cut(record_end);
             // A line holding nothing at all is not a record (spreadsheets leave them at the end).
-            if self.record.len() == 1 && self.record.get(0).is_some_and(<[u8]>::is_empty) {
+            if cut.is_none()
+                && self.record.len() == 1
+                && self.record.get(0).is_some_and(<[u8]>::is_empty)
+            {
                 continue;
             }
             let row = RowNumber(self.next_row);
             self.next_row += 1;
-            return Some(Ok(self.raw_row(row)));
+            return Some(Ok(self.raw_row(row, cut)));
         }
     }
 
@@ -393,22 +423,25 @@ impl InputReader {
         Ok(())
     }
 
-    fn raw_row(&mut self, row: RowNumber) -> RawRow {
+    fn raw_row(&mut self, row: RowNumber, cut: Option<Cut>) -> RawRow {
         // The record moves into the row; the reader keeps a buffer of the same size for the next.
         let fresh = ByteRecord::with_capacity(self.record.as_slice().len(), self.record.len());
         let record = std::mem::replace(&mut self.record, fresh);
         let mut problem = None;
-        if record.as_slice().len() > MAX_RECORD_BYTES {
-            // Name the cell that makes it so large: the one the user has to look at.
-            let (pos, largest) = record
-                .iter()
-                .enumerate()
-                .max_by_key(|(_, cell)| cell.len())
-                .map_or((0, 0), |(i, cell)| (i, cell.len()));
-            let field = Column::ALL
-                .into_iter()
-                .find(|c| self.columns.get(*c) == Some(pos))
-                .map_or_else(|| format!("column {}", pos + 1), |c| c.name().to_string());
+        if let Some(cut) = cut {
+            // Name the cell that makes it so large: the one the user has to look at. Only the
+            // record's first MAX_RECORD_BYTES were read, so its sizes are lower bounds.
+            let (field, largest) = self.largest_cell(&record);
+            problem = Some(format!(
+                "{field}: row {} is longer than {} KiB (it starts at byte {} of the file; this cell holds {largest} bytes and more): an unbalanced quote?",
+                row.0,
+                MAX_RECORD_BYTES / 1024,
+                cut.input_start
+            ));
+        } else if record.as_slice().len() > MAX_RECORD_BYTES {
+            // Cannot happen (a record's cells are no longer than the record), kept so that no
+            // oversized record passes should the reading change.
+            let (field, largest) = self.largest_cell(&record);
             problem = Some(format!(
                 "{field}: the cell is {largest} bytes long (the record {} bytes, more than {} KiB): an unbalanced quote?",
                 record.as_slice().len(),
@@ -440,6 +473,21 @@ impl InputReader {
             record,
             columns: self.columns.clone(),
         }
+    }
+
+    /// The name of the record's largest cell (its column number if the tool does not read it)
+    /// and its length.
+    fn largest_cell(&self, record: &ByteRecord) -> (String, usize) {
+        let (pos, largest) = record
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, cell)| cell.len())
+            .map_or((0, 0), |(i, cell)| (i, cell.len()));
+        let field = Column::ALL
+            .into_iter()
+            .find(|c| self.columns.get(*c) == Some(pos))
+            .map_or_else(|| format!("column {}", pos + 1), |c| c.name().to_string());
+        (field, largest)
     }
 }
 
@@ -682,6 +730,47 @@ mod tests {
             InputReader::open(write(b"t\0e\0n\0a\0n\0t\0").path(), &opts()),
             Err(InputError::Utf16 { .. })
         ));
+    }
+
+    #[test]
+    fn a_record_longer_than_the_limit_is_one_invalid_row_and_reading_goes_on() {
+        let mut text = b"tenant_id,first_name,last_name,email\n1,a,b,c\n".to_vec();
+        let long_starts = text.len();
+        text.extend_from_slice(b"2,\"");
+        text.extend(std::iter::repeat_n(b'x', 3 * MAX_RECORD_BYTES));
+        text.extend_from_slice(b"\n\",b,c\n3,a,b,c\n");
+        let f = write(&text);
+        let mut r = InputReader::open(f.path(), &opts()).unwrap();
+        assert!(r.next_row().unwrap().unwrap().problem.is_none());
+        let long = r.next_row().unwrap().unwrap();
+        assert_eq!(long.row, RowNumber(2));
+        assert!(long.record.as_slice().len() <= MAX_RECORD_BYTES);
+        let problem = long.problem.unwrap();
+        assert!(
+            problem.starts_with("first_name: row 2 is longer than 64 KiB")
+                && problem.contains(&format!("starts at byte {long_starts} "))
+                && problem.contains("unbalanced quote"),
+            "{problem}"
+        );
+        let next = r.next_row().unwrap().unwrap();
+        assert_eq!(next.row, RowNumber(3));
+        assert!(next.problem.is_none());
+        assert_eq!(next.fields().tenant_id, "3");
+        assert_eq!(
+            r.position(),
+            text.len() as u64,
+            "progress counts file bytes"
+        );
+        assert!(r.next_row().is_none());
+    }
+
+    #[test]
+    fn a_header_longer_than_the_limit_is_refused() {
+        let mut text = b"tenant_id,first_name,last_name,\"email".to_vec();
+        text.extend(std::iter::repeat_n(b'x', MAX_HEADER_BYTES));
+        text.extend_from_slice(b"\n1,2,3,4\n");
+        let err = InputReader::open(write(&text).path(), &opts()).unwrap_err();
+        assert!(matches!(err, InputError::HeaderTooLong { .. }), "{err}");
     }
 
     #[test]
