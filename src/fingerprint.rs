@@ -48,10 +48,14 @@ pub fn fingerprint_input(path: &Path, delimiter: u8) -> io::Result<InputFingerpr
         .delimiter(delimiter)
         .has_headers(false)
         .flexible(true)
-        .from_reader(Hashing {
-            inner: file,
-            hasher: Sha256::new(),
-        });
+        // The same bound on a record as the input reader's: one huge line costs bounded memory.
+        .from_reader(crate::input::RecordLimit::new(
+            Hashing {
+                inner: file,
+                hasher: Sha256::new(),
+            },
+            delimiter,
+        ));
     let mut record = csv::ByteRecord::new();
     let mut records = 0u64;
     while reader
@@ -62,7 +66,7 @@ pub fn fingerprint_input(path: &Path, delimiter: u8) -> io::Result<InputFingerpr
             records += 1;
         }
     }
-    let mut hashing = reader.into_inner();
+    let mut hashing = reader.into_inner().into_inner();
     // The csv reader stops at the last record; hash anything it did not pull in.
     io::copy(&mut hashing, &mut io::sink())?;
     Ok(InputFingerprint {

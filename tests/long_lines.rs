@@ -247,13 +247,11 @@ fn confirm_reads_past_a_stray_quote_running_on_for_64_mib() {
 }
 
 #[test]
-#[ignore = "manifest::fingerprint_input still reads each record whole (src/manifest.rs)"]
 fn confirm_reads_past_a_64_mib_line_in_bounded_memory() {
     read_past_a_long_record("confirm", Long::Line, "confirmed", Memory::Checked);
 }
 
 #[test]
-#[ignore = "manifest::fingerprint_input still reads each record whole (src/manifest.rs)"]
 fn confirm_reads_past_a_stray_quote_running_on_for_64_mib_in_bounded_memory() {
     read_past_a_long_record("confirm", Long::StrayQuote, "confirmed", Memory::Checked);
 }
