@@ -408,20 +408,12 @@ async fn read_listing<K: RunKind>(
     }
 }
 
-/// Reads a report for `--resume`: refuses a redacted one, warns when the input changed.
+/// Reads a report for `--resume`, warning when the input changed since the last run.
 fn load_for_resume<K: RunKind>(
     kind: &K,
     report: &Path,
     input: Option<&Path>,
 ) -> Result<Option<K::Done>, AppError> {
-    if crate::resume::manifest_says_redacted(report) {
-        return Err(AppError::Usage(
-            crate::resume::ResumeError::Redacted {
-                path: report.to_path_buf(),
-            }
-            .to_string(),
-        ));
-    }
     if let Some(input) = input
         && let Ok(sha) = crate::fingerprint::sha256_file(input)
         && let Some(warning) = crate::resume::input_changed_warning(report, &sha)
