@@ -20,8 +20,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::client::read_bounded;
 use super::error::{printable, server_text};
+use super::http::read_bounded;
 
 /// Environment variable holding a ready App+User access token.
 pub const ENV_ACCESS_TOKEN: &str = "PARTNER_CENTER_ACCESS_TOKEN";
@@ -172,7 +172,7 @@ impl Credentials {
             values.map(|v| v.ok().flatten().unwrap_or_default());
         let authority_raw = get(ENV_AUTHORITY)?.unwrap_or_else(|| DEFAULT_AUTHORITY.to_string());
         let authority =
-            super::client::parse_base_url(&authority_raw).map_err(CredentialsError::Authority)?;
+            super::http::parse_base_url(&authority_raw).map_err(CredentialsError::Authority)?;
         Ok(Credentials::RefreshToken(RefreshTokenCredentials {
             partner_tenant: tenant,
             client_id,

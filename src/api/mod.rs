@@ -5,6 +5,7 @@ pub mod auth;
 pub mod client;
 pub mod customers;
 pub mod error;
+pub mod http;
 
 use std::future::Future;
 

@@ -11,7 +11,7 @@ use secrecy::SecretString;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::customers::{CustomerProfile, MAX_CUSTOMER_PAGE_SIZE, NextLinkForm};
+use super::customers::{CustomerProfile, ListingInput, MAX_CUSTOMER_PAGE_SIZE, NextLinkForm};
 use super::error::SimulatorError;
 use super::files;
 use super::state::StoredAgreement;
@@ -263,6 +263,19 @@ impl Default for SimulatorConfig {
 }
 
 impl SimulatorConfig {
+    /// What the customer listing is built from.
+    pub(crate) fn listing_input(&self) -> ListingInput<'_> {
+        ListingInput {
+            customers: &self.customers,
+            existing: self.existing.iter().map(|(tenant, _)| *tenant).collect(),
+            direct_signed: &self.direct_signed,
+            no_relationship: &self.no_relationship,
+            unknown_tenants: &self.unknown_tenants,
+            customers_next_link: self.customers_next_link,
+            customers_page_size_max: self.customers_page_size_max,
+        }
+    }
+
     /// Build the config from the flags, loading the data files they name.
     ///
     /// # Errors

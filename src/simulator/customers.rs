@@ -12,7 +12,6 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::config::SimulatorConfig;
 use super::replies::{INVALID_INPUT, Reply};
 
 /// Page size when the query has no `size`.
@@ -188,11 +187,22 @@ fn is_next_page(pairs: &[(String, String)]) -> Result<bool, Reply> {
     }
 }
 
+/// What the listing is built from (taken from the simulator's configuration).
+pub(crate) struct ListingInput<'a> {
+    pub customers: &'a [CustomerProfile],
+    pub existing: Vec<Uuid>,
+    pub direct_signed: &'a HashSet<Uuid>,
+    pub no_relationship: &'a HashSet<Uuid>,
+    pub unknown_tenants: &'a HashSet<Uuid>,
+    pub customers_next_link: NextLinkForm,
+    pub customers_page_size_max: usize,
+}
+
 impl CustomerListing {
     /// The listed customers: `config.customers` in order, then every other tenant the config
     /// knows (agreements on record, direct-signed, no relationship) by tenant id. Unknown
     /// tenants are left out, and a tenant is listed once.
-    pub fn new(config: &SimulatorConfig) -> Self {
+    pub(crate) fn new(config: ListingInput<'_>) -> Self {
         let mut seen = HashSet::new();
         let mut items = Vec::new();
         let default_relationship = |tenant: &Uuid| {
@@ -202,7 +212,7 @@ impl CustomerListing {
                 RESELLER
             }
         };
-        for profile in &config.customers {
+        for profile in config.customers {
             let tenant = profile.tenant_id;
             if config.unknown_tenants.contains(&tenant) || !seen.insert(tenant) {
                 continue;
@@ -216,7 +226,7 @@ impl CustomerListing {
         let others: BTreeSet<Uuid> = config
             .existing
             .iter()
-            .map(|(tenant, _)| *tenant)
+            .copied()
             .chain(config.direct_signed.iter().copied())
             .chain(config.no_relationship.iter().copied())
             .filter(|t| !seen.contains(t) && !config.unknown_tenants.contains(t))
@@ -376,6 +386,7 @@ impl CustomerListing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::simulator::SimulatorConfig;
 
     fn listing(n: usize) -> CustomerListing {
         let config = SimulatorConfig {
@@ -384,7 +395,7 @@ mod tests {
                 .collect(),
             ..SimulatorConfig::default()
         };
-        CustomerListing::new(&config)
+        CustomerListing::new(config.listing_input())
     }
 
     fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -484,7 +495,7 @@ mod tests {
         config.direct_signed.insert(on_record);
         config.direct_signed.insert(first);
         config.unknown_tenants.insert(unknown);
-        let list = CustomerListing::new(&config);
+        let list = CustomerListing::new(config.listing_input());
         let body = list.render(Cursor { offset: 0, page: 0 }, 10);
         let page: serde_json::Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(page["totalCount"], 3);

@@ -6,6 +6,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::config::{Faults, RateLimit};
+use super::mix::splitmix64;
 
 /// What to do to one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,14 +20,6 @@ pub(crate) enum Fault {
     DropAfterCommit,
     /// Do the work, then answer this much later.
     Slow(Duration),
-}
-
-/// splitmix64: tiny, well-mixed, and enough for test faults (no extra crate).
-pub(crate) fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// Uniform in [0, 1) from the top 53 bits.

@@ -12,6 +12,7 @@ mod dates;
 mod error;
 mod faults;
 mod files;
+mod mix;
 mod net;
 mod replies;
 mod routes;

@@ -14,7 +14,7 @@ use axum::response::Response;
 use serde::Serialize;
 use serde_json::json;
 
-use super::faults::splitmix64;
+use super::mix::splitmix64;
 
 pub(crate) const MS_REQUEST_ID: HeaderName = HeaderName::from_static("ms-requestid");
 pub(crate) const MS_CORRELATION_ID: HeaderName = HeaderName::from_static("ms-correlationid");

@@ -79,7 +79,7 @@ impl AppState {
             no_relationship: config.no_relationship.clone(),
             direct_signed: config.direct_signed.clone(),
             templates: TemplateAnswers::new(&config.extra_mca_templates),
-            customers: CustomerListing::new(config),
+            customers: CustomerListing::new(config.listing_input()),
             seq: AtomicU64::new(0),
             shutdown,
         }
