@@ -1,25 +1,32 @@
 //! The scheduled-reconciliation examples in `docs/` (systemd units, a crontab line, a GitHub
 //! Actions workflow) are checked the way an operator would use them: each file's structure is
 //! parsed (a small INI parser for the units, the five time fields of the cron line, line-based
-//! checks of the workflow: no YAML crate), then its `mca-attest status` command is taken out of
-//! the example, its placeholders are pointed at a temporary directory and at a simulator run as
-//! a child process (`mca-attest simulator --listen 127.0.0.1:0`), and it is run with the real
-//! binary through the same shell the scheduler would use. With customers missing it must exit 1
-//! (the scheduled job alerts) and leave the report and its manifest; once `confirm` has
-//! confirmed the rows it emitted, the same command must exit 0.
+//! checks of the workflow: no YAML crate), then its `mca-attest status --all-customers` command
+//! is taken out of the example, its placeholders are pointed at a temporary directory and at a
+//! simulator run as a child process (`mca-attest simulator --listen 127.0.0.1:0 --customers
+//! FILE`, with a token endpoint that rotates the refresh token on every use and refuses the old
+//! one), and it is run with the real binary through the same shell the scheduler would use.
+//!
+//! Night 1, with customers missing and stale, must exit 1 (the scheduled job alerts) and leave
+//! the report (with company_name and domain), its manifest and the todo file of exactly those
+//! customers, and rewrite the refresh token file. A person then adds signer columns to the todo
+//! rows (a new signer for the stale customer) and runs `confirm`; night 2 then starts from the
+//! rotated refresh token and exits 0.
 
 #![cfg(unix)]
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mca-attest");
 
-/// Secrets the simulator accepts; none of them may show up in any output or file.
+/// Secrets the simulator accepts; none of them may show up in any output or file, and neither
+/// may the refresh tokens it issues (checked as they appear).
 const CLIENT_ID: &str = "3f1c0a52-docs-example-app";
 const CLIENT_SECRET: &str = "docs-example-client-secret-never-print";
 const REFRESH_TOKEN: &str = "docs-example-refresh-token-never-print";
@@ -29,28 +36,62 @@ const SECRETS: [&str; 3] = [CLIENT_SECRET, REFRESH_TOKEN, ACCESS_TOKEN];
 /// Placeholders the examples use, as the operator's machine would have them.
 const EXAMPLE_BINARY: &str = "/usr/local/bin/mca-attest";
 const EXAMPLE_STATE_DIR: &str = "/var/lib/mca-attest";
+const EXAMPLE_ETC_DIR: &str = "/etc/mca-attest";
 const EXAMPLE_ENV_FILE: &str = "/etc/mca-attest/partner-center.env";
 
 const ATTESTED_A: &str = "627655da-a05f-4119-bcea-af308142c8ea";
 const ATTESTED_B: &str = "37d047c9-fe01-4372-9313-badffba3fec7";
 const DIRECT: &str = "ec7f6b9e-2398-4be3-90dd-5d0f85c49a0c";
+const STALE: &str = "b3c1e2d4-5f60-4a7b-8c9d-0e1f2a3b4c5d";
 const MISSING_A: &str = "42f2dc05-873f-4bd0-a608-0f174c96d8e2";
 const MISSING_B: &str = "8df08078-a22e-4180-85c2-c2af3977a654";
 
-const CUSTOMERS: &str = "\
-customer_tenant_id,first_name,last_name,email,phone_number,date_agreed
-627655da-a05f-4119-bcea-af308142c8ea,Tania,Carr,tania.carr@contoso.com,+61 2 5550 1022,2024-01-15
-37d047c9-fe01-4372-9313-badffba3fec7,Priya,Sharma,priya.sharma@tailspintoys.de,,2025-02-01
-ec7f6b9e-2398-4be3-90dd-5d0f85c49a0c,Sofia,Rossi,sofia.rossi@lucernepublishing.com,,2024-06-14
-42f2dc05-873f-4bd0-a608-0f174c96d8e2,Marcus,Okafor,marcus.okafor@fabrikam.co.uk,+44 20 7946 0596,2024-06-14
-8df08078-a22e-4180-85c2-c2af3977a654,Aiko,Tanaka,aiko.tanaka@northwindtraders.com,,2024-06-14
+/// The partner's customers, as Partner Center lists them (the simulator's `--customers`).
+const LISTING: &str = "\
+customer_tenant_id,company_name,domain,relationship_to_partner
+627655da-a05f-4119-bcea-af308142c8ea,Contoso Pty Ltd,contoso.onmicrosoft.com,reseller
+37d047c9-fe01-4372-9313-badffba3fec7,Tailspin Toys GmbH,tailspintoys.onmicrosoft.com,reseller
+ec7f6b9e-2398-4be3-90dd-5d0f85c49a0c,Lucerne Publishing,lucernepublishing.onmicrosoft.com,reseller
+b3c1e2d4-5f60-4a7b-8c9d-0e1f2a3b4c5d,Wide World Importers,wideworldimporters.onmicrosoft.com,reseller
+42f2dc05-873f-4bd0-a608-0f174c96d8e2,\"Fabrikam, Ltd\",fabrikam.onmicrosoft.com,reseller
+8df08078-a22e-4180-85c2-c2af3977a654,Northwind Traders,northwindtraders.onmicrosoft.com,reseller
 ";
 
+/// Agreements on record: two current, one from before the MCA refresh.
 const EXISTING: &str = "\
 customer_tenant_id,first_name,last_name,email,phone_number,date_agreed
 627655da-a05f-4119-bcea-af308142c8ea,Tania,Carr,tania.carr@contoso.com,+61 2 5550 1022,2024-01-15
 37d047c9-fe01-4372-9313-badffba3fec7,Priya,Sharma,priya.sharma@tailspintoys.de,,2025-02-01
+b3c1e2d4-5f60-4a7b-8c9d-0e1f2a3b4c5d,Jun,Li,jun.li@wideworldimporters.com,,2021-03-10
 ";
+
+/// What the person completing the todo file adds per customer: first name, last name, email,
+/// date agreed. The stale customer's new acceptance has a signer that differs from the one on
+/// record (another email), as the guide says it must.
+const SIGNERS: [(&str, [&str; 4]); 3] = [
+    (
+        MISSING_A,
+        [
+            "Marcus",
+            "Okafor",
+            "marcus.okafor@fabrikam.co.uk",
+            "2025-06-30",
+        ],
+    ),
+    (
+        MISSING_B,
+        [
+            "Aiko",
+            "Tanaka",
+            "aiko.tanaka@northwindtraders.com",
+            "2025-06-30",
+        ],
+    ),
+    (
+        STALE,
+        ["Jun", "Li", "j.li@wideworldimporters.com", "2025-06-30"],
+    ),
+];
 
 fn docs() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("docs")
@@ -59,6 +100,42 @@ fn docs() -> PathBuf {
 fn read_doc(rel: &str) -> String {
     let path = docs().join(rel);
     fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// The listing's company name and domain of `tenant`.
+fn listed(tenant: &str) -> (String, String) {
+    let rows = csv_rows(LISTING);
+    let row = rows
+        .iter()
+        .find(|r| r["customer_tenant_id"] == tenant)
+        .unwrap_or_else(|| panic!("{tenant} is not listed"));
+    (row["company_name"].clone(), row["domain"].clone())
+}
+
+/// A CSV text as its header and its rows (column name → cell).
+fn csv_table(text: &str) -> (Vec<String>, Vec<BTreeMap<String, String>>) {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .expect("a header")
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let rows = reader
+        .records()
+        .map(|r| {
+            header
+                .iter()
+                .cloned()
+                .zip(r.expect("a record").iter().map(str::to_string))
+                .collect()
+        })
+        .collect();
+    (header, rows)
+}
+
+fn csv_rows(text: &str) -> Vec<BTreeMap<String, String>> {
+    csv_table(text).1
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -73,17 +150,23 @@ struct SimulatorProcess {
 
 impl SimulatorProcess {
     fn start(dir: &Path) -> SimulatorProcess {
+        fs::write(dir.join("sim-customers.csv"), LISTING).unwrap();
         fs::write(dir.join("sim-existing.csv"), EXISTING).unwrap();
         fs::write(dir.join("sim-direct-signed.txt"), format!("{DIRECT}\n")).unwrap();
         let stderr = fs::File::create(dir.join("simulator.log")).unwrap();
         let mut child = Command::new(BIN)
-            .args(["simulator", "--listen", "127.0.0.1:0", "--existing"])
+            .args(["simulator", "--listen", "127.0.0.1:0", "--customers"])
+            .arg(dir.join("sim-customers.csv"))
+            .arg("--existing")
             .arg(dir.join("sim-existing.csv"))
             .arg("--direct-signed")
             .arg(dir.join("sim-direct-signed.txt"))
+            // The token endpoint: a new refresh token on every exchange, the used one refused
+            // from then on.
             .args(["--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET])
-            .args(["--refresh-token", REFRESH_TOKEN])
-            // Only this token, and those its token endpoint issues, are accepted.
+            .args(["--refresh-token", REFRESH_TOKEN, "--rotate-refresh-token"])
+            // Only this token (the person's `confirm`), and those the token endpoint issues,
+            // are accepted.
             .args(["--access-token", ACCESS_TOKEN])
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -139,6 +222,14 @@ impl Outcome {
     fn code(&self) -> Option<i32> {
         self.status.code()
     }
+
+    /// Neither output shows `secret`.
+    fn expect_free_of(&self, secret: &str) {
+        assert!(
+            !self.stdout.contains(secret) && !self.stderr.contains(secret),
+            "a credential in the output\n{self}"
+        );
+    }
 }
 
 impl std::fmt::Display for Outcome {
@@ -173,6 +264,20 @@ impl Scene {
         p
     }
 
+    /// The operator's paths (`/var/lib/mca-attest`, `/etc/mca-attest`, the binary) in `text`,
+    /// pointed at this scene.
+    fn localise(&self, text: &str) -> String {
+        text.replace(EXAMPLE_BINARY, BIN)
+            .replace(
+                EXAMPLE_STATE_DIR,
+                self.path("var-lib-mca-attest").to_str().unwrap(),
+            )
+            .replace(
+                EXAMPLE_ETC_DIR,
+                self.path("etc-mca-attest").to_str().unwrap(),
+            )
+    }
+
     /// Runs `program args` in `cwd` with exactly `env` (as a scheduler does: no inherited
     /// environment), output to files, killed after 60 s.
     fn run(
@@ -183,6 +288,18 @@ impl Scene {
         cwd: &Path,
         env: &BTreeMap<String, String>,
     ) -> Outcome {
+        self.run_with_stdin(name, program, args, cwd, env, Stdio::null())
+    }
+
+    fn run_with_stdin(
+        &self,
+        name: &str,
+        program: &str,
+        args: &[&str],
+        cwd: &Path,
+        env: &BTreeMap<String, String>,
+        stdin: Stdio,
+    ) -> Outcome {
         let out = self.path(&format!("{name}.stdout"));
         let err = self.path(&format!("{name}.stderr"));
         let mut child = Command::new(program)
@@ -190,25 +307,30 @@ impl Scene {
             .current_dir(cwd)
             .env_clear()
             .envs(env)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(fs::File::create(&out).unwrap())
             .stderr(fs::File::create(&err).unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
+        // Waits for the child on a thread of its own, at most 60 s; a child still running
+        // then is killed (by its own process id) and the test fails.
+        let pid = child.id();
+        let (done, finished) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let _ = done.send(child.wait());
+        });
+        let status = match finished.recv_timeout(Duration::from_secs(60)) {
+            Ok(status) => status.unwrap(),
+            Err(_) => {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+                let _ = waiter.join();
                 panic!(
                     "{name} still running after 60 s\n{}",
                     fs::read_to_string(&err).unwrap_or_default()
                 );
             }
-            std::thread::sleep(Duration::from_millis(20));
         };
         let outcome = Outcome {
             status,
@@ -216,27 +338,26 @@ impl Scene {
             stderr: fs::read_to_string(&err).unwrap_or_default(),
         };
         for secret in SECRETS {
-            assert!(
-                !outcome.stdout.contains(secret) && !outcome.stderr.contains(secret),
-                "{name} printed a credential\n{outcome}"
-            );
+            outcome.expect_free_of(secret);
         }
         outcome
     }
 
-    /// The operator's follow-up: confirm the rows the report said are missing, against the
-    /// same simulator. Must exit 0.
+    /// The operator's follow-up, as a person does it: the night's todo file, completed with the
+    /// signer columns, is confirmed against the same simulator (with an access token of their
+    /// own, so the job's refresh token is left alone). Every row must be confirmed.
     fn confirm(&self, todo: &Path) {
+        let input = complete_todo(todo, &self.path("confirm-input.csv"));
         let mut env = base_env();
         env.insert("PARTNER_CENTER_ACCESS_TOKEN".into(), ACCESS_TOKEN.into());
         env.insert("PARTNER_CENTER_BASE_URL".into(), self.sim.base_url.clone());
-        let results = self.path("todo.results.csv");
+        let results = self.path("confirm-input.results.csv");
         let outcome = self.run(
             "confirm",
             BIN,
             &[
                 "confirm",
-                todo.to_str().unwrap(),
+                input.to_str().unwrap(),
                 "-o",
                 results.to_str().unwrap(),
                 "--rate",
@@ -249,9 +370,44 @@ impl Scene {
         assert_eq!(
             outcome.code(),
             Some(0),
-            "confirm of the todo rows\n{outcome}"
+            "confirm of the completed todo rows\n{outcome}"
+        );
+        let rows = csv_rows(&fs::read_to_string(&results).unwrap());
+        assert_eq!(rows.len(), SIGNERS.len(), "{rows:?}");
+        assert!(
+            rows.iter().all(|r| r["status"] == "confirmed"),
+            "every todo row confirmed: {rows:?}"
         );
     }
+}
+
+/// The todo file with the signer columns added at the end of each row, written to `to`: what
+/// the guide tells a person to do before `mca-attest confirm`.
+fn complete_todo(todo: &Path, to: &Path) -> PathBuf {
+    let text = fs::read_to_string(todo).unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let mut writer = csv::Writer::from_path(to).unwrap();
+    let mut header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_string)
+        .collect();
+    header.extend(["first_name", "last_name", "email", "date_agreed"].map(String::from));
+    writer.write_record(&header).unwrap();
+    for record in reader.records() {
+        let record = record.unwrap();
+        let tenant = record.get(0).unwrap().to_string();
+        let (_, signer) = SIGNERS
+            .iter()
+            .find(|(t, _)| *t == tenant)
+            .unwrap_or_else(|| panic!("no signer for {tenant} in the todo file"));
+        let mut cells: Vec<String> = record.iter().map(str::to_string).collect();
+        cells.extend(signer.iter().map(|s| s.to_string()));
+        writer.write_record(&cells).unwrap();
+    }
+    writer.flush().unwrap();
+    to.to_path_buf()
 }
 
 /// The environment every scheduler provides, whatever else is set.
@@ -260,6 +416,34 @@ fn base_env() -> BTreeMap<String, String> {
     env.insert("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into());
     env.insert("LANG".into(), "C.UTF-8".into());
     env
+}
+
+/// Writes a secret file as the guide has it: mode 0600, in a 0700 directory.
+fn write_secret(path: &Path, value: &str) {
+    let dir = path.parent().unwrap();
+    fs::create_dir_all(dir).unwrap();
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(path, format!("{value}\n")).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// The refresh token in `file` after a night: a new one (the authority rotated it and the tool
+/// wrote it back), the file still 0600. Returns it.
+fn expect_rotated(file: &Path, before: &str) -> String {
+    let now = fs::read_to_string(file)
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+        .trim_end()
+        .to_string();
+    assert!(!now.is_empty(), "{} is empty", file.display());
+    assert_ne!(
+        now,
+        before,
+        "the refresh token in {} was not rewritten",
+        file.display()
+    );
+    let mode = fs::metadata(file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{} lost its mode", file.display());
+    now
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -291,44 +475,56 @@ fn dated(dir: &Path, prefix: &str, suffix: &str) -> Option<PathBuf> {
     found.pop()
 }
 
-/// State per tenant from a report (the first three columns are never quoted).
-fn states(report: &Path) -> BTreeMap<String, String> {
-    let text = fs::read_to_string(report).unwrap();
-    let mut lines = text.lines();
-    let header = lines.next().expect("a header line");
-    assert!(
-        header.starts_with("row,customer_tenant_id,state,"),
-        "{header}"
-    );
-    lines
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let mut cells = l.splitn(4, ',');
-            let _row = cells.next();
-            let tenant = cells.next().unwrap().to_string();
-            let state = cells.next().unwrap().to_string();
-            (tenant, state)
-        })
-        .collect()
-}
-
+/// Every listed customer is in the report with the expected state, and with its company name
+/// and domain from the listing in the last two columns.
 fn expect_states(report: &Path, all_attested: bool) {
-    let got = states(report);
-    let later = if all_attested { "attested" } else { "missing" };
+    let (header, rows) = csv_table(&fs::read_to_string(report).unwrap());
+    assert_eq!(
+        &header[..3],
+        ["row", "customer_tenant_id", "state"],
+        "{header:?}"
+    );
+    assert_eq!(
+        &header[header.len() - 2..],
+        ["company_name", "domain"],
+        "{header:?}"
+    );
+    let later = |before: &str| {
+        if all_attested {
+            "attested".to_string()
+        } else {
+            before.to_string()
+        }
+    };
     let want: BTreeMap<String, String> = [
-        (ATTESTED_A, "attested"),
-        (ATTESTED_B, "attested"),
-        (DIRECT, "direct_signed"),
-        (MISSING_A, later),
-        (MISSING_B, later),
+        (ATTESTED_A, "attested".to_string()),
+        (ATTESTED_B, "attested".to_string()),
+        (DIRECT, "direct_signed".to_string()),
+        (STALE, later("stale")),
+        (MISSING_A, later("missing")),
+        (MISSING_B, later("missing")),
     ]
     .into_iter()
-    .map(|(t, s)| (t.to_string(), s.to_string()))
+    .map(|(t, s)| (t.to_string(), s))
     .collect();
+    let got: BTreeMap<String, String> = rows
+        .iter()
+        .map(|r| (r["customer_tenant_id"].clone(), r["state"].clone()))
+        .collect();
     assert_eq!(got, want, "states in {}", report.display());
+    for row in &rows {
+        let tenant = &row["customer_tenant_id"];
+        assert_eq!(
+            (row["company_name"].clone(), row["domain"].clone()),
+            listed(tenant),
+            "company of {tenant} in {}",
+            report.display()
+        );
+    }
 }
 
-/// The manifest beside `report` exists and records a last run with `exit_code`.
+/// The manifest beside `report` exists and records a last run of `status --all-customers`
+/// with `exit_code`.
 fn expect_manifest(report: &Path, exit_code: i64) {
     let path = PathBuf::from(format!("{}.manifest.json", report.display()));
     let text =
@@ -340,31 +536,65 @@ fn expect_manifest(report: &Path, exit_code: i64) {
         .unwrap_or_else(|| panic!("no run in {text}"));
     assert_eq!(last["exit_code"], exit_code, "{text}");
     assert_eq!(last["command"], "status", "{text}");
-    assert!(last["input_sha256"].as_str().is_some_and(|s| s.len() == 64));
+    assert!(
+        last["command_line"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|w| w == "--all-customers")),
+        "{text}"
+    );
+    assert_eq!(last["rows"], 6, "{text}");
 }
 
-/// The rows of `todo` are those of the missing customers, with every input column, then the
-/// customer's state and latest date on record.
+/// The todo file lists the missing and stale customers, with the listing's columns, their
+/// state and their latest date on record.
 fn expect_todo(todo: &Path) {
-    let text = fs::read_to_string(todo).unwrap();
-    let mut lines = text.lines();
-    let header = CUSTOMERS
-        .lines()
-        .next()
-        .map(|h| format!("{h},state,latest_date_agreed"));
-    assert_eq!(lines.next().map(str::to_string), header);
-    let mut tenants: Vec<&str> = lines.map(|l| l.split(',').next().unwrap()).collect();
-    tenants.sort();
-    assert_eq!(tenants, [MISSING_A, MISSING_B], "{text}");
+    let (header, rows) = csv_table(&fs::read_to_string(todo).unwrap());
+    assert_eq!(
+        header,
+        [
+            "customer_tenant_id",
+            "company_name",
+            "domain",
+            "relationship_to_partner",
+            "state",
+            "latest_date_agreed"
+        ],
+        "{}",
+        todo.display()
+    );
+    let got: BTreeMap<String, (String, String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["customer_tenant_id"].clone(),
+                (
+                    r["state"].clone(),
+                    r["latest_date_agreed"].clone(),
+                    r["company_name"].clone(),
+                ),
+            )
+        })
+        .collect();
+    let want: BTreeMap<String, (String, String, String)> = [
+        (STALE, "stale", "2021-03-10T00:00:00Z"),
+        (MISSING_A, "missing", ""),
+        (MISSING_B, "missing", ""),
+    ]
+    .into_iter()
+    .map(|(t, s, d)| (t.to_string(), (s.to_string(), d.to_string(), listed(t).0)))
+    .collect();
+    assert_eq!(got, want, "{}", todo.display());
 }
 
-/// No file the run left holds a credential.
-fn expect_no_secrets(dir: &Path) {
+/// No file under `dir` holds a credential: the fixed ones or `more` (rotated tokens).
+fn expect_no_secrets(dir: &Path, more: &[&str]) {
     for entry in fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.is_file() {
+        if path.is_dir() {
+            expect_no_secrets(&path, more);
+        } else if path.is_file() {
             let text = String::from_utf8_lossy(&fs::read(&path).unwrap()).into_owned();
-            for secret in SECRETS {
+            for secret in SECRETS.iter().chain(more) {
                 assert!(
                     !text.contains(secret),
                     "{} holds a credential",
@@ -505,6 +735,25 @@ fn systemd_verify(path: &Path) {
     );
 }
 
+/// The paths of a `ReadWritePaths=` value.
+fn writable_paths(unit: &Unit) -> Vec<String> {
+    values(unit, "Service", "ReadWritePaths")
+        .iter()
+        .flat_map(|v| v.split_whitespace())
+        .map(|p| {
+            p.trim_start_matches(['-', '+'])
+                .trim_end_matches('/')
+                .to_string()
+        })
+        .collect()
+}
+
+/// Whether `path` is at or under one of `dirs`.
+fn under_any(path: &str, dirs: &[String]) -> bool {
+    dirs.iter()
+        .any(|d| path == d || path.starts_with(&format!("{d}/")))
+}
+
 #[test]
 fn systemd_timer_and_service_run_nightly_fail_on_exit_1_and_pass_once_confirmed() {
     let service_text = read_doc("systemd/mca-attest-status.service");
@@ -559,10 +808,12 @@ fn systemd_timer_and_service_run_nightly_fail_on_exit_1_and_pass_once_confirmed(
     ] {
         assert_eq!(one(&service, "Service", key), want, "{key}=");
     }
-    let writable = one(&service, "Service", "ReadWritePaths");
+    let writable = writable_paths(&service);
+    assert!(!writable.is_empty(), "no ReadWritePaths=");
 
-    // Credentials: ids from an EnvironmentFile, secrets as systemd credentials read through
-    // NAME_FILE variables; no secret value in the unit.
+    // Credentials: ids from an EnvironmentFile, secrets read through NAME_FILE variables, no
+    // secret value in the unit. The client secret may be a systemd credential; the refresh
+    // token may not (the credentials directory is read-only, and the token is rewritten).
     assert_eq!(
         one(&service, "Service", "EnvironmentFile"),
         EXAMPLE_ENV_FILE
@@ -571,27 +822,48 @@ fn systemd_timer_and_service_run_nightly_fail_on_exit_1_and_pass_once_confirmed(
         .iter()
         .map(|v| v.split_once(':').expect("LoadCredential=ID:PATH"))
         .collect();
-    assert_eq!(credentials.len(), 2, "{credentials:?}");
     let scene = Scene::new();
-    let creds_dir = scene.mkdir("credentials");
+    let creds_dir = scene.mkdir("run-credentials");
+    for (id, source) in &credentials {
+        assert!(source.starts_with('/'), "LoadCredential={id}:{source}");
+        let value = match *id {
+            id if id.contains("secret") => CLIENT_SECRET,
+            other => panic!(
+                "unexpected credential {other}: only the client secret may be a systemd credential"
+            ),
+        };
+        fs::write(creds_dir.join(id), format!("{value}\n")).unwrap();
+    }
     let mut env = base_env();
+    let mut token_file: Option<(String, PathBuf)> = None;
     for assignment in values(&service, "Service", "Environment") {
         let (key, value) = assignment.split_once('=').unwrap();
         assert!(
             !["SECRET", "TOKEN"].iter().any(|s| key.contains(s)) || key.ends_with("_FILE"),
             "secret {key} inline in Environment="
         );
-        env.insert(key.to_string(), systemd_unescape(value, &creds_dir));
+        let value = systemd_unescape(value, &creds_dir);
+        if key == "PARTNER_CENTER_REFRESH_TOKEN_FILE" {
+            // Where the operator keeps it: a file the service account may rewrite.
+            assert!(
+                !value.starts_with(creds_dir.to_str().unwrap()),
+                "the refresh token as a systemd credential cannot be rewritten: {value}"
+            );
+            let dir = Path::new(&value).parent().unwrap().to_str().unwrap();
+            assert!(
+                under_any(dir, &writable),
+                "the refresh token's directory {dir} is not in ReadWritePaths={writable:?}: its rotated successor cannot be written beside it"
+            );
+            let local = PathBuf::from(scene.localise(&value));
+            write_secret(&local, REFRESH_TOKEN);
+            token_file = Some((value.clone(), local.clone()));
+            env.insert(key.to_string(), local.to_str().unwrap().to_string());
+        } else {
+            env.insert(key.to_string(), value);
+        }
     }
-    for (id, source) in &credentials {
-        assert!(source.starts_with('/'), "LoadCredential={id}:{source}");
-        let value = match *id {
-            id if id.contains("secret") => CLIENT_SECRET,
-            id if id.contains("refresh") => REFRESH_TOKEN,
-            other => panic!("unexpected credential {other}"),
-        };
-        fs::write(creds_dir.join(id), format!("{value}\n")).unwrap();
-    }
+    let (token_path, token_file) =
+        token_file.expect("no PARTNER_CENTER_REFRESH_TOKEN_FILE in Environment=");
     for var in [
         "PARTNER_CENTER_CLIENT_SECRET_FILE",
         "PARTNER_CENTER_REFRESH_TOKEN_FILE",
@@ -604,6 +876,18 @@ fn systemd_timer_and_service_run_nightly_fail_on_exit_1_and_pass_once_confirmed(
             "{var}={path} names no credential"
         );
     }
+    // The guide's setup creates the token's directory for the service account.
+    let guide = read_doc("scheduled-reconciliation.md");
+    let token_dir = Path::new(&token_path).parent().unwrap().to_str().unwrap();
+    assert!(
+        guide.contains(&format!("-m 0700 {EXAMPLE_STATE_DIR}/reports {token_dir}"))
+            || guide.contains(&format!("-m 0700 {token_dir}")),
+        "the guide's setup does not create {token_dir}"
+    );
+    assert!(
+        guide.contains(&token_path),
+        "the guide does not name {token_path}"
+    );
     // The EnvironmentFile's content (the non-secret ids), and the rehearsal settings the doc
     // describes: the API and the token authority are the simulator.
     env.insert(
@@ -617,38 +901,40 @@ fn systemd_timer_and_service_run_nightly_fail_on_exit_1_and_pass_once_confirmed(
         scene.sim.base_url.clone(),
     );
 
-    // ExecStart: one command that execs the tool (so the unit's status is the tool's), writing
-    // only under ReadWritePaths.
+    // ExecStart: one command that execs the tool over every customer (so the unit's status is
+    // the tool's), writing only under ReadWritePaths.
     let exec = systemd_unescape(one(&service, "Service", "ExecStart"), &creds_dir);
     assert!(
-        exec.contains(&format!("exec {EXAMPLE_BINARY} status ")),
-        "ExecStart must exec the tool: {exec}"
+        exec.contains(&format!("exec {EXAMPLE_BINARY} status --all-customers ")),
+        "ExecStart must exec `status --all-customers`: {exec}"
     );
     let outputs = flag_values(&exec, &["-o", "--emit-confirm-input", "--summary-json"]);
     assert_eq!(outputs.len(), 3, "{exec}");
     for out in &outputs {
+        let dir = Path::new(out).parent().unwrap().to_str().unwrap();
         assert!(
-            out.starts_with(&format!("{writable}/")),
-            "{out} is outside ReadWritePaths={writable}"
+            under_any(dir, &writable),
+            "{out} is outside ReadWritePaths={writable:?}"
         );
     }
     assert!(exec.contains("--no-progress"));
     let workdir = one(&service, "Service", "WorkingDirectory");
-    let state = scene.mkdir("var-lib-mca-attest");
-    let localise = |s: &str| {
-        s.replace(EXAMPLE_BINARY, BIN)
-            .replace(EXAMPLE_STATE_DIR, state.to_str().unwrap())
-    };
-    let exec = localise(&exec);
-    let cwd = PathBuf::from(localise(workdir));
-    let reports = PathBuf::from(localise(writable));
-    fs::create_dir_all(&reports).unwrap();
-    fs::write(state.join("customers.csv"), CUSTOMERS).unwrap();
+    let exec = scene.localise(&exec);
+    let cwd = PathBuf::from(scene.localise(workdir));
+    fs::create_dir_all(&cwd).unwrap();
+    for dir in &writable {
+        fs::create_dir_all(scene.localise(dir)).unwrap();
+    }
+    let reports =
+        PathBuf::from(scene.localise(Path::new(&outputs[0]).parent().unwrap().to_str().unwrap()));
     let (shell, flag, script) = split_shell(&exec);
 
-    // Night 1: two customers missing: exit 1, the unit fails and OnFailure= alerts.
+    // Night 1: customers missing and stale: exit 1, the unit fails and OnFailure= alerts; the
+    // refresh token the authority rotated is in the file for the next night.
     let night1 = scene.run("systemd-night1", &shell, &[&flag, &script], &cwd, &env);
     assert_eq!(night1.code(), Some(1), "{night1}");
+    let token1 = expect_rotated(&token_file, REFRESH_TOKEN);
+    night1.expect_free_of(&token1);
     let report = dated(&reports, "status-", ".csv").expect("a dated report");
     expect_states(&report, false);
     expect_manifest(&report, 1);
@@ -658,14 +944,28 @@ fn systemd_timer_and_service_run_nightly_fail_on_exit_1_and_pass_once_confirmed(
     // The run's account on stderr (the journal).
     assert!(night1.stderr.contains("missing 2"), "{night1}");
 
-    // The operator confirms the emitted rows; night 2 passes.
+    // The operator confirms the todo rows; night 2 starts from the rotated token and passes.
     scene.confirm(&todo);
     let night2 = scene.run("systemd-night2", &shell, &[&flag, &script], &cwd, &env);
     assert_eq!(night2.code(), Some(0), "{night2}");
+    let token2 = expect_rotated(&token_file, &token1);
+    night2.expect_free_of(&token1);
+    night2.expect_free_of(&token2);
     let report = dated(&reports, "status-", ".csv").unwrap();
     expect_states(&report, true);
     expect_manifest(&report, 0);
-    expect_no_secrets(&reports);
+    expect_no_secrets(
+        &PathBuf::from(scene.localise(EXAMPLE_STATE_DIR)),
+        &[&token1],
+    );
+    expect_no_secrets(&reports, &[&token2]);
+
+    // The write-back is what kept night 2 working: the token night 1 started from is refused.
+    write_secret(&token_file, REFRESH_TOKEN);
+    let stale_token = scene.run("systemd-old-token", &shell, &[&flag, &script], &cwd, &env);
+    assert_eq!(stale_token.code(), Some(3), "{stale_token}");
+    // A run that stops early leaves the day's complete report as it was.
+    expect_states(&report, true);
 }
 
 /// `/bin/sh -c 'SCRIPT'` → ("/bin/sh", "-c", "SCRIPT"); anything else runs through `/bin/sh -c`.
@@ -704,6 +1004,33 @@ fn cron_field_ok(field: &str, min: u32, max: u32) -> bool {
                 .is_some_and(|(a, b)| matches!((num(a), num(b)), (Some(a), Some(b)) if a <= b));
         step_ok && range_ok
     })
+}
+
+/// The environment file the guide's cron section shows (`KEY=VALUE` lines of its code block
+/// that names `PARTNER_CENTER_REFRESH_TOKEN_FILE`).
+fn guide_cron_env_file() -> Vec<(String, String)> {
+    let guide = read_doc("scheduled-reconciliation.md");
+    let section = guide
+        .split("\n## ")
+        .find(|s| s.starts_with("cron"))
+        .expect("a cron section in the guide");
+    let block = section
+        .split("```")
+        .skip(1)
+        .step_by(2)
+        .find(|b| b.contains("PARTNER_CENTER_REFRESH_TOKEN_FILE="))
+        .expect("the env file in the guide's cron section");
+    block
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (k, v) = l
+                .split_once('=')
+                .unwrap_or_else(|| panic!("not KEY=VALUE: {l}"));
+            (k.trim().to_string(), v.trim().to_string())
+        })
+        .collect()
 }
 
 #[test]
@@ -753,7 +1080,7 @@ fn cron_line_runs_nightly_alerts_on_exit_1_and_is_quiet_once_confirmed() {
         !command.replace("\\%", "").contains('%'),
         "unescaped % in the cron command: {command}"
     );
-    assert!(command.contains(&format!("{EXAMPLE_BINARY} status ")));
+    assert!(command.contains(&format!("{EXAMPLE_BINARY} status --all-customers ")));
     assert!(
         command.contains(EXAMPLE_ENV_FILE),
         "credentials from the env file"
@@ -766,18 +1093,47 @@ fn cron_line_runs_nightly_alerts_on_exit_1_and_is_quiet_once_confirmed() {
     }
     let command = command.replace("\\%", "%");
 
+    // The env file as the guide shows it: ids, and the secrets as files; the refresh token in
+    // a file the job may rewrite. The rehearsal settings point the API and the token authority
+    // at the simulator.
     let scene = Scene::new();
     let state = scene.mkdir("var-lib-mca-attest");
-    fs::write(state.join("customers.csv"), CUSTOMERS).unwrap();
-    let env_file = scene.path("partner-center.env");
-    fs::write(
-        &env_file,
-        format!(
-            "PARTNER_CENTER_ACCESS_TOKEN={ACCESS_TOKEN}\nPARTNER_CENTER_BASE_URL={}\n",
-            scene.sim.base_url
-        ),
-    )
-    .unwrap();
+    let mut env_lines = Vec::new();
+    let mut token_file = None;
+    for (key, value) in guide_cron_env_file() {
+        assert!(
+            !["SECRET", "TOKEN"].iter().any(|s| key.contains(s)) || key.ends_with("_FILE"),
+            "secret {key} inline in the env file"
+        );
+        let value = match key.as_str() {
+            "PARTNER_CENTER_CLIENT_ID" => CLIENT_ID.to_string(),
+            "PARTNER_CENTER_CLIENT_SECRET_FILE" => {
+                let local = scene.localise(&value);
+                write_secret(Path::new(&local), CLIENT_SECRET);
+                local
+            }
+            "PARTNER_CENTER_REFRESH_TOKEN_FILE" => {
+                assert!(
+                    value.starts_with(&format!("{EXAMPLE_STATE_DIR}/")),
+                    "the refresh token must live where the job can rewrite it: {value}"
+                );
+                let local = scene.localise(&value);
+                write_secret(Path::new(&local), REFRESH_TOKEN);
+                token_file = Some(PathBuf::from(&local));
+                local
+            }
+            _ => value,
+        };
+        env_lines.push(format!("{key}={value}\n"));
+    }
+    let token_file = token_file.expect("PARTNER_CENTER_REFRESH_TOKEN_FILE in the env file");
+    env_lines.push(format!("PARTNER_CENTER_BASE_URL={}\n", scene.sim.base_url));
+    env_lines.push(format!("PARTNER_CENTER_AUTHORITY={}\n", scene.sim.base_url));
+    let env_file = PathBuf::from(scene.localise(EXAMPLE_ENV_FILE));
+    fs::create_dir_all(env_file.parent().unwrap()).unwrap();
+    fs::write(&env_file, env_lines.concat()).unwrap();
+    fs::set_permissions(&env_file, fs::Permissions::from_mode(0o600)).unwrap();
+
     // A `logger` that records its calls, ahead of the real one on PATH.
     let stubs = scene.mkdir("stubs");
     let logged = scene.path("logger.calls");
@@ -790,20 +1146,17 @@ fn cron_line_runs_nightly_alerts_on_exit_1_and_is_quiet_once_confirmed() {
         ),
     )
     .unwrap();
-    use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&logger, fs::Permissions::from_mode(0o755)).unwrap();
 
-    let command = command
-        .replace(EXAMPLE_BINARY, BIN)
-        .replace(EXAMPLE_ENV_FILE, env_file.to_str().unwrap())
-        .replace(EXAMPLE_STATE_DIR, state.to_str().unwrap());
+    let command = scene.localise(&command);
     let mut env = base_env();
     env.insert("PATH".into(), format!("{}:{path_var}", stubs.display()));
     env.insert("SHELL".into(), shell.clone());
     env.insert("HOME".into(), state.to_str().unwrap().into());
     let reports = state.join("reports");
 
-    // Night 1: exit 1, one line on stdout (mailed by cron), an error to syslog.
+    // Night 1: exit 1, one line on stdout (mailed by cron), an error to syslog, the rotated
+    // refresh token in its file.
     let night1 = scene.run("cron-night1", &shell, &["-c", &command], &state, &env);
     assert_eq!(night1.code(), Some(1), "{night1}");
     assert!(
@@ -812,18 +1165,26 @@ fn cron_line_runs_nightly_alerts_on_exit_1_and_is_quiet_once_confirmed() {
     );
     let calls = fs::read_to_string(&logged).unwrap_or_default();
     assert!(calls.contains("exited 1"), "logger calls: {calls:?}");
+    let token1 = expect_rotated(&token_file, REFRESH_TOKEN);
+    night1.expect_free_of(&token1);
     let report = dated(&reports, "status-", ".csv").expect("a dated report");
     expect_states(&report, false);
     expect_manifest(&report, 1);
     let todo = dated(&reports, "todo-", ".csv").expect("a dated todo file");
     expect_todo(&todo);
     let log = dated(&reports, "status-", ".log").expect("a dated log");
+    let log_text = fs::read_to_string(&log).unwrap();
     assert!(
-        fs::read_to_string(&log).unwrap().contains("missing 2"),
+        log_text.contains("missing 2"),
         "the run's account in its log"
     );
+    assert!(
+        log_text.contains("rotated the refresh token: saved"),
+        "the log says the token was saved: {log_text}"
+    );
 
-    // Confirmed: the next night prints nothing (no mail) and logs nothing.
+    // Confirmed: the next night, from the rotated token, prints nothing (no mail) and logs
+    // nothing.
     scene.confirm(&todo);
     fs::remove_file(&logged).unwrap();
     let night2 = scene.run("cron-night2", &shell, &["-c", &command], &state, &env);
@@ -833,13 +1194,13 @@ fn cron_line_runs_nightly_alerts_on_exit_1_and_is_quiet_once_confirmed() {
         "{night2}"
     );
     assert!(!logged.exists(), "logger called on success");
+    let token2 = expect_rotated(&token_file, &token1);
     let report = dated(&reports, "status-", ".csv").unwrap();
     expect_states(&report, true);
     expect_manifest(&report, 0);
-    expect_no_secrets(&reports);
+    expect_no_secrets(&reports, &[&token1, &token2]);
 }
 
-// ---------------------------------------------------------------------------------------------
 // GitHub Actions: line-based, no YAML crate.
 
 fn indent(line: &str) -> usize {
@@ -918,8 +1279,150 @@ fn step_block<'a>(step: &[&'a str], key: &str) -> Vec<&'a str> {
     block(step, at)
 }
 
+/// The repository the workflow runs in, as `${{ github.repository }}` gives it.
+const GITHUB_REPOSITORY: &str = "contoso/mca-operations";
+
+/// A step's `run:` script: a literal block (`run: |`) dedented, or the one-line value.
+fn step_script(step: &[&str]) -> Option<String> {
+    match step_value(step, "run")? {
+        "|" => Some(literal(&step_block(step, "run"))),
+        line => Some(format!("{line}\n")),
+    }
+}
+
+/// The GitHub runner, as far as the workflow's `run:` steps see it: the repository's secret
+/// store (one file per secret, which the `gh` stub writes), the built tool on PATH, a
+/// workspace kept across nights (the artifacts are taken from it), and a fresh RUNNER_TEMP
+/// each night.
+struct Runner<'a> {
+    scene: &'a Scene,
+    workspace: PathBuf,
+    store: PathBuf,
+    path: String,
+}
+
+/// What a night of the job did: each `run:` step's outcome, by position; the job's result.
+struct Night {
+    outcomes: BTreeMap<usize, Outcome>,
+    outputs: BTreeMap<usize, String>,
+    failed: bool,
+    runner_temp: PathBuf,
+}
+
+impl Runner<'_> {
+    fn secret(&self, name: &str) -> String {
+        fs::read_to_string(self.store.join(name))
+            .unwrap_or_else(|_| panic!("secret {name} is not in the repository's secret store"))
+    }
+
+    /// Replaces the expressions a `run:` step's env may use; any other is a failure.
+    fn expand(&self, value: &str, runner_temp: &Path) -> String {
+        let mut out = String::new();
+        let mut rest = value;
+        while let Some(at) = rest.find("${{") {
+            out.push_str(&rest[..at]);
+            let end = rest[at..].find("}}").expect("an unclosed ${{") + at;
+            let expr = rest[at + 3..end].trim();
+            if let Some(name) = expr.strip_prefix("secrets.") {
+                out.push_str(&self.secret(name));
+            } else if expr == "runner.temp" {
+                out.push_str(runner_temp.to_str().unwrap());
+            } else if expr == "github.repository" {
+                out.push_str(GITHUB_REPOSITORY);
+            } else {
+                panic!("unexpected expression ${{{{ {expr} }}}} in {value:?}");
+            }
+            rest = &rest[end + 2..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// Runs the `run:` steps from `first` on, in order, as the runner does: a step without
+    /// `if:` only while every step before it succeeded, a step with `if: always() ...` anyway
+    /// (the other terms of those conditions hold in these runs). `uses:` steps are skipped.
+    fn night(&self, name: &str, steps: &[Vec<&str>], first: usize) -> Night {
+        let runner_temp = self.scene.mkdir(&format!("{name}-runner-temp"));
+        let mut night = Night {
+            outcomes: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+            failed: false,
+            runner_temp: runner_temp.clone(),
+        };
+        for (at, step) in steps.iter().enumerate().skip(first) {
+            let Some(script) = step_script(step) else {
+                continue;
+            };
+            assert!(
+                !script.contains("${{"),
+                "an expression in a run: script (use env:): {script}"
+            );
+            match step_value(step, "if") {
+                None if night.failed => continue,
+                None => {}
+                Some(cond) => assert!(
+                    cond.contains("always()"),
+                    "unsupported condition in the test's runner: {cond}"
+                ),
+            }
+            let mut env = base_env();
+            env.insert("PATH".into(), self.path.clone());
+            env.insert("CI".into(), "true".into());
+            env.insert("RUNNER_TEMP".into(), runner_temp.to_str().unwrap().into());
+            env.insert(
+                "GITHUB_WORKSPACE".into(),
+                self.workspace.to_str().unwrap().into(),
+            );
+            let output = self.scene.path(&format!("{name}-step{at}-output"));
+            let summary = self.scene.path(&format!("{name}-step-summary"));
+            fs::write(&output, "").unwrap();
+            env.insert("GITHUB_OUTPUT".into(), output.to_str().unwrap().into());
+            env.insert(
+                "GITHUB_STEP_SUMMARY".into(),
+                summary.to_str().unwrap().into(),
+            );
+            // The rehearsal: Partner Center and its token authority are the simulator.
+            env.insert(
+                "PARTNER_CENTER_BASE_URL".into(),
+                self.scene.sim.base_url.clone(),
+            );
+            env.insert(
+                "PARTNER_CENTER_AUTHORITY".into(),
+                self.scene.sim.base_url.clone(),
+            );
+            if step.iter().any(|l| l.trim() == "env:") {
+                for line in step_block(step, "env") {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    let (key, value) = line.trim().split_once(':').unwrap();
+                    env.insert(key.to_string(), self.expand(value.trim(), &runner_temp));
+                }
+            }
+            let script_path = self.scene.path(&format!("{name}-step{at}.sh"));
+            fs::write(&script_path, &script).unwrap();
+            // GitHub's default shell for `run:` on Linux.
+            let outcome = self.scene.run(
+                &format!("{name}-step{at}"),
+                "bash",
+                &["-e", script_path.to_str().unwrap()],
+                &self.workspace,
+                &env,
+            );
+            if outcome.code() != Some(0) {
+                night.failed = true;
+            }
+            night
+                .outputs
+                .insert(at, fs::read_to_string(&output).unwrap_or_default());
+            night.outcomes.insert(at, outcome);
+        }
+        night
+    }
+}
+
 #[test]
-fn github_workflow_runs_nightly_uploads_report_and_manifest_and_fails_on_exit_1() {
+fn github_workflow_runs_nightly_keeps_the_rotated_token_uploads_report_and_fails_on_exit_1() {
     let text = read_doc("ci/status-nightly.yml");
     assert!(!text.contains('\t'), "tabs in YAML");
     let lines: Vec<&str> = text.lines().collect();
@@ -952,6 +1455,13 @@ fn github_workflow_runs_nightly_uploads_report_and_manifest_and_fails_on_exit_1(
     );
     let permissions = block(&lines, top("permissions").expect("permissions:"));
     assert!(permissions.iter().any(|l| l.trim() == "contents: read"));
+    // One run at a time: two would redeem the same refresh token.
+    let concurrency = block(&lines, top("concurrency").expect("concurrency:"));
+    assert!(
+        concurrency
+            .iter()
+            .any(|l| l.trim() == "cancel-in-progress: false")
+    );
     let jobs = block(&lines, top("jobs").expect("jobs:"));
     assert!(jobs.iter().any(|l| l.trim().starts_with("runs-on:")));
     assert!(
@@ -960,109 +1470,171 @@ fn github_workflow_runs_nightly_uploads_report_and_manifest_and_fails_on_exit_1(
     );
 
     let steps = steps(&lines);
-    assert!(
+    let build_at = steps
+        .iter()
+        .position(|s| step_script(s).is_some_and(|r| r.contains("cargo ")))
+        .expect("a step builds the tool");
+    let find = |what: &str, pred: &dyn Fn(&Vec<&str>) -> bool| {
         steps
             .iter()
-            .any(|s| step_value(s, "run").is_some_and(|_| s.join("\n").contains("cargo "))),
-        "a step builds the tool"
+            .position(pred)
+            .unwrap_or_else(|| panic!("no step {what}"))
+    };
+    let status_at = find("with id: status", &|s| {
+        step_value(s, "id") == Some("status")
+    });
+    let token_at = find("writing PARTNER_CENTER_REFRESH_TOKEN to a file", &|s| {
+        step_script(s).is_some_and(|r| r.contains("$PARTNER_CENTER_REFRESH_TOKEN\""))
+    });
+    let keep_at = find("running gh secret set", &|s| {
+        step_script(s).is_some_and(|r| r.contains("gh secret set PARTNER_CENTER_REFRESH_TOKEN"))
+    });
+    let upload_at = find("uploading the artifact", &|s| {
+        step_value(s, "uses").is_some_and(|u| u.starts_with("actions/upload-artifact@"))
+    });
+    assert!(
+        build_at < token_at && token_at < status_at && status_at < keep_at,
+        "build, token file, run, keep the token: in that order"
     );
-    let status = steps
-        .iter()
-        .find(|s| step_value(s, "id") == Some("status"))
-        .expect("a step with id: status");
-    let upload = steps
-        .iter()
-        .find(|s| step_value(s, "uses").is_some_and(|u| u.starts_with("actions/upload-artifact@")))
-        .expect("an upload-artifact step");
-    let status_at = steps.iter().position(|s| std::ptr::eq(s, status)).unwrap();
-    let upload_at = steps.iter().position(|s| std::ptr::eq(s, upload)).unwrap();
     assert!(upload_at > status_at, "the upload comes after the run");
+    let (status, keep, upload) = (&steps[status_at], &steps[keep_at], &steps[upload_at]);
     assert!(
         step_value(upload, "if").is_some_and(|v| v.contains("always()")),
         "the report is uploaded when the run failed too"
     );
+    assert!(
+        step_value(keep, "if").is_some_and(|v| v.contains("always()")),
+        "the rotated token is kept when the run failed too"
+    );
 
-    // Secrets from the secret store, into the step's environment only.
-    let scene = Scene::new();
-    let mut env = base_env();
+    // The token file step: the secret from the store, into a private file in RUNNER_TEMP.
+    let token_step = &steps[token_at];
+    let token_script = step_script(token_step).unwrap();
+    assert!(token_script.contains("umask 077"), "{token_script}");
+    assert!(token_script.contains("$RUNNER_TEMP"), "{token_script}");
+    // The status step: ids and the client secret from the secret store, the refresh token as
+    // a file in RUNNER_TEMP only (PARTNER_CENTER_REFRESH_TOKEN would win over the file and
+    // the rotated token would be lost).
+    let mut status_env = BTreeMap::new();
     for line in step_block(status, "env") {
         let (key, value) = line.trim().split_once(':').unwrap();
-        assert_eq!(
-            value.trim(),
-            format!("${{{{ secrets.{key} }}}}"),
-            "{key} must come from the secret store"
-        );
-        let test_value = match key {
-            "PARTNER_CENTER_TENANT_ID" => "contoso.onmicrosoft.com",
-            "PARTNER_CENTER_CLIENT_ID" => CLIENT_ID,
-            "PARTNER_CENTER_CLIENT_SECRET" => CLIENT_SECRET,
-            "PARTNER_CENTER_REFRESH_TOKEN" => REFRESH_TOKEN,
-            "PARTNER_CENTER_ACCESS_TOKEN" => ACCESS_TOKEN,
-            other => panic!("unexpected secret {other}"),
-        };
-        env.insert(key.to_string(), test_value.to_string());
+        status_env.insert(key.to_string(), value.trim().to_string());
+    }
+    for (key, value) in &status_env {
+        if key == "PARTNER_CENTER_REFRESH_TOKEN_FILE" {
+            assert!(value.starts_with("${{ runner.temp }}/"), "{key}: {value}");
+        } else {
+            assert_eq!(
+                *value,
+                format!("${{{{ secrets.{key} }}}}"),
+                "{key} must come from the secret store"
+            );
+        }
     }
     assert!(
-        env.contains_key("PARTNER_CENTER_ACCESS_TOKEN")
-            || env.contains_key("PARTNER_CENTER_REFRESH_TOKEN"),
-        "credentials in the step's env"
+        !status_env.contains_key("PARTNER_CENTER_REFRESH_TOKEN"),
+        "the refresh token must reach the tool as a file"
     );
-    let run_lines = step_block(status, "run");
-    assert_eq!(step_value(status, "run"), Some("|"));
-    let script = literal(&run_lines);
-    assert!(script.contains("mca-attest status "), "{script}");
+    assert!(status_env.contains_key("PARTNER_CENTER_REFRESH_TOKEN_FILE"));
+    let script = step_script(status).unwrap();
+    assert!(
+        script.contains("mca-attest status --all-customers "),
+        "{script}"
+    );
     assert!(!script.contains("secrets."), "secrets on the command line");
-
-    // The runner: the built tool on PATH, GitHub's files, the repository checked out.
-    let workspace = scene.mkdir("workspace");
-    let input = script
-        .split_whitespace()
-        .skip_while(|w| *w != "status")
-        .nth(1)
-        .expect("the input of status")
+    // The keep step: gh with a token of its own from the store, documented at the top.
+    let gh_token = step_block(keep, "env")
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("GH_TOKEN:"))
+        .map(str::trim)
+        .and_then(|v| v.strip_prefix("${{ secrets."))
+        .and_then(|v| v.strip_suffix(" }}"))
+        .expect("GH_TOKEN: ${{ secrets.NAME }} in the step that keeps the token")
         .to_string();
-    let input_path = workspace.join(&input);
-    fs::create_dir_all(input_path.parent().unwrap()).unwrap();
-    fs::write(&input_path, CUSTOMERS).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with('#') && l.contains(&gh_token)),
+        "the header does not document {gh_token}"
+    );
+    assert!(
+        read_doc("scheduled-reconciliation.md").contains(&gh_token),
+        "the guide does not document {gh_token}"
+    );
+
+    // The runner: the secret store, the built tool and a `gh` that stores a secret from its
+    // standard input (and refuses anything else: a token never goes on a command line).
+    let scene = Scene::new();
+    let store = scene.mkdir("secret-store");
+    const GH_WRITER_TOKEN: &str = "docs-example-gh-secrets-writer-token";
+    for (name, value) in [
+        ("PARTNER_CENTER_TENANT_ID", "contoso.onmicrosoft.com"),
+        ("PARTNER_CENTER_CLIENT_ID", CLIENT_ID),
+        ("PARTNER_CENTER_CLIENT_SECRET", CLIENT_SECRET),
+        ("PARTNER_CENTER_REFRESH_TOKEN", REFRESH_TOKEN),
+        (gh_token.as_str(), GH_WRITER_TOKEN),
+    ] {
+        fs::write(store.join(name), value).unwrap();
+    }
     let tool_dir = scene.mkdir("tool-bin");
     std::os::unix::fs::symlink(BIN, tool_dir.join("mca-attest")).unwrap();
-    let output = scene.path("github-output");
-    let summary = scene.path("github-step-summary");
-    env.insert(
-        "PATH".into(),
-        format!("{}:/usr/local/bin:/usr/bin:/bin", tool_dir.display()),
-    );
-    env.insert("GITHUB_OUTPUT".into(), output.to_str().unwrap().into());
-    env.insert(
-        "GITHUB_STEP_SUMMARY".into(),
-        summary.to_str().unwrap().into(),
-    );
-    env.insert(
-        "GITHUB_WORKSPACE".into(),
-        workspace.to_str().unwrap().into(),
-    );
-    env.insert("CI".into(), "true".into());
-    env.insert("PARTNER_CENTER_BASE_URL".into(), scene.sim.base_url.clone());
-    env.insert(
-        "PARTNER_CENTER_AUTHORITY".into(),
-        scene.sim.base_url.clone(),
-    );
-    let script_path = scene.path("status-step.sh");
-    fs::write(&script_path, &script).unwrap();
-    // GitHub's default shell for `run:` on Linux.
-    let bash_args = ["-e", script_path.to_str().unwrap()];
+    let gh_calls = scene.path("gh.calls");
+    let gh = tool_dir.join("gh");
+    fs::write(
+        &gh,
+        format!(
+            "#!/bin/sh\n\
+             printf '%s\\n' \"$*\" >> '{calls}'\n\
+             [ \"$GH_TOKEN\" = '{GH_WRITER_TOKEN}' ] || {{ echo 'gh: not logged in' >&2; exit 4; }}\n\
+             [ \"$GH_REPO\" = '{GITHUB_REPOSITORY}' ] || {{ echo 'gh: which repository?' >&2; exit 4; }}\n\
+             if [ \"$1\" = secret ] && [ \"$2\" = set ] && [ $# -eq 3 ]; then cat > '{store}/'\"$3\"; exit; fi\n\
+             echo \"gh: unexpected arguments\" >&2; exit 4\n",
+            calls = gh_calls.display(),
+            store = store.display(),
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&gh, fs::Permissions::from_mode(0o755)).unwrap();
+    let runner = Runner {
+        scene: &scene,
+        workspace: scene.mkdir("workspace"),
+        store: store.clone(),
+        path: format!("{}:/usr/local/bin:/usr/bin:/bin", tool_dir.display()),
+    };
 
-    // Night 1: the step exits 1 with an error annotation; the job fails.
-    let night1 = scene.run("gha-night1", "bash", &bash_args, &workspace, &env);
-    assert_eq!(night1.code(), Some(1), "{night1}");
-    assert!(night1.stdout.contains("::error"), "{night1}");
-    let outputs = fs::read_to_string(&output).unwrap();
-    let day = outputs
+    // Night 1: the run step exits 1 with an error annotation and the job fails; the token the
+    // authority rotated is stored as the repository secret; no token file is left behind.
+    let night1 = runner.night("gha-night1", &steps, build_at + 1);
+    let run1 = &night1.outcomes[&status_at];
+    assert_eq!(run1.code(), Some(1), "{run1}");
+    assert!(run1.stdout.contains("::error"), "{run1}");
+    assert!(night1.failed);
+    let kept1 = &night1.outcomes[&keep_at];
+    assert_eq!(kept1.code(), Some(0), "{kept1}");
+    let token1 = runner
+        .secret("PARTNER_CENTER_REFRESH_TOKEN")
+        .trim_end()
+        .to_string();
+    assert_ne!(
+        token1, REFRESH_TOKEN,
+        "the rotated refresh token was not stored"
+    );
+    assert!(!token1.is_empty());
+    let calls = fs::read_to_string(&gh_calls).unwrap();
+    assert_eq!(calls, "secret set PARTNER_CENTER_REFRESH_TOKEN\n");
+    for outcome in night1.outcomes.values() {
+        outcome.expect_free_of(&token1);
+    }
+    assert_eq!(
+        fs::read_dir(&night1.runner_temp).unwrap().count(),
+        0,
+        "files left in RUNNER_TEMP"
+    );
+    let day = night1.outputs[&status_at]
         .lines()
         .find_map(|l| l.strip_prefix("day="))
         .expect("the step sets its day output")
         .to_string();
-    let step_summary = fs::read_to_string(&summary).unwrap();
+    let step_summary = fs::read_to_string(scene.path("gha-night1-step-summary")).unwrap();
     assert!(step_summary.contains("missing"), "{step_summary}");
 
     // Every path the upload step names exists, the report and its manifest among them.
@@ -1080,6 +1652,7 @@ fn github_workflow_runs_nightly_uploads_report_and_manifest_and_fails_on_exit_1(
         paths.iter().any(|p| p.ends_with(".csv.manifest.json")),
         "{paths:?}"
     );
+    let workspace = &runner.workspace;
     for p in &paths {
         assert!(
             workspace.join(p).is_file(),
@@ -1104,16 +1677,73 @@ fn github_workflow_runs_nightly_uploads_report_and_manifest_and_fails_on_exit_1(
     let todo = dated(&reports, "todo-", ".csv").expect("a dated todo file");
     expect_todo(&todo);
 
-    // Confirmed: the next run passes without an annotation.
+    // Confirmed: the next night starts from the stored token and passes without an
+    // annotation, storing the next one.
     scene.confirm(&todo);
-    fs::write(&output, "").unwrap();
-    let night2 = scene.run("gha-night2", "bash", &bash_args, &workspace, &env);
-    assert_eq!(night2.code(), Some(0), "{night2}");
-    assert!(!night2.stdout.contains("::error"), "{night2}");
+    let night2 = runner.night("gha-night2", &steps, build_at + 1);
+    let run2 = &night2.outcomes[&status_at];
+    assert_eq!(run2.code(), Some(0), "{run2}");
+    assert!(!run2.stdout.contains("::error"), "{run2}");
+    assert!(!night2.failed, "night 2 failed");
+    let token2 = runner
+        .secret("PARTNER_CENTER_REFRESH_TOKEN")
+        .trim_end()
+        .to_string();
+    assert_ne!(token2, token1, "the second rotation was not stored");
+    for outcome in night2.outcomes.values() {
+        outcome.expect_free_of(&token1);
+        outcome.expect_free_of(&token2);
+    }
     let report = dated(&reports, "status-", ".csv").unwrap();
     expect_states(&report, true);
     expect_manifest(&report, 0);
-    expect_no_secrets(&reports);
+    expect_no_secrets(workspace, &[&token1, &token2]);
+}
+
+/// Every `mca-attest SUBCOMMAND ...` in `text` (backslash-continued lines joined): the
+/// subcommand and the flags that follow it on its line. The account name in `sudo -u
+/// mca-attest ...`, `chown`, `install -o` is not a command.
+fn commands_in(text: &str) -> Vec<(String, Vec<String>)> {
+    let joined = text.replace("\\\n", " ");
+    let mut found = Vec::new();
+    for line in joined.lines() {
+        let line = line.trim_start();
+        if line.starts_with('#') {
+            continue;
+        }
+        for (at, _) in line.match_indices("mca-attest ") {
+            let before = &line[..at];
+            let previous = before.split_whitespace().last().unwrap_or("");
+            if previous.starts_with('-') || before.ends_with(':') {
+                continue;
+            }
+            let mut words = line[at + "mca-attest ".len()..]
+                .split(|c: char| c.is_whitespace() || c == '\'' || c == '"' || c == '`')
+                .filter(|w| !w.is_empty());
+            let Some(sub) = words.next() else { continue };
+            if !sub.chars().all(|c| c.is_ascii_lowercase()) {
+                continue;
+            }
+            let flags = words
+                .take_while(|w| !["&&", "||", "|", ";"].contains(w) && !w.ends_with(';'))
+                .filter(|w| w.starts_with("--") && w.len() > 2)
+                .map(|w| w.split('=').next().unwrap().to_string())
+                .collect();
+            found.push((sub.to_string(), flags));
+        }
+    }
+    found
+}
+
+/// The fenced code blocks of a markdown text.
+fn code_blocks(markdown: &str) -> String {
+    markdown
+        .split("```")
+        .skip(1)
+        .step_by(2)
+        .map(|b| b.split_once('\n').map_or("", |(_, body)| body))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[test]
@@ -1128,35 +1758,74 @@ fn the_guide_names_every_example_and_the_exit_codes() {
         assert!(guide.contains(file), "the guide does not link {file}");
         assert!(docs().join(file).is_file(), "{file} is missing");
     }
-    for code in ["| 0 |", "| 1 |", "| 2 |", "| 3 |"] {
+    for code in ["| 0 |", "| 1 |", "| 2 |", "| 3 |", "| 130 |"] {
         assert!(guide.contains(code), "exit code row {code} missing");
     }
-    // The examples' commands use only flags the tool documents.
-    let help = Command::new(BIN)
-        .args(["status", "--help"])
-        .output()
-        .unwrap();
-    let help = String::from_utf8_lossy(&help.stdout).into_owned();
-    for file in [
+    let exit_rows: String = guide
+        .lines()
+        .filter(|l| l.starts_with("| 2 |") || l.starts_with("| 130 |"))
+        .collect();
+    assert!(
+        exit_rows.contains("another run is using the report file"),
+        "{exit_rows}"
+    );
+    assert!(exit_rows.contains("SIGHUP"), "{exit_rows}");
+    assert!(
+        !guide.contains("never writes credentials back"),
+        "the guide still says rotated tokens are not saved"
+    );
+    for topic in [
+        "--all-customers",
+        "company_name",
+        "--emit-confirm-input",
+        "AgreementOnRecordIsStale",
+        ".partial",
+        "--resume",
+        "PARTNER_CENTER_REFRESH_TOKEN_FILE",
+        "gh secret set",
+    ] {
+        assert!(guide.contains(topic), "the guide does not explain {topic}");
+    }
+
+    // The examples' commands, and those in the guide's code blocks, use only flags of their
+    // subcommand.
+    let mut help: BTreeMap<String, String> = BTreeMap::new();
+    let mut sources: Vec<(String, String)> = [
         "systemd/mca-attest-status.service",
         "cron/mca-attest-status.cron",
         "ci/status-nightly.yml",
-    ] {
-        let text = read_doc(file);
-        let commands: Vec<&str> = text
-            .lines()
-            .filter(|l| !l.trim_start().starts_with('#') && l.contains("mca-attest status "))
-            .collect();
-        assert!(!commands.is_empty(), "{file} runs no `mca-attest status`");
-        for flag in commands
-            .iter()
-            .flat_map(|l| l.split(|c: char| c.is_whitespace() || c == '\'' || c == '"'))
-            .filter(|w| w.starts_with("--") && w.len() > 2)
-        {
-            assert!(
-                help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n")),
-                "{file}: {flag} is not a flag of `mca-attest status`"
-            );
+    ]
+    .iter()
+    .map(|f| (f.to_string(), read_doc(f)))
+    .collect();
+    for (file, text) in &sources {
+        assert!(
+            commands_in(text)
+                .iter()
+                .any(|(sub, flags)| sub == "status" && flags.iter().any(|f| f == "--all-customers")),
+            "{file} runs no `mca-attest status --all-customers`"
+        );
+    }
+    sources.push(("scheduled-reconciliation.md".into(), code_blocks(&guide)));
+    for (file, text) in &sources {
+        for (sub, flags) in commands_in(text) {
+            let help = help.entry(sub.clone()).or_insert_with(|| {
+                let out = Command::new(BIN)
+                    .args([sub.as_str(), "--help"])
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{file}: `mca-attest {sub}` is no subcommand"
+                );
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            });
+            for flag in flags {
+                assert!(
+                    help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n")),
+                    "{file}: {flag} is not a flag of `mca-attest {sub}`"
+                );
+            }
         }
     }
 }
