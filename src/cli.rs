@@ -15,12 +15,26 @@ use crate::simulator::SimulatorArgs;
     about,
     long_about = None,
     propagate_version = true,
+    args_override_self = true,
     after_help = "Credentials come from the environment only: PARTNER_CENTER_ACCESS_TOKEN, or PARTNER_CENTER_TENANT_ID, _CLIENT_ID, _CLIENT_SECRET and _REFRESH_TOKEN (each also as NAME_FILE). Logs go to stderr (RUST_LOG, --log-format); NO_COLOR turns colour off."
 )]
 pub struct Cli {
-    /// Format of log lines on stderr (level from RUST_LOG, default info)
+    /// Format of every line on stderr: log lines, the summary, hints and errors (level from
+    /// RUST_LOG, default info)
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+
+    /// Do not show the progress bar (shown only when stderr is a terminal)
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+
+    /// No progress bar, no summary or hints on stderr; errors are still shown
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// More log lines: -v debug, -vv trace (RUST_LOG, when set, wins)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
 
     #[command(subcommand)]
     pub command: Command,
@@ -203,10 +217,6 @@ pub struct ConfirmArgs {
     /// Write the run summary (counts per status, timings, template id, run id) as JSON
     #[arg(long, value_name = "PATH")]
     pub summary_json: Option<PathBuf>,
-
-    /// Do not show the progress bar (shown only when stderr is a terminal)
-    #[arg(long)]
-    pub no_progress: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -297,8 +307,4 @@ pub struct StatusArgs {
     /// Write the run summary as JSON
     #[arg(long, value_name = "PATH")]
     pub summary_json: Option<PathBuf>,
-
-    /// Do not show the progress bar (shown only when stderr is a terminal)
-    #[arg(long)]
-    pub no_progress: bool,
 }

@@ -327,7 +327,7 @@ impl TryFrom<&ConfirmArgs> for ConfirmConfig {
             max_attempts: max_attempts(args.max_attempts)?,
             dry_run: args.dry_run,
             refresh_cutoff: refresh_cutoff(&args.refresh_cutoff)?,
-            progress: !args.no_progress,
+            progress: true,
         })
     }
 }
@@ -373,7 +373,7 @@ impl TryFrom<&StatusArgs> for StatusConfig {
             files,
             max_attempts: max_attempts(args.max_attempts)?,
             refresh_cutoff,
-            progress: !args.no_progress,
+            progress: true,
         })
     }
 }

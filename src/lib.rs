@@ -11,6 +11,7 @@ pub mod api;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod error;
 pub mod files;
@@ -38,22 +39,49 @@ use error::Exit;
 
 /// Runs the command line to completion and maps the outcome to the contract's exit code.
 pub fn main_with(cli: cli::Cli) -> ExitCode {
-    logging::init(cli.log_format);
+    logging::init(cli.log_format, cli.quiet, cli.verbose);
+    console::init(cli.log_format, cli.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            console::say(
+                console::Kind::Error,
+                &format!("error: cannot start the async runtime: {e}"),
+            );
             return Exit::Aborted.into();
         }
     };
     match runtime.block_on(commands::run(cli)) {
         Ok(exit) => exit.into(),
         Err(e) => {
-            eprintln!("error: {e}");
+            console::say(console::Kind::Error, &format!("error: {e}"));
             e.exit().into()
+        }
+    }
+}
+
+/// Parses the command line and runs it. A command line that cannot be parsed is shown as clap
+/// shows it (usage, exit 2), as one JSON line when `--log-format json` was asked for.
+pub fn main_from_args() -> ExitCode {
+    use clap::Parser;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match cli::Cli::try_parse_from(&args) {
+        Ok(cli) => main_with(cli),
+        Err(e) if e.use_stderr() && console::json_requested(&args) => {
+            console::init(cli::LogFormat::Json, false);
+            console::say(console::Kind::Error, e.to_string().trim_end());
+            Exit::Usage.into()
+        }
+        Err(e) => {
+            let _ = e.print();
+            if e.use_stderr() {
+                Exit::Usage.into()
+            } else {
+                Exit::Success.into()
+            }
         }
     }
 }

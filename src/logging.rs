@@ -6,9 +6,16 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::LogFormat;
 use crate::progress::BarSafeStderr;
 
-/// Installs the global subscriber; a second call (tests running in-process) is a no-op.
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global subscriber; a second call (tests running in-process) is a no-op. The
+/// level is `RUST_LOG` when set, else from `-q` (errors only) and `-v` (debug, then trace).
+pub fn init(format: LogFormat, quiet: bool, verbose: u8) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let ansi = !no_color && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()

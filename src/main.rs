@@ -1,7 +1,5 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    mca_attest::main_with(mca_attest::cli::Cli::parse())
+    mca_attest::main_from_args()
 }

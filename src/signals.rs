@@ -15,13 +15,15 @@ pub async fn watch(ctx: Arc<RunContext>) {
         }
         received += 1;
         if received == 1 {
-            eprintln!(
-                "stopping: no new rows are started; waiting for the requests in flight (press Ctrl-C again to exit at once)"
+            crate::console::say(
+                crate::console::Kind::Note,
+                "stopping: no new rows are started; waiting for the requests in flight (press Ctrl-C again to exit at once)",
             );
             ctx.abort(AbortReason::Interrupted);
         } else {
-            eprintln!(
-                "exiting at once: every finished row is in the results file; run again with --resume"
+            crate::console::say(
+                crate::console::Kind::Note,
+                "exiting at once: every finished row is in the results file; run again with --resume",
             );
             std::process::exit(130);
         }

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::customers::Customer;
 use crate::config::CustomersConfig;
+use crate::console::{Kind, say};
 use crate::domain::Status;
 use crate::error::{AppError, Exit};
 use crate::pipeline::{AbortReason, RunContext};
@@ -116,23 +117,29 @@ pub async fn run(config: CustomersConfig) -> Result<Exit, AppError> {
                 })?;
             }
             drop(lock);
-            eprintln!(
-                "{count} customer(s) in {} page(s){}",
-                listed.pages,
-                if listed.unreadable > 0 {
-                    format!(
-                        "; {} item(s) without a tenant id left out",
-                        listed.unreadable
-                    )
-                } else {
-                    String::new()
-                }
+            say(
+                Kind::Summary,
+                &format!(
+                    "{count} customer(s) in {} page(s){}",
+                    listed.pages,
+                    if listed.unreadable > 0 {
+                        format!(
+                            "; {} item(s) without a tenant id left out",
+                            listed.unreadable
+                        )
+                    } else {
+                        String::new()
+                    }
+                ),
             );
             Ok(Exit::Success)
         }
         Err(exit) => {
             if matches!(ctx.abort_reason(), Some(AbortReason::Interrupted)) {
-                eprintln!("interrupted after {count} customer(s)");
+                say(
+                    Kind::Note,
+                    &format!("interrupted after {count} customer(s)"),
+                );
             }
             Ok(exit)
         }

@@ -16,10 +16,19 @@ use crate::files::print_stdout;
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<Exit, AppError> {
+    let progress = !(cli.no_progress || cli.quiet);
     match cli.command {
-        Command::Confirm(args) => confirm::run(ConfirmConfig::try_from(&args)?).await,
+        Command::Confirm(args) => {
+            let mut config = ConfirmConfig::try_from(&args)?;
+            config.progress = progress;
+            confirm::run(config).await
+        }
         Command::Validate(args) => validate::run(ValidateConfig::try_from(&args)?),
-        Command::Status(args) => status::run(StatusConfig::try_from(&args)?).await,
+        Command::Status(args) => {
+            let mut config = StatusConfig::try_from(&args)?;
+            config.progress = progress;
+            status::run(config).await
+        }
         Command::Template(args) => template::run(args).await,
         Command::Customers(args) => customers::run(CustomersConfig::try_from(&args)?).await,
         Command::Simulator(args) => {

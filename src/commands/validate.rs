@@ -61,7 +61,10 @@ pub fn run(config: ValidateConfig) -> Result<Exit, AppError> {
         .join()
         .map_err(|_| AppError::Aborted("the report writer stopped unexpectedly".into()))??;
     if tally.total() == 0 {
-        eprintln!("note: '{}' has a header but no data rows", input.display());
+        crate::console::say(
+            crate::console::Kind::Note,
+            &format!("note: '{}' has a header but no data rows", input.display()),
+        );
     }
     let exit = Exit::of_run(None, tally.problems());
     let mut summary = RunSummary::new(

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::customers::Customer;
 use crate::api::{ApiError, ApiErrorKind, PartnerCenterClient};
 use crate::config::{ApiConfig, RunFiles, RunInput};
+use crate::console::{Kind, say};
 use crate::domain::{RowNumber, Status};
 use crate::error::{AppError, Exit};
 use crate::files::{print_stdout, replace_private};
@@ -211,7 +212,7 @@ pub async fn drive<K: RunKind>(
                 conn.close().await;
                 return match why {
                     NotStarted::Interrupted => {
-                        eprintln!("interrupted before anything was sent");
+                        say(Kind::Note, "interrupted before anything was sent");
                         Ok(Exit::Interrupted)
                     }
                     NotStarted::Aborted(message) => Err(AppError::Aborted(message)),
@@ -219,9 +220,12 @@ pub async fn drive<K: RunKind>(
             }
         }
     } else {
-        eprintln!(
-            "note: '{}' has a header but no data rows: nothing to do",
-            files.input
+        say(
+            Kind::Note,
+            &format!(
+                "note: '{}' has a header but no data rows: nothing to do",
+                files.input
+            ),
         );
         None
     };
@@ -343,7 +347,7 @@ pub async fn drive<K: RunKind>(
         .into_iter()
         .chain(kind.next_steps(&ended))
     {
-        eprintln!("{hint}");
+        say(Kind::Hint, &hint);
     }
     Ok(exit)
 }
@@ -466,7 +470,7 @@ pub fn publish(
     files: &RunFiles,
     written: Option<&Path>,
 ) -> Result<(), AppError> {
-    eprintln!("{}", summary.describe());
+    say(Kind::Summary, &summary.describe());
     let json = || {
         summary
             .to_json()

@@ -1,0 +1,111 @@
+//! The habits of a good CLI, through the real binary: a flag given twice takes its last value,
+//! `--summary-json -` writes to stdout, every stderr line is JSON with `--log-format json`
+//! (errors and usage mistakes included), and `-q` leaves only errors.
+
+mod common;
+
+use common::{Customer, Workdir};
+
+#[test]
+fn a_flag_given_twice_takes_its_last_value() {
+    let wd = Workdir::new();
+    wd.create_customers("in.csv", &Customer::many(2));
+    let run = wd
+        .command([
+            "confirm",
+            "in.csv",
+            "--simulator",
+            "--rate",
+            "1/h",
+            "--rate",
+            "500/s",
+            "-o",
+            "first.csv",
+            "-o",
+            "r.csv",
+        ])
+        .run();
+    run.expect_code(0);
+    assert!(wd.exists("r.csv") && !wd.exists("first.csv"), "{run}");
+}
+
+#[test]
+fn the_summary_goes_to_stdout_with_a_dash() {
+    let wd = Workdir::new();
+    wd.create_customers("in.csv", &Customer::many(2));
+    let run = wd
+        .command([
+            "confirm",
+            "in.csv",
+            "--simulator",
+            "--rate",
+            "500/s",
+            "--summary-json",
+            "-",
+        ])
+        .run();
+    run.expect_code(0);
+    let summary: serde_json::Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("stdout is JSON: {e}{run}"));
+    assert_eq!(summary["counts"]["confirmed"], 2, "{run}");
+    assert!(!wd.exists("-"), "no file named '-'{run}");
+}
+
+#[test]
+fn every_stderr_line_is_json_in_json_mode() {
+    let wd = Workdir::new();
+    wd.create_customers(
+        "in.csv",
+        &[Customer::new(1), Customer::new(2).email("nope")],
+    );
+    let runs = [
+        wd.command([
+            "confirm",
+            "in.csv",
+            "--simulator",
+            "--rate",
+            "500/s",
+            "--log-format",
+            "json",
+        ])
+        .run(),
+        wd.command(["confirm", "in.csv", "--simulator", "--log-format", "json"])
+            .run(),
+        wd.command(["confirm", "--no-such-flag", "--log-format", "json"])
+            .run(),
+        wd.command(["status", "missing.csv", "--simulator", "--log-format=json"])
+            .run(),
+    ];
+    let codes: Vec<Option<i32>> = runs.iter().map(common::Run::code).collect();
+    assert_eq!(codes, [Some(1), Some(2), Some(2), Some(2)]);
+    for run in &runs {
+        assert!(!run.stderr.trim().is_empty(), "{run}");
+        for line in run.stderr.lines() {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}{run}"));
+            assert!(
+                value["level"].is_string() && value["message"].is_string(),
+                "{run}"
+            );
+        }
+    }
+    assert!(
+        runs[0].stderr.contains(r#""kind":"summary""#),
+        "{}",
+        runs[0]
+    );
+    assert!(runs[1].stderr.contains("audit record"), "{}", runs[1]);
+}
+
+#[test]
+fn quiet_leaves_only_errors() {
+    let wd = Workdir::new();
+    wd.create_customers("in.csv", &Customer::many(2));
+    let run = wd
+        .command(["confirm", "in.csv", "--simulator", "--rate", "500/s", "-q"])
+        .run();
+    run.expect_code(0);
+    assert_eq!(run.stderr, "", "{run}");
+    let again = wd.command(["confirm", "in.csv", "--simulator", "-q"]).run();
+    again.expect_code(2).expect_stderr_contains("audit record");
+}
