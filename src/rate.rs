@@ -1,11 +1,67 @@
-//! Request rate: parsing `--rate` and the gate every request start passes through.
+//! Request rate: parsing `--rate`, the gate every request start passes through, and the
+//! controller that decides the rate after Partner Center throttles.
+//!
+//! # How the rate reacts to a 429
+//!
+//! Partner Center's quota is per partner tenant, unpublished and adjusted on the fly; a 429
+//! says "too fast *now*", with a `Retry-After`. The decision is a pure state machine,
+//! [`Controller`] (state, time and event in; state out; no clock), modelled on TCP congestion
+//! control. [`RequestGate`] only feeds it the time and the answers, and paces starts.
+//!
+//! - **Pause, then a multiplicative decrease, once per episode.** On a 429 every new start waits
+//!   for `Retry-After` (capped by the client and again here; checked arithmetic), then runs at
+//!   80 % of the rate that was running: AIMD's decrease, the figure the README documents. 429s
+//!   of requests that started before the decrease belong to the same episode and change nothing
+//!   but the length of the pause. The decrease never depends on a count of recent answers: the
+//!   pause empties such a window, which is how an earlier version cut the rate to a quarter on
+//!   a second 429 and then compounded four transient ones into a crawl.
+//! - **Fast return to just under the last throttled rate** (CUBIC's concave phase). The rate at
+//!   which the 429 came is remembered (CUBIC's `W_max`). Once the pause is over the rate goes
+//!   back to 95 % of it (or `--rate`, whichever is lower) along a concave cubic that takes
+//!   [`RETURN_SECS`]: more than half the way in the first second, flat on arrival. A lone 429
+//!   costs its pause and a few requests more, not the hours the slow additive climb of the
+//!   earlier version took from a low rate.
+//! - **Slow probe above it** (CUBIC's convex phase): from that plateau the rate rises as a cubic
+//!   of time, flat at first, back at the remembered rate after [`PROBE_SECS`], then faster up to
+//!   `--rate`. Near a steady limit the plateau sits 5 % under it and the next 429 comes only
+//!   when the probe crosses it again, about every half minute; after an isolated 429 the
+//!   plateau is already 95 % of `--rate`.
+//! - **What the service really accepted decides what a 429 means** (BBR's max filter). The
+//!   meter keeps the rates of recent *clean* measuring windows: windows of at least a second
+//!   (and ten requests at `--rate`) that no pause and no 429 touched. A pause opens no window,
+//!   so it cannot empty the measure; samples are forgotten only after thirty further
+//!   windows. Three cases:
+//!   - a 429 at a rate the service has just accepted in full, clean windows is transient: the
+//!     remembered rate stands (otherwise isolated 429s on the plateau would each lower it by
+//!     5 % and compound);
+//!   - a 429 before the return even reached its plateau means the limit is lower than
+//!     remembered: 90 % of the rate it came at is remembered instead (CUBIC's fast
+//!     convergence), but never less than the best clean rate, so bursts of 429s cannot drag
+//!     the target below what was accepted;
+//!   - otherwise the rate the 429 came at is remembered (again never below the best clean
+//!     rate). Against a steady limit the clean rate is at most the limit (a sliding-window
+//!     quota accepts no more per window), so convergence there is not held up.
+//!
+//! Why not the alternatives: plain AIMD (the earlier design) has no memory of where the limit
+//! was, so a few transient 429s leave it climbing for hours; a faster additive climb would
+//! instead hit a steady limit every few seconds, each time costing a whole pause for every
+//! worker. BBR's bandwidth and round-trip probing needs signals a request quota does not give:
+//! right after a pause the service accepts a whole window's worth at any speed, so short-term
+//! delivery rates overstate the limit, which is why only a max filter over full, clean windows
+//! is used, and only as a floor.
+//!
+//! The price: against a steady limit far below `--rate` the first descent takes one episode
+//! (one pause) per 20 % step, e.g. six from 200/s down to 60/s, where dropping straight to a
+//! measured acceptance rate would take one or two. That would break the documented 80 % bound,
+//! and the measure it needs is the one a pause distorts. Against a quota counted over a long
+//! window (say a minute) the clean-window floor overstates the limit; the pauses still keep
+//! the run within the quota, at the cost of more 429s.
 
 use std::fmt;
 use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::time::Duration;
 
-use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::time::Instant;
@@ -70,6 +126,265 @@ impl fmt::Display for Rate {
     }
 }
 
+/// Share of the running rate kept after a throttling episode (multiplicative decrease).
+pub const DECREASE: f64 = 0.8;
+/// Share of the remembered throttled rate the fast return aims for.
+pub const RETURN_TO: f64 = 0.95;
+/// Seconds the fast return takes, from the end of the pause to the plateau.
+pub const RETURN_SECS: f64 = 4.0;
+/// Seconds the convex probe takes from the plateau to the remembered throttled rate; it keeps
+/// accelerating above it, toward `--rate`.
+pub const PROBE_SECS: f64 = 30.0;
+/// Never go below this share of `--rate`.
+const FLOOR: f64 = 0.02;
+/// Pause after a 429 that carries no `Retry-After`.
+const DEFAULT_PAUSE: Duration = Duration::from_secs(2);
+/// Clean measuring windows kept for the floor of the remembered rate.
+const SAMPLES: usize = 10;
+/// A sample is forgotten once this many measuring windows (clean or not) have opened after it:
+/// a pause opens none, so it cannot empty the measure, but a limit that dropped for good
+/// stops being hidden by it after a while.
+const SAMPLE_LIFE: u64 = 30;
+/// A measuring window holds about this many requests at `--rate` (at least one second).
+const REQUESTS_PER_WINDOW: f64 = 10.0;
+/// The longest measuring window (very low `--rate`).
+const LONGEST_WINDOW: Duration = Duration::from_secs(60);
+
+/// What happened, as far as the rate is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// The service answered a request without throttling it.
+    Answered,
+    /// The service answered 429 to a request that started at `started`.
+    Throttled {
+        retry_after: Option<Duration>,
+        started: Instant,
+    },
+}
+
+/// The course of the rate since the last decrease.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Recovery {
+    /// Requests per second when the pause ends.
+    from: f64,
+    /// The remembered rate: where the last 429 came (never below the accepted floor).
+    target: f64,
+    /// When the pause ends and the return starts.
+    since: Instant,
+}
+
+/// The best rate the service accepted over recent clean windows (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Meter {
+    window: Duration,
+    /// Start of the open window, answers in it, and whether no pause or 429 touched it.
+    open: Option<(Instant, u32, bool)>,
+    /// Windows opened so far.
+    opened: u64,
+    /// Clean windows' rates, each with the number of the window it was measured in.
+    samples: [(u64, f64); SAMPLES],
+    len: usize,
+    next: usize,
+}
+
+impl Meter {
+    fn new(max: f64) -> Self {
+        let secs = (REQUESTS_PER_WINDOW / max).clamp(1.0, LONGEST_WINDOW.as_secs_f64());
+        Meter {
+            window: Duration::try_from_secs_f64(secs).unwrap_or(Duration::from_secs(1)),
+            open: None,
+            opened: 0,
+            samples: [(0, 0.0); SAMPLES],
+            len: 0,
+            next: 0,
+        }
+    }
+
+    fn answered(&mut self, now: Instant, paused: bool) {
+        match &mut self.open {
+            Some((start, count, _)) if now.saturating_duration_since(*start) < self.window => {
+                *count = count.saturating_add(1);
+            }
+            open => {
+                if let Some((_, count, true)) = *open {
+                    let rate = f64::from(count) / self.window.as_secs_f64();
+                    self.samples[self.next] = (self.opened, rate);
+                    self.next = (self.next + 1) % SAMPLES;
+                    self.len = (self.len + 1).min(SAMPLES);
+                }
+                *open = Some((now, 1, !paused));
+                self.opened += 1;
+            }
+        }
+    }
+
+    /// A 429 or a pause falls in the open window: it says nothing about the limit.
+    fn spoil(&mut self) {
+        if let Some((_, _, clean)) = &mut self.open {
+            *clean = false;
+        }
+    }
+
+    fn best(&self) -> Option<f64> {
+        self.samples[..self.len]
+            .iter()
+            .filter(|(window, _)| self.opened.saturating_sub(*window) <= SAMPLE_LIFE)
+            .map(|(_, rate)| *rate)
+            .reduce(f64::max)
+    }
+
+    /// One request per window, in requests per second: the resolution of the measure.
+    fn resolution(&self) -> f64 {
+        1.0 / self.window.as_secs_f64()
+    }
+}
+
+/// The rate decision as a pure state machine: no clock, no lock, no I/O. [`RequestGate`] feeds
+/// it the time and what the service answered; tests feed it plain time values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Controller {
+    /// `--rate` in requests per second.
+    max: f64,
+    /// No request starts before this.
+    paused_until: Option<Instant>,
+    /// `None` while running at `--rate`.
+    recovery: Option<Recovery>,
+    /// When the rate was last lowered: a 429 for a request started before then belongs to the
+    /// episode that lowered it.
+    last_decrease: Option<Instant>,
+    episodes: u64,
+    meter: Meter,
+}
+
+impl Controller {
+    pub fn new(rate: Rate) -> Self {
+        let max = rate.per_second();
+        Controller {
+            max,
+            paused_until: None,
+            recovery: None,
+            last_decrease: None,
+            episodes: 0,
+            meter: Meter::new(max),
+        }
+    }
+
+    /// The next state after `event` at `now`, and whether the rate was lowered (a new
+    /// throttling episode).
+    pub fn step(mut self, now: Instant, event: Event) -> (Self, bool) {
+        if self.paused_until.is_some_and(|until| until <= now) {
+            self.paused_until = None;
+        }
+        match event {
+            Event::Answered => {
+                self.meter.answered(now, self.paused_until.is_some());
+                if self.recovery.is_some() && self.rate_at(now) >= self.max {
+                    self.recovery = None;
+                }
+                (self, false)
+            }
+            Event::Throttled {
+                retry_after,
+                started,
+            } => {
+                self.meter.spoil();
+                // The client caps `Retry-After` already; capped again here because this is where
+                // an instant is computed from it, and an overflowing one would panic.
+                let pause = retry_after
+                    .unwrap_or(DEFAULT_PAUSE)
+                    .min(crate::api::error::MAX_RETRY_AFTER);
+                let until = now.checked_add(pause).unwrap_or(now);
+                let resume = self.paused_until.map_or(until, |p| p.max(until));
+                self.paused_until = (resume > now).then_some(resume);
+                if self.last_decrease.is_some_and(|d| started <= d) {
+                    // Same episode: a longer pause moves the return, nothing else.
+                    if let Some(r) = &mut self.recovery {
+                        r.since = r.since.max(resume);
+                    }
+                    return (self, false);
+                }
+                let running = self.rate_at(now);
+                let floor = self.max * FLOOR;
+                let remembered = self.recovery.map_or(self.max, |r| r.target);
+                let accepted = self.meter.best();
+                let target = match accepted {
+                    // The service has just accepted this rate in full, clean windows: the 429
+                    // says nothing about a lower limit (a transient one), so the remembered
+                    // rate stands. Otherwise isolated 429s on the plateau would each lower it
+                    // by 5 %.
+                    Some(best) if running <= best + self.meter.resolution() => remembered.max(best),
+                    // Throttled before even getting back to the plateau under the remembered
+                    // rate: the limit is lower than it was, so remember a little less than this
+                    // rate (CUBIC's fast convergence), but never less than what the service
+                    // has recently been seen to accept.
+                    _ if running < remembered * RETURN_TO => {
+                        (running * (1.0 + DECREASE) / 2.0).max(accepted.unwrap_or(0.0))
+                    }
+                    _ => running.max(accepted.unwrap_or(0.0)),
+                }
+                .min(self.max);
+                self.recovery = Some(Recovery {
+                    from: (running * DECREASE).max(floor),
+                    target: target.max(floor),
+                    since: resume,
+                });
+                self.last_decrease = Some(now);
+                self.episodes += 1;
+                (self, true)
+            }
+        }
+    }
+
+    /// Requests per second at `at` (the rate the pause ends with, while paused).
+    pub fn rate_at(&self, at: Instant) -> f64 {
+        let Some(r) = self.recovery else {
+            return self.max;
+        };
+        let t = at.saturating_duration_since(r.since).as_secs_f64();
+        let plateau = (r.target * RETURN_TO).min(self.max);
+        let rate = if t < RETURN_SECS {
+            let left = 1.0 - t / RETURN_SECS;
+            plateau - (plateau - r.from) * left * left * left
+        } else {
+            let x = (t - RETURN_SECS) / PROBE_SECS;
+            plateau + (r.target - plateau) * x * x * x
+        };
+        if rate.is_nan() {
+            return self.max;
+        }
+        rate.clamp(self.max * FLOOR, self.max)
+    }
+
+    /// Time from a start at `slot` to the next one: the rate averaged over the interval
+    /// (trapezoid), so that a start claimed at a low rate right after a pause does not hold
+    /// back the next one while the rate climbs quickly.
+    pub fn interval_at(&self, slot: Instant) -> Duration {
+        let secs = |rate: f64| Duration::try_from_secs_f64(1.0 / rate).ok();
+        let first = self.rate_at(slot);
+        let later = secs(first)
+            .and_then(|d| slot.checked_add(d))
+            .map_or(first, |t| self.rate_at(t));
+        secs((first + later) / 2.0)
+            .or_else(|| secs(self.max))
+            .unwrap_or(Duration::from_secs(1))
+    }
+
+    /// No request starts before this.
+    pub fn paused_until(&self) -> Option<Instant> {
+        self.paused_until
+    }
+
+    /// Throttling episodes so far.
+    pub fn episodes(&self) -> u64 {
+        self.episodes
+    }
+
+    /// The best rate the service accepted over recent clean windows, if any was measured.
+    pub fn accepted(&self) -> Option<f64> {
+        self.meter.best()
+    }
+}
+
 /// Gates request starts: a smooth schedule at `--rate`, lowered while Partner Center throttles.
 ///
 /// Starts are paced by an absolute schedule of slots, each `1/rate` after the previous one, that
@@ -80,8 +395,7 @@ impl fmt::Display for Rate {
 ///
 /// The quota is shared by every request of the partner tenant, so a 429 is a signal for all
 /// workers, not only the one that got it: every new start pauses until `Retry-After` has
-/// passed, then the rate drops (multiplicative decrease) and climbs back toward `--rate` a
-/// little every second (additive increase).
+/// passed, and the [`Controller`] decides the rate after it.
 #[derive(Debug)]
 pub struct RequestGate {
     /// A hard ceiling behind the schedule. Its burst is ~10 ms worth of requests (at least 2):
@@ -89,7 +403,7 @@ pub struct RequestGate {
     /// once; a burst of one would turn every late timer wake-up into lost throughput.
     limiter: DefaultDirectRateLimiter,
     rate: Rate,
-    adaptive: Mutex<Adaptive>,
+    schedule: Mutex<Schedule>,
     started: AtomicU64,
     created: Instant,
     /// Cancelled when the run stops: waiting starts give up.
@@ -109,36 +423,14 @@ enum Wait {
 pub struct Stopped;
 
 #[derive(Debug)]
-struct Adaptive {
-    /// No request starts before this.
-    paused_until: Option<Instant>,
-    /// Requests per second right after the last decrease, and when it happened.
-    reduced_to: Option<(f64, Instant)>,
-    /// The rate at which the service last throttled: the climb slows down near it.
-    throttled_at: Option<f64>,
+struct Schedule {
+    controller: Controller,
     /// Next free start slot.
     next_slot: Instant,
     /// Bumped whenever a 429 changes the schedule: a slot claimed before then (up to
     /// `concurrency` slots ahead) is void and must be claimed again on the new schedule,
     /// or the old and the new schedule would both let starts through.
     epoch: u64,
-    /// When the rate was last lowered: a 429 for a request started before then was already
-    /// answered by that decrease.
-    last_decrease: Option<Instant>,
-    episodes: u64,
-    /// When the service answered without throttling, over the last second: how much it
-    /// actually took, the best estimate of the unpublished quota when a 429 comes.
-    answered: VecDeque<Instant>,
-}
-
-/// Forgets answers older than a second.
-fn prune(answered: &mut VecDeque<Instant>, now: Instant) {
-    while answered
-        .front()
-        .is_some_and(|t| now.saturating_duration_since(*t) > Duration::from_secs(1))
-    {
-        answered.pop_front();
-    }
 }
 
 /// The ceiling's burst: the requests of 10 ms at the rate, at least 2.
@@ -146,19 +438,6 @@ fn ceiling_burst(rate: Rate) -> NonZeroU32 {
     let per_10ms = (rate.per_second() / 100.0).ceil();
     NonZeroU32::new((per_10ms as u32).max(2)).unwrap_or(NonZeroU32::MIN)
 }
-
-/// Share of the rate kept after a throttling episode.
-const DECREASE: f64 = 0.8;
-/// Never go below this share of `--rate`.
-const FLOOR: f64 = 0.02;
-/// Additive increase: the reduced rate grows by `1 / CLIMB_SECS` of itself every second.
-/// Slow on purpose: each 429 costs a whole `Retry-After` pause for every worker, so probing
-/// the (unpublished, shared) quota too eagerly loses more than it gains.
-const CLIMB_SECS: f64 = 60.0;
-/// Share of the last throttled rate above which the climb slows down.
-const KNEE: f64 = 0.95;
-/// Pause after a 429 that carries no `Retry-After`.
-const DEFAULT_PAUSE: Duration = Duration::from_secs(2);
 
 impl RequestGate {
     pub fn new(rate: Rate, stop: CancellationToken) -> Self {
@@ -169,15 +448,10 @@ impl RequestGate {
         RequestGate {
             limiter: RateLimiter::direct(quota),
             rate,
-            adaptive: Mutex::new(Adaptive {
-                paused_until: None,
-                reduced_to: None,
-                throttled_at: None,
+            schedule: Mutex::new(Schedule {
+                controller: Controller::new(rate),
                 next_slot: now,
                 epoch: 0,
-                last_decrease: None,
-                episodes: 0,
-                answered: VecDeque::new(),
             }),
             started: AtomicU64::new(0),
             created: now,
@@ -229,68 +503,35 @@ impl RequestGate {
     }
 
     fn next_wait(&self) -> Wait {
-        let Ok(mut a) = self.adaptive.lock() else {
+        let Ok(mut s) = self.schedule.lock() else {
             return Wait::None;
         };
         let now = Instant::now();
-        if let Some(until) = a.paused_until {
-            if until > now {
-                return Wait::Paused(until);
-            }
-            a.paused_until = None;
+        if let Some(until) = s.controller.paused_until()
+            && until > now
+        {
+            return Wait::Paused(until);
         }
-        let per_sec = self
-            .current_reduced_rate(&mut a, now)
-            .unwrap_or(self.rate.per_second());
-        let slot = a.next_slot.max(now);
-        // `per_sec` is positive (at least FLOOR × --rate), but the interval is converted and
-        // added without any step that could panic.
-        let interval =
-            Duration::try_from_secs_f64(1.0 / per_sec).unwrap_or_else(|_| self.rate.interval());
-        a.next_slot = slot.checked_add(interval).unwrap_or(slot);
+        let slot = s.next_slot.max(now);
+        let interval = s.controller.interval_at(slot);
+        s.next_slot = slot.checked_add(interval).unwrap_or(slot);
         if slot > now {
-            Wait::Slot(slot, a.epoch)
+            Wait::Slot(slot, s.epoch)
         } else {
             Wait::None
         }
     }
 
     fn epoch(&self) -> u64 {
-        self.adaptive.lock().map(|a| a.epoch).unwrap_or(0)
+        self.schedule.lock().map(|s| s.epoch).unwrap_or(0)
     }
 
     fn is_paused(&self) -> bool {
-        self.adaptive
+        self.schedule
             .lock()
             .ok()
-            .and_then(|a| a.paused_until)
+            .and_then(|s| s.controller.paused_until())
             .is_some_and(|until| until > Instant::now())
-    }
-
-    /// The reduced rate in requests per second, or `None` once back at `--rate`.
-    fn current_reduced_rate(&self, a: &mut Adaptive, now: Instant) -> Option<f64> {
-        let (reduced, since) = a.reduced_to?;
-        let full = self.rate.per_second();
-        let elapsed = now.saturating_duration_since(since).as_secs_f64();
-        let fast = reduced / CLIMB_SECS;
-        // Close to the rate that was throttled last time, probe ten times more slowly: that is
-        // where the quota lies, and every 429 costs a whole pause.
-        let knee = a.throttled_at.map_or(f64::INFINITY, |t| t * KNEE);
-        let climbed = if reduced >= knee {
-            reduced + fast / 10.0 * elapsed
-        } else {
-            let to_knee = (knee - reduced) / fast;
-            if elapsed <= to_knee {
-                reduced + fast * elapsed
-            } else {
-                knee + fast / 10.0 * (elapsed - to_knee)
-            }
-        };
-        if climbed >= full {
-            a.reduced_to = None;
-            return None;
-        }
-        Some(climbed)
     }
 
     /// The service answered 429 for a request started at `started`: pause every start for
@@ -298,63 +539,46 @@ impl RequestGate {
     /// started (requests in flight when the first 429 came back are one episode). Returns true
     /// when the rate was lowered (to log the episode once).
     pub fn throttled(&self, retry_after: Option<Duration>, started: Instant) -> bool {
-        let Ok(mut a) = self.adaptive.lock() else {
+        let Ok(mut s) = self.schedule.lock() else {
             return false;
         };
         let now = Instant::now();
-        // The client caps `Retry-After` already; capped again here because this is where an
-        // instant is computed from it, and an overflowing one would panic.
-        let pause = retry_after
-            .unwrap_or(DEFAULT_PAUSE)
-            .min(crate::api::error::MAX_RETRY_AFTER);
-        let until = now.checked_add(pause).unwrap_or(now);
-        let resume_at = a.paused_until.map_or(until, |p| p.max(until));
-        a.paused_until = Some(resume_at);
-        a.epoch += 1;
-        a.next_slot = resume_at;
-        if a.last_decrease.is_some_and(|d| started <= d) {
-            return false;
-        }
-        let current = self
-            .current_reduced_rate(&mut a, now)
-            .unwrap_or(self.rate.per_second());
-        let floor = self.rate.per_second() * FLOOR;
-        // What the service took in the last second is where its limit lies: drop straight to
-        // it when that is below the usual decrease (a run started far above the quota), but
-        // never below a quarter of the current rate in one step (a pause in that second
-        // skews the count).
-        prune(&mut a.answered, now);
-        let took = a.answered.len() as f64;
-        let lowered = (current * DECREASE).min(took.max(current * 0.25));
-        a.reduced_to = Some((lowered.max(floor), resume_at));
-        a.throttled_at = Some(current);
-        a.next_slot = resume_at;
-        a.last_decrease = Some(now);
-        a.episodes += 1;
-        true
+        let (controller, lowered) = s.controller.step(
+            now,
+            Event::Throttled {
+                retry_after,
+                started,
+            },
+        );
+        s.controller = controller;
+        s.epoch += 1;
+        s.next_slot = controller.paused_until().unwrap_or(now).max(now);
+        lowered
     }
 
     /// The service answered a request without throttling it.
     pub fn answered(&self) {
-        if let Ok(mut a) = self.adaptive.lock() {
-            let now = Instant::now();
-            prune(&mut a.answered, now);
-            a.answered.push_back(now);
+        if let Ok(mut s) = self.schedule.lock() {
+            let (controller, _) = s.controller.step(Instant::now(), Event::Answered);
+            s.controller = controller;
         }
     }
 
-    /// Requests per second the gate lets through now (below `--rate` after throttling).
+    /// Requests per second the gate lets through now (below `--rate` after throttling; while
+    /// paused, the rate the pause ends with).
     pub fn current_rate(&self) -> f64 {
-        self.adaptive
+        self.schedule
             .lock()
-            .ok()
-            .and_then(|mut a| self.current_reduced_rate(&mut a, Instant::now()))
+            .map(|s| s.controller.rate_at(Instant::now()))
             .unwrap_or(self.rate.per_second())
     }
 
     /// Throttling episodes so far.
     pub fn episodes(&self) -> u64 {
-        self.adaptive.lock().map(|a| a.episodes).unwrap_or(0)
+        self.schedule
+            .lock()
+            .map(|s| s.controller.episodes())
+            .unwrap_or(0)
     }
 
     /// Requests started so far.
@@ -376,6 +600,113 @@ impl RequestGate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::VecDeque;
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    /// A client driven by the controller alone, in plain time values: each start takes the
+    /// next slot, the service answers 1 ms later, a 429 moves the next slot to the pause's end
+    /// (what [`RequestGate`] does). `answer(t, n)` gets the start's time in seconds since `t0`
+    /// and its number, and returns the `Retry-After` of a 429 or `None` to accept it.
+    struct Client {
+        controller: Controller,
+        t0: Instant,
+        slot: Instant,
+        n: u64,
+        /// (start in seconds since t0, accepted)
+        starts: Vec<(f64, bool)>,
+    }
+
+    impl Client {
+        fn new(rate: &str) -> Self {
+            let t0 = Instant::now();
+            Client {
+                controller: Controller::new(rate.parse().unwrap()),
+                t0,
+                slot: t0,
+                n: 0,
+                starts: Vec::new(),
+            }
+        }
+
+        fn at(&self, t: f64) -> Instant {
+            self.t0 + secs(t)
+        }
+
+        fn secs_of(&self, at: Instant) -> f64 {
+            at.duration_since(self.t0).as_secs_f64()
+        }
+
+        fn run_until(&mut self, end: f64, mut answer: impl FnMut(f64, u64) -> Option<u64>) {
+            loop {
+                if let Some(until) = self.controller.paused_until() {
+                    self.slot = self.slot.max(until);
+                }
+                let start = self.slot;
+                if self.secs_of(start) >= end {
+                    return;
+                }
+                self.slot = start + self.controller.interval_at(start);
+                self.n += 1;
+                let verdict = answer(self.secs_of(start), self.n);
+                self.starts.push((self.secs_of(start), verdict.is_none()));
+                let event = match verdict {
+                    None => Event::Answered,
+                    Some(s) => Event::Throttled {
+                        retry_after: Some(Duration::from_secs(s)),
+                        started: start,
+                    },
+                };
+                let answered_at = start + Duration::from_millis(1);
+                let (next, _) = self.controller.step(answered_at, event);
+                self.controller = next;
+                if let Some(until) = self.controller.paused_until() {
+                    self.slot = self.slot.max(until);
+                }
+            }
+        }
+
+        fn rate(&self, t: f64) -> f64 {
+            self.controller.rate_at(self.at(t))
+        }
+
+        /// Accepted starts per second in [from, to).
+        fn accepted_rate(&self, from: f64, to: f64) -> f64 {
+            let n = self
+                .starts
+                .iter()
+                .filter(|(t, ok)| *ok && (from..to).contains(t))
+                .count();
+            n as f64 / (to - from)
+        }
+
+        fn throttled(&self) -> Vec<f64> {
+            self.starts
+                .iter()
+                .filter(|(_, ok)| !ok)
+                .map(|(t, _)| *t)
+                .collect()
+        }
+    }
+
+    /// A sliding-window quota like the simulator's: `max` accepted per second; a refused call
+    /// is not remembered and gets `Retry-After` in whole seconds until a slot frees.
+    fn sliding_window(max: usize) -> impl FnMut(f64, u64) -> Option<u64> {
+        let mut accepted = VecDeque::<f64>::new();
+        move |t, _| {
+            while accepted.front().is_some_and(|&a| t - a >= 1.0) {
+                accepted.pop_front();
+            }
+            if accepted.len() < max {
+                accepted.push_back(t);
+                return None;
+            }
+            let wait = accepted.front().map_or(1.0, |a| a + 1.0 - t);
+            Some((wait.ceil() as u64).max(1))
+        }
+    }
 
     #[test]
     fn rates_parse_in_every_unit() {
@@ -386,6 +717,200 @@ mod tests {
         for bad in ["5", "0/s", "-1/s", "5/day", "x/s", ""] {
             assert!(bad.parse::<Rate>().is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn one_429_keeps_at_least_80_percent_and_one_episode() {
+        let mut c = Client::new("100/s");
+        c.run_until(10.0, |_, _| None);
+        let t0 = c.t0;
+        let first = c.at(10.0);
+        let second = c.at(10.005);
+        let (ctl, lowered) = c.controller.step(
+            c.at(10.01),
+            Event::Throttled {
+                retry_after: Some(Duration::from_secs(1)),
+                started: first,
+            },
+        );
+        assert!(lowered);
+        // A request that started before the decrease: the same episode, no second decrease.
+        let (ctl, lowered) = ctl.step(
+            c.at(10.02),
+            Event::Throttled {
+                retry_after: Some(Duration::from_secs(1)),
+                started: second,
+            },
+        );
+        assert!(!lowered);
+        assert_eq!(ctl.episodes(), 1);
+        let resume = ctl.paused_until().unwrap();
+        assert!(resume >= c.at(11.02) && resume <= c.at(11.03));
+        for tenth in 0..600 {
+            let at = c.at(10.02 + f64::from(tenth) / 10.0);
+            let rate = ctl.rate_at(at);
+            assert!((80.0..=100.0).contains(&rate), "{rate} at {:?}", at - t0);
+        }
+        assert!(ctl.rate_at(resume) >= 79.9, "{}", ctl.rate_at(resume));
+        let plateau = ctl.rate_at(resume + secs(RETURN_SECS));
+        assert!((94.9..=95.1).contains(&plateau), "{plateau}");
+        // Then the probe goes back to --rate.
+        let probed = ctl.rate_at(resume + secs(RETURN_SECS + PROBE_SECS));
+        assert!(probed >= 99.9, "{probed}");
+    }
+
+    #[test]
+    fn four_transient_429s_at_5_per_s_cost_little() {
+        let mut c = Client::new("5/s");
+        // 429 with Retry-After: 1 to the first start after 10, 25, 40 and 55 s.
+        let mut due = vec![55.0, 40.0, 25.0, 10.0];
+        c.run_until(80.0, |t, _| {
+            if due.last().is_some_and(|&d| t >= d) {
+                due.pop();
+                return Some(1);
+            }
+            None
+        });
+        let throttled = c.throttled();
+        assert_eq!(throttled.len(), 4, "{throttled:?}");
+        assert_eq!(c.controller.episodes(), 4);
+        let last = throttled[3];
+        for tenth in 0..700 {
+            let t = 10.0 + f64::from(tenth) / 10.0;
+            // Never two decreases deep: isolated 429s do not compound.
+            assert!(c.rate(t) >= 0.8 * 0.95 * 5.0 - 1e-9, "{} at {t}", c.rate(t));
+        }
+        // Back to ≥ 4.5/s within 15 s of the last 429, and measured so.
+        assert!(c.rate(last + 6.0) >= 4.5, "{}", c.rate(last + 6.0));
+        assert!(c.rate(last + 15.0) >= 4.5, "{}", c.rate(last + 15.0));
+        let measured = c.accepted_rate(last + 6.0, last + 21.0);
+        assert!(measured >= 4.5, "{measured}/s after the last 429");
+        // The whole run lost little: 80 s at 5/s is 400 starts.
+        assert!(c.starts.len() >= 360, "{} starts", c.starts.len());
+    }
+
+    #[test]
+    fn an_unknown_steady_limit_is_found_and_kept() {
+        let mut c = Client::new("200/s");
+        c.run_until(120.0, sliding_window(60));
+        let settled = c.accepted_rate(60.0, 120.0);
+        assert!((55.0..=60.0).contains(&settled), "{settled}/s");
+        let end = c.rate(120.0);
+        assert!((45.0..=62.0).contains(&end), "{end}/s");
+        let throttled = c.throttled();
+        let share = throttled.len() as f64 / c.starts.len() as f64;
+        assert!(share <= 0.01, "{} of {}", throttled.len(), c.starts.len());
+        // After the first descent, a 429 only every so often: the probe is slow near the limit.
+        let late = throttled.iter().filter(|t| **t >= 30.0).count();
+        assert!(late <= 6, "{late} 429s in the last 90 s: {throttled:?}");
+        let used = c.accepted_rate(0.0, 120.0) / 60.0;
+        assert!(used >= 0.85, "{:.0} % of the limit used", used * 100.0);
+    }
+
+    #[test]
+    fn isolated_429s_on_the_plateau_do_not_wear_the_rate_down() {
+        let mut c = Client::new("50/s");
+        // 429 to the 150th, 450th, 750th and 1050th start: each comes on the plateau at 95 %
+        // of --rate, where the service has been accepting everything.
+        c.run_until(40.0, |_, n| [150, 450, 750, 1050].contains(&n).then_some(1));
+        let throttled = c.throttled();
+        assert_eq!(throttled.len(), 4, "{throttled:?}");
+        let last = throttled[3];
+        let plateau = c.rate(last + 1.0 + RETURN_SECS);
+        assert!(plateau >= 47.4, "{plateau}/s after the last 429");
+        let measured = c.accepted_rate(last + 1.0 + RETURN_SECS, 40.0);
+        assert!(measured >= 47.0, "{measured}/s after the last 429");
+    }
+
+    #[test]
+    fn a_limit_that_drops_for_good_is_followed_down() {
+        let mut c = Client::new("200/s");
+        let mut before = sliding_window(60);
+        let mut after = sliding_window(30);
+        c.run_until(
+            180.0,
+            |t, n| if t < 60.0 { before(t, n) } else { after(t, n) },
+        );
+        let settled = c.accepted_rate(120.0, 180.0);
+        assert!((26.0..=30.0).contains(&settled), "{settled}/s");
+        let late = c.throttled().iter().filter(|t| **t >= 120.0).count();
+        assert!(
+            late <= 4,
+            "{late} 429s in the last minute: {:?}",
+            c.throttled()
+        );
+    }
+
+    #[test]
+    fn a_burst_of_429s_does_not_compound_into_a_crawl() {
+        let mut c = Client::new("20/s");
+        // Fine for 30 s, then every request throttled for 6 s, then fine again.
+        c.run_until(60.0, |t, _| (30.0..36.0).contains(&t).then_some(1));
+        let throttled = c.throttled();
+        assert!(throttled.len() >= 4, "{throttled:?}");
+        let last = throttled[throttled.len() - 1];
+        // The remembered rate stays where the service accepted everything: the return goes
+        // back to 95 % of --rate, not to a compounded fraction of it.
+        assert!(
+            c.rate(last + 1.0 + RETURN_SECS) >= 18.9,
+            "{}",
+            c.rate(last + 5.0)
+        );
+        let measured = c.accepted_rate(last + 6.0, last + 16.0);
+        assert!(measured >= 18.0, "{measured}/s after the burst");
+        assert!(c.controller.accepted().is_some_and(|a| a >= 19.0));
+    }
+
+    #[test]
+    fn the_return_is_concave_and_the_probe_convex() {
+        let at = Instant::now();
+        let mut ctl = Controller::new("200/s".parse().unwrap());
+        ctl.recovery = Some(Recovery {
+            from: 40.0,
+            target: 50.0,
+            since: at,
+        });
+        let rate = |t: f64| ctl.rate_at(at + secs(t));
+        // Fast return: more than half the way to 95 % of 50/s within the first second.
+        assert!(rate(1.0) > 44.0, "{}", rate(1.0));
+        assert!((47.4..=47.6).contains(&rate(RETURN_SECS)));
+        // Slow probe: flat near the plateau, the remembered 50/s after PROBE_SECS, then
+        // faster, up to --rate and no further.
+        let half = rate(RETURN_SECS + PROBE_SECS / 2.0);
+        assert!(half > 47.5 && half < 48.0, "{half}");
+        assert!((49.9..=50.1).contains(&rate(RETURN_SECS + PROBE_SECS)));
+        assert!(rate(RETURN_SECS + 2.0 * PROBE_SECS) > 60.0);
+        assert_eq!(rate(RETURN_SECS + 100.0 * PROBE_SECS), 200.0);
+        // Before the pause ends: the rate it ends with.
+        assert_eq!(ctl.rate_at(at - Duration::from_millis(1)), 40.0);
+        // Running at --rate again: the recovery is over.
+        let (done, _) = ctl.step(at + secs(RETURN_SECS + 100.0 * PROBE_SECS), Event::Answered);
+        assert_eq!(done.recovery, None);
+    }
+
+    #[test]
+    fn absurd_inputs_cannot_panic() {
+        let ctl = Controller::new("10/s".parse().unwrap());
+        let now = Instant::now();
+        let (ctl, lowered) = ctl.step(
+            now,
+            Event::Throttled {
+                retry_after: Some(Duration::MAX),
+                started: now,
+            },
+        );
+        assert!(lowered);
+        assert_eq!(
+            ctl.paused_until(),
+            Some(now + crate::api::error::MAX_RETRY_AFTER)
+        );
+        // Far in the future, and before the pause: finite rates and intervals.
+        let far = now + Duration::from_secs(100 * 365 * 86_400);
+        assert_eq!(ctl.rate_at(far), 10.0);
+        assert!(ctl.interval_at(far) == Duration::from_millis(100));
+        assert!((7.9..=8.1).contains(&ctl.rate_at(now)));
+        let slow = Controller::new("1/h".parse().unwrap());
+        assert_eq!(slow.interval_at(now), Duration::from_secs(3600));
     }
 
     #[tokio::test]
@@ -415,34 +940,25 @@ mod tests {
         // The 429 of a request that started before the decrease belongs to the same episode.
         assert!(!gate.throttled(Some(Duration::from_secs(5)), second));
         assert_eq!(gate.episodes(), 1);
+        let rate = gate.current_rate();
+        assert!((79.9..=80.1).contains(&rate), "{rate}");
         let paused_at = Instant::now();
         let third = gate.ready().await.unwrap();
         assert!(paused_at.elapsed() >= Duration::from_secs(5));
         let rate = gate.current_rate();
-        assert!((79.0..=81.0).contains(&rate), "{rate}");
-        // A request started after the decrease and still throttled lowers the rate again.
+        assert!((79.9..=81.0).contains(&rate), "{rate}");
+        // A request started after the decrease and still throttled lowers the rate again, by
+        // no more than 20 %.
         assert!(gate.throttled(Some(Duration::from_secs(1)), third));
         assert_eq!(gate.episodes(), 2);
-        assert!(gate.current_rate() < 65.0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_rate_climbs_back_after_throttling() {
-        let gate = RequestGate::new("60/s".parse().unwrap(), CancellationToken::new());
-        for _ in 0..60 {
-            gate.answered();
-        }
-        gate.throttled(Some(Duration::from_secs(1)), Instant::now());
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let early = gate.current_rate();
-        assert!(early < 60.0 && early > 48.0, "{early}");
-        // Near the rate that was throttled, the climb slows down...
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        let near = gate.current_rate();
-        assert!((57.0..60.0).contains(&near), "{near}");
-        // ... and gets back to --rate in the end.
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        assert_eq!(gate.current_rate(), 60.0);
+        let rate = gate.current_rate();
+        assert!((63.9..=65.0).contains(&rate), "{rate}");
+        // Once throttling stops, back to 95 % of the rate of the last 429 within seconds.
+        tokio::time::sleep(Duration::from_secs(1) + secs(RETURN_SECS)).await;
+        // The 429 came at 80/s, short of the plateau under the 100/s remembered before: the
+        // limit looks lower, so the return aims for 95 % of 90 % of 80/s.
+        let back = gate.current_rate();
+        assert!((68.3..=68.5).contains(&back), "{back}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -470,16 +986,6 @@ mod tests {
         assert_eq!(gate.started(), 1);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_run_started_far_above_the_quota_drops_to_what_the_service_took() {
-        let gate = RequestGate::new("200/s".parse().unwrap(), CancellationToken::new());
-        for _ in 0..60 {
-            gate.answered();
-        }
-        assert!(gate.throttled(Some(Duration::from_secs(1)), Instant::now()));
-        assert_eq!(gate.current_rate(), 60.0);
-    }
-
     // Real time, not paused: governor keeps its own clock.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn slots_claimed_before_a_429_do_not_outlive_it() {
@@ -487,9 +993,6 @@ mod tests {
             "25/s".parse().unwrap(),
             CancellationToken::new(),
         ));
-        for _ in 0..25 {
-            gate.answered();
-        }
         let starts = std::sync::Arc::new(Mutex::new(Vec::new()));
         // Sixteen waiters claim slots up to 0.6 s ahead on the 25/s schedule.
         let waiters: Vec<_> = (0..16)
@@ -520,10 +1023,11 @@ mod tests {
             after[0] >= throttled_at + Duration::from_millis(200),
             "a start during the pause"
         );
-        // 20/s after the decrease: n starts take at least (n - 1) × 50 ms. Were the slots
-        // claimed on the old 25/s schedule still good, they would take far less.
+        // 20/s after the decrease, climbing to at most 21.5/s in the next 0.6 s: n starts take
+        // at least (n - 1) × 46 ms. Were the slots claimed on the old 25/s schedule still good,
+        // they would come 40 ms apart.
         let span = *after.last().unwrap() - after[0];
-        let floor = Duration::from_millis(49) * (after.len() as u32 - 1);
+        let floor = Duration::from_millis(45) * (after.len() as u32 - 1);
         assert!(span >= floor, "{} starts in {span:?}", after.len());
     }
 }
