@@ -109,3 +109,36 @@ fn quiet_leaves_only_errors() {
     let again = wd.command(["confirm", "in.csv", "--simulator", "-q"]).run();
     again.expect_code(2).expect_stderr_contains("audit record");
 }
+
+/// Asks bash's completion function what `mca-attest SUBCOMMAND PREFIX<TAB>` offers.
+fn bash_completes(script: &std::path::Path, subcommand: &str, prefix: &str) -> String {
+    let probe = format!(
+        r#"source "$1"
+COMP_WORDS=(mca-attest {subcommand} {prefix}); COMP_CWORD=2
+COMP_LINE="mca-attest {subcommand} {prefix}"; COMP_POINT=${{#COMP_LINE}}
+_mca__attest mca-attest {prefix} {subcommand}
+printf '%s\n' "${{COMPREPLY[@]}}""#
+    );
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(probe)
+        .arg("probe")
+        .arg(script)
+        .output()
+        .expect("run bash");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn bash_completes_flags_after_the_subcommand() {
+    let wd = Workdir::new();
+    let run = wd.command(["completions", "bash"]).run();
+    run.expect_code(0);
+    let script = wd.create("mca-attest.bash", &run.stdout);
+    assert_eq!(bash_completes(&script, "confirm", "--ra").trim(), "--rate");
+    assert_eq!(
+        bash_completes(&script, "status", "--all").trim(),
+        "--all-customers"
+    );
+    assert!(bash_completes(&script, "customers", "--max").contains("--max-attempts"));
+}

@@ -48,6 +48,9 @@ pub async fn run(cli: Cli) -> Result<Exit, AppError> {
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "mca-attest", &mut script);
+            if shell == clap_complete::Shell::Bash {
+                script = bash_subcommands_fixed(&script);
+            }
             print_stdout(&script).map_err(stdout_error)?;
             Ok(Exit::Success)
         }
@@ -57,4 +60,14 @@ pub async fn run(cli: Cli) -> Result<Exit, AppError> {
 /// The error for standard output that cannot be written.
 pub fn stdout_error(e: std::io::Error) -> AppError {
     AppError::Aborted(format!("cannot write to standard output: {e}"))
+}
+
+/// clap_complete's bash script names the state after a subcommand `mca__attest__subcmd__X`
+/// but matches it against `mca__subcmd__attest__subcmd__X` when the binary's name holds a
+/// hyphen, so nothing completes after the subcommand (clap-rs/clap#6386, still so in
+/// clap_complete 4.6.12). Renaming the match labels makes the two agree.
+fn bash_subcommands_fixed(script: &[u8]) -> Vec<u8> {
+    String::from_utf8_lossy(script)
+        .replace("mca__subcmd__attest", "mca__attest")
+        .into_bytes()
 }
