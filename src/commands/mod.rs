@@ -3,6 +3,7 @@
 
 pub mod confirm;
 pub mod customers;
+mod manual;
 pub mod status;
 pub mod template;
 pub mod validate;
@@ -38,9 +39,7 @@ pub async fn run(cli: Cli) -> Result<Exit, AppError> {
             Ok(Exit::Success)
         }
         Command::Man => {
-            let mut page = Vec::new();
-            clap_mangen::Man::new(Cli::command())
-                .render(&mut page)
+            let page = manual::render()
                 .map_err(|e| AppError::Aborted(format!("cannot render the manual page: {e}")))?;
             print_stdout(&page).map_err(stdout_error)?;
             Ok(Exit::Success)

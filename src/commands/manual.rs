@@ -1,0 +1,184 @@
+//! `mca-attest man`: one manual page with everything a person needs on a machine without the
+//! README: every subcommand with its synopsis and flags (from the command line's own
+//! definition, so it cannot drift), the environment, the files a run writes, and the exit
+//! codes.
+
+use clap::CommandFactory;
+use clap_mangen::Man;
+use clap_mangen::roff::{Roff, bold, roman};
+
+use crate::cli::Cli;
+
+/// Environment variables the tool reads.
+const ENVIRONMENT: [(&str, &str); 10] = [
+    (
+        "PARTNER_CENTER_ACCESS_TOKEN",
+        "a ready App+User access token (wins over the refresh-token variables)",
+    ),
+    (
+        "PARTNER_CENTER_TENANT_ID",
+        "the partner's tenant, for the refresh-token flow (secure application model)",
+    ),
+    ("PARTNER_CENTER_CLIENT_ID", "the application's id"),
+    ("PARTNER_CENTER_CLIENT_SECRET", "its client secret"),
+    (
+        "PARTNER_CENTER_REFRESH_TOKEN",
+        "the refresh token from the App+User consent; a rotated one is used for the run only",
+    ),
+    (
+        "PARTNER_CENTER_REFRESH_TOKEN_FILE",
+        "a file holding the refresh token; a token the authority rotates is written back to it, atomically, keeping its permissions (every variable above may be given as NAME_FILE)",
+    ),
+    (
+        "PARTNER_CENTER_AUTHORITY",
+        "the token authority (default https://login.microsoftonline.com; http only to loopback)",
+    ),
+    (
+        "PARTNER_CENTER_BASE_URL",
+        "the API root (default https://api.partnercenter.microsoft.com), as --base-url",
+    ),
+    (
+        "RUST_LOG",
+        "log level and filter (default info; -q and -v change the default)",
+    ),
+    ("NO_COLOR", "turns colour off"),
+];
+
+/// Files a run writes.
+const FILES: [(&str, &str); 7] = [
+    (
+        "<input stem>.results.csv",
+        "confirm's results file, the audit record: one line per row, flushed as each row finishes; never replaced, continued with --resume",
+    ),
+    (
+        "<input stem>.dry-run.csv",
+        "confirm --dry-run's report, never the results file a real run uses",
+    ),
+    (
+        "<input stem>.status.csv, all-customers.status.csv",
+        "status reports, replaced only by a run that completes",
+    ),
+    (
+        "<report>.partial",
+        "the report of a status run that has not completed yet (the last complete report is kept); --resume continues it",
+    ),
+    ("<input stem>.validation.csv", "validate's report"),
+    (
+        "<report>.manifest.json",
+        "beside every results or report file: tool version, command line without secrets, run id, input SHA-256 and row count, counts, exit code; one entry per run",
+    ),
+    (
+        "locks",
+        "a run holds an exclusive lock on its results or report file; a second run on it is refused with exit 2",
+    ),
+];
+
+/// The contract's exit codes.
+const EXIT_STATUS: [(&str, &str); 5] = [
+    (
+        "0",
+        "every row confirmed, already confirmed, would confirm or valid (status: every customer attested or direct_signed)",
+    ),
+    (
+        "1",
+        "the run finished and some rows are invalid or failed (status: some customers missing, stale or error)",
+    ),
+    (
+        "2",
+        "usage, configuration or input-file error, or another run is using the file: nothing was sent",
+    ),
+    (
+        "3",
+        "aborted mid-run (credentials refused, template unavailable, file not writable, service down or refusing every row alike): finished rows are recorded; --resume continues",
+    ),
+    (
+        "130",
+        "interrupted (SIGINT, SIGTERM or SIGHUP): rows in flight finished and recorded; --resume continues",
+    ),
+];
+
+/// The whole manual page, as roff.
+pub fn render() -> std::io::Result<Vec<u8>> {
+    let mut cli = Cli::command();
+    cli.build();
+    let mut page = Vec::new();
+    let main = Man::new(cli.clone());
+    main.render_title(&mut page)?;
+    main.render_name_section(&mut page)?;
+    main.render_synopsis_section(&mut page)?;
+    main.render_description_section(&mut page)?;
+    main.render_options_section(&mut page)?;
+    main.render_subcommands_section(&mut page)?;
+    for sub in cli.get_subcommands().filter(|s| s.get_name() != "help") {
+        let mut roff = Roff::default();
+        roff.control("SH", [format!("mca-attest {}", sub.get_name()).as_str()]);
+        roff.to_writer(&mut page)?;
+        let man = Man::new(sub.clone());
+        for render in [
+            Man::render_synopsis_section,
+            Man::render_description_section,
+            Man::render_options_section,
+            Man::render_extra_section,
+        ] {
+            let mut part = Vec::new();
+            render(&man, &mut part)?;
+            // Each subcommand's parts become subsections of its own section.
+            let part = String::from_utf8_lossy(&part)
+                .replace("\n.SH ", "\n.SS ")
+                .replace(".SH EXTRA", ".SH EXAMPLES");
+            let part = part
+                .strip_prefix(".SH ")
+                .map_or(part.clone(), |rest| format!(".SS {rest}"));
+            page.extend_from_slice(part.as_bytes());
+        }
+    }
+    for (title, items) in [
+        ("ENVIRONMENT", &ENVIRONMENT[..]),
+        ("FILES", &FILES[..]),
+        ("EXIT STATUS", &EXIT_STATUS[..]),
+    ] {
+        let mut roff = Roff::default();
+        roff.control("SH", [title]);
+        for (name, text) in items {
+            roff.control("TP", []);
+            roff.text([bold(*name)]);
+            roff.text([roman(*text)]);
+        }
+        roff.to_writer(&mut page)?;
+    }
+    main.render_version_section(&mut page)?;
+    Ok(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_has_every_subcommand_flag_variable_and_exit_code() {
+        let page = String::from_utf8(render().unwrap()).unwrap();
+        for sub in [
+            "confirm",
+            "validate",
+            "status",
+            "customers",
+            "template",
+            "simulator",
+        ] {
+            let title = format!(".SH \"mca-attest {sub}\"");
+            assert!(page.contains(&title), "{sub}");
+        }
+        for flag in [
+            "\\-\\-resume",
+            "\\-\\-all\\-customers",
+            "\\-\\-refresh\\-cutoff",
+            "\\-\\-emit\\-confirm\\-input",
+        ] {
+            assert!(page.contains(flag), "{flag}");
+        }
+        for (name, _) in ENVIRONMENT {
+            assert!(page.contains(name), "{name}");
+        }
+        assert!(page.contains("EXIT STATUS") && page.contains("130"));
+    }
+}
