@@ -3,6 +3,7 @@
 
 pub mod confirm;
 pub mod customers;
+pub mod report;
 pub mod status;
 pub mod template;
 pub mod validate;
@@ -31,6 +32,7 @@ pub async fn run(cli: Cli) -> Result<Exit, AppError> {
         }
         Command::Template(args) => template::run(args).await,
         Command::Customers(args) => customers::run(CustomersConfig::try_from(&args)?).await,
+        Command::Report(args) => report::run(&crate::config::ReportConfig::try_from(&args)?),
         Command::Simulator(args) => {
             crate::simulator::run(args)
                 .await
