@@ -71,6 +71,9 @@ pub enum Command {
     /// Print the current MCA template metadata as JSON
     #[command(after_help = TEMPLATE_EXAMPLES)]
     Template(TemplateArgs),
+    /// Make an Excel workbook (.xlsx) of results files or status reports, for people to open
+    #[command(after_help = REPORT_EXAMPLES)]
+    Report(ReportArgs),
     /// Serve a local Partner Center simulator (same calls, same errors) on loopback
     #[command(after_help = SIMULATOR_EXAMPLES)]
     Simulator(SimulatorArgs),
@@ -115,6 +118,11 @@ const COMPLETIONS_EXAMPLES: &str = "Examples:
     mca-attest completions zsh > \"${fpath[1]}/_mca-attest\"
     mca-attest completions fish > ~/.config/fish/completions/mca-attest.fish
     mca-attest completions powershell >> $PROFILE";
+
+const REPORT_EXAMPLES: &str = "Examples:
+    mca-attest report wave1.results.csv -o wave1.xlsx
+    mca-attest report customers.status.csv -o status.xlsx
+  Several files of one kind make one workbook; for a row recorded more than once, the last line wins.";
 
 const VALIDATE_EXAMPLES: &str = "Example:
     mca-attest validate wave1.csv -o -";
@@ -307,4 +315,16 @@ pub struct StatusArgs {
     /// Write the run summary as JSON
     #[arg(long, value_name = "PATH")]
     pub summary_json: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// Results files of `confirm`, or reports of `status` (all of one kind), read in this
+    /// order: for a row recorded more than once, the last line wins
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// The workbook to write (.xlsx); never one of the FILEs
+    #[arg(short, long, value_name = "PATH", required = true)]
+    pub output: PathBuf,
 }

@@ -473,6 +473,58 @@ fn output_target(input: &Path, explicit: Option<&Path>, suffix: &str) -> OutputT
     }
 }
 
+/// `report`, checked: the files to read and a workbook path that is none of them.
+#[derive(Debug, Clone)]
+pub struct ReportConfig {
+    pub files: Vec<PathBuf>,
+    pub output: PathBuf,
+}
+
+impl TryFrom<&crate::cli::ReportArgs> for ReportConfig {
+    type Error = AppError;
+
+    fn try_from(args: &crate::cli::ReportArgs) -> Result<Self, AppError> {
+        let output = args.output.clone();
+        if let Some(input) = args.files.iter().find(|f| same_file(f, &output)) {
+            return Err(AppError::Usage(format!(
+                "-o '{}' is the input file '{}': an input is never replaced; choose another file with -o",
+                output.display(),
+                input.display()
+            )));
+        }
+        let is_xlsx = output
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("xlsx"));
+        if !is_xlsx {
+            return Err(AppError::Usage(format!(
+                "-o '{}' must name an Excel workbook ending in .xlsx",
+                output.display()
+            )));
+        }
+        if output.is_dir() {
+            return Err(AppError::Usage(format!(
+                "-o '{}' is a directory: give a file name ending in .xlsx",
+                output.display()
+            )));
+        }
+        let dir = match output.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(AppError::Usage(format!(
+                "-o '{}': the folder '{}' does not exist",
+                output.display(),
+                dir.display()
+            )));
+        }
+        Ok(ReportConfig {
+            files: args.files.clone(),
+            output,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 pub mod confirm;
 pub mod customers;
 mod manual;
+pub mod report;
 pub mod status;
 pub mod template;
 pub mod validate;
@@ -11,7 +12,7 @@ pub mod validate;
 use clap::CommandFactory;
 
 use crate::cli::{Cli, Command};
-use crate::config::{ConfirmConfig, CustomersConfig, StatusConfig, ValidateConfig};
+use crate::config::{ConfirmConfig, CustomersConfig, ReportConfig, StatusConfig, ValidateConfig};
 use crate::error::{AppError, Exit};
 use crate::files::print_stdout;
 
@@ -32,6 +33,7 @@ pub async fn run(cli: Cli) -> Result<Exit, AppError> {
         }
         Command::Template(args) => template::run(args).await,
         Command::Customers(args) => customers::run(CustomersConfig::try_from(&args)?).await,
+        Command::Report(args) => report::run(&ReportConfig::try_from(&args)?),
         Command::Simulator(args) => {
             crate::simulator::run(args)
                 .await

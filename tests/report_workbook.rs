@@ -1,0 +1,372 @@
+//! `mca-attest report`: the workbook made from results files and status reports, read back
+//! with calamine as a spreadsheet program would read it.
+
+mod common;
+
+use std::path::Path;
+
+use calamine::{Data, Range, Reader, Xlsx, open_workbook};
+use common::{Customer, RESULTS_HEADER, Results, Workdir};
+
+const STATUS_HEADER: &str = "row,customer_tenant_id,state,agreements_on_record,latest_date_agreed,latest_first_name,latest_last_name,latest_email,latest_phone_number,template_id,signer_matches_input,direct_signed,http_status,error_code,message,checked_at,company_name,domain";
+
+const PHONE: &str = "+44 20 7946 0596";
+
+struct Book {
+    sheets: Vec<String>,
+    rows: Range<Data>,
+    summary: Range<Data>,
+}
+
+fn open(path: &Path) -> Book {
+    let mut wb: Xlsx<_> = open_workbook(path)
+        .unwrap_or_else(|e| panic!("open {} as a workbook: {e}", path.display()));
+    let sheets = wb.sheet_names();
+    let rows = wb.worksheet_range("Rows").expect("a sheet named Rows");
+    let summary = wb
+        .worksheet_range("Summary")
+        .expect("a sheet named Summary");
+    Book {
+        sheets,
+        rows,
+        summary,
+    }
+}
+
+fn text(cell: &Data) -> String {
+    match cell {
+        Data::String(s) | Data::DateTimeIso(s) => s.clone(),
+        Data::Float(f) => f.to_string(),
+        Data::Int(i) => i.to_string(),
+        Data::Empty => String::new(),
+        other => format!("{other:?}"),
+    }
+}
+
+impl Book {
+    fn header(&self) -> Vec<String> {
+        self.rows
+            .rows()
+            .next()
+            .expect("a header row")
+            .iter()
+            .map(text)
+            .collect()
+    }
+
+    fn column(&self, name: &str) -> usize {
+        self.header()
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name} in {:?}", self.header()))
+    }
+
+    /// The data rows (the header left out).
+    fn data(&self) -> Vec<&[Data]> {
+        self.rows.rows().skip(1).collect()
+    }
+
+    fn cell(&self, row: usize, name: &str) -> &Data {
+        let c = self.column(name);
+        &self.data()[row][c]
+    }
+
+    fn row_numbers(&self) -> Vec<f64> {
+        (0..self.data().len())
+            .map(|i| match self.cell(i, "row") {
+                Data::Float(f) => *f,
+                Data::Int(n) => *n as f64,
+                other => panic!("row {i}: the row number is not a number: {other:?}"),
+            })
+            .collect()
+    }
+
+    /// The number beside `word` in the Summary's counts table.
+    fn count(&self, word: &str) -> f64 {
+        for r in self.summary.rows() {
+            if r.first().map(text).as_deref() == Some(word) {
+                match r.get(1) {
+                    Some(Data::Float(f)) => return *f,
+                    Some(Data::Int(n)) => return *n as f64,
+                    other => panic!("the count of {word} is not a number: {other:?}"),
+                }
+            }
+        }
+        panic!("no count for {word} on Summary");
+    }
+
+    fn summary_has(&self, needle: &str) -> bool {
+        self.summary.rows().flatten().any(|c| text(c) == needle)
+    }
+}
+
+fn is_datetime(cell: &Data) -> bool {
+    matches!(cell, Data::DateTime(_) | Data::DateTimeIso(_))
+}
+
+fn manifest_run(w: &Workdir, report: &str) -> serde_json::Value {
+    let text = w.read(&format!("{report}.manifest.json"));
+    let manifest: serde_json::Value = serde_json::from_str(&text).expect("a JSON manifest");
+    manifest["runs"][0].clone()
+}
+
+#[test]
+fn a_confirm_results_file_becomes_a_workbook_people_can_open() {
+    let w = Workdir::new();
+    let customers = vec![
+        Customer::new(1).phone(PHONE),
+        Customer::new(2).first_name("=cmd"),
+        Customer::new(3).date("14/06/2024"),
+    ];
+    w.create_customers("in.csv", &customers);
+    w.command([
+        "confirm",
+        "in.csv",
+        "--simulator",
+        "-o",
+        "r.csv",
+        "--no-progress",
+    ])
+    .run()
+    .expect_code(1);
+    let csv = w.read("r.csv");
+    assert!(
+        csv.contains(&format!("'{PHONE}")),
+        "the CSV guards the phone:\n{csv}"
+    );
+
+    let run = w.command(["report", "r.csv", "-o", "out.xlsx"]).run();
+    run.expect_code(0);
+    let book = open(&w.path("out.xlsx"));
+
+    assert!(
+        book.sheets.contains(&"Rows".to_string()),
+        "{:?}",
+        book.sheets
+    );
+    assert!(
+        book.sheets.contains(&"Summary".to_string()),
+        "{:?}",
+        book.sheets
+    );
+    assert_eq!(book.header().join(","), RESULTS_HEADER);
+    assert_eq!(
+        book.row_numbers(),
+        [1.0, 2.0, 3.0],
+        "one row per input row, in order"
+    );
+
+    // Text stays text, without the formula guard.
+    assert_eq!(book.cell(0, "phone_number"), &Data::String(PHONE.into()));
+    assert_eq!(book.cell(1, "first_name"), &Data::String("=cmd".into()));
+    assert_eq!(
+        book.cell(0, "customer_tenant_id"),
+        &Data::String(customers[0].tenant.clone())
+    );
+    assert!(matches!(book.cell(0, "request_id"), Data::String(_)));
+    assert!(matches!(book.cell(0, "template_id"), Data::String(_)));
+    // Numbers are numbers; dates are date cells; a date that could not be read stays text.
+    assert!(matches!(
+        book.cell(0, "http_status"),
+        Data::Float(_) | Data::Int(_)
+    ));
+    assert!(matches!(
+        book.cell(0, "attempts"),
+        Data::Float(_) | Data::Int(_)
+    ));
+    for i in 0..3 {
+        assert!(is_datetime(book.cell(i, "finished_at")), "row {i}");
+    }
+    assert!(is_datetime(book.cell(0, "date_agreed")));
+    assert_eq!(
+        book.cell(2, "date_agreed"),
+        &Data::String("14/06/2024".into())
+    );
+
+    // Summary: the counts of the CSV, the run from the manifest.
+    let counts = Results::parse(&csv).expect("a results file").counts();
+    for (status, n) in &counts {
+        assert_eq!(book.count(status), *n as f64, "count of {status}");
+    }
+    assert_eq!(book.count("failed"), 0.0);
+    assert_eq!(book.count("total"), 3.0);
+    let run = manifest_run(&w, "r.csv");
+    for field in ["run_id", "input_sha256", "command"] {
+        let value = run[field].as_str().expect("a text field");
+        assert!(book.summary_has(value), "{field} {value} on Summary");
+    }
+    assert!(
+        book.summary_has("r.csv")
+            || book
+                .summary
+                .rows()
+                .flatten()
+                .any(|c| text(c).ends_with("r.csv"))
+    );
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(w.path("out.xlsx"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the workbook is readable by its owner only"
+        );
+    }
+}
+
+#[test]
+fn the_last_line_recorded_for_a_row_wins_across_resumes_and_files() {
+    let w = Workdir::new();
+    let t1 = "0f4d6f3e-7b9a-4c1e-9d2b-3a5c7e9f1b2d";
+    let t2 = "1a2b3c4d-7b9a-4c1e-9d2b-3a5c7e9f1b2d";
+    let t3 = "2a2b3c4d-7b9a-4c1e-9d2b-3a5c7e9f1b2d";
+    // A run that failed row 2, then a resumed run that confirmed it.
+    w.create(
+        "r1.csv",
+        format!(
+            "{RESULTS_HEADER}\n\
+             2,{t2},Bea,Two,bea@contoso.com,,2024-06-14T00:00:00Z,failed,503,,ServiceUnavailable,try later,6,tpl,,,2024-07-01T10:00:00Z\n\
+             1,{t1},Ada,One,ada@contoso.com,'{PHONE},2024-06-14T00:00:00Z,confirmed,201,,,,1,tpl,,,2024-07-01T10:00:01Z\n\
+             2,{t2},Bea,Two,bea@contoso.com,,2024-06-14T00:00:00Z,confirmed,201,,,,1,tpl,,,2024-07-02T09:00:00Z\n"
+        ),
+    );
+    w.command(["report", "r1.csv", "-o", "one.xlsx"])
+        .run()
+        .expect_code(0);
+    let book = open(&w.path("one.xlsx"));
+    assert_eq!(book.row_numbers(), [1.0, 2.0]);
+    assert_eq!(book.cell(1, "status"), &Data::String("confirmed".into()));
+    assert_eq!(book.cell(0, "phone_number"), &Data::String(PHONE.into()));
+    assert_eq!(book.count("confirmed"), 2.0);
+    assert_eq!(book.count("failed"), 0.0);
+    // No manifest beside a hand-written file: the workbook says so instead of failing.
+    assert!(book.summary_has("none"));
+
+    // A later file wins over an earlier one for the same row and tenant.
+    w.create(
+        "r2.csv",
+        format!(
+            "{RESULTS_HEADER}\n\
+             3,{t3},Cy,Three,cy@contoso.com,,2024-06-14T00:00:00Z,invalid,,,,bad,0,,,,2024-07-03T09:00:00Z\n\
+             1,{t1},Ada,One,ada@contoso.com,,2024-06-14T00:00:00Z,already_confirmed,409,600061,,,1,tpl,,,2024-07-03T09:00:00Z\n"
+        ),
+    );
+    w.command(["report", "r1.csv", "r2.csv", "-o", "two.xlsx"])
+        .run()
+        .expect_code(0);
+    let book = open(&w.path("two.xlsx"));
+    assert_eq!(book.row_numbers(), [1.0, 2.0, 3.0]);
+    assert_eq!(
+        book.cell(0, "status"),
+        &Data::String("already_confirmed".into())
+    );
+    assert_eq!(book.cell(0, "error_code"), &Data::String("600061".into()));
+    assert_eq!(book.count("already_confirmed"), 1.0);
+    assert_eq!(book.count("confirmed"), 1.0);
+    assert_eq!(book.count("invalid"), 1.0);
+    assert_eq!(book.count("total"), 3.0);
+}
+
+#[test]
+fn a_status_report_becomes_a_workbook_with_counts_per_state() {
+    let w = Workdir::new();
+    w.create_customers("in.csv", &Customer::many(3));
+    w.command([
+        "status",
+        "in.csv",
+        "--simulator",
+        "-o",
+        "s.csv",
+        "--no-progress",
+    ])
+    .run()
+    .expect_code(1);
+    let csv = w.read("s.csv");
+    assert_eq!(csv.lines().next(), Some(STATUS_HEADER));
+
+    w.command(["report", "s.csv", "-o", "s.xlsx"])
+        .run()
+        .expect_code(0);
+    let book = open(&w.path("s.xlsx"));
+    assert_eq!(book.header().join(","), STATUS_HEADER);
+    assert_eq!(book.row_numbers(), [1.0, 2.0, 3.0]);
+    for i in 0..3 {
+        assert!(is_datetime(book.cell(i, "checked_at")), "row {i}");
+        assert!(matches!(
+            book.cell(i, "customer_tenant_id"),
+            Data::String(_)
+        ));
+    }
+    let missing = csv.lines().filter(|l| l.contains(",missing,")).count();
+    assert_eq!(book.count("missing"), missing as f64);
+    assert_eq!(book.count("attested"), 0.0);
+    let run = manifest_run(&w, "s.csv");
+    let run_id = run["run_id"].as_str().expect("a run id");
+    assert!(book.summary_has(run_id), "run id {run_id} on Summary");
+}
+
+#[test]
+fn refusals_write_nothing() {
+    let w = Workdir::new();
+    w.create(
+        "r.csv",
+        format!(
+            "{RESULTS_HEADER}\n1,0f4d6f3e-7b9a-4c1e-9d2b-3a5c7e9f1b2d,Ada,One,ada@contoso.com,,2024-06-14T00:00:00Z,confirmed,201,,,,1,tpl,,,2024-07-01T10:00:00Z\n"
+        ),
+    );
+    w.create(
+        "s.csv",
+        format!(
+            "{STATUS_HEADER}\n1,0f4d6f3e-7b9a-4c1e-9d2b-3a5c7e9f1b2d,missing,0,,,,,,,,false,200,,,2024-07-01T10:00:00Z,,\n"
+        ),
+    );
+    w.create("in.csv", "customer_tenant_id,first_name\nx,y\n");
+    let before = w.read("r.csv");
+
+    w.command(["report", "r.csv", "s.csv", "-o", "mixed.xlsx"])
+        .run()
+        .expect_code(2)
+        .expect_stderr_contains("one kind");
+    assert!(!w.exists("mixed.xlsx"));
+
+    w.command(["report", "r.csv", "-o", "r.csv"])
+        .run()
+        .expect_code(2)
+        .expect_stderr_contains("input");
+    assert_eq!(w.read("r.csv"), before, "the input is untouched");
+
+    // An input that itself ends in .xlsx is never the output either.
+    std::fs::copy(w.path("r.csv"), w.path("r.xlsx")).expect("copy");
+    w.command(["report", "r.xlsx", "-o", "./r.xlsx"])
+        .run()
+        .expect_code(2)
+        .expect_stderr_contains("never replaced");
+    assert_eq!(w.read("r.xlsx"), before);
+
+    w.command(["report", "r.csv", "-o", "out.csv"])
+        .run()
+        .expect_code(2)
+        .expect_stderr_contains(".xlsx");
+    assert!(!w.exists("out.csv"));
+
+    w.command(["report", "r.csv", "in.csv", "-o", "out.xlsx"])
+        .run()
+        .expect_code(2)
+        .expect_stderr_contains("in.csv");
+    assert!(!w.exists("out.xlsx"));
+
+    w.command(["report", "r.csv", "missing.csv", "-o", "out.xlsx"])
+        .run()
+        .expect_code(2)
+        .expect_stderr_contains("missing.csv");
+    assert!(!w.exists("out.xlsx"));
+
+    w.command(["report", "r.csv", "-o", "no-such-dir/out.xlsx"])
+        .run()
+        .expect_code(2);
+}
