@@ -148,15 +148,31 @@ pub type FingerprintState = std::hash::BuildHasherDefault<FingerprintHasher>;
 
 impl SignerKey {
     pub fn new(tenant: &TenantId, signer: &Signer) -> Self {
+        SignerKey::of(
+            tenant,
+            &signer.first_name,
+            &signer.last_name,
+            &signer.email,
+            signer.phone_number.as_deref().unwrap_or_default(),
+        )
+    }
+
+    /// The key of a tenant and a signer given by its values (a blank phone for none).
+    pub fn of(
+        tenant: &TenantId,
+        first_name: &str,
+        last_name: &str,
+        email: &str,
+        phone: &str,
+    ) -> Self {
         // The normalised values, one after the other, each closed by 0xff (a byte UTF-8 never
         // holds), hashed in one piece: far cheaper than feeding the hasher field by field.
         let mut normal = NormalBuffer::default();
         normal.extend(tenant.as_uuid().as_bytes());
-        normal.push_lowercase(&signer.first_name);
-        normal.push_lowercase(&signer.last_name);
-        normal.push_lowercase(&signer.email);
+        normal.push_lowercase(first_name);
+        normal.push_lowercase(last_name);
+        normal.push_lowercase(email);
         // The phone by its digits and '+': "+1 (425) 555-0100" is "+14255550100".
-        let phone = signer.phone_number.as_deref().unwrap_or_default();
         for b in phone.bytes().filter(|b| b.is_ascii_digit() || *b == b'+') {
             normal.extend(&[b]);
         }
@@ -172,36 +188,66 @@ impl SignerKey {
     }
 }
 
-/// The normalised bytes of a tenant and signer, gathered for one hashing pass.
-#[derive(Default)]
+/// The normalised bytes of a tenant and signer, gathered for one hashing pass: on the stack
+/// for a typical row, on the heap past that.
 struct NormalBuffer {
-    bytes: Vec<u8>,
+    stack: [u8; NormalBuffer::STACK],
+    len: usize,
+    heap: Vec<u8>,
+}
+
+impl Default for NormalBuffer {
+    fn default() -> Self {
+        NormalBuffer {
+            stack: [0; NormalBuffer::STACK],
+            len: 0,
+            heap: Vec::new(),
+        }
+    }
 }
 
 impl NormalBuffer {
+    const STACK: usize = 256;
+
     fn extend(&mut self, bytes: &[u8]) {
-        if self.bytes.capacity() == 0 {
-            // Enough for a typical row, so it grows at most once.
-            self.bytes.reserve(256);
+        let end = self.len + bytes.len();
+        match self.stack.get_mut(self.len..end) {
+            Some(room) if self.heap.is_empty() => {
+                room.copy_from_slice(bytes);
+                self.len = end;
+            }
+            _ => {
+                if self.heap.is_empty() {
+                    self.heap.extend_from_slice(&self.stack[..self.len]);
+                }
+                self.heap.extend_from_slice(bytes);
+            }
         }
-        self.bytes.extend_from_slice(bytes);
     }
 
     /// `text`, trimmed and lower-cased, then the separator.
     fn push_lowercase(&mut self, text: &str) {
         let text = text.trim();
         if text.is_ascii() {
-            let start = self.bytes.len();
-            self.extend(text.as_bytes());
-            self.bytes[start..].make_ascii_lowercase();
+            for chunk in text.as_bytes().chunks(64) {
+                let mut lower = [0u8; 64];
+                let lower = &mut lower[..chunk.len()];
+                lower.copy_from_slice(chunk);
+                lower.make_ascii_lowercase();
+                self.extend(lower);
+            }
         } else {
             self.extend(text.to_lowercase().as_bytes());
         }
-        self.bytes.push(0xff);
+        self.extend(&[0xff]);
     }
 
     fn as_slice(&self) -> &[u8] {
-        &self.bytes
+        if self.heap.is_empty() {
+            &self.stack[..self.len]
+        } else {
+            &self.heap
+        }
     }
 }
 
@@ -353,6 +399,16 @@ mod tests {
         let c = SignerKey::new(&t, &signer("tania", "tania@example.com", None));
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn signer_key_of_long_values_spills_to_the_heap_and_still_matches() {
+        let t = TenantId::parse("0f4d6f3e-7b9a-4c1e-9d2b-3a5c7e9f1b2d").unwrap();
+        let long = "Ab".repeat(200);
+        let a = SignerKey::new(&t, &signer(&long, "t@example.com", None));
+        let b = SignerKey::of(&t, &long.to_lowercase(), "carr", "T@EXAMPLE.COM", "");
+        assert_eq!(a, b);
+        assert_ne!(a, SignerKey::of(&t, &long, "Carr", "t@example.com", "1"));
     }
 
     #[test]

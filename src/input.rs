@@ -398,6 +398,74 @@ impl InputReader {
         }
     }
 
+    /// Reads the next data record into `out`, reusing its buffers (no allocation per record
+    /// once they have grown); the same rows, numbers and problems as [`InputReader::next_row`].
+    /// `Ok(false)` at the end of the file. An I/O error ends the file.
+    pub fn next_row_into(&mut self, out: &mut RawRow) -> Result<bool, InputError> {
+        if let Some(row) = self.pending.take() {
+            *out = row;
+            return Ok(true);
+        }
+        loop {
+            match self.reader.read_byte_record(&mut out.record) {
+                Ok(false) => return Ok(false),
+                Ok(true) => {}
+                Err(e) => {
+                    return Err(InputError::Read {
+                        path: self.path.clone(),
+                        source: e,
+                    });
+                }
+            }
+            // Taken for every record, so that cuts stay paired with their records.
+            let record_end = self.reader.position().byte();
+            let cut = self.reader.get_mut().take_cut(record_end);
+            // A line holding nothing at all is not a record (spreadsheets leave them at the end).
+            if cut.is_none()
+                && out.record.len() == 1
+                && out.record.get(0).is_some_and(<[u8]>::is_empty)
+            {
+                continue;
+            }
+            let row = RowNumber(self.next_row);
+            self.next_row += 1;
+            out.row = row;
+            out.problem = self.problem(&out.record, row, cut);
+            out.columns = self.columns.clone();
+            return Ok(true);
+        }
+    }
+
+    /// Like [`InputReader::for_each_row`], but lends each row to `f` from one buffer that is
+    /// reused for the next (clone what must outlive the call).
+    pub fn for_each_row_ref(
+        &mut self,
+        position: &ReadPosition,
+        mut f: impl FnMut(&RawRow) -> bool,
+    ) -> Result<(), InputError> {
+        let mut raw = RawRow {
+            row: RowNumber(0),
+            problem: None,
+            record: ByteRecord::with_capacity(1024, self.header.len().max(1)),
+            columns: self.columns.clone(),
+        };
+        let mut rows = 0u64;
+        while self.next_row_into(&mut raw)? {
+            rows += 1;
+            if rows.is_multiple_of(64) {
+                position.update(self.position(), rows);
+            }
+            if !f(&raw) {
+                break;
+            }
+        }
+        position.update(self.position(), rows);
+        position
+            .finished
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Hands every remaining row to `f` until it returns false, reporting progress through
     /// `position` (marked finished at the end).
     pub fn for_each_row(
@@ -427,29 +495,39 @@ impl InputReader {
         // The record moves into the row; the reader keeps a buffer of the same size for the next.
         let fresh = ByteRecord::with_capacity(self.record.as_slice().len(), self.record.len());
         let record = std::mem::replace(&mut self.record, fresh);
-        let mut problem = None;
+        let problem = self.problem(&record, row, cut);
+        RawRow {
+            row,
+            problem,
+            record,
+            columns: self.columns.clone(),
+        }
+    }
+
+    /// A structural problem of `record` that makes the row invalid whatever its values.
+    fn problem(&self, record: &ByteRecord, row: RowNumber, cut: Option<Cut>) -> Option<String> {
         if let Some(cut) = cut {
             // Name the cell that makes it so large: the one the user has to look at. Only the
             // record's first MAX_RECORD_BYTES were read, so its sizes are lower bounds.
-            let (field, largest) = self.largest_cell(&record);
-            problem = Some(format!(
+            let (field, largest) = self.largest_cell(record);
+            Some(format!(
                 "{field}: row {} is longer than {} KiB (it starts at byte {} of the file; this cell holds {largest} bytes and more): an unbalanced quote?",
                 row.0,
                 MAX_RECORD_BYTES / 1024,
                 cut.input_start
-            ));
+            ))
         } else if record.as_slice().len() > MAX_RECORD_BYTES {
             // Cannot happen (a record's cells are no longer than the record), kept so that no
             // oversized record passes should the reading change.
-            let (field, largest) = self.largest_cell(&record);
-            problem = Some(format!(
+            let (field, largest) = self.largest_cell(record);
+            Some(format!(
                 "{field}: the cell is {largest} bytes long (the record {} bytes, more than {} KiB): an unbalanced quote?",
                 record.as_slice().len(),
                 MAX_RECORD_BYTES / 1024
-            ));
+            ))
         } else if record.len() != self.header.len() {
             let line_break = record.iter().any(|cell| cell.contains(&b'\n'));
-            problem = Some(format!(
+            Some(format!(
                 "the record has {} fields, the header has {}{}",
                 record.len(),
                 self.header.len(),
@@ -458,20 +536,17 @@ impl InputReader {
                 } else {
                     ""
                 }
-            ));
-        } else if let Some(column) = Column::ALL.into_iter().find(|c| {
-            self.columns
-                .get(*c)
-                .and_then(|p| record.get(p))
-                .is_some_and(|b| std::str::from_utf8(b).is_err())
-        }) {
-            problem = Some(format!("{}: the cell is not valid UTF-8", column.name()));
-        }
-        RawRow {
-            row,
-            problem,
-            record,
-            columns: self.columns.clone(),
+            ))
+        } else {
+            Column::ALL
+                .into_iter()
+                .find(|c| {
+                    self.columns
+                        .get(*c)
+                        .and_then(|p| record.get(p))
+                        .is_some_and(|b| std::str::from_utf8(b).is_err())
+                })
+                .map(|column| format!("{}: the cell is not valid UTF-8", column.name()))
         }
     }
 

@@ -205,10 +205,19 @@ impl ReportRecord for ResultRecord {
 /// Excel cannot execute anything a customer typed into a name field. A cell that starts with
 /// `'` itself gets one too, so the escaping can always be undone (see `resume::unescape`).
 pub fn escape_formula(cell: &str) -> Cow<'_, str> {
-    match cell.as_bytes().first() {
-        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r' | b'\'') => Cow::Owned(format!("'{cell}")),
-        _ => Cow::Borrowed(cell),
+    if needs_formula_escape(cell) {
+        Cow::Owned(format!("'{cell}"))
+    } else {
+        Cow::Borrowed(cell)
     }
+}
+
+/// Whether [`escape_formula`] changes `cell`.
+fn needs_formula_escape(cell: &str) -> bool {
+    matches!(
+        cell.as_bytes().first(),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r' | b'\'')
+    )
 }
 
 /// Where a report goes.
@@ -473,6 +482,7 @@ impl ReportFile {
             unsynced: 0,
             last_sync: Instant::now(),
             redact: false,
+            escaped: String::new(),
         };
         if starts_anew {
             writer.write_cells(R::header().iter().map(|h| Cow::Borrowed(*h)))?;
@@ -549,6 +559,8 @@ pub struct ReportWriter {
     unsynced: u32,
     last_sync: Instant,
     redact: bool,
+    /// Reused for cells that need a leading `'`.
+    escaped: String,
 }
 
 impl std::fmt::Debug for ReportWriter {
@@ -613,14 +625,26 @@ impl ReportWriter {
         &mut self,
         cells: impl Iterator<Item = Cow<'a, str>>,
     ) -> Result<(), OutputError> {
-        let escaped: Vec<Cow<'_, str>> = cells
-            .map(|c| match escape_formula(&c) {
-                Cow::Borrowed(_) => c,
-                Cow::Owned(s) => Cow::Owned(s),
-            })
-            .collect();
-        self.csv
-            .write_record(escaped.iter().map(|c| c.as_bytes()))
+        // Cell by cell into the CSV writer, escaped through one reused buffer: no allocation
+        // per line.
+        let mut escaped = std::mem::take(&mut self.escaped);
+        let mut written = Ok(());
+        for cell in cells {
+            written = if needs_formula_escape(&cell) {
+                escaped.clear();
+                escaped.push('\'');
+                escaped.push_str(&cell);
+                self.csv.write_field(escaped.as_bytes())
+            } else {
+                self.csv.write_field(cell.as_bytes())
+            };
+            if written.is_err() {
+                break;
+            }
+        }
+        self.escaped = escaped;
+        written
+            .and_then(|()| self.csv.write_record(None::<&[u8]>))
             .map_err(|e| self.error(csv_io(e)))
     }
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 
 use crate::domain::{
     Confirmation, DateAgreed, FingerprintState, RowNumber, Signer, SignerKey, TenantId, shorten,
@@ -52,12 +52,17 @@ impl Validator {
 
     /// Validates the cells of a row as of `now` (dates after it are in the future).
     pub fn validate(&self, f: &RawFields, now: DateTime<Utc>) -> Result<Confirmation, FieldError> {
+        self.validate_at(f, &mut Clock::fixed(now))
+    }
+
+    /// Validates the cells of a row as of the time `clock` tells.
+    fn validate_at(&self, f: &RawFields, clock: &mut Clock) -> Result<Confirmation, FieldError> {
         let tenant = parse_tenant(f.tenant_id)?;
         let first_name = parse_name(Column::FirstName, f.first_name)?;
         let last_name = parse_name(Column::LastName, f.last_name)?;
         let email = parse_email(f.email)?;
         let phone_number = parse_phone(f.phone_number)?;
-        let date_agreed = match (f.date_agreed.trim(), self.default_date) {
+        let date_agreed = match (trim(f.date_agreed), self.default_date) {
             ("", Some(default)) => default,
             ("", None) => {
                 return Err(field_error(
@@ -65,7 +70,7 @@ impl Validator {
                     "is blank (fill it, or pass --default-date-agreed)",
                 ));
             }
-            (raw, _) => parse_date_agreed(raw, now)?,
+            (raw, _) => parse_date_agreed_at(raw, clock)?,
         };
         Ok(Confirmation {
             tenant,
@@ -80,26 +85,77 @@ impl Validator {
     }
 }
 
+/// The current time for validation, read once and again only when a date is after the time
+/// last read: the clock only moves forward, so a date at or before an earlier reading is not in
+/// the future now either, and most rows need no reading of their own.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    now: DateTime<Utc>,
+    live: bool,
+}
+
+impl Clock {
+    /// The system clock.
+    pub fn live() -> Self {
+        Clock {
+            now: Utc::now(),
+            live: true,
+        }
+    }
+
+    /// A clock stopped at `now`.
+    pub fn fixed(now: DateTime<Utc>) -> Self {
+        Clock { now, live: false }
+    }
+
+    fn is_future(&mut self, at: DateTime<Utc>) -> bool {
+        if at <= self.now {
+            return false;
+        }
+        if self.live {
+            self.now = Utc::now();
+        }
+        at > self.now
+    }
+}
+
+/// `str::trim`, without its work for the common cell that starts and ends with a visible ASCII
+/// character.
+fn trim(raw: &str) -> &str {
+    match (raw.as_bytes().first(), raw.as_bytes().last()) {
+        (Some(a), Some(b)) if a.is_ascii_graphic() && b.is_ascii_graphic() => raw,
+        _ => raw.trim(),
+    }
+}
+
+/// `text.chars().count() > max`, counting only when the byte length allows it.
+fn more_chars_than(text: &str, max: usize) -> bool {
+    text.len() > max && text.chars().count() > max
+}
+
 fn parse_tenant(raw: &str) -> Result<TenantId, FieldError> {
-    if raw.trim().is_empty() {
+    if trim(raw).is_empty() {
         return Err(field_error(Column::TenantId, "is blank"));
     }
     TenantId::parse(raw).map_err(|m| field_error(Column::TenantId, m))
 }
 
 fn parse_name(column: Column, raw: &str) -> Result<String, FieldError> {
-    let name = raw.trim();
+    let name = trim(raw);
     if name.is_empty() {
         return Err(field_error(column, "is blank"));
     }
-    let chars = name.chars().count();
-    if chars > MAX_NAME_CHARS {
+    if more_chars_than(name, MAX_NAME_CHARS) {
+        let chars = name.chars().count();
         return Err(field_error(
             column,
             format!("is {chars} characters long (at most {MAX_NAME_CHARS})"),
         ));
     }
-    if name.chars().any(char::is_control) {
+    // Control characters are U+0000-U+001F and U+007F-U+009F; in UTF-8 the last ones start
+    // with 0xC2, so text without these bytes holds none.
+    let suspect = name.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2);
+    if suspect && name.chars().any(char::is_control) {
         return Err(field_error(
             column,
             format!("'{}' contains a control character", shorten(name)),
@@ -108,7 +164,54 @@ fn parse_name(column: Column, raw: &str) -> Result<String, FieldError> {
     Ok(name.to_string())
 }
 
+/// Whether `email` is plain ASCII that [`parse_email_slow`] accepts, decided byte by byte.
+fn is_plain_ascii_email(email: &str) -> bool {
+    let b = email.as_bytes();
+    if b.is_empty() || b.len() > MAX_EMAIL_CHARS || !b.is_ascii() {
+        return false;
+    }
+    let Some(at) = b.iter().rposition(|c| *c == b'@') else {
+        return false;
+    };
+    let (local, domain) = (&b[..at], &b[at + 1..]);
+    let local_ok = |c: &u8| c.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(c);
+    if local.is_empty()
+        || local.len() > 64
+        || !local.iter().all(local_ok)
+        || local.starts_with(b".")
+        || local.ends_with(b".")
+        || local.windows(2).any(|w| w == b"..")
+    {
+        return false;
+    }
+    let mut labels = 0;
+    let mut last: &[u8] = &[];
+    for label in domain.split(|c| *c == b'.') {
+        if label.is_empty()
+            || label.len() > 63
+            || label.starts_with(b"-")
+            || label.ends_with(b"-")
+            || !label
+                .iter()
+                .all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        {
+            return false;
+        }
+        labels += 1;
+        last = label;
+    }
+    labels >= 2 && last.len() >= 2 && !last.iter().all(u8::is_ascii_digit)
+}
+
 fn parse_email(raw: &str) -> Result<String, FieldError> {
+    let email = trim(raw);
+    if is_plain_ascii_email(email) {
+        return Ok(email.to_string());
+    }
+    parse_email_slow(email)
+}
+
+fn parse_email_slow(raw: &str) -> Result<String, FieldError> {
     let email = raw.trim();
     let bad = |why: &str| field_error(Column::Email, format!("'{}' {why}", shorten(email)));
     if email.is_empty() {
@@ -171,24 +274,24 @@ fn parse_email(raw: &str) -> Result<String, FieldError> {
 }
 
 fn parse_phone(raw: &str) -> Result<Option<String>, FieldError> {
-    let phone = raw.trim();
+    let phone = trim(raw);
     if phone.is_empty() {
         return Ok(None);
     }
     let bad = |why: &str| field_error(Column::PhoneNumber, format!("'{}' {why}", shorten(phone)));
-    if phone.chars().count() > MAX_PHONE_CHARS {
+    if more_chars_than(phone, MAX_PHONE_CHARS) {
         return Err(bad(&format!("is longer than {MAX_PHONE_CHARS} characters")));
     }
     if !phone
-        .chars()
-        .all(|c| c.is_ascii_digit() || " +-().".contains(c))
+        .bytes()
+        .all(|c| c.is_ascii_digit() || matches!(c, b' ' | b'+' | b'-' | b'(' | b')' | b'.'))
     {
         return Err(bad("may hold only digits, spaces and + - ( ) ."));
     }
     if phone.rfind('+').is_some_and(|i| i > 0) {
         return Err(bad("has a + that is not at the start"));
     }
-    let digits = phone.chars().filter(char::is_ascii_digit).count();
+    let digits = phone.bytes().filter(u8::is_ascii_digit).count();
     if !(4..=20).contains(&digits) {
         return Err(bad(&format!("has {digits} digits (expected 4 to 20)")));
     }
@@ -197,9 +300,16 @@ fn parse_phone(raw: &str) -> Result<Option<String>, FieldError> {
 
 /// Parses `date_agreed` in the forms the contract allows and checks it is not in the future.
 pub fn parse_date_agreed(raw: &str, now: DateTime<Utc>) -> Result<DateAgreed, FieldError> {
-    let raw = raw.trim();
+    parse_date_agreed_at(raw, &mut Clock::fixed(now))
+}
+
+/// 2000-01-01T00:00:00Z: earlier dates are typing errors.
+const EARLIEST_SECONDS: i64 = 946_684_800;
+
+fn parse_date_agreed_at(raw: &str, clock: &mut Clock) -> Result<DateAgreed, FieldError> {
+    let raw = trim(raw);
     let bad = |why: String| field_error(Column::DateAgreed, why);
-    if raw.chars().count() > MAX_DATE_CHARS {
+    if more_chars_than(raw, MAX_DATE_CHARS) {
         return Err(bad(format!("'{}' is not a date", shorten(raw))));
     }
     let at = parse_datetime(raw).ok_or_else(|| {
@@ -207,18 +317,13 @@ pub fn parse_date_agreed(raw: &str, now: DateTime<Utc>) -> Result<DateAgreed, Fi
             "'{raw}' is not a date: use YYYY-MM-DD, YYYY-MM-DD HH:MM:SS (UTC) or RFC 3339 with an offset"
         ))
     })?;
-    if at > now {
+    if clock.is_future(at) {
         return Err(bad(format!(
             "{} is in the future (UTC); Partner Center rejects future dates (error 600002)",
             crate::domain::rfc3339(at)
         )));
     }
-    if at
-        < Utc
-            .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
-            .single()
-            .unwrap_or(at)
-    {
+    if DateTime::from_timestamp(EARLIEST_SECONDS, 0).is_some_and(|earliest| at < earliest) {
         return Err(bad(format!("'{raw}' is implausibly early: check the year")));
     }
     Ok(DateAgreed::new(at))
@@ -227,8 +332,11 @@ pub fn parse_date_agreed(raw: &str, now: DateTime<Utc>) -> Result<DateAgreed, Fi
 /// Parses the contract's date forms into UTC, public so that `--default-date-agreed` and the
 /// results reader share it.
 pub fn parse_datetime(raw: &str) -> Option<DateTime<Utc>> {
+    if let Some(at) = parse_plain_datetime(raw.as_bytes()) {
+        return Some(at);
+    }
     if raw.len() == 10 {
-        return parse_ymd(raw)
+        return parse_ymd(raw.as_bytes())
             .and_then(|d| d.and_hms_opt(0, 0, 0))
             .map(|n| n.and_utc());
     }
@@ -245,17 +353,53 @@ pub fn parse_datetime(raw: &str) -> Option<DateTime<Utc>> {
 
 /// `YYYY-MM-DD`, parsed by hand: the common case, and chrono's format-string parser costs more
 /// than the rest of a row's validation.
-fn parse_ymd(raw: &str) -> Option<NaiveDate> {
-    let b = raw.as_bytes();
+fn parse_ymd(b: &[u8]) -> Option<NaiveDate> {
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        b[r].iter().try_fold(0u32, |acc, d| {
-            d.is_ascii_digit().then(|| acc * 10 + u32::from(d - b'0'))
-        })
+    NaiveDate::from_ymd_opt(
+        i32::try_from(digits(&b[0..4])?).ok()?,
+        digits(&b[5..7])?,
+        digits(&b[8..10])?,
+    )
+}
+
+/// The number the ASCII digits `b` spell (`None` if any byte is not a digit).
+fn digits(b: &[u8]) -> Option<u32> {
+    b.iter().try_fold(0u32, |acc, d| {
+        d.is_ascii_digit().then(|| acc * 10 + u32::from(d - b'0'))
+    })
+}
+
+/// The common spellings with a time, by hand: `YYYY-MM-DD HH:MM:SS`, `YYYY-MM-DDTHH:MM:SS`
+/// (UTC), `YYYY-MM-DDTHH:MM:SSZ` and `YYYY-MM-DDTHH:MM:SS+HH:MM`, with every number in range.
+/// `None` for anything else (leap seconds, fractions, other spellings), which then goes
+/// through chrono's parsers: where this accepts a text, they give the same time.
+fn parse_plain_datetime(b: &[u8]) -> Option<DateTime<Utc>> {
+    let offset = match (b.len(), b.get(10), b.get(19)) {
+        (19, Some(b' ' | b'T'), _) => 0,
+        (20, Some(b'T'), Some(b'Z')) => 0,
+        (25, Some(b'T'), Some(sign @ (b'+' | b'-'))) if b[22] == b':' => {
+            let (hours, minutes) = (digits(&b[20..22])?, digits(&b[23..25])?);
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let seconds = i64::from(hours * 3600 + minutes * 60);
+            if *sign == b'-' { -seconds } else { seconds }
+        }
+        _ => return None,
     };
-    NaiveDate::from_ymd_opt(i32::try_from(num(0..4)?).ok()?, num(5..7)?, num(8..10)?)
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let date = parse_ymd(&b[..10])?;
+    let time = NaiveTime::from_hms_opt(
+        digits(&b[11..13])?,
+        digits(&b[14..16])?,
+        digits(&b[17..19])?,
+    )?;
+    let local = NaiveDateTime::new(date, time).and_utc();
+    local.checked_sub_signed(chrono::TimeDelta::seconds(offset))
 }
 
 /// Remembers a fingerprint per row sent, to mark later rows for the same tenant and signer as
@@ -321,6 +465,23 @@ impl Validator {
     }
 }
 
+impl Validator {
+    /// [`Validator::check`] on a lent row, as of the time `clock` tells: the row is copied
+    /// only when it is invalid.
+    pub fn check_ref(&self, raw: &RawRow, clock: &mut Clock) -> Verdict {
+        let checked = match &raw.problem {
+            Some(problem) => Err(problem.clone()),
+            None => self
+                .validate_at(&raw.fields(), clock)
+                .map_err(|e| e.to_string()),
+        };
+        match checked {
+            Ok(c) => Verdict::Valid(raw.row, c),
+            Err(message) => Verdict::Invalid(Box::new(raw.clone()), message),
+        }
+    }
+}
+
 impl DuplicateIndex {
     /// Turns a `Valid` verdict into `Duplicate` when an earlier row had the same tenant and
     /// signer. Verdicts must come in input order.
@@ -354,6 +515,7 @@ pub fn classify_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap()
@@ -470,5 +632,80 @@ mod tests {
         let mut idx = DuplicateIndex::default();
         assert_eq!(idx.first_seen(c.key(), RowNumber(3)), None);
         assert_eq!(idx.first_seen(c.key(), RowNumber(9)), Some(RowNumber(3)));
+    }
+
+    #[test]
+    fn the_hand_parsed_dates_agree_with_chrono() {
+        let chrono_parse = |raw: &str| {
+            DateTime::parse_from_rfc3339(raw)
+                .map(|d| d.with_timezone(&Utc))
+                .ok()
+                .or_else(|| {
+                    ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"]
+                        .into_iter()
+                        .find_map(|f| NaiveDateTime::parse_from_str(raw, f).ok())
+                        .map(|n| n.and_utc())
+                })
+        };
+        for raw in [
+            "2025-05-06 17:00:00",
+            "2025-05-06T17:00:00",
+            "2024-03-28T16:30:00Z",
+            "2025-01-06T15:45:00-05:00",
+            "2025-03-23T17:30:00+09:00",
+            "2025-12-31T23:59:59-23:59",
+            "2024-02-29T00:00:00+00:00",
+            "2023-02-29T00:00:00Z",
+            "2025-05-06 24:00:00",
+            "2025-05-06T17:00:60Z",
+            "2025-05-06T17:00:00+24:00",
+            "2025-05-06X17:00:00",
+            "0000-01-01T00:30:00+01:00",
+        ] {
+            let fast = parse_plain_datetime(raw.as_bytes());
+            if fast.is_some() {
+                assert_eq!(fast, chrono_parse(raw), "{raw}");
+            }
+            assert_eq!(parse_datetime(raw), chrono_parse(raw), "{raw}");
+        }
+    }
+
+    #[test]
+    fn the_ascii_email_check_accepts_only_what_the_full_check_accepts() {
+        for email in [
+            "tania.carr@contoso.com",
+            "a@b.co",
+            "o'brien+tag@mail.example.org",
+            ".tania@contoso.com",
+            "tania.@contoso.com",
+            "ta..nia@contoso.com",
+            "tania@contoso",
+            "tania@-contoso.com",
+            "tania@contoso.123",
+            "tania@contoso.c",
+            "tania@@contoso.com",
+            "tania@contoso..com",
+            "tania carr@contoso.com",
+            "mateo.lópez@contoso.com",
+            "x@",
+            "@x.com",
+        ] {
+            if is_plain_ascii_email(email) {
+                assert_eq!(parse_email_slow(email), Ok(email.to_string()), "{email}");
+            }
+            assert_eq!(parse_email(email), parse_email_slow(email), "{email}");
+        }
+    }
+
+    #[test]
+    fn a_stale_clock_reading_is_refreshed_before_a_date_counts_as_future() {
+        let mut clock = Clock {
+            now: Utc.with_ymd_and_hms(2001, 1, 1, 0, 0, 0).unwrap(),
+            live: true,
+        };
+        assert!(parse_date_agreed_at("2024-06-14", &mut clock).is_ok());
+        assert!(parse_date_agreed_at("9999-12-31", &mut clock).is_err());
+        let mut fixed = Clock::fixed(now());
+        assert!(parse_date_agreed_at("2026-11-23", &mut fixed).is_err());
     }
 }

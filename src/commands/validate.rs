@@ -1,17 +1,22 @@
 //! `mca-attest validate`: the offline check. Same reader and rules as `confirm`, no network,
 //! no credentials; statuses `valid`, `invalid`, `duplicate`.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::sync::Arc;
 
+use chrono::{DateTime, Datelike, Timelike, Utc};
+
 use crate::config::ValidateConfig;
-use crate::domain::RowStatus;
+use crate::domain::SignerKey;
+use crate::domain::{RowNumber, RowStatus, TenantId};
 use crate::error::{AppError, Exit};
-use crate::input::InputReader;
+use crate::input::{Column, InputReader};
 use crate::progress::ReadPosition;
-use crate::results::{ReportFile, ReportRecord, ReportWriter, ResultRecord};
+use crate::results::{Personal, ReportFile, ReportRecord, ReportWriter, ResultRecord};
 use crate::summary::{RunClock, RunSummary};
 use crate::tally::Tally;
-use crate::validation::{DuplicateIndex, Validator, Verdict};
+use crate::validation::{Clock, DuplicateIndex, Validator, Verdict};
 
 pub const STATUSES: [RowStatus; 3] = [RowStatus::Valid, RowStatus::Invalid, RowStatus::Duplicate];
 
@@ -38,22 +43,24 @@ pub fn run(config: ValidateConfig) -> Result<Exit, AppError> {
     let lock = report.lock();
     let writer = report.into_writer::<ResultRecord>()?;
     let position = Arc::new(ReadPosition::new(reader.size()));
-    // Reading and checking on this thread, building and writing the report on another: the two
-    // halves cost about the same, and the machine has two cores. Rows travel in batches so the
-    // hand-over costs little per row.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Verdict>>(4);
+    // Reading and checking on this thread, finding duplicates and writing the report on
+    // another: the two halves cost about the same, and the machine has two cores. Rows travel
+    // in batches, their text in one buffer per batch, so the hand-over costs little per row
+    // and no allocation made here is freed there.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
     let duplicates = DuplicateIndex::with_capacity(reader.estimated_rows());
     let report = std::thread::spawn(move || write_report(writer, duplicates, rx));
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut batch = Batch::default();
     let mut sent = Ok(());
-    reader.for_each_row(&position, |raw| {
-        batch.push(validator.check(raw));
-        if batch.len() == BATCH {
-            sent = tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+    let mut now = Clock::live();
+    reader.for_each_row_ref(&position, |raw| {
+        batch.push(validator.check_ref(raw, &mut now));
+        if batch.rows.len() == BATCH {
+            sent = tx.send(std::mem::take(&mut batch));
         }
         sent.is_ok()
     })?;
-    if sent.is_ok() && !batch.is_empty() {
+    if sent.is_ok() && !batch.rows.is_empty() {
         let _ = tx.send(batch);
     }
     drop(tx);
@@ -95,32 +102,239 @@ pub fn run(config: ValidateConfig) -> Result<Exit, AppError> {
 
 const BATCH: usize = 512;
 
+/// Verdicts on consecutive rows, their report cells (formula escaping not yet applied) as
+/// text in one buffer.
+#[derive(Default)]
+struct Batch {
+    text: String,
+    rows: Vec<BatchRow>,
+}
+
+struct BatchRow {
+    row: RowNumber,
+    /// The tenant and date of a valid row (its cells are their formatted forms); `None` for an
+    /// invalid one.
+    valid: Option<(TenantId, DateTime<Utc>)>,
+    /// Where the row's text starts in the batch's text, and where each of the six input
+    /// cells and the message end.
+    start: usize,
+    ends: [usize; 7],
+}
+
+impl Batch {
+    fn push(&mut self, verdict: Verdict) {
+        let start = self.text.len();
+        let mut ends = [0; 7];
+        let (row, valid) = match verdict {
+            Verdict::Valid(row, c) | Verdict::Duplicate(row, c, _) => {
+                // The tenant and date are formatted, and the key computed, on the writing side.
+                ends[0] = start;
+                let cells = [
+                    &c.signer.first_name,
+                    &c.signer.last_name,
+                    &c.signer.email,
+                    c.signer.phone_number.as_deref().unwrap_or_default(),
+                ];
+                for (end, cell) in ends[1..5].iter_mut().zip(cells) {
+                    self.text.push_str(cell);
+                    *end = self.text.len();
+                }
+                ends[5] = self.text.len();
+                ends[6] = self.text.len();
+                (row, Some((c.tenant, c.date_agreed.as_datetime())))
+            }
+            Verdict::Invalid(raw, message) => {
+                for (end, column) in ends.iter_mut().zip(Column::ALL) {
+                    self.text.push_str(&raw.cell_for_display(column));
+                    *end = self.text.len();
+                }
+                self.text.push_str(&message);
+                ends[6] = self.text.len();
+                (raw.row, None)
+            }
+        };
+        self.rows.push(BatchRow {
+            row,
+            valid,
+            start,
+            ends,
+        });
+    }
+}
+
+/// [`crate::domain::rfc3339`] onto `out`, by hand for the years 0 to 9999.
+fn push_rfc3339(out: &mut String, at: DateTime<Utc>) {
+    let year = at.year();
+    if !(0..=9999).contains(&year) || at.nanosecond() >= 1_000_000_000 {
+        out.push_str(&crate::domain::rfc3339(at));
+        return;
+    }
+    let mut text = *b"0000-00-00T00:00:00Z";
+    let mut put = |at: usize, value: u32, width: usize| {
+        let mut value = value;
+        for i in (at..at + width).rev() {
+            text[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, year.unsigned_abs(), 4);
+    put(5, at.month(), 2);
+    put(8, at.day(), 2);
+    put(11, at.hour(), 2);
+    put(14, at.minute(), 2);
+    put(17, at.second(), 2);
+    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
+}
+
+/// One line of the validation report, its cells kept in buffers reused from line to line
+/// (the results file's columns, as [`ResultRecord`] writes them).
+#[derive(Default)]
+struct ReportLine {
+    status: Option<RowStatus>,
+    row: String,
+    cells: [String; 6],
+    message: String,
+    /// `finished_at` and the second it was formatted for.
+    finished_at: String,
+    finished_second: Option<i64>,
+}
+
+impl ReportLine {
+    fn set_finished_at(&mut self, at: DateTime<Utc>) {
+        if self.finished_second != Some(at.timestamp()) {
+            self.finished_at.clear();
+            push_rfc3339(&mut self.finished_at, at);
+            self.finished_second = Some(at.timestamp());
+        }
+    }
+}
+
+impl ReportRecord for ReportLine {
+    fn header() -> &'static [&'static str] {
+        ResultRecord::header()
+    }
+
+    type Status = RowStatus;
+
+    fn status(&self) -> RowStatus {
+        self.status.unwrap_or(RowStatus::Failed)
+    }
+
+    fn personal_cells() -> &'static [(usize, Personal)] {
+        ResultRecord::personal_cells()
+    }
+
+    fn cells(&self) -> Vec<Cow<'_, str>> {
+        let [tenant, first, last, email, phone, date] = &self.cells;
+        [
+            &*self.row,
+            tenant,
+            first,
+            last,
+            email,
+            phone,
+            date,
+            self.status().as_str(),
+            "",
+            "",
+            "",
+            &self.message,
+            "0",
+            "",
+            "",
+            "",
+            &self.finished_at,
+        ]
+        .into_iter()
+        .map(Cow::Borrowed)
+        .collect()
+    }
+}
+
 /// Finds the duplicates and writes the report from batches of verdicts (in input order);
 /// returns the counts per status and the bytes the duplicate index held.
 fn write_report(
     mut writer: ReportWriter,
     mut duplicates: DuplicateIndex,
-    batches: std::sync::mpsc::Receiver<Vec<Verdict>>,
+    batches: std::sync::mpsc::Receiver<Batch>,
 ) -> Result<(Tally<RowStatus>, usize), AppError> {
     let mut tally = Tally::default();
+    let mut keys = Vec::with_capacity(BATCH);
+    let mut earlier = Vec::with_capacity(BATCH);
+    let mut line = ReportLine::default();
     for batch in batches {
-        for verdict in batch {
-            let record = match duplicates.classify(verdict) {
-                Verdict::Valid(row, c) => ResultRecord::from_confirmation(row, c, RowStatus::Valid),
-                Verdict::Invalid(raw, message) => {
-                    ResultRecord::from_raw(&raw, RowStatus::Invalid, message)
+        // The index lookups of a batch in one tight loop, so that the processor overlaps
+        // their cache misses (the index is far larger than the caches).
+        let text = |r: &BatchRow, i: usize| {
+            let start = if i == 0 { r.start } else { r.ends[i - 1] };
+            batch.text.get(start..r.ends[i]).unwrap_or_default()
+        };
+        keys.clear();
+        keys.extend(batch.rows.iter().map(|r| {
+            r.valid.map(|(tenant, _)| {
+                SignerKey::of(&tenant, text(r, 1), text(r, 2), text(r, 3), text(r, 4))
+            })
+        }));
+        earlier.clear();
+        earlier.extend(
+            batch
+                .rows
+                .iter()
+                .zip(&keys)
+                .map(|(r, key)| key.and_then(|key| duplicates.first_seen(key, r.row))),
+        );
+        for (r, earlier) in batch.rows.iter().zip(earlier.iter().copied()) {
+            line.row.clear();
+            let _ = write!(line.row, "{}", r.row);
+            for (i, cell) in line.cells.iter_mut().enumerate() {
+                cell.clear();
+                cell.push_str(text(r, i));
+            }
+            if let Some((tenant, date)) = r.valid {
+                let mut uuid = uuid::Uuid::encode_buffer();
+                line.cells[0].push_str(tenant.as_uuid().hyphenated().encode_lower(&mut uuid));
+                push_rfc3339(&mut line.cells[5], date);
+            }
+            line.message.clear();
+            line.status = Some(match (r.valid, earlier) {
+                (None, _) => {
+                    line.message.push_str(text(r, 6));
+                    RowStatus::Invalid
                 }
-                Verdict::Duplicate(row, c, earlier) => {
-                    let mut r = ResultRecord::from_confirmation(row, c, RowStatus::Duplicate);
-                    r.message = format!("same tenant and signer as row {earlier}");
-                    r
+                (Some(_), None) => RowStatus::Valid,
+                (Some(_), Some(earlier)) => {
+                    let _ = write!(line.message, "same tenant and signer as row {earlier}");
+                    RowStatus::Duplicate
                 }
-            };
-            tally.add(record.status());
+            });
+            line.set_finished_at(Utc::now());
+            tally.add(line.status());
             // Dropping the receiver (by returning) stops the reader.
-            writer.write_buffered(&record)?;
+            writer.write_buffered(&line)?;
         }
     }
     writer.finish()?;
     Ok((tally, duplicates.heap_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn dates_are_formatted_as_the_results_file_formats_them() {
+        for at in [
+            Utc.with_ymd_and_hms(2024, 6, 4, 7, 5, 9).unwrap(),
+            Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap()
+                + chrono::Duration::milliseconds(999),
+            Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(-1, 1, 1, 0, 0, 0).unwrap(),
+        ] {
+            let mut text = String::from("x");
+            push_rfc3339(&mut text, at);
+            assert_eq!(text, format!("x{}", crate::domain::rfc3339(at)));
+        }
+    }
 }
