@@ -142,3 +142,31 @@ fn bash_completes_flags_after_the_subcommand() {
     );
     assert!(bash_completes(&script, "customers", "--max").contains("--max-attempts"));
 }
+
+#[test]
+fn validate_shows_the_first_ten_bad_rows_with_their_messages() {
+    let wd = Workdir::new();
+    let mut customers: Vec<Customer> = (1..=12)
+        .map(|n| Customer::new(n).email(&format!("broken{n}")))
+        .collect();
+    customers.push(Customer::new(13));
+    wd.create_customers("in.csv", &customers);
+    let run = wd.command(["validate", "in.csv", "-o", "v.csv"]).run();
+    run.expect_code(1);
+    let shown: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.trim_start().starts_with("row "))
+        .collect();
+    assert_eq!(shown.len(), 10, "{run}");
+    assert!(
+        shown[0].contains("row 1: email") && shown[0].contains("broken1"),
+        "{run}"
+    );
+    run.expect_stderr_contains("and 2 more in the report");
+    let quiet = wd
+        .command(["validate", "in.csv", "-o", "v.csv", "-q"])
+        .run();
+    quiet.expect_code(1);
+    assert_eq!(quiet.stderr, "", "{quiet}");
+}

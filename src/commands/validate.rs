@@ -64,7 +64,7 @@ pub fn run(config: ValidateConfig) -> Result<Exit, AppError> {
         let _ = tx.send(batch);
     }
     drop(tx);
-    let (tally, index_bytes) = report
+    let (tally, index_bytes, first_invalid) = report
         .join()
         .map_err(|_| AppError::Aborted("the report writer stopped unexpectedly".into()))??;
     if tally.total() == 0 {
@@ -97,6 +97,9 @@ pub fn run(config: ValidateConfig) -> Result<Exit, AppError> {
         })?;
     }
     drop(lock);
+    if let Some(hint) = invalid_hint(&first_invalid, tally.get(RowStatus::Invalid)) {
+        crate::console::say(crate::console::Kind::Hint, &hint);
+    }
     Ok(exit)
 }
 
@@ -257,8 +260,9 @@ fn write_report(
     mut writer: ReportWriter,
     mut duplicates: DuplicateIndex,
     batches: std::sync::mpsc::Receiver<Batch>,
-) -> Result<(Tally<RowStatus>, usize), AppError> {
+) -> Result<Written, AppError> {
     let mut tally = Tally::default();
+    let mut first_invalid = Vec::new();
     let mut keys = Vec::with_capacity(BATCH);
     let mut earlier = Vec::with_capacity(BATCH);
     let mut line = ReportLine::default();
@@ -299,6 +303,9 @@ fn write_report(
             line.status = Some(match (r.valid, earlier) {
                 (None, _) => {
                     line.message.push_str(text(r, 6));
+                    if first_invalid.len() < SHOWN_INVALID {
+                        first_invalid.push((r.row.0, text(r, 6).to_string()));
+                    }
                     RowStatus::Invalid
                 }
                 (Some(_), None) => RowStatus::Valid,
@@ -314,7 +321,33 @@ fn write_report(
         }
     }
     writer.finish()?;
-    Ok((tally, duplicates.heap_bytes()))
+    Ok((tally, duplicates.heap_bytes(), first_invalid))
+}
+
+/// What writing the report found: the counts, the bytes the duplicate index held, and the
+/// first invalid rows (row number, message).
+type Written = (Tally<RowStatus>, usize, Vec<(u64, String)>);
+
+/// Invalid rows shown on stderr, so the first ones need no digging in the report.
+const SHOWN_INVALID: usize = 10;
+
+/// The first invalid rows with their messages, and how many more the report holds.
+fn invalid_hint(first: &[(u64, String)], invalid: u64) -> Option<String> {
+    if first.is_empty() {
+        return None;
+    }
+    let mut text = String::from("invalid rows (the message names the field and the reason):");
+    for (row, message) in first {
+        text.push_str(&format!(
+            "\n  row {row}: {}",
+            crate::api::error::printable(message)
+        ));
+    }
+    let more = invalid.saturating_sub(first.len() as u64);
+    if more > 0 {
+        text.push_str(&format!("\n  ... and {more} more in the report"));
+    }
+    Some(text)
 }
 
 #[cfg(test)]
