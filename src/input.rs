@@ -368,33 +368,18 @@ impl InputReader {
 
     /// The next data record, `None` at the end of the file. An I/O error ends the file.
     pub fn next_row(&mut self) -> Option<Result<RawRow, InputError>> {
-        if let Some(row) = self.pending.take() {
-            return Some(Ok(row));
-        }
-        loop {
-            match self.reader.read_byte_record(&mut self.record) {
-                Ok(false) => return None,
-                Ok(true) => {}
-                Err(e) => {
-                    return Some(Err(InputError::Read {
-                        path: self.path.clone(),
-                        source: e,
-                    }));
-                }
-            }
-            // Taken for every record, so that cuts stay paired with their records.
-            let record_end = self.reader.position().byte();
-            let cut = self.reader.get_mut().take_cut(record_end);
-            // A line holding nothing at all is not a record (spreadsheets leave them at the end).
-            if cut.is_none()
-                && self.record.len() == 1
-                && self.record.get(0).is_some_and(<[u8]>::is_empty)
-            {
-                continue;
-            }
-            let row = RowNumber(self.next_row);
-            self.next_row += 1;
-            return Some(Ok(self.raw_row(row, cut)));
+        // The row takes the reader's buffer; a buffer of the same size stays for the next.
+        let fresh = ByteRecord::with_capacity(self.record.as_slice().len(), self.record.len());
+        let mut row = RawRow {
+            row: RowNumber(0),
+            problem: None,
+            record: std::mem::replace(&mut self.record, fresh),
+            columns: ColumnMap::default(),
+        };
+        match self.next_row_into(&mut row) {
+            Ok(true) => Some(Ok(row)),
+            Ok(false) => None,
+            Err(e) => Some(Err(e)),
         }
     }
 
@@ -489,19 +474,6 @@ impl InputReader {
             .finished
             .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())
-    }
-
-    fn raw_row(&mut self, row: RowNumber, cut: Option<Cut>) -> RawRow {
-        // The record moves into the row; the reader keeps a buffer of the same size for the next.
-        let fresh = ByteRecord::with_capacity(self.record.as_slice().len(), self.record.len());
-        let record = std::mem::replace(&mut self.record, fresh);
-        let problem = self.problem(&record, row, cut);
-        RawRow {
-            row,
-            problem,
-            record,
-            columns: self.columns.clone(),
-        }
     }
 
     /// A structural problem of `record` that makes the row invalid whatever its values.
