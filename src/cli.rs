@@ -185,10 +185,11 @@ pub struct InputArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ConfirmArgs {
-    /// Input CSV of customer tenants and signers
+    /// Input CSV of customer tenants and signers; '-' for stdin (a pipe or FIFO works too)
     pub input: PathBuf,
 
-    /// Results file; '-' for stdout [default: <input stem>.results.csv beside the input]
+    /// Results file; '-' for stdout [default: <input stem>.results.csv beside the input;
+    /// stdin.results.csv in the working directory when INPUT is '-' or a shell's <(…)]
     #[arg(short, long, value_name = "PATH")]
     pub output: Option<PathBuf>,
 
@@ -229,10 +230,11 @@ pub struct ConfirmArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ValidateArgs {
-    /// Input CSV of customer tenants and signers
+    /// Input CSV of customer tenants and signers; '-' for stdin (a pipe or FIFO works too)
     pub input: PathBuf,
 
-    /// Report file; '-' for stdout [default: <input stem>.validation.csv beside the input]
+    /// Report file; '-' for stdout [default: <input stem>.validation.csv beside the input;
+    /// stdin.validation.csv in the working directory when INPUT is '-' or a shell's <(…)]
     #[arg(short, long, value_name = "PATH")]
     pub output: Option<PathBuf>,
 
@@ -270,8 +272,8 @@ pub struct TemplateArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
-    /// Input CSV: a tenant id column is required; signer columns, when present, are compared
-    /// with the record
+    /// Input CSV ('-' for stdin; a pipe or FIFO works too): a tenant id column is required;
+    /// signer columns, when present, are compared with the record
     #[arg(required_unless_present = "all_customers")]
     pub input: Option<PathBuf>,
 

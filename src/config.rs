@@ -236,7 +236,7 @@ impl RunFiles {
                 if self
                     .input
                     .path()
-                    .is_some_and(|input| same_file(path, input))
+                    .is_some_and(|input| !crate::input::is_stdin(input) && same_file(path, input))
                 {
                     return Err(AppError::Usage(format!(
                         "{what} '{}' is the input file: choose another path",
@@ -457,10 +457,14 @@ fn parse_default_date(raw: &str) -> Result<DateAgreed, AppError> {
         .map_err(|e| AppError::Usage(format!("--default-date-agreed: {}", e.message)))
 }
 
-/// `<input stem>.<suffix>` beside the input, or the explicit `-o` value.
+/// `<input stem>.<suffix>` beside the input (`stdin.<suffix>` in the working directory for
+/// standard input or a pipe the shell made), or the explicit `-o` value.
 fn output_target(input: &Path, explicit: Option<&Path>, suffix: &str) -> OutputTarget {
     match explicit {
         Some(p) => OutputTarget::parse(p),
+        None if crate::input::is_shell_stream(input) => {
+            OutputTarget::File(PathBuf::from(format!("stdin.{suffix}")))
+        }
         None => {
             let mut name = input
                 .file_stem()

@@ -3,18 +3,37 @@
 //! holding more than that record in memory: records longer than [`MAX_RECORD_BYTES`] are cut
 //! short on the way in (see [`RecordLimit`]) and come out as invalid rows.
 
+mod fingerprinting;
 mod record_limit;
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use csv::ByteRecord;
 
 use crate::domain::RowNumber;
 use crate::progress::ReadPosition;
 
+pub use fingerprinting::{Fingerprinting, fingerprint_input};
 pub use record_limit::{Cut, RecordLimit};
+
+use crate::fingerprint::{Hashing, InputFingerprint};
+
+/// INPUT `-`: the rows come from standard input.
+pub const STDIN: &str = "-";
+
+/// Whether `path` is INPUT `-` (standard input).
+pub fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == STDIN
+}
+
+/// Whether INPUT is standard input or a pipe the shell made for it (`-`, `/dev/stdin`,
+/// `/dev/fd/63` from `<(…)`, `/proc/self/fd/N`): no report can be written beside it.
+pub fn is_shell_stream(path: &Path) -> bool {
+    is_stdin(path) || path.starts_with("/dev") || path.starts_with("/proc")
+}
 
 /// A column the tool reads; every other column of the input is carried along but ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +121,10 @@ pub enum InputError {
         "input file '{path}' is not a CSV text file (it contains binary data near byte {offset})"
     )]
     Binary { path: PathBuf, offset: usize },
+    #[error(
+        "input file '{path}' is an Excel workbook, not a CSV file: in Excel choose File > Save As > \"CSV UTF-8 (Comma delimited) (*.csv)\" and give that file"
+    )]
+    Workbook { path: PathBuf },
     #[error(
         "input file '{path}': the header line is not valid UTF-8: save the file as UTF-8 and try again"
     )]
@@ -220,11 +243,30 @@ pub struct InputOptions {
     pub required: Vec<Column>,
 }
 
+/// A stream read once: its sniffed first bytes, then the rest, hashed as they pass.
+type Stream = Hashing<std::io::Chain<Cursor<Vec<u8>>, Box<dyn Read + Send>>>;
+
+/// What the reader reads: a regular file, or a stream that can be read only once (standard
+/// input, a pipe, a FIFO), hashed as it is read.
+enum Source {
+    File(File),
+    Stream(Box<Stream>),
+}
+
+impl Read for Source {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Source::File(f) => f.read(buf),
+            Source::Stream(s) => s.read(buf),
+        }
+    }
+}
+
 /// A streaming reader over an input CSV file.
 pub struct InputReader {
     path: PathBuf,
     size: u64,
-    reader: csv::Reader<RecordLimit<File>>,
+    reader: csv::Reader<RecordLimit<Source>>,
     header: ByteRecord,
     columns: ColumnMap,
     next_row: u64,
@@ -234,6 +276,10 @@ pub struct InputReader {
     /// Average bytes per line in the first few KiB, to estimate the row count.
     bytes_per_line: f64,
     delimiter: u8,
+    /// Data records whose cells are all empty, skipped.
+    empty_rows: u64,
+    /// For a stream: its fingerprint, set when the reader reaches its end.
+    streamed: Option<Arc<OnceLock<InputFingerprint>>>,
 }
 
 impl std::fmt::Debug for InputReader {
@@ -248,33 +294,64 @@ impl std::fmt::Debug for InputReader {
 const SNIFF_BYTES: usize = 8192;
 
 impl InputReader {
-    /// Opens the file, checks that it is CSV text and that the required columns are present.
+    /// Opens the file (`-`: standard input), checks that it is CSV text and that the required
+    /// columns are present. A regular file is read from its start after the first bytes are
+    /// sniffed; a pipe, FIFO or standard input is read once, those bytes first.
     pub fn open(path: &Path, options: &InputOptions) -> Result<Self, InputError> {
         let open_err = |source| InputError::Open {
             path: path.to_path_buf(),
             source,
         };
-        let mut file = File::open(path).map_err(open_err)?;
-        let meta = file.metadata().map_err(open_err)?;
-        if meta.is_dir() {
-            return Err(InputError::Directory {
-                path: path.to_path_buf(),
-            });
-        }
+        let (mut inner, size, regular): (Box<dyn Read + Send>, u64, Option<File>) = if is_stdin(
+            path,
+        ) {
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                crate::console::say(
+                    crate::console::Kind::Note,
+                    "reading CSV rows from standard input: type or paste them, then end with Ctrl-D (Ctrl-Z, Enter on Windows)",
+                );
+            }
+            (Box::new(std::io::stdin()), 0, None)
+        } else {
+            let file = File::open(path).map_err(open_err)?;
+            let meta = file.metadata().map_err(open_err)?;
+            if meta.is_dir() {
+                return Err(InputError::Directory {
+                    path: path.to_path_buf(),
+                });
+            }
+            if meta.is_file() {
+                let size = meta.len();
+                let reading = file.try_clone().map_err(open_err)?;
+                (Box::new(reading), size, Some(file))
+            } else {
+                (Box::new(file), 0, None)
+            }
+        };
         let mut head = Vec::with_capacity(SNIFF_BYTES);
-        (&mut file)
+        (&mut inner)
             .take(SNIFF_BYTES as u64)
             .read_to_end(&mut head)
             .map_err(open_err)?;
         sniff(path, &head)?;
         let delimiter = options.delimiter.unwrap_or_else(|| detect_delimiter(&head));
-        file.seek(SeekFrom::Start(0)).map_err(open_err)?;
-
+        let bytes_per_line = bytes_per_line(&head);
+        let (source, streamed) = match regular {
+            Some(mut file) => {
+                drop(inner);
+                file.seek(SeekFrom::Start(0)).map_err(open_err)?;
+                (Source::File(file), None)
+            }
+            None => (
+                Source::Stream(Box::new(Hashing::new(Cursor::new(head).chain(inner)))),
+                Some(Arc::new(OnceLock::new())),
+            ),
+        };
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
             .has_headers(false)
             .flexible(true)
-            .from_reader(RecordLimit::new(file, delimiter));
+            .from_reader(RecordLimit::new(source, delimiter));
         let mut header = ByteRecord::new();
         let read_err = |source| InputError::Read {
             path: path.to_path_buf(),
@@ -307,15 +384,17 @@ impl InputReader {
         let columns = map_columns(path, &names, options, delimiter)?;
         Ok(InputReader {
             path: path.to_path_buf(),
-            size: meta.len(),
+            size,
             reader,
             header,
             columns,
             next_row: 1,
             record: ByteRecord::new(),
             pending: None,
-            bytes_per_line: bytes_per_line(&head),
+            bytes_per_line,
             delimiter,
+            empty_rows: 0,
+            streamed,
         })
     }
 
@@ -337,7 +416,23 @@ impl InputReader {
         self.delimiter
     }
 
-    /// File size in bytes, for estimating progress.
+    /// For standard input, a pipe or a FIFO (read only once): where its fingerprint will be
+    /// once the reader reaches its end. `None` for a regular file.
+    pub fn streamed_fingerprint(&self) -> Option<Arc<OnceLock<InputFingerprint>>> {
+        self.streamed.clone()
+    }
+
+    /// Data records read so far, the skipped empty ones included (row numbers count them).
+    pub fn records_read(&self) -> u64 {
+        self.next_row.saturating_sub(1)
+    }
+
+    /// Data records whose cells were all empty, skipped so far.
+    pub fn empty_rows(&self) -> u64 {
+        self.empty_rows
+    }
+
+    /// File size in bytes, for estimating progress (0 for a stream).
     pub fn size(&self) -> u64 {
         self.size
     }
@@ -393,7 +488,10 @@ impl InputReader {
         }
         loop {
             match self.reader.read_byte_record(&mut out.record) {
-                Ok(false) => return Ok(false),
+                Ok(false) => {
+                    self.reached_end();
+                    return Ok(false);
+                }
                 Ok(true) => {}
                 Err(e) => {
                     return Err(InputError::Read {
@@ -413,11 +511,29 @@ impl InputReader {
                 continue;
             }
             let row = RowNumber(self.next_row);
-            self.next_row += 1;
+            self.next_row = self.next_row.saturating_add(1);
+            // A record whose cells are all empty (spreadsheets leave `,,,,` after the data)
+            // keeps its number but is no row to check or send.
+            if cut.is_none() && out.record.iter().all(|cell| cell.trim_ascii().is_empty()) {
+                self.empty_rows = self.empty_rows.saturating_add(1);
+                continue;
+            }
             out.row = row;
             out.problem = self.problem(&out.record, row, cut);
             out.columns = self.columns.clone();
             return Ok(true);
+        }
+    }
+
+    /// At the end of a stream: its fingerprint, from the bytes it held and the records read.
+    fn reached_end(&mut self) {
+        if let (Some(slot), Source::Stream(stream)) =
+            (&self.streamed, self.reader.get_mut().get_mut())
+        {
+            let _ = slot.set(InputFingerprint {
+                sha256: stream.take_sha256(),
+                rows: self.next_row.saturating_sub(1),
+            });
         }
     }
 
@@ -445,9 +561,7 @@ impl InputReader {
             }
         }
         position.update(self.position(), rows);
-        position
-            .finished
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        position.finish(self.empty_rows);
         Ok(())
     }
 
@@ -470,9 +584,7 @@ impl InputReader {
             }
         }
         position.update(self.position(), rows);
-        position
-            .finished
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        position.finish(self.empty_rows);
         Ok(())
     }
 
@@ -574,6 +686,13 @@ fn bytes_per_line(head: &[u8]) -> f64 {
 }
 
 fn sniff(path: &Path, head: &[u8]) -> Result<(), InputError> {
+    // An .xlsx workbook is a zip archive; an .xls one an OLE compound file.
+    const WORKBOOKS: [&[u8]; 2] = [b"PK\x03\x04", b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1"];
+    if WORKBOOKS.iter().any(|magic| head.starts_with(magic)) {
+        return Err(InputError::Workbook {
+            path: path.to_path_buf(),
+        });
+    }
     if head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]) {
         return Err(InputError::Utf16 {
             path: path.to_path_buf(),
@@ -818,6 +937,66 @@ mod tests {
         text.extend_from_slice(b"\n1,2,3,4\n");
         let err = InputReader::open(write(&text).path(), &opts()).unwrap_err();
         assert!(matches!(err, InputError::HeaderTooLong { .. }), "{err}");
+    }
+
+    #[test]
+    fn workbooks_are_named_as_such() {
+        for head in [
+            &b"PK\x03\x04\x14\0\x06\0"[..],
+            b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1\0\0",
+        ] {
+            let err = InputReader::open(write(head).path(), &opts()).unwrap_err();
+            assert!(matches!(err, InputError::Workbook { .. }), "{err}");
+            assert!(err.to_string().contains("CSV UTF-8"), "{err}");
+        }
+    }
+
+    #[test]
+    fn all_empty_records_keep_their_numbers_and_are_skipped() {
+        let f = write(
+            b"tenant_id,first_name,last_name,email\n1,a,b,c\n,,,\n\n , ,,\n,,\n2,a,b,c\n,,,\n",
+        );
+        let mut r = InputReader::open(f.path(), &opts()).unwrap();
+        let rows: Vec<_> = std::iter::from_fn(|| r.next_row())
+            .map(|x| x.unwrap().row)
+            .collect();
+        assert_eq!(rows, [RowNumber(1), RowNumber(5)]);
+        assert_eq!(r.empty_rows(), 4);
+        assert_eq!(r.records_read(), 6);
+        assert!(r.streamed_fingerprint().is_none());
+        let counted = fingerprint_input(f.path(), b',').unwrap();
+        assert_eq!(counted.rows, r.records_read());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_is_read_once_and_hashed_as_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("rows");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let text = b"tenant_id,first_name,last_name,email\n1,a,b,c\n,,,\n2,a,b,c\n".to_vec();
+        let writer = {
+            let (fifo, text) = (fifo.clone(), text.clone());
+            std::thread::spawn(move || std::fs::write(fifo, text).unwrap())
+        };
+        let mut r = InputReader::open(&fifo, &opts()).unwrap();
+        let slot = r.streamed_fingerprint().expect("a FIFO is a stream");
+        assert_eq!(r.size(), 0);
+        let first = r.next_row().unwrap().unwrap();
+        assert_eq!(first.fields().tenant_id, "1");
+        assert!(slot.get().is_none(), "known only at the end");
+        assert_eq!(r.next_row().unwrap().unwrap().row, RowNumber(3));
+        assert!(r.next_row().is_none());
+        writer.join().unwrap();
+        let plain = dir.path().join("plain.csv");
+        std::fs::write(&plain, &text).unwrap();
+        let expected = fingerprint_input(&plain, b',').unwrap();
+        assert_eq!(slot.get(), Some(&expected));
+        assert_eq!(expected.rows, 3);
     }
 
     #[test]

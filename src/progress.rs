@@ -20,6 +20,8 @@ pub struct ReadPosition {
     pub finished: std::sync::atomic::AtomicBool,
     /// Bytes held by the duplicate index at the end of the file.
     pub index_bytes: AtomicU64,
+    /// Data records whose cells were all empty, skipped (known at the end of the file).
+    pub empty_rows: AtomicU64,
 }
 
 impl ReadPosition {
@@ -33,6 +35,12 @@ impl ReadPosition {
     pub fn update(&self, bytes: u64, rows: u64) {
         self.bytes.store(bytes, Ordering::Relaxed);
         self.rows.store(rows, Ordering::Relaxed);
+    }
+
+    /// The end of the file: reading is over, `empty_rows` were skipped.
+    pub fn finish(&self, empty_rows: u64) {
+        self.empty_rows.store(empty_rows, Ordering::Relaxed);
+        self.finished.store(true, Ordering::Relaxed);
     }
 
     pub fn set_index_bytes(&self, bytes: usize) {

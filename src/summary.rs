@@ -42,6 +42,9 @@ pub struct RunSummary {
     pub exit_code: u8,
     /// Why the run stopped early, if it did.
     pub aborted: Option<String>,
+    /// Data rows whose cells were all empty (spreadsheets leave them after the data): skipped,
+    /// no line in the report, not counted in `rows`.
+    pub empty_rows_skipped: u64,
     /// With `--resume`: input rows skipped because the results file already had them done.
     pub resumed_skipped: Option<u64>,
     /// Requests sent to the service (retries included) and their rate over the whole run.
@@ -117,6 +120,7 @@ impl RunSummary {
             exit_code,
             aborted: None,
             resumed_skipped: None,
+            empty_rows_skipped: 0,
             requests_sent: 0,
             effective_rate: 0.0,
             throttle_episodes: 0,
@@ -131,6 +135,12 @@ impl RunSummary {
             "{} rows in {:.1} s ({} rows/s): {}",
             self.rows, self.elapsed_seconds, self.rows_per_second, self.counts_line,
         );
+        if self.empty_rows_skipped > 0 {
+            text.push_str(&format!(
+                "; {} empty row(s) skipped",
+                self.empty_rows_skipped
+            ));
+        }
         if let Some(skipped) = self.resumed_skipped {
             text.push_str(&format!(
                 "; {skipped} already done in the results file, skipped"
@@ -173,6 +183,14 @@ impl RunSummary {
             self.input_sha256 = Some(f.sha256);
             self.input_rows = Some(f.rows);
         }
+    }
+}
+
+/// ` (N empty rows skipped)` for a message about the rows read, or nothing.
+pub fn empty_rows_note(empty_rows: u64) -> String {
+    match empty_rows {
+        0 => String::new(),
+        n => format!(" ({n} empty row(s) skipped)"),
     }
 }
 

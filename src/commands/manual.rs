@@ -45,7 +45,11 @@ const ENVIRONMENT: [(&str, &str); 10] = [
 ];
 
 /// Files a run writes.
-const FILES: [(&str, &str); 7] = [
+const FILES: [(&str, &str); 8] = [
+    (
+        "INPUT",
+        "a CSV file; '-' (stdin), a pipe (<(…), /dev/stdin) or a FIFO is read once and hashed as it is read; reports of '-' and <(…) default to stdin.<kind>.csv in the working directory. Rows whose cells are all empty are skipped and counted (empty_rows_skipped)",
+    ),
     (
         "<input stem>.results.csv",
         "confirm's results file, the audit record: one line per row, flushed as each row finishes; never replaced, continued with --resume",

@@ -11,7 +11,7 @@ use crate::config::ValidateConfig;
 use crate::domain::SignerKey;
 use crate::domain::{RowNumber, RowStatus, TenantId};
 use crate::error::{AppError, Exit};
-use crate::input::{Column, InputReader};
+use crate::input::{Column, Fingerprinting, InputReader};
 use crate::progress::ReadPosition;
 use crate::results::{Personal, ReportFile, ReportRecord, ReportWriter, ResultRecord};
 use crate::summary::{RunClock, RunSummary};
@@ -29,10 +29,7 @@ pub fn run(config: ValidateConfig) -> Result<Exit, AppError> {
         .ok_or_else(|| AppError::Usage("validate needs an input file".into()))?;
     let mut reader = InputReader::open(input, &config.input.signer_options())?;
     // Hash the input for the manifest beside the run (the row count comes from the run).
-    let fingerprint = {
-        let path = input.to_path_buf();
-        std::thread::spawn(move || crate::fingerprint::sha256_file(&path))
-    };
+    let fingerprint = Fingerprinting::start(&reader, false);
     let validator = Validator {
         default_date: config.input.default_date,
     };
@@ -70,7 +67,11 @@ pub fn run(config: ValidateConfig) -> Result<Exit, AppError> {
     if tally.total() == 0 {
         crate::console::say(
             crate::console::Kind::Note,
-            &format!("note: '{}' has a header but no data rows", input.display()),
+            &format!(
+                "note: '{}' has a header but no data rows{}",
+                input.display(),
+                crate::summary::empty_rows_note(reader.empty_rows())
+            ),
         );
     }
     let exit = Exit::of_run(None, tally.problems());
@@ -83,12 +84,8 @@ pub fn run(config: ValidateConfig) -> Result<Exit, AppError> {
         files.report.to_string(),
         exit.code(),
     );
-    summary.set_input(fingerprint.join().ok().and_then(Result::ok).map(|sha256| {
-        crate::fingerprint::InputFingerprint {
-            sha256,
-            rows: tally.total(),
-        }
-    }));
+    summary.set_input(fingerprint.finish_with_rows(reader.records_read()));
+    summary.empty_rows_skipped = reader.empty_rows();
     summary.duplicate_index_bytes = Some(index_bytes as u64);
     crate::run::publish(&summary, files, written.as_deref())?;
     if let (Some(written), Some(report)) = (&written, files.report.path()) {

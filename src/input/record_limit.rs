@@ -208,6 +208,11 @@ impl<R: Read> RecordLimit<R> {
         }
     }
 
+    /// The reader underneath (reading from it directly loses this reader's place).
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
     /// The reader underneath; what was read from it and not yet handed on is lost.
     pub fn into_inner(self) -> R {
         self.inner

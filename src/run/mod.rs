@@ -28,7 +28,7 @@ use crate::console::{Kind, say};
 use crate::domain::{RowNumber, Status};
 use crate::error::{AppError, Exit};
 use crate::files::{print_stdout, replace_private};
-use crate::input::{InputError, InputOptions, InputReader};
+use crate::input::{Fingerprinting, InputError, InputOptions, InputReader};
 use crate::pipeline::{self, AbortReason, Job, Outputs, RunContext, Work};
 use crate::progress::{Progress, ReadPosition};
 use crate::results::{LineWriter, OutputTarget, ReportFile, ReportRecord, promote};
@@ -164,8 +164,19 @@ pub async fn drive<K: RunKind>(
     // The file this run writes: the report, or the partial file beside a derived report
     // that only a complete run replaces.
     let written = report.regular_path().map(Path::to_path_buf);
+    // A regular input is hashed beside the run; a stream as it is read.
+    let fingerprint = match &source {
+        Source::File(reader) => Some(Fingerprinting::start(reader, true)),
+        Source::Listing => None,
+    };
+    // A stream cannot be read twice: whether it changed since the last run is known only
+    // once it has been read.
+    let rereadable_input = files
+        .input
+        .path()
+        .filter(|_| fingerprint.as_ref().is_some_and(|f| !f.is_streamed()));
     let done = match &written {
-        Some(path) if files.mode.resumes() => load_for_resume(&kind, path, files.input.path())?,
+        Some(path) if files.mode.resumes() => load_for_resume(&kind, path, rereadable_input)?,
         _ => None,
     };
     let lock = report.lock();
@@ -186,16 +197,12 @@ pub async fn drive<K: RunKind>(
         )?),
         None => None,
     };
-    let fingerprint = files
-        .input
-        .path()
-        .map(|path| crate::fingerprint::in_background(path, delimiter));
     let ctx = Arc::new(RunContext::new(stop));
     let signals = tokio::spawn(crate::signals::watch(ctx.clone()));
 
-    let has_rows = match &mut source {
-        Source::File(reader) => reader.has_rows()?,
-        Source::Listing => true,
+    let (has_rows, empty_rows) = match &mut source {
+        Source::File(reader) => (reader.has_rows()?, reader.empty_rows()),
+        Source::Listing => (true, 0),
     };
     let job = if has_rows {
         match kind.prepare(&conn.client, &ctx).await {
@@ -223,8 +230,9 @@ pub async fn drive<K: RunKind>(
         say(
             Kind::Note,
             &format!(
-                "note: '{}' has a header but no data rows: nothing to do",
-                files.input
+                "note: '{}' has a header but no data rows{}: nothing to do",
+                files.input,
+                crate::summary::empty_rows_note(empty_rows)
             ),
         );
         None
@@ -291,10 +299,22 @@ pub async fn drive<K: RunKind>(
     };
     signals.abort();
     let (abort, skipped) = settle(report.abort, reader_task, report.outputs).await;
+    let streamed = fingerprint
+        .as_ref()
+        .is_some_and(Fingerprinting::is_streamed);
     let fingerprint = match fingerprint {
-        Some(task) => task.await.ok().flatten(),
+        Some(f) => tokio::task::spawn_blocking(move || f.finish())
+            .await
+            .ok()
+            .flatten(),
         None => None,
     };
+    if let (true, true, Some(f), Some(path)) =
+        (streamed, files.mode.resumes(), &fingerprint, &written)
+        && let Some(warning) = crate::resume::input_changed_warning(path, &f.sha256)
+    {
+        tracing::warn!("{warning}");
+    }
     let client = conn.client.clone();
     let base_url = conn.base_url.clone();
     conn.close().await;
@@ -316,6 +336,9 @@ pub async fn drive<K: RunKind>(
     summary.resumed_skipped = (files.mode.resumes()).then_some(skipped);
     summary.set_gate(client.gate());
     summary.set_input(fingerprint);
+    summary.empty_rows_skipped = position
+        .empty_rows
+        .load(std::sync::atomic::Ordering::Relaxed);
     let index_bytes = position
         .index_bytes
         .load(std::sync::atomic::Ordering::Relaxed);

@@ -420,6 +420,13 @@ impl Cmd {
         self
     }
 
+    /// What the command reads on its standard input.
+    pub fn stdin(&mut self, bytes: impl Into<Vec<u8>>) -> &mut Self {
+        self.shown.push_str(" < (stdin)");
+        self.cmd.write_stdin(bytes.into());
+        self
+    }
+
     pub fn env_remove(&mut self, name: &str) -> &mut Self {
         self.env.retain(|e| !e.starts_with(&format!("{name}=")));
         self.cmd.env_remove(name);
