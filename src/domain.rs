@@ -2,7 +2,7 @@
 //! validation and then passed around instead of strings.
 
 use std::fmt;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
@@ -176,15 +176,9 @@ impl SignerKey {
         for b in phone.bytes().filter(|b| b.is_ascii_digit() || *b == b'+') {
             normal.extend(&[b]);
         }
-        let bytes = normal.as_slice();
-        let half = |seed: u64| {
-            let mut h = DefaultHasher::new();
-            h.write_u64(seed);
-            h.write(bytes);
-            h.finish()
-        };
-        let (a, b) = (half(0x6d63_615f_6b65_7931), half(0x6d63_615f_6b65_7932));
-        SignerKey([(a >> 32) as u32, a as u32, (b >> 32) as u32])
+        // XXH3's 128-bit hash in one pass; 96 of its bits are kept.
+        let h = xxhash_rust::xxh3::xxh3_128(normal.as_slice());
+        SignerKey([(h >> 96) as u32, (h >> 64) as u32, (h >> 32) as u32])
     }
 }
 
@@ -229,17 +223,30 @@ impl NormalBuffer {
     fn push_lowercase(&mut self, text: &str) {
         let text = text.trim();
         if text.is_ascii() {
-            for chunk in text.as_bytes().chunks(64) {
-                let mut lower = [0u8; 64];
-                let lower = &mut lower[..chunk.len()];
-                lower.copy_from_slice(chunk);
-                lower.make_ascii_lowercase();
-                self.extend(lower);
-            }
+            let start = self.len();
+            self.extend(text.as_bytes());
+            self.tail_mut(start).make_ascii_lowercase();
         } else {
             self.extend(text.to_lowercase().as_bytes());
         }
         self.extend(&[0xff]);
+    }
+
+    fn len(&self) -> usize {
+        if self.heap.is_empty() {
+            self.len
+        } else {
+            self.heap.len()
+        }
+    }
+
+    /// The bytes from `start` on, to change in place.
+    fn tail_mut(&mut self, start: usize) -> &mut [u8] {
+        if self.heap.is_empty() {
+            self.stack.get_mut(start..self.len).unwrap_or_default()
+        } else {
+            self.heap.get_mut(start..).unwrap_or_default()
+        }
     }
 
     fn as_slice(&self) -> &[u8] {

@@ -200,6 +200,25 @@ impl RawRow {
     /// The known cells as text. A cell that is not valid UTF-8 reads as empty: the row's
     /// `problem` says so.
     pub fn fields(&self) -> RawFields<'_> {
+        // The record's cells lie one after the other in one buffer: checked as UTF-8 in one
+        // pass, far cheaper than cell by cell. Only a record that fails is checked per cell.
+        if let Ok(whole) = std::str::from_utf8(self.record.as_slice()) {
+            let text = |c| {
+                self.columns
+                    .get(c)
+                    .and_then(|p| self.record.range(p))
+                    .and_then(|r| whole.get(r))
+                    .unwrap_or_default()
+            };
+            return RawFields {
+                tenant_id: text(Column::TenantId),
+                first_name: text(Column::FirstName),
+                last_name: text(Column::LastName),
+                email: text(Column::Email),
+                phone_number: text(Column::PhoneNumber),
+                date_agreed: text(Column::DateAgreed),
+            };
+        }
         let text = |c| std::str::from_utf8(self.cell(c)).unwrap_or_default();
         RawFields {
             tenant_id: text(Column::TenantId),
@@ -621,6 +640,8 @@ impl InputReader {
                     ""
                 }
             ))
+        } else if std::str::from_utf8(record.as_slice()).is_ok() {
+            None
         } else {
             Column::ALL
                 .into_iter()

@@ -621,6 +621,23 @@ impl ReportWriter {
         self.write_cells(cells.into_iter())
     }
 
+    /// Writes one line of `R`'s cells, given as borrowed text in header order, without
+    /// flushing: [`Self::write_buffered`] without building the record's list of cells (for
+    /// reports written in bulk, a line at a time from reused buffers).
+    pub fn write_borrowed_buffered<R: ReportRecord>(
+        &mut self,
+        cells: &[&str],
+    ) -> Result<(), OutputError> {
+        let redact = self.redact;
+        let cells = cells.iter().enumerate().map(|(i, cell)| {
+            match R::personal_cells().iter().find(|(at, _)| *at == i) {
+                Some((_, kind)) if redact => Cow::Owned(kind.mask(cell)),
+                _ => Cow::Borrowed(*cell),
+            }
+        });
+        self.write_cells(cells)
+    }
+
     fn write_cells<'a>(
         &mut self,
         cells: impl Iterator<Item = Cow<'a, str>>,

@@ -57,6 +57,16 @@ impl Validator {
 
     /// Validates the cells of a row as of the time `clock` tells.
     fn validate_at(&self, f: &RawFields, clock: &mut Clock) -> Result<Confirmation, FieldError> {
+        self.check_fields(f, clock).map(|c| c.to_confirmation())
+    }
+
+    /// The one place the rules are applied: a valid row's values, borrowed from its cells
+    /// (trimmed), or the first field that is wrong and why.
+    pub fn check_fields<'a>(
+        &self,
+        f: &RawFields<'a>,
+        clock: &mut Clock,
+    ) -> Result<Checked<'a>, FieldError> {
         let tenant = parse_tenant(f.tenant_id)?;
         let first_name = parse_name(Column::FirstName, f.first_name)?;
         let last_name = parse_name(Column::LastName, f.last_name)?;
@@ -72,16 +82,51 @@ impl Validator {
             }
             (raw, _) => parse_date_agreed_at(raw, clock)?,
         };
-        Ok(Confirmation {
+        Ok(Checked {
             tenant,
-            signer: Signer {
-                first_name,
-                last_name,
-                email,
-                phone_number,
-            },
+            first_name,
+            last_name,
+            email,
+            phone_number,
             date_agreed,
         })
+    }
+}
+
+/// A valid row's values, borrowed from the cells they were read from.
+#[derive(Debug, Clone, Copy)]
+pub struct Checked<'a> {
+    pub tenant: TenantId,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub email: &'a str,
+    pub phone_number: Option<&'a str>,
+    pub date_agreed: DateAgreed,
+}
+
+impl Checked<'_> {
+    /// The row's duplicate key (see [`SignerKey`]).
+    pub fn key(&self) -> SignerKey {
+        SignerKey::of(
+            &self.tenant,
+            self.first_name,
+            self.last_name,
+            self.email,
+            self.phone_number.unwrap_or_default(),
+        )
+    }
+
+    pub fn to_confirmation(&self) -> Confirmation {
+        Confirmation {
+            tenant: self.tenant,
+            signer: Signer {
+                first_name: self.first_name.to_string(),
+                last_name: self.last_name.to_string(),
+                email: self.email.to_string(),
+                phone_number: self.phone_number.map(str::to_string),
+            },
+            date_agreed: self.date_agreed,
+        }
     }
 }
 
@@ -140,7 +185,7 @@ fn parse_tenant(raw: &str) -> Result<TenantId, FieldError> {
     TenantId::parse(raw).map_err(|m| field_error(Column::TenantId, m))
 }
 
-fn parse_name(column: Column, raw: &str) -> Result<String, FieldError> {
+fn parse_name(column: Column, raw: &str) -> Result<&str, FieldError> {
     let name = trim(raw);
     if name.is_empty() {
         return Err(field_error(column, "is blank"));
@@ -161,7 +206,7 @@ fn parse_name(column: Column, raw: &str) -> Result<String, FieldError> {
             format!("'{}' contains a control character", shorten(name)),
         ));
     }
-    Ok(name.to_string())
+    Ok(name)
 }
 
 /// Whether `email` is plain ASCII that [`parse_email_slow`] accepts, decided byte by byte.
@@ -203,15 +248,15 @@ fn is_plain_ascii_email(email: &str) -> bool {
     labels >= 2 && last.len() >= 2 && !last.iter().all(u8::is_ascii_digit)
 }
 
-fn parse_email(raw: &str) -> Result<String, FieldError> {
+fn parse_email(raw: &str) -> Result<&str, FieldError> {
     let email = trim(raw);
     if is_plain_ascii_email(email) {
-        return Ok(email.to_string());
+        return Ok(email);
     }
     parse_email_slow(email)
 }
 
-fn parse_email_slow(raw: &str) -> Result<String, FieldError> {
+fn parse_email_slow(raw: &str) -> Result<&str, FieldError> {
     let email = raw.trim();
     let bad = |why: &str| field_error(Column::Email, format!("'{}' {why}", shorten(email)));
     if email.is_empty() {
@@ -270,10 +315,10 @@ fn parse_email_slow(raw: &str) -> Result<String, FieldError> {
     {
         return Err(bad("has an invalid top-level domain"));
     }
-    Ok(email.to_string())
+    Ok(email)
 }
 
-fn parse_phone(raw: &str) -> Result<Option<String>, FieldError> {
+fn parse_phone(raw: &str) -> Result<Option<&str>, FieldError> {
     let phone = trim(raw);
     if phone.is_empty() {
         return Ok(None);
@@ -295,7 +340,7 @@ fn parse_phone(raw: &str) -> Result<Option<String>, FieldError> {
     if !(4..=20).contains(&digits) {
         return Err(bad(&format!("has {digits} digits (expected 4 to 20)")));
     }
-    Ok(Some(phone.to_string()))
+    Ok(Some(phone))
 }
 
 /// Parses `date_agreed` in the forms the contract allows and checks it is not in the future.
@@ -466,18 +511,18 @@ impl Validator {
 }
 
 impl Validator {
-    /// [`Validator::check`] on a lent row, as of the time `clock` tells: the row is copied
-    /// only when it is invalid.
-    pub fn check_ref(&self, raw: &RawRow, clock: &mut Clock) -> Verdict {
-        let checked = match &raw.problem {
+    /// [`Validator::check`] on a lent row, as of the time `clock` tells, without copying
+    /// anything: a valid row's values borrowed from it, or the message for an invalid one.
+    pub fn check_lent<'a>(
+        &self,
+        raw: &'a RawRow,
+        clock: &mut Clock,
+    ) -> Result<Checked<'a>, String> {
+        match &raw.problem {
             Some(problem) => Err(problem.clone()),
             None => self
-                .validate_at(&raw.fields(), clock)
+                .check_fields(&raw.fields(), clock)
                 .map_err(|e| e.to_string()),
-        };
-        match checked {
-            Ok(c) => Verdict::Valid(raw.row, c),
-            Err(message) => Verdict::Invalid(Box::new(raw.clone()), message),
         }
     }
 }
@@ -691,7 +736,7 @@ mod tests {
             "@x.com",
         ] {
             if is_plain_ascii_email(email) {
-                assert_eq!(parse_email_slow(email), Ok(email.to_string()), "{email}");
+                assert_eq!(parse_email_slow(email), Ok(email), "{email}");
             }
             assert_eq!(parse_email(email), parse_email_slow(email), "{email}");
         }

@@ -5,18 +5,18 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::config::ValidateConfig;
 use crate::domain::SignerKey;
 use crate::domain::{RowNumber, RowStatus, TenantId};
 use crate::error::{AppError, Exit};
-use crate::input::{Column, Fingerprinting, InputReader};
+use crate::input::{Column, Fingerprinting, InputReader, RawRow};
 use crate::progress::ReadPosition;
 use crate::results::{Personal, ReportFile, ReportRecord, ReportWriter, ResultRecord};
 use crate::summary::{RunClock, RunSummary};
 use crate::tally::Tally;
-use crate::validation::{Clock, DuplicateIndex, Validator, Verdict};
+use crate::validation::{Checked, Clock, DuplicateIndex, Validator};
 
 pub const STATUSES: [RowStatus; 3] = [RowStatus::Valid, RowStatus::Invalid, RowStatus::Duplicate];
 
@@ -51,9 +51,14 @@ pub fn run(config: ValidateConfig) -> Result<Exit, AppError> {
     let mut sent = Ok(());
     let mut now = Clock::live();
     reader.for_each_row_ref(&position, |raw| {
-        batch.push(validator.check_ref(raw, &mut now));
+        match validator.check_lent(raw, &mut now) {
+            Ok(checked) => batch.push_valid(raw.row, &checked),
+            Err(message) => batch.push_invalid(raw, &message),
+        }
         if batch.rows.len() == BATCH {
-            sent = tx.send(std::mem::take(&mut batch));
+            // The next batch starts as large as this one grew: no growing (and copying) again.
+            let next = Batch::with_capacity(batch.text.len());
+            sent = tx.send(std::mem::replace(&mut batch, next));
         }
         sent.is_ok()
     })?;
@@ -112,9 +117,9 @@ struct Batch {
 
 struct BatchRow {
     row: RowNumber,
-    /// The tenant and date of a valid row (its cells are their formatted forms); `None` for an
-    /// invalid one.
-    valid: Option<(TenantId, DateTime<Utc>)>,
+    /// The tenant and date of a valid row (its cells are their formatted forms) and its
+    /// duplicate key; `None` for an invalid one.
+    valid: Option<(TenantId, DateTime<Utc>, SignerKey)>,
     /// Where the row's text starts in the batch's text, and where each of the six input
     /// cells and the message end.
     start: usize,
@@ -122,68 +127,55 @@ struct BatchRow {
 }
 
 impl Batch {
-    fn push(&mut self, verdict: Verdict) {
+    fn with_capacity(text: usize) -> Self {
+        Batch {
+            text: String::with_capacity(text),
+            rows: Vec::with_capacity(BATCH),
+        }
+    }
+
+    /// A valid row: its signer's cells as text and its duplicate key (the tenant and date are
+    /// formatted on the writing side).
+    fn push_valid(&mut self, row: RowNumber, c: &Checked<'_>) {
         let start = self.text.len();
-        let mut ends = [0; 7];
-        let (row, valid) = match verdict {
-            Verdict::Valid(row, c) | Verdict::Duplicate(row, c, _) => {
-                // The tenant and date are formatted, and the key computed, on the writing side.
-                ends[0] = start;
-                let cells = [
-                    &c.signer.first_name,
-                    &c.signer.last_name,
-                    &c.signer.email,
-                    c.signer.phone_number.as_deref().unwrap_or_default(),
-                ];
-                for (end, cell) in ends[1..5].iter_mut().zip(cells) {
-                    self.text.push_str(cell);
-                    *end = self.text.len();
-                }
-                ends[5] = self.text.len();
-                ends[6] = self.text.len();
-                (row, Some((c.tenant, c.date_agreed.as_datetime())))
-            }
-            Verdict::Invalid(raw, message) => {
-                for (end, column) in ends.iter_mut().zip(Column::ALL) {
-                    self.text.push_str(&raw.cell_for_display(column));
-                    *end = self.text.len();
-                }
-                self.text.push_str(&message);
-                ends[6] = self.text.len();
-                (raw.row, None)
-            }
-        };
+        let mut ends = [start; 7];
+        let cells = [
+            c.first_name,
+            c.last_name,
+            c.email,
+            c.phone_number.unwrap_or_default(),
+        ];
+        for (end, cell) in ends[1..5].iter_mut().zip(cells) {
+            self.text.push_str(cell);
+            *end = self.text.len();
+        }
+        ends[5] = self.text.len();
+        ends[6] = self.text.len();
         self.rows.push(BatchRow {
             row,
-            valid,
+            valid: Some((c.tenant, c.date_agreed.as_datetime(), c.key())),
             start,
             ends,
         });
     }
-}
 
-/// [`crate::domain::rfc3339`] onto `out`, by hand for the years 0 to 9999.
-fn push_rfc3339(out: &mut String, at: DateTime<Utc>) {
-    let year = at.year();
-    if !(0..=9999).contains(&year) || at.nanosecond() >= 1_000_000_000 {
-        out.push_str(&crate::domain::rfc3339(at));
-        return;
-    }
-    let mut text = *b"0000-00-00T00:00:00Z";
-    let mut put = |at: usize, value: u32, width: usize| {
-        let mut value = value;
-        for i in (at..at + width).rev() {
-            text[i] = b'0' + (value % 10) as u8;
-            value /= 10;
+    /// An invalid row: its cells as shown, and the message.
+    fn push_invalid(&mut self, raw: &RawRow, message: &str) {
+        let start = self.text.len();
+        let mut ends = [0; 7];
+        for (end, column) in ends.iter_mut().zip(Column::ALL) {
+            self.text.push_str(&raw.cell_for_display(column));
+            *end = self.text.len();
         }
-    };
-    put(0, year.unsigned_abs(), 4);
-    put(5, at.month(), 2);
-    put(8, at.day(), 2);
-    put(11, at.hour(), 2);
-    put(14, at.minute(), 2);
-    put(17, at.second(), 2);
-    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
+        self.text.push_str(message);
+        ends[6] = self.text.len();
+        self.rows.push(BatchRow {
+            row: raw.row,
+            valid: None,
+            start,
+            ends,
+        });
+    }
 }
 
 /// One line of the validation report, its cells kept in buffers reused from line to line
@@ -194,18 +186,26 @@ struct ReportLine {
     row: String,
     cells: [String; 6],
     message: String,
-    /// `finished_at` and the second it was formatted for.
-    finished_at: String,
-    finished_second: Option<i64>,
+    /// `finished_at`, formatted once per second.
+    finished_at: Rfc3339Cache,
+    /// The last `date_agreed` formatted: a wave's rows mostly share their date.
+    date_agreed: Rfc3339Cache,
 }
 
-impl ReportLine {
-    fn set_finished_at(&mut self, at: DateTime<Utc>) {
-        if self.finished_second != Some(at.timestamp()) {
-            self.finished_at.clear();
-            push_rfc3339(&mut self.finished_at, at);
-            self.finished_second = Some(at.timestamp());
+/// An RFC 3339 time (to the second), formatted again only when the second changes.
+#[derive(Default)]
+struct Rfc3339Cache {
+    second: Option<i64>,
+    text: String,
+}
+
+impl Rfc3339Cache {
+    fn get(&mut self, at: DateTime<Utc>) -> &str {
+        if self.second != Some(at.timestamp()) {
+            self.text = crate::domain::rfc3339(at);
+            self.second = Some(at.timestamp());
         }
+        &self.text
     }
 }
 
@@ -225,6 +225,13 @@ impl ReportRecord for ReportLine {
     }
 
     fn cells(&self) -> Vec<Cow<'_, str>> {
+        self.cell_texts().into_iter().map(Cow::Borrowed).collect()
+    }
+}
+
+impl ReportLine {
+    /// The cells in header order.
+    fn cell_texts(&self) -> [&str; 17] {
         let [tenant, first, last, email, phone, date] = &self.cells;
         [
             &*self.row,
@@ -243,11 +250,8 @@ impl ReportRecord for ReportLine {
             "",
             "",
             "",
-            &self.finished_at,
+            &self.finished_at.text,
         ]
-        .into_iter()
-        .map(Cow::Borrowed)
-        .collect()
     }
 }
 
@@ -260,41 +264,34 @@ fn write_report(
 ) -> Result<Written, AppError> {
     let mut tally = Tally::default();
     let mut first_invalid = Vec::new();
-    let mut keys = Vec::with_capacity(BATCH);
     let mut earlier = Vec::with_capacity(BATCH);
     let mut line = ReportLine::default();
     for batch in batches {
+        // The time the batch's rows were checked, to the second.
+        let finished_at = Utc::now();
         // The index lookups of a batch in one tight loop, so that the processor overlaps
         // their cache misses (the index is far larger than the caches).
         let text = |r: &BatchRow, i: usize| {
             let start = if i == 0 { r.start } else { r.ends[i - 1] };
             batch.text.get(start..r.ends[i]).unwrap_or_default()
         };
-        keys.clear();
-        keys.extend(batch.rows.iter().map(|r| {
-            r.valid.map(|(tenant, _)| {
-                SignerKey::of(&tenant, text(r, 1), text(r, 2), text(r, 3), text(r, 4))
-            })
-        }));
         earlier.clear();
-        earlier.extend(
-            batch
-                .rows
-                .iter()
-                .zip(&keys)
-                .map(|(r, key)| key.and_then(|key| duplicates.first_seen(key, r.row))),
-        );
+        earlier.extend(batch.rows.iter().map(|r| {
+            r.valid
+                .and_then(|(_, _, key)| duplicates.first_seen(key, r.row))
+        }));
         for (r, earlier) in batch.rows.iter().zip(earlier.iter().copied()) {
             line.row.clear();
-            let _ = write!(line.row, "{}", r.row);
+            line.row.push_str(itoa::Buffer::new().format(r.row.0));
             for (i, cell) in line.cells.iter_mut().enumerate() {
                 cell.clear();
                 cell.push_str(text(r, i));
             }
-            if let Some((tenant, date)) = r.valid {
+            if let Some((tenant, date, _)) = r.valid {
                 let mut uuid = uuid::Uuid::encode_buffer();
                 line.cells[0].push_str(tenant.as_uuid().hyphenated().encode_lower(&mut uuid));
-                push_rfc3339(&mut line.cells[5], date);
+                let date = line.date_agreed.get(date);
+                line.cells[5].push_str(date);
             }
             line.message.clear();
             line.status = Some(match (r.valid, earlier) {
@@ -311,10 +308,10 @@ fn write_report(
                     RowStatus::Duplicate
                 }
             });
-            line.set_finished_at(Utc::now());
+            line.finished_at.get(finished_at);
             tally.add(line.status());
             // Dropping the receiver (by returning) stops the reader.
-            writer.write_buffered(&line)?;
+            writer.write_borrowed_buffered::<ReportLine>(&line.cell_texts())?;
         }
     }
     writer.finish()?;
@@ -353,18 +350,16 @@ mod tests {
     use chrono::TimeZone;
 
     #[test]
-    fn dates_are_formatted_as_the_results_file_formats_them() {
+    fn the_cache_formats_as_the_results_file_does() {
+        let mut cache = Rfc3339Cache::default();
         for at in [
             Utc.with_ymd_and_hms(2024, 6, 4, 7, 5, 9).unwrap(),
-            Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap(),
-            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap()
+            Utc.with_ymd_and_hms(2024, 6, 4, 7, 5, 9).unwrap()
                 + chrono::Duration::milliseconds(999),
-            Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap(),
-            Utc.with_ymd_and_hms(-1, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
         ] {
-            let mut text = String::from("x");
-            push_rfc3339(&mut text, at);
-            assert_eq!(text, format!("x{}", crate::domain::rfc3339(at)));
+            assert_eq!(cache.get(at), crate::domain::rfc3339(at));
         }
     }
 }
