@@ -425,14 +425,22 @@ def scenario_memory(binary, work, small, large):
         out[f"confirm_index_{rows}"] = (run["summary"]["duplicate_index_bytes"] or 0) / 2**20
         report = work / f"mem{rows}.validation.csv"
         summary = work / f"mem{rows}.validate.json"
-        v = measured([str(binary), "validate", str(data), "-o", str(report), "--summary-json",
-                      str(summary)], env=tool_env())
-        if v["exit"] != 0:
-            raise RuntimeError(f"validate failed: {v['stderr'][-2000:]}")
+        # Three runs, the median wall time: one run is at the mercy of whatever else the
+        # machine does in that second.
+        runs = []
+        for _ in range(3):
+            v = measured([str(binary), "validate", str(data), "-o", str(report),
+                          "--summary-json", str(summary)], env=tool_env())
+            if v["exit"] != 0:
+                raise RuntimeError(f"validate failed: {v['stderr'][-2000:]}")
+            runs.append(v)
+        runs.sort(key=lambda r: r["wall"])
+        v = runs[1]
         s = json.loads(summary.read_text())
-        out[f"validate_{rows}"] = v["rss_kib"] / 1024
+        out[f"validate_{rows}"] = max(r["rss_kib"] for r in runs) / 1024
         out[f"validate_index_{rows}"] = (s["duplicate_index_bytes"] or 0) / 2**20
         out[f"validate_rps_{rows}"] = rows / v["wall"]
+        out[f"validate_rps_all_{rows}"] = [rows / r["wall"] for r in runs]
         os.unlink(data)
         for p in (report, work / f"mem{rows}.results.csv"):
             if p.exists():
@@ -493,8 +501,11 @@ def table(a, d, g, e, f, smoke):
             f"(index {f[f'{cmd}_index_{l}']:.1f} MiB)",
             "≤ 1.5 × small + index, ≤ 64 MiB",
             f[f"{cmd}_{l}"] <= limit and f[f"{cmd}_{l}"] <= 64)
-    row(f"validate throughput, {l:,} rows", f"{f[f'validate_rps_{l}']:,.0f} rows/s",
-        "≥ 500,000 rows/s", f[f"validate_rps_{l}"] >= 500_000)
+    row(f"validate throughput, {l:,} rows (median of 3 runs)",
+        f"{f[f'validate_rps_{l}']:,.0f} rows/s "
+        f"(runs: {', '.join(f'{x:,.0f}' for x in f[f'validate_rps_all_{l}'])})",
+        "≥ 1,000,000 rows/s, peak RSS ≤ 64 MiB",
+        f[f"validate_rps_{l}"] >= 1_000_000 and f[f"validate_{l}"] <= 64)
 
     detail = [
         ("confirm, overhead run", f"{a['rows']:,} rows: {a['rows_per_s']:,.0f} rows/s, "

@@ -174,11 +174,20 @@ impl SignerKey {
         normal.push_lowercase(email);
         // The phone by its digits and '+': "+1 (425) 555-0100" is "+14255550100".
         for b in phone.bytes().filter(|b| b.is_ascii_digit() || *b == b'+') {
-            normal.extend(&[b]);
+            normal.push(b);
         }
         // XXH3's 128-bit hash in one pass; 96 of its bits are kept.
         let h = xxhash_rust::xxh3::xxh3_128(normal.as_slice());
         SignerKey([(h >> 96) as u32, (h >> 64) as u32, (h >> 32) as u32])
+    }
+}
+
+/// `str::trim`, without its work for the common cell that starts and ends with a visible ASCII
+/// character.
+pub fn trim_cell(raw: &str) -> &str {
+    match (raw.as_bytes().first(), raw.as_bytes().last()) {
+        (Some(a), Some(b)) if a.is_ascii_graphic() && b.is_ascii_graphic() => raw,
+        _ => raw.trim(),
     }
 }
 
@@ -221,7 +230,7 @@ impl NormalBuffer {
 
     /// `text`, trimmed and lower-cased, then the separator.
     fn push_lowercase(&mut self, text: &str) {
-        let text = text.trim();
+        let text = trim_cell(text);
         if text.is_ascii() {
             let start = self.len();
             self.extend(text.as_bytes());
@@ -229,7 +238,17 @@ impl NormalBuffer {
         } else {
             self.extend(text.to_lowercase().as_bytes());
         }
-        self.extend(&[0xff]);
+        self.push(0xff);
+    }
+
+    fn push(&mut self, byte: u8) {
+        match self.stack.get_mut(self.len) {
+            Some(room) if self.heap.is_empty() => {
+                *room = byte;
+                self.len += 1;
+            }
+            _ => self.extend(&[byte]),
+        }
     }
 
     fn len(&self) -> usize {

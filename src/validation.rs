@@ -7,6 +7,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 
 use crate::domain::{
     Confirmation, DateAgreed, FingerprintState, RowNumber, Signer, SignerKey, TenantId, shorten,
+    trim_cell,
 };
 use crate::input::{Column, InputError, InputReader, RawFields, RawRow};
 use crate::progress::ReadPosition;
@@ -72,7 +73,7 @@ impl Validator {
         let last_name = parse_name(Column::LastName, f.last_name)?;
         let email = parse_email(f.email)?;
         let phone_number = parse_phone(f.phone_number)?;
-        let date_agreed = match (trim(f.date_agreed), self.default_date) {
+        let date_agreed = match (trim_cell(f.date_agreed), self.default_date) {
             ("", Some(default)) => default,
             ("", None) => {
                 return Err(field_error(
@@ -164,29 +165,20 @@ impl Clock {
     }
 }
 
-/// `str::trim`, without its work for the common cell that starts and ends with a visible ASCII
-/// character.
-fn trim(raw: &str) -> &str {
-    match (raw.as_bytes().first(), raw.as_bytes().last()) {
-        (Some(a), Some(b)) if a.is_ascii_graphic() && b.is_ascii_graphic() => raw,
-        _ => raw.trim(),
-    }
-}
-
 /// `text.chars().count() > max`, counting only when the byte length allows it.
 fn more_chars_than(text: &str, max: usize) -> bool {
     text.len() > max && text.chars().count() > max
 }
 
 fn parse_tenant(raw: &str) -> Result<TenantId, FieldError> {
-    if trim(raw).is_empty() {
+    if trim_cell(raw).is_empty() {
         return Err(field_error(Column::TenantId, "is blank"));
     }
     TenantId::parse(raw).map_err(|m| field_error(Column::TenantId, m))
 }
 
 fn parse_name(column: Column, raw: &str) -> Result<&str, FieldError> {
-    let name = trim(raw);
+    let name = trim_cell(raw);
     if name.is_empty() {
         return Err(field_error(column, "is blank"));
     }
@@ -249,7 +241,7 @@ fn is_plain_ascii_email(email: &str) -> bool {
 }
 
 fn parse_email(raw: &str) -> Result<&str, FieldError> {
-    let email = trim(raw);
+    let email = trim_cell(raw);
     if is_plain_ascii_email(email) {
         return Ok(email);
     }
@@ -319,7 +311,7 @@ fn parse_email_slow(raw: &str) -> Result<&str, FieldError> {
 }
 
 fn parse_phone(raw: &str) -> Result<Option<&str>, FieldError> {
-    let phone = trim(raw);
+    let phone = trim_cell(raw);
     if phone.is_empty() {
         return Ok(None);
     }
@@ -352,7 +344,7 @@ pub fn parse_date_agreed(raw: &str, now: DateTime<Utc>) -> Result<DateAgreed, Fi
 const EARLIEST_SECONDS: i64 = 946_684_800;
 
 fn parse_date_agreed_at(raw: &str, clock: &mut Clock) -> Result<DateAgreed, FieldError> {
-    let raw = trim(raw);
+    let raw = trim_cell(raw);
     let bad = |why: String| field_error(Column::DateAgreed, why);
     if more_chars_than(raw, MAX_DATE_CHARS) {
         return Err(bad(format!("'{}' is not a date", shorten(raw))));

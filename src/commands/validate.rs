@@ -1,7 +1,6 @@
 //! `mca-attest validate`: the offline check. Same reader and rules as `confirm`, no network,
 //! no credentials; statuses `valid`, `invalid`, `duplicate`.
 
-use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -13,7 +12,7 @@ use crate::domain::{RowNumber, RowStatus, TenantId};
 use crate::error::{AppError, Exit};
 use crate::input::{Column, Fingerprinting, InputReader, RawRow};
 use crate::progress::ReadPosition;
-use crate::results::{Personal, ReportFile, ReportRecord, ReportWriter, ResultRecord};
+use crate::results::{ReportFile, ReportWriter, ResultRecord};
 use crate::summary::{RunClock, RunSummary};
 use crate::tally::Tally;
 use crate::validation::{Checked, Clock, DuplicateIndex, Validator};
@@ -178,20 +177,6 @@ impl Batch {
     }
 }
 
-/// One line of the validation report, its cells kept in buffers reused from line to line
-/// (the results file's columns, as [`ResultRecord`] writes them).
-#[derive(Default)]
-struct ReportLine {
-    status: Option<RowStatus>,
-    row: String,
-    cells: [String; 6],
-    message: String,
-    /// `finished_at`, formatted once per second.
-    finished_at: Rfc3339Cache,
-    /// The last `date_agreed` formatted: a wave's rows mostly share their date.
-    date_agreed: Rfc3339Cache,
-}
-
 /// An RFC 3339 time (to the second), formatted again only when the second changes.
 #[derive(Default)]
 struct Rfc3339Cache {
@@ -209,52 +194,6 @@ impl Rfc3339Cache {
     }
 }
 
-impl ReportRecord for ReportLine {
-    fn header() -> &'static [&'static str] {
-        ResultRecord::header()
-    }
-
-    type Status = RowStatus;
-
-    fn status(&self) -> RowStatus {
-        self.status.unwrap_or(RowStatus::Failed)
-    }
-
-    fn personal_cells() -> &'static [(usize, Personal)] {
-        ResultRecord::personal_cells()
-    }
-
-    fn cells(&self) -> Vec<Cow<'_, str>> {
-        self.cell_texts().into_iter().map(Cow::Borrowed).collect()
-    }
-}
-
-impl ReportLine {
-    /// The cells in header order.
-    fn cell_texts(&self) -> [&str; 17] {
-        let [tenant, first, last, email, phone, date] = &self.cells;
-        [
-            &*self.row,
-            tenant,
-            first,
-            last,
-            email,
-            phone,
-            date,
-            self.status().as_str(),
-            "",
-            "",
-            "",
-            &self.message,
-            "0",
-            "",
-            "",
-            "",
-            &self.finished_at.text,
-        ]
-    }
-}
-
 /// Finds the duplicates and writes the report from batches of verdicts (in input order);
 /// returns the counts per status and the bytes the duplicate index held.
 fn write_report(
@@ -265,10 +204,12 @@ fn write_report(
     let mut tally = Tally::default();
     let mut first_invalid = Vec::new();
     let mut earlier = Vec::with_capacity(BATCH);
-    let mut line = ReportLine::default();
+    let mut finished_cache = Rfc3339Cache::default();
+    let mut date_cache = Rfc3339Cache::default();
+    let mut message = String::new();
     for batch in batches {
         // The time the batch's rows were checked, to the second.
-        let finished_at = Utc::now();
+        let finished_at = finished_cache.get(Utc::now()).to_string();
         // The index lookups of a batch in one tight loop, so that the processor overlaps
         // their cache misses (the index is far larger than the caches).
         let text = |r: &BatchRow, i: usize| {
@@ -281,22 +222,21 @@ fn write_report(
                 .and_then(|(_, _, key)| duplicates.first_seen(key, r.row))
         }));
         for (r, earlier) in batch.rows.iter().zip(earlier.iter().copied()) {
-            line.row.clear();
-            line.row.push_str(itoa::Buffer::new().format(r.row.0));
-            for (i, cell) in line.cells.iter_mut().enumerate() {
-                cell.clear();
-                cell.push_str(text(r, i));
-            }
-            if let Some((tenant, date, _)) = r.valid {
-                let mut uuid = uuid::Uuid::encode_buffer();
-                line.cells[0].push_str(tenant.as_uuid().hyphenated().encode_lower(&mut uuid));
-                let date = line.date_agreed.get(date);
-                line.cells[5].push_str(date);
-            }
-            line.message.clear();
-            line.status = Some(match (r.valid, earlier) {
+            let mut row = itoa::Buffer::new();
+            let mut uuid = uuid::Uuid::encode_buffer();
+            // The cells straight from the batch's text: the tenant and date of a valid row in
+            // their normal forms, as the results file has them.
+            let (tenant, date) = match r.valid {
+                Some((tenant, date, _)) => (
+                    &*tenant.as_uuid().hyphenated().encode_lower(&mut uuid),
+                    date_cache.get(date),
+                ),
+                None => (text(r, 0), text(r, 5)),
+            };
+            message.clear();
+            let status = match (r.valid, earlier) {
                 (None, _) => {
-                    line.message.push_str(text(r, 6));
+                    message.push_str(text(r, 6));
                     if first_invalid.len() < SHOWN_INVALID {
                         first_invalid.push((r.row.0, text(r, 6).to_string()));
                     }
@@ -304,14 +244,33 @@ fn write_report(
                 }
                 (Some(_), None) => RowStatus::Valid,
                 (Some(_), Some(earlier)) => {
-                    let _ = write!(line.message, "same tenant and signer as row {earlier}");
+                    let _ = write!(message, "same tenant and signer as row {earlier}");
                     RowStatus::Duplicate
                 }
-            });
-            line.finished_at.get(finished_at);
-            tally.add(line.status());
+            };
+            tally.add(status);
+            // The results file's columns (`ResultRecord`), in its order.
+            let cells = [
+                row.format(r.row.0),
+                tenant,
+                text(r, 1),
+                text(r, 2),
+                text(r, 3),
+                text(r, 4),
+                date,
+                status.as_str(),
+                "",
+                "",
+                "",
+                &message,
+                "0",
+                "",
+                "",
+                "",
+                &finished_at,
+            ];
             // Dropping the receiver (by returning) stops the reader.
-            writer.write_borrowed_buffered::<ReportLine>(&line.cell_texts())?;
+            writer.write_borrowed_buffered::<ResultRecord>(&cells)?;
         }
     }
     writer.finish()?;
