@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 /// Options that create files readable by their owner only.
 pub fn private_options() -> OpenOptions {
+    // Elsewhere (Windows) a new file inherits its folder's access control list.
+    #[cfg_attr(not(unix), allow(unused_mut))]
     let mut options = OpenOptions::new();
     #[cfg(unix)]
     {

@@ -1,7 +1,7 @@
 //! The scheduled-reconciliation examples in `docs/` (systemd units, a crontab line, a GitHub
-//! Actions workflow) are checked the way an operator would use them: each file's structure is
-//! parsed (a small INI parser for the units, the five time fields of the cron line, line-based
-//! checks of the workflow: no YAML crate), then its `mca-attest status --all-customers` command
+//! Actions workflow, an Azure Pipelines definition) are checked the way an operator would use
+//! them: each file's structure is parsed (a small INI parser for the units, the five time fields
+//! of the cron line, line-based checks of the workflow and the pipeline: no YAML crate), then its `mca-attest status --all-customers` command
 //! is taken out of the example, its placeholders are pointed at a temporary directory and at a
 //! simulator run as a child process (`mca-attest simulator --listen 127.0.0.1:0 --customers
 //! FILE`, with a token endpoint that rotates the refresh token on every use and refuses the old
@@ -15,6 +15,7 @@
 
 #![cfg(unix)]
 
+use calamine::Reader;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -1754,6 +1755,7 @@ fn the_guide_names_every_example_and_the_exit_codes() {
         "systemd/mca-attest-status.timer",
         "cron/mca-attest-status.cron",
         "ci/status-nightly.yml",
+        "azure-devops/status-nightly.yml",
     ] {
         assert!(guide.contains(file), "the guide does not link {file}");
         assert!(docs().join(file).is_file(), "{file} is missing");
@@ -1783,6 +1785,7 @@ fn the_guide_names_every_example_and_the_exit_codes() {
         "--resume",
         "PARTNER_CENTER_REFRESH_TOKEN_FILE",
         "gh secret set",
+        "az keyvault secret set",
     ] {
         assert!(guide.contains(topic), "the guide does not explain {topic}");
     }
@@ -1794,6 +1797,7 @@ fn the_guide_names_every_example_and_the_exit_codes() {
         "systemd/mca-attest-status.service",
         "cron/mca-attest-status.cron",
         "ci/status-nightly.yml",
+        "azure-devops/status-nightly.yml",
     ]
     .iter()
     .map(|f| (f.to_string(), read_doc(f)))
@@ -1828,4 +1832,693 @@ fn the_guide_names_every_example_and_the_exit_codes() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Azure Pipelines: line-based as well, with the same helpers.
+
+/// A step's script: `script:` (a literal block or one line), or an `AzureCLI@2` task's
+/// `inlineScript:`.
+fn azure_step_script(step: &[&str]) -> Option<String> {
+    let key = if step_value(step, "task").is_some_and(|t| t.starts_with("AzureCLI@")) {
+        "inlineScript"
+    } else {
+        "script"
+    };
+    match step_value(step, key)? {
+        "|" => {
+            // `- script: |` opens the step: its key sits two columns right of the dash, and the
+            // step's other keys (at that column) end the block.
+            let at = step.iter().position(|l| {
+                l.trim_start()
+                    .trim_start_matches("- ")
+                    .starts_with(&format!("{key}:"))
+            })?;
+            let line = step[at];
+            let dash = if line.trim_start().starts_with("- ") {
+                2
+            } else {
+                0
+            };
+            let column = indent(line) + dash;
+            let body: Vec<&str> = step[at + 1..]
+                .iter()
+                .take_while(|l| l.trim().is_empty() || indent(l) > column)
+                .copied()
+                .collect();
+            Some(literal(&body))
+        }
+        line => Some(format!("{line}\n")),
+    }
+}
+
+/// The pipeline's `variables:`: the variable groups it links, and its own `name:`/`value:` pairs.
+fn azure_variables(lines: &[&str]) -> (Vec<String>, BTreeMap<String, String>) {
+    let at = lines
+        .iter()
+        .position(|l| *l == "variables:")
+        .expect("a top-level variables:");
+    let mut groups = Vec::new();
+    let mut values = BTreeMap::new();
+    let mut name: Option<String> = None;
+    for line in block(lines, at) {
+        let line = line.trim();
+        if let Some(group) = line.strip_prefix("- group:") {
+            groups.push(group.trim().to_string());
+        } else if let Some(n) = line.strip_prefix("- name:") {
+            name = Some(n.trim().to_string());
+        } else if let Some(v) = line.strip_prefix("value:") {
+            let name = name.take().expect("value: without a name:");
+            values.insert(name, v.trim().trim_matches('"').to_string());
+        }
+    }
+    (groups, values)
+}
+
+/// The SHA-256 of `path`, as `sha256sum` prints it.
+fn sha256_hex(path: &Path) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(fs::read(path).unwrap()))
+}
+
+/// The Azure Pipelines agent, as far as the pipeline's steps see it: the variable group (one
+/// file per variable), the Key Vault (one file per secret, which the `az` stub reads and
+/// writes), a release page the `curl` stub serves, a fresh workspace and temporary directory
+/// each night (`workspace: clean: all`, as on a hosted agent).
+struct AzureAgent<'a> {
+    scene: &'a Scene,
+    library: PathBuf,
+    vault: PathBuf,
+    stubs: PathBuf,
+    variables: BTreeMap<String, String>,
+}
+
+/// What a night of the pipeline did: each script step's outcome, by position; the variables
+/// the steps set; the artifacts published (name → path); the run's result.
+struct AzureNight {
+    outcomes: BTreeMap<usize, Outcome>,
+    set: BTreeMap<String, String>,
+    artifacts: BTreeMap<String, PathBuf>,
+    summaries: Vec<PathBuf>,
+    failed: bool,
+    agent_temp: PathBuf,
+}
+
+impl AzureAgent<'_> {
+    fn vault_secret(&self, name: &str) -> String {
+        fs::read_to_string(self.vault.join(name))
+            .unwrap_or_else(|_| panic!("secret {name} is not in the Key Vault"))
+    }
+
+    /// Replaces the macros (`$(NAME)`) a step's env or inputs may use; any other is a failure.
+    fn expand(&self, value: &str, night: &AzureNight, workspace: &Path) -> String {
+        let mut out = String::new();
+        let mut rest = value;
+        while let Some(at) = rest.find("$(") {
+            out.push_str(&rest[..at]);
+            let end = rest[at..].find(')').expect("an unclosed $(") + at;
+            let name = &rest[at + 2..end];
+            let known = night
+                .set
+                .get(name)
+                .or_else(|| self.variables.get(name))
+                .cloned()
+                .or_else(|| fs::read_to_string(self.library.join(name)).ok())
+                .or_else(|| match name {
+                    "Agent.TempDirectory" => Some(night.agent_temp.to_str().unwrap().into()),
+                    "System.DefaultWorkingDirectory" => Some(workspace.to_str().unwrap().into()),
+                    "System.JobAttempt" => Some("1".into()),
+                    _ => None,
+                });
+            out.push_str(&known.unwrap_or_else(|| panic!("unknown macro $({name}) in {value:?}")));
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// Runs the steps in order, as the agent does: a step without `condition:` only while
+    /// every step before it succeeded, one with `always()` or `succeededOrFailed()` anyway,
+    /// unless its condition asks for a variable (`ne(variables.NAME, '')`) no step set. Scripts run under bash without
+    /// `-e`, as the agent runs them; `##vso[...]` logging commands on stdout set variables,
+    /// extend PATH and attach summaries; a publish step publishes its path if it exists.
+    fn night(&self, name: &str, steps: &[Vec<&str>]) -> AzureNight {
+        let workspace = self.scene.mkdir(&format!("{name}-workspace"));
+        let mut night = AzureNight {
+            outcomes: BTreeMap::new(),
+            set: BTreeMap::new(),
+            artifacts: BTreeMap::new(),
+            summaries: Vec::new(),
+            failed: false,
+            agent_temp: self.scene.mkdir(&format!("{name}-agent-temp")),
+        };
+        // Directories `##vso[task.prependpath]` added, the latest first on PATH.
+        let mut prepended: Vec<String> = Vec::new();
+        for (at, step) in steps.iter().enumerate() {
+            if step_value(step, "checkout").is_some() {
+                continue;
+            }
+            match step_value(step, "condition") {
+                None if night.failed => continue,
+                None => {}
+                Some(cond) => {
+                    assert!(
+                        cond.contains("always()") || cond.contains("succeededOrFailed()"),
+                        "unsupported condition in the test's agent: {cond}"
+                    );
+                    // `ne(variables.NAME, '')`: NAME set by an earlier step.
+                    let unset = cond.split("ne(variables.").skip(1).any(|rest| {
+                        let name = rest.split(',').next().unwrap_or("").trim();
+                        night.set.get(name).is_none_or(|v| v.is_empty())
+                    });
+                    if unset {
+                        continue;
+                    }
+                }
+            }
+            let task = step_value(step, "task");
+            if task.is_some_and(|t| t.starts_with("PublishPipelineArtifact@")) {
+                let target = step_value(step, "targetPath").expect("a targetPath");
+                let artifact = step_value(step, "artifact").expect("an artifact name");
+                let target = PathBuf::from(self.expand(target, &night, &workspace));
+                let artifact = self.expand(artifact, &night, &workspace);
+                assert!(
+                    !artifact.contains(['/', '\\', ':', '"', '<', '>', '|', '*', '?']),
+                    "artifact name {artifact:?}"
+                );
+                if target.exists() {
+                    night.artifacts.insert(artifact, target);
+                } else {
+                    night.failed = true;
+                }
+                continue;
+            }
+            if let Some(task) = task {
+                assert_eq!(task, "AzureCLI@2", "unsupported task in the test's agent");
+                assert_eq!(step_value(step, "scriptType"), Some("bash"));
+                assert_eq!(step_value(step, "scriptLocation"), Some("inlineScript"));
+                assert!(step_value(step, "azureSubscription").is_some_and(|s| !s.is_empty()));
+            }
+            let script = azure_step_script(step).expect("a script step");
+            // Macros in a script would put values (secrets among them) into its text: scripts
+            // take variables from the environment.
+            for (macro_at, _) in script.match_indices("$(") {
+                let inner = script[macro_at + 2..].split(')').next().unwrap_or("");
+                let macro_like = !inner.is_empty()
+                    && inner
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+                assert!(
+                    !macro_like
+                        || !(inner.contains('.')
+                            || self.variables.contains_key(inner)
+                            || self.library.join(inner).exists()),
+                    "a macro $({inner}) in a script (use env:): {script}"
+                );
+            }
+
+            let mut env = base_env();
+            let search: Vec<&str> = prepended.iter().rev().map(String::as_str).collect();
+            env.insert(
+                "PATH".into(),
+                format!(
+                    "{}{}{}:/usr/local/bin:/usr/bin:/bin",
+                    search.join(":"),
+                    if search.is_empty() { "" } else { ":" },
+                    self.stubs.display()
+                ),
+            );
+            env.insert("TF_BUILD".into(), "True".into());
+            env.insert(
+                "AGENT_TEMPDIRECTORY".into(),
+                night.agent_temp.to_str().unwrap().into(),
+            );
+            env.insert(
+                "SYSTEM_DEFAULTWORKINGDIRECTORY".into(),
+                workspace.to_str().unwrap().into(),
+            );
+            env.insert("SYSTEM_JOBATTEMPT".into(), "1".into());
+            // Non-secret pipeline variables, and those set by earlier steps, are in every
+            // step's environment; the variable group's only where env: maps them.
+            for (key, value) in self.variables.iter().chain(&night.set) {
+                env.insert(key.to_uppercase().replace('.', "_"), value.clone());
+            }
+            // The rehearsal: Partner Center and its token authority are the simulator.
+            env.insert(
+                "PARTNER_CENTER_BASE_URL".into(),
+                self.scene.sim.base_url.clone(),
+            );
+            env.insert(
+                "PARTNER_CENTER_AUTHORITY".into(),
+                self.scene.sim.base_url.clone(),
+            );
+            if step.iter().any(|l| l.trim() == "env:") {
+                for line in step_block(step, "env") {
+                    if line.trim().is_empty() || line.trim().starts_with('#') {
+                        continue;
+                    }
+                    let (key, value) = line.trim().split_once(':').unwrap();
+                    env.insert(
+                        key.to_string(),
+                        self.expand(value.trim(), &night, &workspace),
+                    );
+                }
+            }
+            let script_path = self.scene.path(&format!("{name}-step{at}.sh"));
+            fs::write(&script_path, &script).unwrap();
+            let outcome = self.scene.run(
+                &format!("{name}-step{at}"),
+                "bash",
+                &["--noprofile", "--norc", script_path.to_str().unwrap()],
+                &workspace,
+                &env,
+            );
+            for line in outcome.stdout.lines() {
+                if let Some(rest) = line.strip_prefix("##vso[task.setvariable variable=") {
+                    let (key, value) = rest.split_once(']').expect("##vso[...]value");
+                    night.set.insert(key.to_string(), value.to_string());
+                } else if let Some(dir) = line.strip_prefix("##vso[task.prependpath]") {
+                    prepended.push(dir.to_string());
+                } else if let Some(file) = line.strip_prefix("##vso[task.uploadsummary]") {
+                    night.summaries.push(PathBuf::from(file));
+                }
+            }
+            if outcome.code() != Some(0) {
+                night.failed = true;
+            }
+            night.outcomes.insert(at, outcome);
+        }
+        night
+    }
+}
+
+#[test]
+fn azure_pipeline_runs_nightly_keeps_the_rotated_token_publishes_report_and_workbook_and_fails_on_exit_1()
+ {
+    let text = read_doc("azure-devops/status-nightly.yml");
+    assert!(!text.contains('\t'), "tabs in YAML");
+    let lines: Vec<&str> = text.lines().collect();
+    let top = |key: &str| lines.iter().position(|l| *l == format!("{key}:"));
+    let top_value = |key: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+            .map(str::trim)
+    };
+    let header: String = lines
+        .iter()
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+
+    // Scheduled only: no run on a push or a pull request.
+    assert_eq!(top_value("trigger"), Some("none"));
+    assert_eq!(top_value("pr"), Some("none"));
+    // schedules: nightly, whether or not the repository changed.
+    let schedules = block(&lines, top("schedules").expect("a top-level schedules:"));
+    let cron = schedules
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("- cron:"))
+        .expect("a schedule cron")
+        .trim()
+        .trim_matches(|c| c == '"' || c == '\'');
+    let fields: Vec<&str> = cron.split_whitespace().collect();
+    assert_eq!(fields.len(), 5, "{cron}");
+    for (field, (min, max)) in fields
+        .iter()
+        .zip([(0, 59), (0, 23), (1, 31), (1, 12), (0, 6)])
+    {
+        assert!(cron_field_ok(field, min, max), "bad cron field {field:?}");
+    }
+    assert!(fields[0].parse::<u32>().is_ok() && fields[1].parse::<u32>().is_ok());
+    assert_eq!(&fields[2..], ["*", "*", "*"], "nightly");
+    assert!(
+        schedules.iter().any(|l| l.trim() == "always: true"),
+        "a schedule without always: true skips nights when nothing changed"
+    );
+    assert!(schedules.iter().any(|l| l.trim() == "include:"));
+    // One run at a time (with the exclusive lock the header describes): two would redeem the
+    // same refresh token.
+    assert_eq!(top_value("lockBehavior"), Some("sequential"));
+    assert!(header.contains("Exclusive lock"), "{header}");
+    let pool = block(&lines, top("pool").expect("pool:"));
+    assert!(pool.iter().any(|l| l.trim().starts_with("vmImage: ubuntu")));
+    let jobs = block(&lines, top("jobs").expect("jobs:"));
+    assert!(
+        jobs.iter()
+            .any(|l| l.trim().starts_with("timeoutInMinutes:"))
+    );
+    let (groups, mut variables) = azure_variables(&lines);
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert!(
+        header.contains(&groups[0]),
+        "the header does not document the group"
+    );
+    for name in variables.keys() {
+        assert!(header.contains(name), "the header does not document {name}");
+    }
+    let version = variables
+        .get("MCA_ATTEST_VERSION")
+        .expect("MCA_ATTEST_VERSION")
+        .clone();
+    let repository = variables
+        .get("MCA_ATTEST_REPOSITORY")
+        .expect("MCA_ATTEST_REPOSITORY")
+        .clone();
+    let vault_name = variables
+        .get("MCA_ATTEST_KEY_VAULT")
+        .expect("MCA_ATTEST_KEY_VAULT")
+        .clone();
+
+    let steps = steps(&lines);
+    let script_of = |s: &Vec<&str>| azure_step_script(s).unwrap_or_default();
+    let find = |what: &str, pred: &dyn Fn(&Vec<&str>) -> bool| {
+        steps
+            .iter()
+            .position(pred)
+            .unwrap_or_else(|| panic!("no step {what}"))
+    };
+    let download_at = find("downloading and verifying the release", &|s| {
+        let script = script_of(s);
+        script.contains("sha256sum -c") && script.contains("##vso[task.prependpath]")
+    });
+    let token_at = find("downloading the refresh token from Key Vault", &|s| {
+        script_of(s).contains("az keyvault secret download ")
+    });
+    let status_at = find("with name: status", &|s| {
+        step_value(s, "name") == Some("status")
+    });
+    let report_at = find("making the workbook", &|s| {
+        script_of(s).contains("mca-attest report ")
+    });
+    let keep_at = find(
+        "storing the rotated token with az keyvault secret set",
+        &|s| script_of(s).contains("az keyvault secret set "),
+    );
+    let publish: Vec<usize> = (0..steps.len())
+        .filter(|&i| {
+            step_value(&steps[i], "task")
+                .is_some_and(|t| t.starts_with("PublishPipelineArtifact@1"))
+        })
+        .collect();
+    assert!(
+        publish.len() >= 2,
+        "publish steps for the workbook and the report"
+    );
+    assert!(
+        download_at < token_at && token_at < status_at && status_at < keep_at,
+        "download, token file, run, keep the token: in that order"
+    );
+    assert!(status_at < report_at, "the workbook comes after the run");
+    for &at in &publish {
+        assert!(at > report_at, "publishing comes after the workbook");
+        assert!(
+            step_value(&steps[at], "condition").is_some_and(|c| c.contains("always()")),
+            "step {at}: the artifacts are published when the run failed too"
+        );
+    }
+    assert!(
+        step_value(&steps[report_at], "condition")
+            .is_some_and(|c| c.contains("succeededOrFailed()") || c.contains("always()")),
+        "the workbook is made after exit 1 too"
+    );
+    assert!(
+        step_value(&steps[keep_at], "condition").is_some_and(|c| c.contains("always()")),
+        "the rotated token is kept when the run failed too"
+    );
+    // The service connection the Key Vault steps use is the one the header documents.
+    for at in [token_at, keep_at] {
+        let connection = step_value(&steps[at], "azureSubscription").expect("azureSubscription");
+        assert!(header.contains(connection), "{connection} undocumented");
+    }
+
+    // The token file step: from the vault, into a private file in the agent's temp directory.
+    let token_script = script_of(&steps[token_at]);
+    assert!(token_script.contains("umask 077"), "{token_script}");
+    assert!(
+        token_script.contains("$AGENT_TEMPDIRECTORY"),
+        "{token_script}"
+    );
+    // The status step: ids and the client secret from the variable group, mapped explicitly
+    // (secret variables reach a script no other way), the refresh token as a file only.
+    let mut status_env = BTreeMap::new();
+    for line in step_block(&steps[status_at], "env") {
+        if line.trim().is_empty() || line.trim().starts_with('#') {
+            continue;
+        }
+        let (key, value) = line.trim().split_once(':').unwrap();
+        status_env.insert(key.to_string(), value.trim().to_string());
+    }
+    for (key, value) in &status_env {
+        if key == "PARTNER_CENTER_REFRESH_TOKEN_FILE" {
+            assert!(
+                value.starts_with("$(Agent.TempDirectory)/"),
+                "{key}: {value}"
+            );
+        } else {
+            assert_eq!(
+                *value,
+                format!("$({key})"),
+                "{key} must come from the group"
+            );
+        }
+    }
+    for key in [
+        "PARTNER_CENTER_TENANT_ID",
+        "PARTNER_CENTER_CLIENT_ID",
+        "PARTNER_CENTER_CLIENT_SECRET",
+        "PARTNER_CENTER_REFRESH_TOKEN_FILE",
+    ] {
+        assert!(status_env.contains_key(key), "{key} is not mapped");
+    }
+    assert!(
+        !status_env.contains_key("PARTNER_CENTER_REFRESH_TOKEN"),
+        "the refresh token must reach the tool as a file"
+    );
+    let script = script_of(&steps[status_at]);
+    assert!(
+        script.contains("mca-attest status --all-customers "),
+        "{script}"
+    );
+    assert!(
+        read_doc("scheduled-reconciliation.md").contains("az keyvault secret set"),
+        "the guide does not explain how the rotated token is kept"
+    );
+
+    // The agent: the variable group, the vault, a release page served by a `curl` stub, and
+    // an `az` stub that moves the vault's secrets through files only (`--value` is refused:
+    // a token never goes on a command line).
+    let scene = Scene::new();
+    let library = scene.mkdir("variable-group");
+    for (name, value) in [
+        ("PARTNER_CENTER_TENANT_ID", "contoso.onmicrosoft.com"),
+        ("PARTNER_CENTER_CLIENT_ID", CLIENT_ID),
+        ("PARTNER_CENTER_CLIENT_SECRET", CLIENT_SECRET),
+    ] {
+        fs::write(library.join(name), value).unwrap();
+    }
+    let vault = scene.mkdir("key-vault");
+    fs::write(
+        vault.join("partner-center-refresh-token"),
+        format!("{REFRESH_TOKEN}\n"),
+    )
+    .unwrap();
+
+    // The release, as .ci/release packs it: NAME/mca-attest in NAME.tar.gz, and SHA256SUMS.
+    let release = scene.mkdir("release");
+    let archive = format!("mca-attest-{version}-x86_64-unknown-linux-musl");
+    let staging = scene.mkdir(&format!("staging/{archive}"));
+    let launcher = staging.join("mca-attest");
+    fs::write(&launcher, format!("#!/bin/sh\nexec '{BIN}' \"$@\"\n")).unwrap();
+    fs::set_permissions(&launcher, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"),
+        staging.join("README.md"),
+    )
+    .unwrap();
+    let tarball = release.join(format!("{archive}.tar.gz"));
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(scene.path("staging"))
+        .arg("-czf")
+        .arg(&tarball)
+        .arg(&archive)
+        .status()
+        .expect("tar");
+    assert!(tar.success());
+    let sha = sha256_hex(&tarball);
+    fs::write(
+        release.join("SHA256SUMS"),
+        format!(
+            "{sha}  {archive}.tar.gz\n{}  mca-attest-{version}-x86_64-pc-windows-gnu.zip\n",
+            "0".repeat(64)
+        ),
+    )
+    .unwrap();
+    // The reviewed hash, as the operator pins it.
+    variables.insert("MCA_ATTEST_SHA256".into(), sha);
+
+    let stubs = scene.mkdir("agent-stubs");
+    let curl = stubs.join("curl");
+    fs::write(
+        &curl,
+        format!(
+            "#!/bin/sh\n\
+             out=; url=\n\
+             while [ $# -gt 0 ]; do case \"$1\" in -o) out=$2; shift 2;; --retry) shift 2;; -*) shift;; *) url=$1; shift;; esac; done\n\
+             case \"$url\" in https://github.com/{repository}/releases/download/v{version}/*) ;; *) echo \"curl: (6) Could not resolve host: $url\" >&2; exit 6;; esac\n\
+             src='{release}/'\"${{url##*/}}\"\n\
+             [ -f \"$src\" ] || {{ echo 'curl: (22) The requested URL returned error: 404' >&2; exit 22; }}\n\
+             [ -n \"$out\" ] || {{ echo 'curl: no -o' >&2; exit 2; }}\n\
+             cat \"$src\" > \"$out\"\n",
+            release = release.display(),
+        ),
+    )
+    .unwrap();
+    let az_calls = scene.path("az.calls");
+    let az = stubs.join("az");
+    fs::write(
+        &az,
+        format!(
+            "#!/bin/sh\n\
+             printf '%s\\n' \"$*\" >> '{calls}'\n\
+             [ \"$1 $2\" = 'keyvault secret' ] || {{ echo \"az: unexpected: $*\" >&2; exit 2; }}\n\
+             op=$3; shift 3; vault=; name=; file=\n\
+             while [ $# -gt 0 ]; do case \"$1\" in --vault-name) vault=$2; shift 2;; --name) name=$2; shift 2;; --file) file=$2; shift 2;; --output) shift 2;; *) echo \"az: unexpected argument $1\" >&2; exit 2;; esac; done\n\
+             [ \"$vault\" = '{vault_name}' ] || {{ echo \"az: no vault '$vault'\" >&2; exit 3; }}\n\
+             [ -n \"$name\" ] && [ -n \"$file\" ] || {{ echo 'az: --name and --file' >&2; exit 2; }}\n\
+             case \"$op\" in\n\
+               download) [ ! -e \"$file\" ] || {{ echo \"az: $file exists\" >&2; exit 1; }}; cat '{vault}/'\"$name\" > \"$file\";;\n\
+               set) cat \"$file\" > '{vault}/'\"$name\";;\n\
+               *) echo \"az: unexpected: keyvault secret $op\" >&2; exit 2;;\n\
+             esac\n",
+            calls = az_calls.display(),
+            vault = vault.display(),
+        ),
+    )
+    .unwrap();
+    for stub in [&curl, &az] {
+        fs::set_permissions(stub, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let agent = AzureAgent {
+        scene: &scene,
+        library,
+        vault,
+        stubs,
+        variables,
+    };
+
+    // Night 1: the run step exits 1 with an error issue and the run fails; the workbook and
+    // the report are published all the same; the token the authority rotated is in the vault;
+    // no token file is left behind.
+    let night1 = agent.night("ado-night1", &steps);
+    let download = &night1.outcomes[&download_at];
+    assert_eq!(download.code(), Some(0), "{download}");
+    let run1 = &night1.outcomes[&status_at];
+    assert_eq!(run1.code(), Some(1), "{run1}");
+    assert!(
+        run1.stdout.contains("##vso[task.logissue type=error]"),
+        "{run1}"
+    );
+    assert!(night1.failed);
+    let kept1 = &night1.outcomes[&keep_at];
+    assert_eq!(kept1.code(), Some(0), "{kept1}");
+    let token1 = agent
+        .vault_secret("partner-center-refresh-token")
+        .trim_end()
+        .to_string();
+    assert_ne!(
+        token1, REFRESH_TOKEN,
+        "the rotated refresh token was not stored"
+    );
+    assert!(!token1.is_empty());
+    let calls = fs::read_to_string(&az_calls).unwrap();
+    let calls: Vec<&str> = calls.lines().collect();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(
+        calls[0].starts_with("keyvault secret download "),
+        "{calls:?}"
+    );
+    assert!(calls[1].starts_with("keyvault secret set "), "{calls:?}");
+    for outcome in night1.outcomes.values() {
+        outcome.expect_free_of(&token1);
+    }
+    assert!(
+        !night1.agent_temp.join("mca-attest").exists(),
+        "the refresh token file was left behind"
+    );
+    let summary: String = night1
+        .summaries
+        .iter()
+        .map(|p| fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(summary.contains("missing"), "{summary}");
+
+    // The artifacts: the workbook, and the report with its manifest and the todo file.
+    let day = night1.set.get("day").expect("the run sets day").clone();
+    assert_eq!(
+        night1.artifacts.len(),
+        publish.len(),
+        "{:?}",
+        night1.artifacts
+    );
+    let workbook = night1
+        .artifacts
+        .values()
+        .find(|p| p.extension().is_some_and(|e| e == "xlsx"))
+        .expect("the workbook among the artifacts");
+    let mut wb: calamine::Xlsx<_> = calamine::open_workbook(workbook).expect("a workbook");
+    assert!(
+        ["Rows", "Summary"]
+            .iter()
+            .all(|s| wb.sheet_names().iter().any(|n| n == s)),
+        "{:?}",
+        wb.sheet_names()
+    );
+    let rows = wb.worksheet_range("Rows").expect("the Rows sheet");
+    assert_eq!(rows.height(), 7, "a header and six customers");
+    let reports = night1
+        .artifacts
+        .values()
+        .find(|p| p.is_dir())
+        .expect("the report directory among the artifacts");
+    let report = reports.join(format!("status-{day}.csv"));
+    expect_states(&report, false);
+    expect_manifest(&report, 1);
+    let report_text = fs::read_to_string(&report).unwrap();
+    assert!(
+        !report_text.contains("tania.carr@contoso.com"),
+        "{report_text}"
+    );
+    let todo = reports.join(format!("todo-{day}.csv"));
+    expect_todo(&todo);
+
+    // Confirmed: the next night starts from the token in the vault and passes without an
+    // issue, storing the next one.
+    scene.confirm(&todo);
+    let night2 = agent.night("ado-night2", &steps);
+    let run2 = &night2.outcomes[&status_at];
+    assert_eq!(run2.code(), Some(0), "{run2}");
+    assert!(!run2.stdout.contains("##vso[task.logissue"), "{run2}");
+    assert!(!night2.failed, "night 2 failed");
+    let token2 = agent
+        .vault_secret("partner-center-refresh-token")
+        .trim_end()
+        .to_string();
+    assert_ne!(token2, token1, "the second rotation was not stored");
+    for outcome in night2.outcomes.values() {
+        outcome.expect_free_of(&token1);
+        outcome.expect_free_of(&token2);
+    }
+    let day2 = night2.set.get("day").expect("the run sets day").clone();
+    let reports2 = night2
+        .artifacts
+        .values()
+        .find(|p| p.is_dir())
+        .expect("the report directory among the artifacts");
+    let report = reports2.join(format!("status-{day2}.csv"));
+    expect_states(&report, true);
+    expect_manifest(&report, 0);
+    expect_no_secrets(reports.parent().unwrap(), &[&token1, &token2]);
+    expect_no_secrets(reports2.parent().unwrap(), &[&token1, &token2]);
 }
