@@ -551,11 +551,12 @@ impl Controller {
 /// a start claims before it sleeps: a sleep that wakes a little late (timers tick in whole
 /// milliseconds) does not push the slots after it, so the achieved rate is the configured one
 /// rather than a few percent below. An idle gate accrues no credit: the next slot is never in
-/// the past, so there is no start-up burst and no burst after a pause. Nor after a stall: a
-/// start that wakes [`LATE_WAKE`] or more after its slot (the process was not scheduled for a
-/// while) starts the schedule again from now, instead of letting every start whose slot passed
-/// meanwhile go at once. Such a burst is what a quota counted per second refuses when the rate
-/// runs just under it.
+/// the past, so there is no start-up burst and no burst after a pause. Nor after a stall while
+/// the rate is under `--rate`: a start that wakes [`LATE_WAKE`] or more after its slot (the
+/// process was not scheduled for a while) starts the schedule again from now, instead of
+/// letting every start whose slot passed meanwhile go at once. Such a burst is what a quota
+/// counted per second refuses when the rate runs just under it. (At `--rate` the ceiling below
+/// lets no more than its small burst through at once anyway.)
 ///
 /// The quota is shared by every request of the partner tenant, so a 429 is a signal for all
 /// workers, not only the one that got it: every new start pauses until `Retry-After` has
@@ -692,17 +693,20 @@ impl RequestGate {
         }
     }
 
-    /// A start woke long after its slot: unless another one already did, void the slots
-    /// claimed on the schedule of `epoch` and start it again from now, with this start first.
-    /// Returns whether this start may go.
+    /// A start woke long after its slot: while the rate is under `--rate`, and unless another
+    /// late start already did, void the slots claimed on the schedule of `epoch` and start it
+    /// again from now, with this start first. Returns whether this start may go.
     fn restart_after_stall(&self, epoch: u64) -> bool {
         let Ok(mut s) = self.schedule.lock() else {
             return true;
         };
+        let now = Instant::now();
+        if s.controller.rate_at(now) >= s.controller.max {
+            return true;
+        }
         if s.epoch != epoch {
             return false;
         }
-        let now = Instant::now();
         s.epoch = s.epoch.wrapping_add(1);
         let interval = s.controller.interval_at(now);
         s.next_slot = now.checked_add(interval).unwrap_or(now);
@@ -1343,7 +1347,10 @@ mod tests {
             "50/s".parse().unwrap(),
             CancellationToken::new(),
         ));
-        // Ten starts claim slots 20 ms apart and sleep (the first one goes at once); then
+        // Throttled once, with a pause of a millisecond: 40/s from then on, climbing slowly.
+        gate.throttled(Some(Duration::from_millis(1)), Instant::now());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        // Ten starts claim slots 25 ms apart and sleep (the first one goes at once); then
         // nothing runs for 300 ms, past all of their slots.
         let waiters: Vec<_> = (0..10)
             .map(|_| {
@@ -1359,7 +1366,8 @@ mod tests {
         }
         starts.sort();
         // The starts whose slots passed during the stall go at the rate again, not at once
-        // (the ceiling behind the schedule would let two through together, then pace them).
+        // (the ceiling behind the schedule, at 50/s, would let two through together, then
+        // pace them 20 ms apart).
         for pair in starts.windows(2) {
             let gap = pair[1] - pair[0];
             assert!(gap >= Duration::from_millis(15), "{gap:?} between starts");
