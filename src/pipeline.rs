@@ -8,7 +8,8 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -131,7 +132,7 @@ pub async fn run<J: Job>(
     let (record_tx, record_rx) = mpsc::channel::<J::Record>(concurrency.max(1) * 2);
     let writer_task = tokio::spawn(write_records(ctx.clone(), order, record_rx, outputs));
 
-    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let concurrency = concurrency.max(1);
     let mut workers = JoinSet::new();
     loop {
         let work = tokio::select! {
@@ -147,14 +148,20 @@ pub async fn run<J: Job>(
                 }
             }
             Work::Send { row, input } => {
-                let permit = tokio::select! {
-                    biased;
-                    _ = ctx.stop.cancelled() => break,
-                    permit = permits.clone().acquire_owned() => match permit {
-                        Ok(p) => p,
-                        Err(_) => break,
-                    },
-                };
+                // At most `concurrency` rows in flight: wait for one to finish.
+                while workers.len() >= concurrency {
+                    tokio::select! {
+                        biased;
+                        _ = ctx.stop.cancelled() => break,
+                        done = workers.join_next() => match done {
+                            Some(done) => reap(&ctx, done),
+                            None => break,
+                        },
+                    }
+                }
+                if ctx.stop.is_cancelled() {
+                    break;
+                }
                 let job = job.clone();
                 let ctx = ctx.clone();
                 let tx = record_tx.clone();
@@ -170,7 +177,6 @@ pub async fn run<J: Job>(
                     if let Some(record) = record {
                         let _ = tx.send(record).await;
                     }
-                    drop(permit);
                 });
             }
         }
@@ -264,8 +270,33 @@ async fn write_records<R: ReportRecord>(
 
 /// Sends reader output into the pipeline from a blocking thread; returns false once the
 /// pipeline has stopped listening.
+///
+/// The reader is faster than the network, so the channel is mostly full. Waiting for one free
+/// slot would wake the reader thread once per row (two futex calls and two context switches a
+/// row); waiting for room for half the channel wakes it once per batch.
 pub fn feed<I, R>(tx: &mpsc::Sender<Work<I, R>>, work: Work<I, R>) -> bool {
-    tx.blocking_send(work).is_ok()
+    match tx.try_send(work) {
+        Ok(()) => true,
+        Err(TrySendError::Closed(_)) => false,
+        Err(TrySendError::Full(work)) => {
+            let batch = (tx.max_capacity() / 2).max(1);
+            let Ok(handle) = tokio::runtime::Handle::try_current() else {
+                return tx.blocking_send(work).is_ok();
+            };
+            match handle.block_on(tx.reserve_many(batch)) {
+                // The other permits go back to the channel when the iterator is dropped; the
+                // next rows then find room without waiting.
+                Ok(mut permits) => match permits.next() {
+                    Some(permit) => {
+                        permit.send(work);
+                        true
+                    }
+                    None => tx.blocking_send(work).is_ok(),
+                },
+                Err(_) => false,
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -274,7 +274,9 @@ const SCRUB_HISTORY: usize = 8;
 /// A bearer token and the renewal it came from (so a 401 invalidates only that one).
 #[derive(Clone)]
 pub struct Bearer {
-    pub token: SecretString,
+    /// `Authorization: Bearer <token>`, marked sensitive, built once per token; `None` for a
+    /// token that cannot be sent in an HTTP header.
+    pub header: Option<reqwest::header::HeaderValue>,
     pub generation: u64,
 }
 
@@ -337,7 +339,8 @@ struct State {
 
 #[derive(Debug)]
 struct Cached {
-    token: SecretString,
+    /// The token as its `Authorization` header value (see [`TokenSource::header_value`]).
+    header: Option<reqwest::header::HeaderValue>,
     /// Renewal starts here; `None` for a ready token, which is never renewed.
     renew_after: Option<Instant>,
     /// The token is not sent after this; `None` for a ready token.
@@ -468,7 +471,7 @@ impl TokenSource {
             Credentials::AccessToken(t) => {
                 secrets.fixed.push(t.clone());
                 let cached = Cached {
-                    token: t.clone(),
+                    header: TokenSource::header_value(t),
                     renew_after: None,
                     expires_at: None,
                     generation: 0,
@@ -538,7 +541,7 @@ impl TokenSource {
             return Check::Expired;
         };
         let bearer = Bearer {
-            token: c.token.clone(),
+            header: c.header.clone(),
             generation: c.generation,
         };
         if c.expires_at.is_some_and(|at| now >= at) {
@@ -752,6 +755,7 @@ impl TokenSource {
         let margin = (lifetime / 5).min(Duration::from_secs(300));
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         self.renewals.fetch_add(1, Ordering::Relaxed);
+        let header = TokenSource::header_value(&token);
         let mut state = self.state();
         if state.failures > 0 {
             tracing::info!(
@@ -760,7 +764,7 @@ impl TokenSource {
             );
         }
         state.cached = Some(Cached {
-            token: token.clone(),
+            header: header.clone(),
             renew_after: Some(later(sent_at, lifetime.saturating_sub(margin))),
             expires_at: Some(later(sent_at, lifetime)),
             generation,
@@ -779,7 +783,7 @@ impl TokenSource {
             lifetime_secs = lifetime.as_secs(),
             "renewed the access token"
         );
-        Ok(Bearer { token, generation })
+        Ok(Bearer { header, generation })
     }
 
     /// The one place a rotated refresh token arrives: it replaces the one redeemed next,
@@ -1241,8 +1245,12 @@ mod tests {
             .bearer()
             .await
             .unwrap()
-            .token
-            .expose_secret()
+            .header
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .strip_prefix("Bearer ")
+            .unwrap()
             .to_string()
     }
 

@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+};
 use reqwest::{Method, Url};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -27,6 +29,12 @@ const APPLICATION_NAME: &str = concat!("mca-attest/", env!("CARGO_PKG_VERSION"))
 /// hundred kilobytes; past this, a GET's answer is refused as not what the API documents,
 /// and an error's body is cut.
 pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+const MS_REQUEST_ID: HeaderName = HeaderName::from_static("ms-requestid");
+const MS_CORRELATION_ID: HeaderName = HeaderName::from_static("ms-correlationid");
+const X_LOCALE: HeaderName = HeaderName::from_static("x-locale");
+const MS_PARTNER_CENTER_APPLICATION: HeaderName =
+    HeaderName::from_static("ms-partnercenter-application");
+const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 /// Most bytes read of a body nobody needs (a successful create's echo): enough to let an
 /// ordinary answer end so the connection can be reused, not more.
 const MAX_DISCARDED_BYTES: usize = 64 * 1024;
@@ -139,6 +147,10 @@ pub struct ClientOptions {
 pub struct PartnerCenterClient {
     http: reqwest::Client,
     base_url: Url,
+    /// `base_url` as text, without a trailing slash in its path and without its query, and
+    /// the query (with its `?`), to build a call's URL in one parse.
+    url_prefix: Arc<str>,
+    url_suffix: Arc<str>,
     tokens: Arc<TokenSource>,
     gate: Arc<RequestGate>,
 }
@@ -170,10 +182,10 @@ impl PartnerCenterClient {
         gate: Arc<RequestGate>,
     ) -> Result<Self, reqwest::Error> {
         let mut headers = HeaderMap::new();
-        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        headers.insert("X-Locale", HeaderValue::from_static("en-US"));
+        headers.insert(ACCEPT, APPLICATION_JSON);
+        headers.insert(X_LOCALE, HeaderValue::from_static("en-US"));
         headers.insert(
-            "MS-PartnerCenter-Application",
+            MS_PARTNER_CENTER_APPLICATION,
             HeaderValue::from_static(APPLICATION_NAME),
         );
         let http = reqwest::Client::builder()
@@ -183,9 +195,20 @@ impl PartnerCenterClient {
             .connect_timeout(options.timeout.min(Duration::from_secs(10)))
             .pool_max_idle_per_host(options.max_connections)
             .build()?;
+        let base_url = options.base_url.clone();
+        let mut prefix = base_url.clone();
+        prefix.set_query(None);
+        prefix.set_fragment(None);
+        let url_prefix = prefix.as_str().trim_end_matches('/').into();
+        let url_suffix = base_url
+            .query()
+            .map_or_else(String::new, |q| format!("?{q}"))
+            .into();
         Ok(PartnerCenterClient {
             http,
-            base_url: options.base_url.clone(),
+            base_url,
+            url_prefix,
+            url_suffix,
             tokens,
             gate,
         })
@@ -196,6 +219,19 @@ impl PartnerCenterClient {
         let base = url.path().trim_end_matches('/').to_string();
         url.set_path(&format!("{base}{path}"));
         url
+    }
+
+    /// `POST /v1/customers/{id}/agreements` under the base URL: the same URL as
+    /// [`Self::url`] gives, built with one parse (a tenant id needs no escaping).
+    fn agreements_url(&self, tenant: &TenantId) -> Option<Url> {
+        let (prefix, suffix) = (&*self.url_prefix, &*self.url_suffix);
+        if self.base_url.fragment().is_some() {
+            return None;
+        }
+        Url::parse(&format!(
+            "{prefix}/v1/customers/{tenant}/agreements{suffix}"
+        ))
+        .ok()
     }
 
     /// Sends one call with the documented headers and returns the status and body. Every
@@ -210,7 +246,7 @@ impl PartnerCenterClient {
         body: Option<Vec<u8>>,
         need_body: bool,
     ) -> CallOutcome<Vec<u8>> {
-        self.send_with(method, url, request_id, body, need_body, HeaderMap::new())
+        self.send_with(method, url, request_id, body, need_body, None)
             .await
     }
 
@@ -222,10 +258,11 @@ impl PartnerCenterClient {
         request_id: Uuid,
         body: Option<Vec<u8>>,
         need_body: bool,
-        extra: HeaderMap,
+        extra: Option<HeaderMap>,
     ) -> CallOutcome<Vec<u8>> {
         let mut sent = 0;
         let mut renewed = false;
+        let request_id_value = uuid_header(request_id);
         loop {
             // The token is taken after the wait for a start slot: a request queued behind the
             // rate limit must not leave with a token that expired while it waited.
@@ -249,7 +286,7 @@ impl PartnerCenterClient {
             };
             // Credentials are checked where they come in; this is the last line: a request
             // without its Authorization header is never sent.
-            let Some(auth) = TokenSource::header_value(&bearer.token) else {
+            let Some(auth) = bearer.header else {
                 return CallOutcome::failed(
                     ApiError::transport(
                         ApiErrorKind::Credentials,
@@ -260,16 +297,17 @@ impl PartnerCenterClient {
             };
             let correlation_id = Uuid::new_v4();
             sent += 1;
-            let mut request = self
-                .http
-                .request(method.clone(), url.clone())
-                .headers(extra.clone())
-                .header("MS-RequestId", request_id.to_string())
-                .header("MS-CorrelationId", correlation_id.to_string())
+            let mut request = self.http.request(method.clone(), url.clone());
+            if let Some(extra) = &extra {
+                request = request.headers(extra.clone());
+            }
+            request = request
+                .header(MS_REQUEST_ID, request_id_value.clone())
+                .header(MS_CORRELATION_ID, uuid_header(correlation_id))
                 .header(AUTHORIZATION, auth);
             if let Some(body) = &body {
                 request = request
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header(CONTENT_TYPE, APPLICATION_JSON)
                     .body(body.clone());
             }
             let mut response = match request.send().await {
@@ -460,7 +498,10 @@ impl PartnerCenterClient {
         template_id: &str,
         request_id: Uuid,
     ) -> CallOutcome<()> {
-        let url = self.url(&format!("/v1/customers/{}/agreements", confirmation.tenant));
+        let url = match self.agreements_url(&confirmation.tenant) {
+            Some(url) => url,
+            None => self.url(&format!("/v1/customers/{}/agreements", confirmation.tenant)),
+        };
         let signer = &confirmation.signer;
         let body = AgreementBody {
             primary_contact: Contact {
@@ -486,6 +527,14 @@ impl PartnerCenterClient {
             .await
             .map(|_| Ok(()))
     }
+}
+
+/// A UUID as a header value (hyphenated, lower case), built without an intermediate string.
+fn uuid_header(id: Uuid) -> HeaderValue {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = id.hyphenated().encode_lower(&mut buf);
+    // Hex digits and hyphens are always a valid header value.
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// Picks the MCA item with the highest `versionRank`; items of other types are ignored, since
@@ -581,6 +630,27 @@ mod tests {
             client.url("/v1/agreements").as_str(),
             "http://127.0.0.1:9/pc/v1/agreements"
         );
+        for base in [
+            "http://127.0.0.1:9/pc/",
+            "http://127.0.0.1:9",
+            "https://api.example.com/a/b//?x=1&y=%20",
+            "https://api.example.com:8443/a%20b/",
+            "https://api.example.com/x#frag",
+        ] {
+            let client = client_for(Url::parse(base).unwrap(), "x");
+            let tenant = TenantId::from(Uuid::new_v4());
+            let expected = client.url(&format!("/v1/customers/{tenant}/agreements"));
+            match client.agreements_url(&tenant) {
+                Some(url) => assert_eq!(url, expected, "{base}"),
+                None => assert!(expected.fragment().is_some(), "{base}"),
+            }
+        }
+    }
+
+    #[test]
+    fn uuid_headers_are_hyphenated_lower_case() {
+        let id = Uuid::new_v4();
+        assert_eq!(uuid_header(id).to_str().unwrap(), id.to_string());
     }
 
     /// A loopback server answering every request with `status` and a chunked body that never

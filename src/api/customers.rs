@@ -201,7 +201,7 @@ impl PartnerCenterClient {
                 (url, headers)
             }
         };
-        self.send_with(Method::GET, url, Uuid::new_v4(), None, true, headers)
+        self.send_with(Method::GET, url, Uuid::new_v4(), None, true, Some(headers))
             .await
             .map(|body| {
                 let raw = serde_json::from_slice::<RawPage>(&body)

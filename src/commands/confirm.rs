@@ -245,10 +245,9 @@ impl<W: AgreementWriter> Job for ConfirmJob<W> {
         c: Confirmation,
         ctx: &RunContext,
     ) -> JobOutcome<ResultRecord> {
-        let mut record = ResultRecord::from_confirmation(row, c.clone(), RowStatus::Failed);
-        record.template_id = self.template_id.clone();
         if self.dry_run {
-            record.status = Some(RowStatus::WouldConfirm);
+            let mut record = ResultRecord::from_confirmation(row, c, RowStatus::WouldConfirm);
+            record.template_id = self.template_id.clone();
             record.message = "dry run: validated, not sent".into();
             return JobOutcome::Done(record);
         }
@@ -271,6 +270,12 @@ impl<W: AgreementWriter> Job for ConfirmJob<W> {
                 _ => JobOutcome::NotStarted,
             };
         }
+        // The row moves into its record; only an "already exists" answer needs it afterwards
+        // (to read the record on file).
+        let tenant = c.tenant;
+        let kept = matches!(&outcome.result, Err(e) if e.is_already_exists()).then(|| c.clone());
+        let mut record = ResultRecord::from_confirmation(row, c, RowStatus::Failed);
+        record.template_id = self.template_id.clone();
         record.request_id = Some(request_id);
         record.attempts = attempts.sent;
         record.correlation_id = Some(outcome.correlation_id);
@@ -287,13 +292,13 @@ impl<W: AgreementWriter> Job for ConfirmJob<W> {
         record.error_code = error.code.clone().unwrap_or_default();
         record.error_name = error.name.clone().unwrap_or_default();
         record.message = error.describe();
-        if error.is_already_exists() {
+        if let Some(c) = kept {
             record.status = Some(RowStatus::AlreadyConfirmed);
             self.check_record_is_current(&c, &mut record, ctx).await;
         } else if error.is_date_in_future() {
             record.status = Some(RowStatus::Invalid);
         } else if error.is_unauthorized() {
-            tracing::error!(row = row.0, tenant = %c.tenant, "credentials refused: {error}");
+            tracing::error!(row = row.0, %tenant, "credentials refused: {error}");
             return JobOutcome::Abort(
                 Some(record),
                 AbortReason::Credentials(credentials_message(&error, &self.credentials)),
@@ -305,7 +310,7 @@ impl<W: AgreementWriter> Job for ConfirmJob<W> {
             );
             return JobOutcome::Done(record);
         } else {
-            tracing::warn!(row = row.0, tenant = %c.tenant, attempts = record.attempts, "failed: {error}");
+            tracing::warn!(row = row.0, %tenant, attempts = record.attempts, "failed: {error}");
             return match self.breaker.failed(&error) {
                 Some(tripped) => JobOutcome::Abort(Some(record), AbortReason::Systemic(tripped.0)),
                 None => JobOutcome::Done(record),

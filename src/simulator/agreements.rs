@@ -4,6 +4,7 @@
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
@@ -249,16 +250,49 @@ fn link_for(a: &StoredAgreement) -> &'static str {
     if a.is_cloud() { CLOUD_LINK } else { MCA_LINK }
 }
 
-/// The 201 body: the agreement echoed, plus `userId` and `agreementLink`.
+/// The 201 body: the agreement echoed, plus `userId` and `agreementLink`. Written straight
+/// from the stored agreement (no `Value` tree: every create renders one), with the keys in
+/// the order a `json!` object gives them (sorted), so the bytes are those of
+/// [`list_body`]'s items and of the other answers.
 pub(crate) fn created_body(a: &StoredAgreement) -> Bytes {
-    to_bytes(&json!({
-        "primaryContact": contact_json(a),
-        "templateId": a.template_id,
-        "dateAgreed": dates::render(&a.date_agreed, a.date_without_z),
-        "type": a.agreement_type,
-        "userId": SIMULATED_USER_ID,
-        "agreementLink": link_for(a),
-    }))
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Contact<'a> {
+        email: &'a str,
+        first_name: &'a str,
+        last_name: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        phone_number: Option<&'a str>,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Created<'a> {
+        agreement_link: &'static str,
+        date_agreed: String,
+        primary_contact: Contact<'a>,
+        template_id: &'a str,
+        #[serde(rename = "type")]
+        agreement_type: &'a str,
+        user_id: &'static str,
+    }
+    let body = Created {
+        agreement_link: link_for(a),
+        date_agreed: dates::render(&a.date_agreed, a.date_without_z),
+        primary_contact: Contact {
+            email: &a.email,
+            first_name: &a.first_name,
+            last_name: &a.last_name,
+            phone_number: a.phone_number.as_deref(),
+        },
+        template_id: &a.template_id,
+        agreement_type: &a.agreement_type,
+        user_id: SIMULATED_USER_ID,
+    };
+    let mut out = Vec::with_capacity(512);
+    match serde_json::to_writer(&mut out, &body) {
+        Ok(()) => Bytes::from(out),
+        Err(_) => Bytes::from_static(b"{}"),
+    }
 }
 
 /// The customer-agreements collection, filtered by type, in creation order.
@@ -332,6 +366,29 @@ mod tests {
         b["type"] = json!("MicrosoftCloudAgreement");
         assert!(validate(Some(&b), &postable(), now).is_err());
         assert!(validate(None, &postable(), now).is_err());
+    }
+
+    #[test]
+    fn created_body_is_the_json_object_it_always_was() {
+        let reference = |a: &StoredAgreement| {
+            to_bytes(&json!({
+                "primaryContact": contact_json(a),
+                "templateId": a.template_id,
+                "dateAgreed": dates::render(&a.date_agreed, a.date_without_z),
+                "type": a.agreement_type,
+                "userId": SIMULATED_USER_ID,
+                "agreementLink": link_for(a),
+            }))
+        };
+        let mut a = validate(Some(&body("2024-06-14T00:00:00Z")), &postable(), Utc::now()).unwrap();
+        assert_eq!(created_body(&a), reference(&a));
+        a.phone_number = Some("+1 \"425\" 555 0100".into());
+        a.first_name = "Zoë <x> \u{7}".into();
+        a.date_without_z = true;
+        assert_eq!(created_body(&a), reference(&a));
+        a.template_id = MCA_CLOUD_TEMPLATE_ID.into();
+        a.agreement_type = CLOUD_TYPE.into();
+        assert_eq!(created_body(&a), reference(&a));
     }
 
     #[test]

@@ -201,7 +201,7 @@ impl Echo {
         }
         // MS-CV is opaque to clients; a hex token plus the usual ".0" vector suffix.
         let cv = format!("{:016x}.0", splitmix64(cv_seed));
-        if let Ok(value) = HeaderValue::from_str(&cv) {
+        if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(cv)) {
             headers.insert(MS_CV, value);
         }
     }
