@@ -230,6 +230,9 @@ fn panic_text(e: JoinError) -> String {
         .unwrap_or_else(|| "a panic".to_string())
 }
 
+/// Most records written before the writer flushes, however fast they come.
+const MAX_UNFLUSHED: usize = 64;
+
 /// The writer task: writes each record (and its side line), counts it, shows progress.
 async fn write_records<R: ReportRecord>(
     ctx: Arc<RunContext>,
@@ -244,25 +247,42 @@ async fn write_records<R: ReportRecord>(
     } = outputs;
     let mut tally = Tally::default();
     let mut failed = false;
-    while let Some(record) = records.recv().await {
-        if failed {
-            // The file can no longer be written; keep draining so workers finish.
-            continue;
+    while let Some(first) = records.recv().await {
+        // The rows that finished meanwhile are written with it, then flushed together before
+        // the task waits again: every finished row is in the file as soon as the writer is
+        // idle, for one write call per batch instead of one per row.
+        let mut next = Some(first);
+        let mut batch = 0usize;
+        while let Some(record) = next.take() {
+            if !failed {
+                let written = writer
+                    .write_unflushed(&record)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| match (record.side_line(), side.as_mut()) {
+                        (Some(line), Some(side)) => side.write(line).map_err(|e| e.to_string()),
+                        _ => Ok(()),
+                    });
+                match written {
+                    Ok(()) => {
+                        tally.add(record.status());
+                        progress.record(&tally, order);
+                    }
+                    Err(e) => {
+                        // The file can no longer be written; keep draining so workers finish.
+                        failed = true;
+                        ctx.abort(AbortReason::Output(e));
+                    }
+                }
+            }
+            batch = batch.saturating_add(1);
+            if batch < MAX_UNFLUSHED {
+                next = records.try_recv().ok();
+            }
         }
-        let written = writer
-            .write(&record)
-            .map_err(|e| e.to_string())
-            .and_then(|()| match (record.side_line(), side.as_mut()) {
-                (Some(line), Some(side)) => side.write(line).map_err(|e| e.to_string()),
-                _ => Ok(()),
-            });
-        if let Err(e) = written {
+        if !failed && let Err(e) = writer.flush_written() {
             failed = true;
-            ctx.abort(AbortReason::Output(e));
-            continue;
+            ctx.abort(AbortReason::Output(e.to_string()));
         }
-        tally.add(record.status());
-        progress.record(&tally, order);
     }
     progress.finish();
     (tally, writer, side)

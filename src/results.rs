@@ -605,10 +605,22 @@ impl ReportWriter {
 
     /// Writes and flushes one record.
     pub fn write<R: ReportRecord>(&mut self, record: &R) -> Result<(), OutputError> {
+        self.write_unflushed(record)?;
+        self.flush_written()
+    }
+
+    /// Writes one record of a run; [`Self::flush_written`] then hands it to the system.
+    pub fn write_unflushed<R: ReportRecord>(&mut self, record: &R) -> Result<(), OutputError> {
         let cells = self.cells_of(record);
         self.write_cells(cells.into_iter())?;
+        self.unsynced = self.unsynced.saturating_add(1);
+        Ok(())
+    }
+
+    /// Flushes the records written so far, and syncs them to disk every so many lines or
+    /// seconds.
+    pub fn flush_written(&mut self) -> Result<(), OutputError> {
         self.flush()?;
-        self.unsynced += 1;
         if self.unsynced >= SYNC_EVERY_LINES || self.last_sync.elapsed() >= SYNC_EVERY {
             self.sync()?;
         }
