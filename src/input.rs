@@ -30,9 +30,12 @@ pub fn is_stdin(path: &Path) -> bool {
 }
 
 /// Whether INPUT is standard input or a pipe the shell made for it (`-`, `/dev/stdin`,
-/// `/dev/fd/63` from `<(…)`, `/proc/self/fd/N`): no report can be written beside it.
+/// `/dev/fd/63` from `<(…)`, `/proc/self/fd/N`): no report can be written beside it. A regular
+/// file under `/dev` (say `/dev/shm/wave.csv`) is a file like any other.
 pub fn is_shell_stream(path: &Path) -> bool {
-    is_stdin(path) || path.starts_with("/dev") || path.starts_with("/proc")
+    is_stdin(path)
+        || ((path.starts_with("/dev") || path.starts_with("/proc"))
+            && !std::fs::metadata(path).is_ok_and(|m| m.is_file()))
 }
 
 /// A column the tool reads; every other column of the input is carried along but ignored.
@@ -958,6 +961,23 @@ mod tests {
         text.extend_from_slice(b"\n1,2,3,4\n");
         let err = InputReader::open(write(&text).path(), &opts()).unwrap_err();
         assert!(matches!(err, InputError::HeaderTooLong { .. }), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_standard_input_and_shell_pipes_count_as_shell_streams() {
+        assert!(is_shell_stream(Path::new("-")));
+        assert!(is_shell_stream(Path::new("/dev/stdin")));
+        assert!(is_shell_stream(Path::new("/dev/fd/63")));
+        assert!(!is_shell_stream(Path::new("wave.csv")));
+        assert!(!is_shell_stream(Path::new("dev/wave.csv")));
+        let shm = tempfile::Builder::new().tempfile_in("/dev/shm");
+        if let Ok(file) = shm {
+            assert!(
+                !is_shell_stream(file.path()),
+                "a regular file under /dev/shm"
+            );
+        }
     }
 
     #[test]
