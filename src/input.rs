@@ -205,24 +205,16 @@ impl RawRow {
     pub fn fields(&self) -> RawFields<'_> {
         // The record's cells lie one after the other in one buffer: checked as UTF-8 in one
         // pass, far cheaper than cell by cell. Only a record that fails is checked per cell.
-        if let Ok(whole) = std::str::from_utf8(self.record.as_slice()) {
-            let text = |c| {
-                self.columns
-                    .get(c)
-                    .and_then(|p| self.record.range(p))
-                    .and_then(|r| whole.get(r))
-                    .unwrap_or_default()
-            };
-            return RawFields {
-                tenant_id: text(Column::TenantId),
-                first_name: text(Column::FirstName),
-                last_name: text(Column::LastName),
-                email: text(Column::Email),
-                phone_number: text(Column::PhoneNumber),
-                date_agreed: text(Column::DateAgreed),
-            };
-        }
-        let text = |c| std::str::from_utf8(self.cell(c)).unwrap_or_default();
+        let whole = std::str::from_utf8(self.record.as_slice()).ok();
+        let text = |c| match whole {
+            Some(whole) => self
+                .columns
+                .get(c)
+                .and_then(|p| self.record.range(p))
+                .and_then(|r| whole.get(r))
+                .unwrap_or_default(),
+            None => std::str::from_utf8(self.cell(c)).unwrap_or_default(),
+        };
         RawFields {
             tenant_id: text(Column::TenantId),
             first_name: text(Column::FirstName),
