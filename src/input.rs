@@ -320,9 +320,8 @@ impl InputReader {
             path,
         ) {
             if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-                crate::console::say(
-                    crate::console::Kind::Note,
-                    "reading CSV rows from standard input: type or paste them, then end with Ctrl-D (Ctrl-Z, Enter on Windows)",
+                tracing::info!(
+                    "reading CSV rows from standard input: type or paste them, then end with Ctrl-D (Ctrl-Z, Enter on Windows)"
                 );
             }
             (Box::new(std::io::stdin()), 0, None)
