@@ -44,11 +44,8 @@ pub struct Validator {
 impl Validator {
     /// Validates a row read from the input. `Err` carries the message for the results file.
     pub fn validate_row(&self, row: &RawRow) -> Result<Confirmation, String> {
-        if let Some(problem) = &row.problem {
-            return Err(problem.clone());
-        }
-        self.validate(&row.fields(), Utc::now())
-            .map_err(|e| e.to_string())
+        self.check_lent(row, &mut Clock::fixed(Utc::now()))
+            .map(|c| c.to_confirmation())
     }
 
     /// Validates the cells of a row as of `now` (dates after it are in the future).
