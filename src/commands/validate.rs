@@ -177,18 +177,19 @@ impl Batch {
     }
 }
 
-/// An RFC 3339 time (to the second), formatted again only when the second changes.
+/// The last `date_agreed` formatted (RFC 3339, to the second): a wave's rows mostly share
+/// their date, so it is formatted again only when the date changes.
 #[derive(Default)]
 struct Rfc3339Cache {
-    second: Option<i64>,
+    at: Option<DateTime<Utc>>,
     text: String,
 }
 
 impl Rfc3339Cache {
     fn get(&mut self, at: DateTime<Utc>) -> &str {
-        if self.second != Some(at.timestamp()) {
+        if self.at != Some(at) {
             self.text = crate::domain::rfc3339(at);
-            self.second = Some(at.timestamp());
+            self.at = Some(at);
         }
         &self.text
     }
@@ -204,12 +205,11 @@ fn write_report(
     let mut tally = Tally::default();
     let mut first_invalid = Vec::new();
     let mut earlier = Vec::with_capacity(BATCH);
-    let mut finished_cache = Rfc3339Cache::default();
     let mut date_cache = Rfc3339Cache::default();
     let mut message = String::new();
     for batch in batches {
         // The time the batch's rows were checked, to the second.
-        let finished_at = finished_cache.get(Utc::now()).to_string();
+        let finished_at = crate::domain::rfc3339(Utc::now());
         // The index lookups of a batch in one tight loop, so that the processor overlaps
         // their cache misses (the index is far larger than the caches).
         let text = |r: &BatchRow, i: usize| {
