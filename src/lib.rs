@@ -54,7 +54,17 @@ pub fn main_with(cli: cli::Cli) -> ExitCode {
             return Exit::Aborted.into();
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    // The command runs as a task on the runtime's workers, not on this thread: a run's loop
+    // (starting rows, reaping finished ones) then wakes on the thread its workers run on, where
+    // `block_on`'s future would have to be woken across threads (a futex call and a context
+    // switch) for every row.
+    let outcome = runtime.block_on(runtime.spawn(commands::run(cli)));
+    let outcome = outcome.unwrap_or_else(|e| {
+        Err(error::AppError::Aborted(format!(
+            "an internal error stopped the command: {e}"
+        )))
+    });
+    match outcome {
         Ok(exit) => exit.into(),
         Err(e) => {
             console::say(console::Kind::Error, &format!("error: {e}"));

@@ -14,6 +14,9 @@ use crate::domain::{Confirmation, RowNumber, RowStatus, Status, rfc3339};
 use crate::files::private_options;
 use crate::input::{Column, RawRow};
 
+mod write_behind;
+use write_behind::WriteBehind;
+
 /// The results header, in the contract's order.
 pub const RESULTS_HEADER: [&str; 17] = [
     "row",
@@ -439,8 +442,8 @@ impl ReportFile {
     pub fn into_writer<R: ReportRecord>(self) -> Result<ReportWriter, OutputError> {
         let (out, sync, starts_anew): (Box<dyn Write + Send>, Option<File>, bool) =
             match self.opened {
-                Opened::Stdout => (Box::new(io::stdout()), None, true),
-                Opened::Stream(f) => (Box::new(f), None, true),
+                Opened::Stdout => (Box::new(BufWriter::new(io::stdout())), None, true),
+                Opened::Stream(f) => (Box::new(BufWriter::new(f)), None, true),
                 Opened::Regular { file, writes } => {
                     let err = |source| OutputError::Create {
                         path: writes.clone(),
@@ -474,18 +477,19 @@ impl ReportFile {
                 }
             };
         let mut writer = ReportWriter {
-            csv: csv::WriterBuilder::new()
-                .buffer_capacity(16 * 1024)
-                .from_writer(out),
+            out,
+            csv: csv_core::Writer::new(),
+            line: Vec::with_capacity(1024),
             target: self.target,
             sync,
             unsynced: 0,
             last_sync: Instant::now(),
             redact: false,
             escaped: String::new(),
+            behind: None,
         };
         if starts_anew {
-            writer.write_cells(R::header().iter().map(|h| Cow::Borrowed(*h)))?;
+            writer.write_cells(R::header().iter().map(|h| Cell::Text(h)))?;
             writer.flush()?;
         }
         Ok(writer)
@@ -547,6 +551,9 @@ pub fn is_confirm_results(path: &Path) -> bool {
 /// Lines between two syncs to disk, and the longest time between them.
 const SYNC_EVERY_LINES: u32 = 256;
 const SYNC_EVERY: Duration = Duration::from_secs(1);
+/// Lines of a bulk report (written without a flush per line) between two syncs behind the
+/// writer: about 10 MB of `validate`'s report.
+const WRITE_BEHIND_LINES: u32 = 65_536;
 
 /// Writes report lines, each flushed to the operating system as soon as it is written and
 /// synced to disk every so often (regular files only: a device or pipe has nothing to sync),
@@ -554,13 +561,19 @@ const SYNC_EVERY: Duration = Duration::from_secs(1);
 /// written.
 pub struct ReportWriter {
     target: OutputTarget,
-    csv: csv::Writer<Box<dyn Write + Send>>,
+    out: Box<dyn Write + Send>,
+    /// Escapes the cells of a line (CSV quoting as the `csv` crate writes it).
+    csv: csv_core::Writer,
+    /// The line being made, reused.
+    line: Vec<u8>,
     sync: Option<File>,
     unsynced: u32,
     last_sync: Instant,
     redact: bool,
     /// Reused for cells that need a leading `'`.
     escaped: String,
+    /// The sync thread of a bulk report, started at its first [`WRITE_BEHIND_LINES`] lines.
+    behind: Option<WriteBehind>,
 }
 
 impl std::fmt::Debug for ReportWriter {
@@ -612,7 +625,7 @@ impl ReportWriter {
     /// Writes one record of a run; [`Self::flush_written`] then hands it to the system.
     pub fn write_unflushed<R: ReportRecord>(&mut self, record: &R) -> Result<(), OutputError> {
         let cells = self.cells_of(record);
-        self.write_cells(cells.into_iter())?;
+        self.write_cells(cells.iter().map(|c| Cell::Text(c)))?;
         self.unsynced = self.unsynced.saturating_add(1);
         Ok(())
     }
@@ -630,7 +643,8 @@ impl ReportWriter {
     /// Writes one record without flushing (for offline reports written in bulk).
     pub fn write_buffered<R: ReportRecord>(&mut self, record: &R) -> Result<(), OutputError> {
         let cells = self.cells_of(record);
-        self.write_cells(cells.into_iter())
+        self.write_cells(cells.iter().map(|c| Cell::Text(c)))?;
+        self.written_in_bulk()
     }
 
     /// Writes one line of `R`'s cells, given as borrowed text in header order, without
@@ -638,47 +652,99 @@ impl ReportWriter {
     /// reports written in bulk, a line at a time from reused buffers).
     pub fn write_borrowed_buffered<R: ReportRecord>(
         &mut self,
-        cells: &[&str],
+        cells: &[Cell<'_>],
     ) -> Result<(), OutputError> {
-        let redact = self.redact;
-        let cells = cells.iter().enumerate().map(|(i, cell)| {
-            match R::personal_cells().iter().find(|(at, _)| *at == i) {
-                Some((_, kind)) if redact => Cow::Owned(kind.mask(cell)),
-                _ => Cow::Borrowed(*cell),
-            }
-        });
-        self.write_cells(cells)
+        if self.redact {
+            let masked: Vec<Cow<'_, str>> = cells
+                .iter()
+                .enumerate()
+                .map(|(i, cell)| {
+                    match (cell, R::personal_cells().iter().find(|(at, _)| *at == i)) {
+                        (Cell::Text(text), Some((_, kind))) => Cow::Owned(kind.mask(text)),
+                        (Cell::Text(text) | Cell::Plain(text), _) => Cow::Borrowed(*text),
+                    }
+                })
+                .collect();
+            self.write_cells(masked.iter().zip(cells).map(|(text, cell)| match cell {
+                Cell::Text(_) => Cell::Text(text),
+                Cell::Plain(_) => Cell::Plain(text),
+            }))?;
+        } else {
+            self.write_cells(cells.iter().copied())?;
+        }
+        self.written_in_bulk()
     }
 
+    /// Counts a line written in bulk; every [`WRITE_BEHIND_LINES`] lines, hands what was
+    /// written to the system and has it synced behind the writer (see [`WriteBehind`]).
+    fn written_in_bulk(&mut self) -> Result<(), OutputError> {
+        self.unsynced = self.unsynced.saturating_add(1);
+        if self.unsynced < WRITE_BEHIND_LINES {
+            return Ok(());
+        }
+        self.unsynced = 0;
+        let Some(file) = &self.sync else {
+            return Ok(());
+        };
+        if self.behind.is_none() {
+            self.behind = Some(WriteBehind::start(file).map_err(|e| self.error(e))?);
+        }
+        self.flush()?;
+        if let Some(behind) = &self.behind {
+            behind.ask();
+        }
+        Ok(())
+    }
+
+    /// Makes the line of `cells` and hands it to the output (buffered). Text cells are
+    /// guarded against formulas and quoted where CSV needs it; plain cells are copied as they
+    /// are.
     fn write_cells<'a>(
         &mut self,
-        cells: impl Iterator<Item = Cow<'a, str>>,
+        cells: impl Iterator<Item = Cell<'a>>,
     ) -> Result<(), OutputError> {
-        // Cell by cell into the CSV writer, escaped through one reused buffer: no allocation
-        // per line.
-        let mut escaped = std::mem::take(&mut self.escaped);
-        let mut written = Ok(());
-        for cell in cells {
-            written = if needs_formula_escape(&cell) {
-                escaped.clear();
-                escaped.push('\'');
-                escaped.push_str(&cell);
-                self.csv.write_field(escaped.as_bytes())
-            } else {
-                self.csv.write_field(cell.as_bytes())
-            };
-            if written.is_err() {
-                break;
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        for (i, cell) in cells.enumerate() {
+            if i > 0 {
+                // Closes a quoted cell before the comma.
+                push_with(&mut line, 2, |out| self.csv.delimiter(out).1);
+            }
+            match cell {
+                Cell::Plain(text) => {
+                    debug_assert!(
+                        !needs_formula_escape(text)
+                            && !text.bytes().any(|b| self.csv.is_special_byte(b)),
+                        "{text:?} is not plain"
+                    );
+                    line.extend_from_slice(text.as_bytes());
+                }
+                Cell::Text(text) if needs_formula_escape(text) => {
+                    // The guard and the text are one field: CSV quoting is decided on both.
+                    self.escaped.clear();
+                    self.escaped.push('\'');
+                    self.escaped.push_str(text);
+                    let field = self.escaped.as_bytes();
+                    push_with(&mut line, quoted_len(field), |out| {
+                        self.csv.field(field, out).2
+                    });
+                }
+                Cell::Text(text) => {
+                    let field = text.as_bytes();
+                    push_with(&mut line, quoted_len(field), |out| {
+                        self.csv.field(field, out).2
+                    });
+                }
             }
         }
-        self.escaped = escaped;
-        written
-            .and_then(|()| self.csv.write_record(None::<&[u8]>))
-            .map_err(|e| self.error(csv_io(e)))
+        push_with(&mut line, 3, |out| self.csv.terminator(out).1);
+        let written = self.out.write_all(&line);
+        self.line = line;
+        written.map_err(|e| self.error(e))
     }
 
     pub fn flush(&mut self) -> Result<(), OutputError> {
-        self.csv.flush().map_err(|e| self.error(e))
+        self.out.flush().map_err(|e| self.error(e))
     }
 
     fn sync(&mut self) -> Result<(), OutputError> {
@@ -700,6 +766,9 @@ impl ReportWriter {
     /// Flushes everything and, for files, puts it on disk.
     pub fn finish(mut self) -> Result<(), OutputError> {
         self.flush()?;
+        if let Some(behind) = self.behind.take() {
+            behind.finish().map_err(|e| self.error(e))?;
+        }
         self.sync()
     }
 }
@@ -762,6 +831,31 @@ impl LineWriter {
             source,
         })
     }
+}
+
+/// A cell of a line given as borrowed text.
+#[derive(Debug, Clone, Copy)]
+pub enum Cell<'a> {
+    /// Text from the input, the service or the operator: guarded against formulas, quoted
+    /// where needed, masked when personal and redacting.
+    Text(&'a str),
+    /// Text the tool made that CSV and spreadsheets take as it is (a number, an id, a date,
+    /// a status): copied without a check.
+    Plain(&'a str),
+}
+
+/// Room a field takes at most once quoted: every byte doubled, and the two quotes.
+fn quoted_len(field: &[u8]) -> usize {
+    field.len().saturating_mul(2).saturating_add(2)
+}
+
+/// Appends what `write` puts into at most `room` bytes at the end of `line`; `write` returns
+/// how many it wrote.
+fn push_with(line: &mut Vec<u8>, room: usize, write: impl FnOnce(&mut [u8]) -> usize) {
+    let start = line.len();
+    line.resize(start.saturating_add(room), 0);
+    let written = line.get_mut(start..).map_or(0, write);
+    line.truncate(start.saturating_add(written));
 }
 
 fn csv_io(e: csv::Error) -> io::Error {
@@ -850,6 +944,83 @@ mod tests {
                 std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
                 0o600
             );
+        }
+    }
+
+    #[test]
+    fn borrowed_cells_are_written_as_records_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let (records, borrowed) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
+        let lines: [[&str; 17]; 3] = [
+            [
+                "1", "t", "=cmd", "a,b", "x\"y", "+1 425", "d", "invalid", "", "", "", "m\nn", "0",
+                "", "", "", "f",
+            ],
+            [
+                "2", "t", "", "", "", "", "d", "valid", "", "", "", "", "0", "", "", "", "f",
+            ],
+            [
+                "3", "t", "'q", "\tx", "@e", "-", "d", "invalid", "", "", "", "", "0", "", "", "",
+                "f",
+            ],
+        ];
+        for redact in [false, true] {
+            let mut a = ReportWriter::create::<ResultRecord>(
+                OutputTarget::File(records.clone()),
+                ReportMode::Derived,
+            )
+            .unwrap();
+            let mut b = ReportWriter::create::<ResultRecord>(
+                OutputTarget::File(borrowed.clone()),
+                ReportMode::Derived,
+            )
+            .unwrap();
+            if redact {
+                (a, b) = (a.redact(), b.redact());
+            }
+            for line in &lines {
+                let record = ResultRecord {
+                    row: Some(RowNumber(line[0].parse().unwrap())),
+                    first_name: line[2].into(),
+                    last_name: line[3].into(),
+                    email: line[4].into(),
+                    phone_number: line[5].into(),
+                    status: RowStatus::parse(line[7]),
+                    message: line[11].into(),
+                    ..Default::default()
+                };
+                a.write_buffered(&record).unwrap();
+                // The tool's own cells plain, the signer's and the message as text.
+                let cells = [
+                    Cell::Plain(line[0]),
+                    Cell::Plain(""),
+                    Cell::Text(line[2]),
+                    Cell::Text(line[3]),
+                    Cell::Text(line[4]),
+                    Cell::Text(line[5]),
+                    Cell::Plain(""),
+                    Cell::Plain(line[7]),
+                    Cell::Plain(""),
+                    Cell::Plain(""),
+                    Cell::Plain(""),
+                    Cell::Text(line[11]),
+                    Cell::Plain("0"),
+                    Cell::Plain(""),
+                    Cell::Plain(""),
+                    Cell::Plain(""),
+                    Cell::Plain(""),
+                ];
+                b.write_borrowed_buffered::<ResultRecord>(&cells).unwrap();
+            }
+            a.finish().unwrap();
+            b.finish().unwrap();
+            let (a, b) = (
+                std::fs::read_to_string(&records).unwrap(),
+                std::fs::read_to_string(&borrowed).unwrap(),
+            );
+            assert_eq!(a, b, "redact: {redact}");
+            assert!(a.contains("'=cmd,\"a,b\",\"x\"\"y\""), "{a}");
+            assert!(a.contains("\"m\nn\""), "{a}");
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::domain::{RowNumber, RowStatus, TenantId};
 use crate::error::{AppError, Exit};
 use crate::input::{Column, Fingerprinting, InputReader, RawRow};
 use crate::progress::ReadPosition;
-use crate::results::{ReportFile, ReportWriter, ResultRecord};
+use crate::results::{Cell, ReportFile, ReportWriter, ResultRecord};
 use crate::summary::{RunClock, RunSummary};
 use crate::tally::Tally;
 use crate::validation::{Checked, Clock, DuplicateIndex, Validator};
@@ -249,25 +249,31 @@ fn write_report(
                 }
             };
             tally.add(status);
-            // The results file's columns (`ResultRecord`), in its order.
+            // The results file's columns (`ResultRecord`), in its order. The tenant and date
+            // of a valid row are the tool's own normal forms (plain); an invalid row's cells
+            // are the input's text.
+            let made = |text| match r.valid {
+                Some(_) => Cell::Plain(text),
+                None => Cell::Text(text),
+            };
             let cells = [
-                row.format(r.row.0),
-                tenant,
-                text(r, 1),
-                text(r, 2),
-                text(r, 3),
-                text(r, 4),
-                date,
-                status.as_str(),
-                "",
-                "",
-                "",
-                &message,
-                "0",
-                "",
-                "",
-                "",
-                &finished_at,
+                Cell::Plain(row.format(r.row.0)),
+                made(tenant),
+                Cell::Text(text(r, 1)),
+                Cell::Text(text(r, 2)),
+                Cell::Text(text(r, 3)),
+                Cell::Text(text(r, 4)),
+                made(date),
+                Cell::Plain(status.as_str()),
+                Cell::Plain(""),
+                Cell::Plain(""),
+                Cell::Plain(""),
+                Cell::Text(&message),
+                Cell::Plain("0"),
+                Cell::Plain(""),
+                Cell::Plain(""),
+                Cell::Plain(""),
+                Cell::Plain(&finished_at),
             ];
             // Dropping the receiver (by returning) stops the reader.
             writer.write_borrowed_buffered::<ResultRecord>(&cells)?;
