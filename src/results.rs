@@ -660,8 +660,11 @@ impl ReportWriter {
                 .enumerate()
                 .map(|(i, cell)| {
                     match (cell, R::personal_cells().iter().find(|(at, _)| *at == i)) {
-                        (Cell::Text(text), Some((_, kind))) => Cow::Owned(kind.mask(text)),
-                        (Cell::Text(text) | Cell::Plain(text), _) => Cow::Borrowed(*text),
+                        // A personal cell is masked whichever way it came.
+                        (Cell::Text(text) | Cell::Plain(text), Some((_, kind))) => {
+                            Cow::Owned(kind.mask(text))
+                        }
+                        (Cell::Text(text) | Cell::Plain(text), None) => Cow::Borrowed(*text),
                     }
                 })
                 .collect();
@@ -840,7 +843,8 @@ pub enum Cell<'a> {
     /// where needed, masked when personal and redacting.
     Text(&'a str),
     /// Text the tool made that CSV and spreadsheets take as it is (a number, an id, a date,
-    /// a status): copied without a check.
+    /// a status): copied without quoting or a formula guard (masked all the same if it sits
+    /// in a personal column of a redacted report).
     Plain(&'a str),
 }
 
