@@ -116,9 +116,9 @@ struct Batch {
 
 struct BatchRow {
     row: RowNumber,
-    /// The tenant and date of a valid row (its cells are their formatted forms) and its
-    /// duplicate key; `None` for an invalid one.
-    valid: Option<(TenantId, DateTime<Utc>, SignerKey)>,
+    /// The tenant and date of a valid row (its cells are their formatted forms); `None` for
+    /// an invalid one.
+    valid: Option<(TenantId, DateTime<Utc>)>,
     /// Where the row's text starts in the batch's text, and where each of the six input
     /// cells and the message end.
     start: usize,
@@ -133,8 +133,8 @@ impl Batch {
         }
     }
 
-    /// A valid row: its signer's cells as text and its duplicate key (the tenant and date are
-    /// formatted on the writing side).
+    /// A valid row: its signer's checked cells as text (the tenant and date are formatted,
+    /// and the duplicate key made, on the writing side: the reading side has the more work).
     fn push_valid(&mut self, row: RowNumber, c: &Checked<'_>) {
         let start = self.text.len();
         let mut ends = [start; 7];
@@ -152,7 +152,7 @@ impl Batch {
         ends[6] = self.text.len();
         self.rows.push(BatchRow {
             row,
-            valid: Some((c.tenant, c.date_agreed.as_datetime(), c.key())),
+            valid: Some((c.tenant, c.date_agreed.as_datetime())),
             start,
             ends,
         });
@@ -205,6 +205,7 @@ fn write_report(
     let mut tally = Tally::default();
     let mut first_invalid = Vec::new();
     let mut earlier = Vec::with_capacity(BATCH);
+    let mut keys = Vec::with_capacity(BATCH);
     let mut date_cache = Rfc3339Cache::default();
     let mut message = String::new();
     for batch in batches {
@@ -216,18 +217,29 @@ fn write_report(
             let start = if i == 0 { r.start } else { r.ends[i - 1] };
             batch.text.get(start..r.ends[i]).unwrap_or_default()
         };
-        earlier.clear();
-        earlier.extend(batch.rows.iter().map(|r| {
-            r.valid
-                .and_then(|(_, _, key)| duplicates.first_seen(key, r.row))
+        // The keys first (the same key as `Checked::key`, from the same checked values), then
+        // the lookups in a loop of their own.
+        keys.clear();
+        keys.extend(batch.rows.iter().map(|r| {
+            r.valid.map(|(tenant, _)| {
+                SignerKey::of(&tenant, text(r, 1), text(r, 2), text(r, 3), text(r, 4))
+            })
         }));
+        earlier.clear();
+        earlier.extend(
+            batch
+                .rows
+                .iter()
+                .zip(&keys)
+                .map(|(r, key)| key.and_then(|key| duplicates.first_seen(key, r.row))),
+        );
         for (r, earlier) in batch.rows.iter().zip(earlier.iter().copied()) {
             let mut row = itoa::Buffer::new();
             let mut uuid = uuid::Uuid::encode_buffer();
             // The cells straight from the batch's text: the tenant and date of a valid row in
             // their normal forms, as the results file has them.
             let (tenant, date) = match r.valid {
-                Some((tenant, date, _)) => (
+                Some((tenant, date)) => (
                     &*tenant.as_uuid().hyphenated().encode_lower(&mut uuid),
                     date_cache.get(date),
                 ),
