@@ -1268,6 +1268,48 @@ fn step_value<'a>(step: &[&'a str], key: &str) -> Option<&'a str> {
 }
 
 /// The block under `key:` in a step.
+/// The first step `pred` picks (`what` names it when none does).
+fn step_at(steps: &[Vec<&str>], what: &str, pred: &dyn Fn(&Vec<&str>) -> bool) -> usize {
+    steps
+        .iter()
+        .position(pred)
+        .unwrap_or_else(|| panic!("no step {what}"))
+}
+
+/// A step's `env:` block as names and values (blank and comment lines skipped).
+fn env_map(lines: &[&str]) -> BTreeMap<String, String> {
+    lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (key, value) = l.split_once(':').expect("NAME: value");
+            (key.to_string(), value.trim().to_string())
+        })
+        .collect()
+}
+
+/// The schedule's `- cron:` in `schedule` (a trigger block), checked: five fields in range,
+/// every day of every month. Its fields.
+fn nightly_cron(schedule: &[&str]) -> Vec<String> {
+    let cron = schedule
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("- cron:"))
+        .expect("a schedule cron")
+        .trim()
+        .trim_matches(|c| c == '"' || c == '\'');
+    let fields: Vec<String> = cron.split_whitespace().map(str::to_string).collect();
+    assert_eq!(fields.len(), 5, "{cron}");
+    for (field, (min, max)) in fields
+        .iter()
+        .zip([(0, 59), (0, 23), (1, 31), (1, 12), (0, 6)])
+    {
+        assert!(cron_field_ok(field, min, max), "bad cron field {field:?}");
+    }
+    assert_eq!(&fields[2..], ["*", "*", "*"], "nightly");
+    fields
+}
+
 fn step_block<'a>(step: &[&'a str], key: &str) -> Vec<&'a str> {
     let at = step
         .iter()
@@ -1392,12 +1434,8 @@ impl Runner<'_> {
                 self.scene.sim.base_url.clone(),
             );
             if step.iter().any(|l| l.trim() == "env:") {
-                for line in step_block(step, "env") {
-                    if line.trim().is_empty() {
-                        continue;
-                    }
-                    let (key, value) = line.trim().split_once(':').unwrap();
-                    env.insert(key.to_string(), self.expand(value.trim(), &runner_temp));
+                for (key, value) in env_map(&step_block(step, "env")) {
+                    env.insert(key, self.expand(&value, &runner_temp));
                 }
             }
             let script_path = self.scene.path(&format!("{name}-step{at}.sh"));
@@ -1433,21 +1471,7 @@ fn github_workflow_runs_nightly_keeps_the_rotated_token_uploads_report_and_fails
     // on: a nightly schedule (and a manual trigger).
     let on = top("on").expect("a top-level on:");
     let triggers = block(&lines, on);
-    let cron = triggers
-        .iter()
-        .find_map(|l| l.trim().strip_prefix("- cron:"))
-        .expect("a schedule cron")
-        .trim()
-        .trim_matches(|c| c == '"' || c == '\'');
-    let fields: Vec<&str> = cron.split_whitespace().collect();
-    assert_eq!(fields.len(), 5, "{cron}");
-    for (field, (min, max)) in fields
-        .iter()
-        .zip([(0, 59), (0, 23), (1, 31), (1, 12), (0, 6)])
-    {
-        assert!(cron_field_ok(field, min, max), "bad cron field {field:?}");
-    }
-    assert_eq!(&fields[2..], ["*", "*", "*"], "nightly");
+    nightly_cron(&triggers);
     assert!(triggers.iter().any(|l| l.trim() == "schedule:"));
     assert!(
         triggers
@@ -1475,12 +1499,7 @@ fn github_workflow_runs_nightly_keeps_the_rotated_token_uploads_report_and_fails
         .iter()
         .position(|s| step_script(s).is_some_and(|r| r.contains("cargo ")))
         .expect("a step builds the tool");
-    let find = |what: &str, pred: &dyn Fn(&Vec<&str>) -> bool| {
-        steps
-            .iter()
-            .position(pred)
-            .unwrap_or_else(|| panic!("no step {what}"))
-    };
+    let find = |what: &str, pred: &dyn Fn(&Vec<&str>) -> bool| step_at(&steps, what, pred);
     let status_at = find("with id: status", &|s| {
         step_value(s, "id") == Some("status")
     });
@@ -1516,11 +1535,7 @@ fn github_workflow_runs_nightly_keeps_the_rotated_token_uploads_report_and_fails
     // The status step: ids and the client secret from the secret store, the refresh token as
     // a file in RUNNER_TEMP only (PARTNER_CENTER_REFRESH_TOKEN would win over the file and
     // the rotated token would be lost).
-    let mut status_env = BTreeMap::new();
-    for line in step_block(status, "env") {
-        let (key, value) = line.trim().split_once(':').unwrap();
-        status_env.insert(key.to_string(), value.trim().to_string());
-    }
+    let status_env = env_map(&step_block(status, "env"));
     for (key, value) in &status_env {
         if key == "PARTNER_CENTER_REFRESH_TOKEN_FILE" {
             assert!(value.starts_with("${{ runner.temp }}/"), "{key}: {value}");
@@ -2073,15 +2088,8 @@ impl AzureAgent<'_> {
                 self.scene.sim.base_url.clone(),
             );
             if step.iter().any(|l| l.trim() == "env:") {
-                for line in step_block(step, "env") {
-                    if line.trim().is_empty() || line.trim().starts_with('#') {
-                        continue;
-                    }
-                    let (key, value) = line.trim().split_once(':').unwrap();
-                    env.insert(
-                        key.to_string(),
-                        self.expand(value.trim(), &night, &workspace),
-                    );
+                for (key, value) in env_map(&step_block(step, "env")) {
+                    env.insert(key, self.expand(&value, &night, &workspace));
                 }
             }
             let script_path = self.scene.path(&format!("{name}-step{at}.sh"));
@@ -2136,22 +2144,8 @@ fn azure_pipeline_runs_nightly_keeps_the_rotated_token_publishes_report_and_work
     assert_eq!(top_value("pr"), Some("none"));
     // schedules: nightly, whether or not the repository changed.
     let schedules = block(&lines, top("schedules").expect("a top-level schedules:"));
-    let cron = schedules
-        .iter()
-        .find_map(|l| l.trim().strip_prefix("- cron:"))
-        .expect("a schedule cron")
-        .trim()
-        .trim_matches(|c| c == '"' || c == '\'');
-    let fields: Vec<&str> = cron.split_whitespace().collect();
-    assert_eq!(fields.len(), 5, "{cron}");
-    for (field, (min, max)) in fields
-        .iter()
-        .zip([(0, 59), (0, 23), (1, 31), (1, 12), (0, 6)])
-    {
-        assert!(cron_field_ok(field, min, max), "bad cron field {field:?}");
-    }
+    let fields = nightly_cron(&schedules);
     assert!(fields[0].parse::<u32>().is_ok() && fields[1].parse::<u32>().is_ok());
-    assert_eq!(&fields[2..], ["*", "*", "*"], "nightly");
     assert!(
         schedules.iter().any(|l| l.trim() == "always: true"),
         "a schedule without always: true skips nights when nothing changed"
@@ -2192,12 +2186,7 @@ fn azure_pipeline_runs_nightly_keeps_the_rotated_token_publishes_report_and_work
 
     let steps = steps(&lines);
     let script_of = |s: &Vec<&str>| azure_step_script(s).unwrap_or_default();
-    let find = |what: &str, pred: &dyn Fn(&Vec<&str>) -> bool| {
-        steps
-            .iter()
-            .position(pred)
-            .unwrap_or_else(|| panic!("no step {what}"))
-    };
+    let find = |what: &str, pred: &dyn Fn(&Vec<&str>) -> bool| step_at(&steps, what, pred);
     let download_at = find("downloading and verifying the release", &|s| {
         let script = script_of(s);
         script.contains("sha256sum -c") && script.contains("##vso[task.prependpath]")
@@ -2261,14 +2250,7 @@ fn azure_pipeline_runs_nightly_keeps_the_rotated_token_publishes_report_and_work
     );
     // The status step: ids and the client secret from the variable group, mapped explicitly
     // (secret variables reach a script no other way), the refresh token as a file only.
-    let mut status_env = BTreeMap::new();
-    for line in step_block(&steps[status_at], "env") {
-        if line.trim().is_empty() || line.trim().starts_with('#') {
-            continue;
-        }
-        let (key, value) = line.trim().split_once(':').unwrap();
-        status_env.insert(key.to_string(), value.trim().to_string());
-    }
+    let status_env = env_map(&step_block(&steps[status_at], "env"));
     for (key, value) in &status_env {
         if key == "PARTNER_CENTER_REFRESH_TOKEN_FILE" {
             assert!(
