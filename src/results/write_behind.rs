@@ -9,7 +9,7 @@
 
 use std::fs::File;
 use std::io;
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::mpsc::{self, SyncSender};
 use std::thread::JoinHandle;
 
 /// A thread that syncs one file when asked.
@@ -38,11 +38,9 @@ impl WriteBehind {
     /// Asks for a sync of what the file holds now (the caller flushed it first). Returns at
     /// once; a failed sync is reported by [`Self::finish`].
     pub(super) fn ask(&self) {
-        match self.ask.try_send(()) {
-            Ok(()) | Err(TrySendError::Full(())) => {}
-            // The thread stopped on an error, which `finish` reports.
-            Err(TrySendError::Disconnected(())) => {}
-        }
+        // Full: a sync is already waiting to run. Disconnected: the thread stopped on an
+        // error, which `finish` reports. Neither needs anything here.
+        let _ = self.ask.try_send(());
     }
 
     /// Waits for the thread: the first error any of its syncs met.
