@@ -592,3 +592,43 @@ async fn refused_access_token_is_not_printed_either() {
     run.expect_code(3);
     assert_secret_absent(&wd, &run);
 }
+
+/// A proxy set in the environment for the API root carries every call. The simulator stands
+/// in for the proxy (it answers an absolute-form request by its path); the API root named on
+/// the command line is a loopback port where nothing listens, so a call that went straight
+/// there would be refused.
+#[tokio::test]
+async fn a_proxy_in_the_environment_carries_every_call() {
+    let sim = default_simulator().await;
+    let wd = Workdir::new();
+    let customers = Customer::many(3);
+    wd.create_customers("in.csv", &customers);
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+
+    let mut cmd = wd.confirm("in.csv", "r.csv", &closed);
+    cmd.env("HTTP_PROXY", &sim.base_url())
+        .env_remove("NO_PROXY");
+    let run = cmd.run_async().await;
+
+    run.expect_code(0);
+    let results = Results::read(&wd.path("r.csv"), &run);
+    assert_eq!(results.counts(), counts(&[("confirmed", 3)]), "{run}");
+    assert_eq!(sim.stats().agreements_created, 3, "{run}");
+    assert_eq!(sim.stats().template_gets, 1, "{run}");
+
+    // Without the proxy, the same run cannot connect and sends nothing.
+    let mut cmd = wd.confirm("in.csv", "r2.csv", &closed);
+    cmd.env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .arg("--max-attempts")
+        .arg("1");
+    let run = cmd.run_async().await;
+    assert_ne!(run.status.code(), Some(0), "{run}");
+    assert!(run.stderr.contains("could not connect"), "{run}");
+    assert_eq!(sim.stats().agreements_created, 3, "{run}");
+}

@@ -1,5 +1,5 @@
-//! The Partner Center HTTP client: one pooled `reqwest::Client`, the documented headers on
-//! every call, and answers turned into typed results.
+//! The Partner Center HTTP client: the documented headers on every call, and answers turned
+//! into typed results. How requests travel (connections, TLS, proxies) is [`super::transport`].
 //!
 //! Answers are read in chunks up to [`MAX_RESPONSE_BYTES`], so an endless body costs bounded
 //! memory; server text in errors is escaped and scrubbed of credentials (see
@@ -8,8 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use reqwest::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT,
 };
 use reqwest::{Method, Url};
 use serde::{Deserialize, Serialize};
@@ -17,8 +18,8 @@ use uuid::Uuid;
 
 use super::auth::TokenSource;
 use super::error::{ApiError, ApiErrorKind, server_text};
-use super::http::read_bounded;
 pub use super::http::{parse_base_url, without_userinfo};
+use super::transport::{Transport, TransportOptions};
 use crate::domain::{Confirmation, TenantId};
 use crate::rate::RequestGate;
 
@@ -145,7 +146,7 @@ pub struct ClientOptions {
 /// A Partner Center client shared by every worker.
 #[derive(Debug, Clone)]
 pub struct PartnerCenterClient {
-    http: reqwest::Client,
+    transport: Transport,
     base_url: Url,
     /// `base_url` as text, without a trailing slash in its path and without its query, and
     /// the query (with its `?`), to build a call's URL in one parse.
@@ -180,21 +181,13 @@ impl PartnerCenterClient {
         options: &ClientOptions,
         tokens: Arc<TokenSource>,
         gate: Arc<RequestGate>,
-    ) -> Result<Self, reqwest::Error> {
-        let mut headers = HeaderMap::new();
-        headers.insert(ACCEPT, APPLICATION_JSON);
-        headers.insert(X_LOCALE, HeaderValue::from_static("en-US"));
-        headers.insert(
-            MS_PARTNER_CENTER_APPLICATION,
-            HeaderValue::from_static(APPLICATION_NAME),
-        );
-        let http = reqwest::Client::builder()
-            .user_agent(APPLICATION_NAME)
-            .default_headers(headers)
-            .timeout(options.timeout)
-            .connect_timeout(options.timeout.min(Duration::from_secs(10)))
-            .pool_max_idle_per_host(options.max_connections)
-            .build()?;
+    ) -> Result<Self, String> {
+        let transport = Transport::new(&TransportOptions {
+            base_url: &options.base_url,
+            timeout: options.timeout,
+            connect_timeout: options.timeout.min(Duration::from_secs(10)),
+            max_idle: options.max_connections,
+        })?;
         let base_url = options.base_url.clone();
         let mut prefix = base_url.clone();
         prefix.set_query(None);
@@ -205,7 +198,7 @@ impl PartnerCenterClient {
             .map_or_else(String::new, |q| format!("?{q}"))
             .into();
         Ok(PartnerCenterClient {
-            http,
+            transport,
             base_url,
             url_prefix,
             url_suffix,
@@ -221,17 +214,16 @@ impl PartnerCenterClient {
         url
     }
 
-    /// `POST /v1/customers/{id}/agreements` under the base URL: the same URL as
-    /// [`Self::url`] gives, built with one parse (a tenant id needs no escaping).
-    fn agreements_url(&self, tenant: &TenantId) -> Option<Url> {
+    /// `POST /v1/customers/{id}/agreements` under the base URL, as text: the same URL as
+    /// [`Self::url`] gives, built without parsing (a tenant id needs no escaping).
+    fn agreements_url(&self, tenant: &TenantId) -> String {
         let (prefix, suffix) = (&*self.url_prefix, &*self.url_suffix);
         if self.base_url.fragment().is_some() {
-            return None;
+            return self
+                .url(&format!("/v1/customers/{tenant}/agreements"))
+                .into();
         }
-        Url::parse(&format!(
-            "{prefix}/v1/customers/{tenant}/agreements{suffix}"
-        ))
-        .ok()
+        format!("{prefix}/v1/customers/{tenant}/agreements{suffix}")
     }
 
     /// Sends one call with the documented headers and returns the status and body. Every
@@ -241,9 +233,9 @@ impl PartnerCenterClient {
     async fn send(
         &self,
         method: Method,
-        url: Url,
+        url: String,
         request_id: Uuid,
-        body: Option<Vec<u8>>,
+        body: Option<Bytes>,
         need_body: bool,
     ) -> CallOutcome<Vec<u8>> {
         self.send_with(method, url, request_id, body, need_body, None)
@@ -254,9 +246,9 @@ impl PartnerCenterClient {
     pub(super) async fn send_with(
         &self,
         method: Method,
-        url: Url,
+        url: String,
         request_id: Uuid,
-        body: Option<Vec<u8>>,
+        body: Option<Bytes>,
         need_body: bool,
         extra: Option<HeaderMap>,
     ) -> CallOutcome<Vec<u8>> {
@@ -297,46 +289,50 @@ impl PartnerCenterClient {
             };
             let correlation_id = Uuid::new_v4();
             sent += 1;
-            let mut request = self.http.request(method.clone(), url.clone());
+            let mut headers = HeaderMap::with_capacity(12);
+            headers.insert(USER_AGENT, HeaderValue::from_static(APPLICATION_NAME));
+            headers.insert(ACCEPT, APPLICATION_JSON);
+            headers.insert(X_LOCALE, HeaderValue::from_static("en-US"));
+            headers.insert(
+                MS_PARTNER_CENTER_APPLICATION,
+                HeaderValue::from_static(APPLICATION_NAME),
+            );
             if let Some(extra) = &extra {
-                request = request.headers(extra.clone());
+                headers.extend(extra.clone());
             }
-            request = request
-                .header(MS_REQUEST_ID, request_id_value.clone())
-                .header(MS_CORRELATION_ID, uuid_header(correlation_id))
-                .header(AUTHORIZATION, auth);
-            if let Some(body) = &body {
-                request = request
-                    .header(CONTENT_TYPE, APPLICATION_JSON)
-                    .body(body.clone());
+            headers.insert(MS_REQUEST_ID, request_id_value.clone());
+            headers.insert(MS_CORRELATION_ID, uuid_header(correlation_id));
+            headers.insert(AUTHORIZATION, auth);
+            if body.is_some() {
+                headers.insert(CONTENT_TYPE, APPLICATION_JSON);
             }
-            let mut response = match request.send().await {
+            let answer = self
+                .transport
+                .send(method.clone(), &url, headers, body.clone())
+                .await;
+            let mut response = match answer {
                 Ok(r) => r,
                 Err(e) => {
                     return CallOutcome {
                         correlation_id,
                         http_status: None,
                         sent,
-                        result: Err(self.transport_error(&e)),
+                        result: Err(self.cleaned(e)),
                     };
                 }
             };
-            let status = response.status().as_u16();
+            let status = response.status;
             if status == 401 && !renewed && self.tokens.rejected(bearer.generation) {
                 // Tokens can be revoked or expire early: renew once and resend.
                 tracing::debug!("HTTP 401: renewing the access token and sending again");
                 renewed = true;
                 continue;
             }
-            let retry_after = response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
+            let retry_after = response.retry_after.take();
             let result = if (200..300).contains(&status) {
                 if need_body {
-                    match read_bounded(&mut response, MAX_RESPONSE_BYTES).await {
-                        Err(e) => Err(self.transport_error(&e)),
+                    match response.read_bounded(MAX_RESPONSE_BYTES).await {
+                        Err(e) => Err(self.cleaned(e)),
                         Ok(b) if b.complete => Ok(b.bytes),
                         Ok(_) => Err(ApiError::transport(
                             ApiErrorKind::BadResponse,
@@ -348,12 +344,13 @@ impl PartnerCenterClient {
                 } else {
                     // The status says it all; reading a little lets an ordinary answer end
                     // cleanly, and an endless or broken body changes nothing.
-                    let _ = read_bounded(&mut response, MAX_DISCARDED_BYTES).await;
+                    let _ = response.read_bounded(MAX_DISCARDED_BYTES).await;
                     Ok(Vec::new())
                 }
             } else {
                 // The status is known: whatever part of the body arrived explains it.
-                let bytes = read_bounded(&mut response, MAX_RESPONSE_BYTES)
+                let bytes = response
+                    .read_bounded(MAX_RESPONSE_BYTES)
                     .await
                     .map(|b| b.bytes)
                     .unwrap_or_default();
@@ -393,8 +390,8 @@ impl PartnerCenterClient {
         server_text(text, &|t: &str| self.tokens.scrub(t))
     }
 
-    fn transport_error(&self, e: &reqwest::Error) -> ApiError {
-        let mut error = transport_error(e);
+    /// A transport failure with its message made safe (escaped, scrubbed, bounded).
+    fn cleaned(&self, mut error: ApiError) -> ApiError {
         error.message = self.clean(&error.message);
         error
     }
@@ -430,7 +427,7 @@ impl PartnerCenterClient {
         let mut url = self.url("/v1/agreements");
         url.query_pairs_mut()
             .append_pair("agreementType", agreement_type);
-        self.send(Method::GET, url, Uuid::new_v4(), None, true)
+        self.send(Method::GET, url.into(), Uuid::new_v4(), None, true)
             .await
             .map(|body| {
                 serde_json::from_slice::<Collection<AgreementTemplate>>(&body)
@@ -462,7 +459,7 @@ impl PartnerCenterClient {
         let mut url = self.url(&format!("/v1/customers/{tenant}/agreements"));
         url.query_pairs_mut()
             .append_pair("agreementType", MCA_AGREEMENT_TYPE);
-        self.send(Method::GET, url, Uuid::new_v4(), None, true)
+        self.send(Method::GET, url.into(), Uuid::new_v4(), None, true)
             .await
             .map(|body| {
                 serde_json::from_slice::<Collection<AgreementRecord>>(&body)
@@ -482,7 +479,7 @@ impl PartnerCenterClient {
         let url = self.url(&format!(
             "/v1/customers/{tenant}/directSignedMicrosoftCustomerAgreementStatus"
         ));
-        self.send(Method::GET, url, Uuid::new_v4(), None, true)
+        self.send(Method::GET, url.into(), Uuid::new_v4(), None, true)
             .await
             .map(|body| {
                 serde_json::from_slice::<Status>(&body)
@@ -498,10 +495,7 @@ impl PartnerCenterClient {
         template_id: &str,
         request_id: Uuid,
     ) -> CallOutcome<()> {
-        let url = match self.agreements_url(&confirmation.tenant) {
-            Some(url) => url,
-            None => self.url(&format!("/v1/customers/{}/agreements", confirmation.tenant)),
-        };
+        let url = self.agreements_url(&confirmation.tenant);
         let signer = &confirmation.signer;
         let body = AgreementBody {
             primary_contact: Contact {
@@ -523,9 +517,15 @@ impl PartnerCenterClient {
                 );
             }
         };
-        self.send(Method::POST, url, request_id, Some(body), false)
-            .await
-            .map(|_| Ok(()))
+        self.send(
+            Method::POST,
+            url,
+            request_id,
+            Some(Bytes::from(body)),
+            false,
+        )
+        .await
+        .map(|_| Ok(()))
     }
 }
 
@@ -547,24 +547,6 @@ pub fn choose_mca_template(items: Vec<AgreementTemplate>) -> Option<AgreementTem
                 && !t.template_id.trim().is_empty()
         })
         .max_by_key(|t| t.version_rank)
-}
-
-fn transport_error(e: &reqwest::Error) -> ApiError {
-    let kind = if e.is_timeout() {
-        ApiErrorKind::Timeout
-    } else if e.is_connect() {
-        ApiErrorKind::Connect
-    } else {
-        ApiErrorKind::Transport
-    };
-    // The innermost cause is the one that says what happened ("connection reset", ...).
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        message = s.to_string();
-        source = s.source();
-    }
-    ApiError::transport(kind, message)
 }
 
 #[cfg(test)]
@@ -640,10 +622,7 @@ mod tests {
             let client = client_for(Url::parse(base).unwrap(), "x");
             let tenant = TenantId::from(Uuid::new_v4());
             let expected = client.url(&format!("/v1/customers/{tenant}/agreements"));
-            match client.agreements_url(&tenant) {
-                Some(url) => assert_eq!(url, expected, "{base}"),
-                None => assert!(expected.fragment().is_some(), "{base}"),
-            }
+            assert_eq!(client.agreements_url(&tenant), expected.as_str(), "{base}");
         }
     }
 

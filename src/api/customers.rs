@@ -201,24 +201,31 @@ impl PartnerCenterClient {
                 (url, headers)
             }
         };
-        self.send_with(Method::GET, url, Uuid::new_v4(), None, true, Some(headers))
-            .await
-            .map(|body| {
-                let raw = serde_json::from_slice::<RawPage>(&body)
-                    .map_err(|e| self.bad_response("customer list", &e))?;
-                let total = raw.items.len() as u64;
-                let customers: Vec<Customer> = raw
-                    .items
-                    .into_iter()
-                    .filter_map(RawCustomer::into_customer)
-                    .collect();
-                Ok(CustomerPage {
-                    total_count: raw.total_count,
-                    unreadable: total.saturating_sub(customers.len() as u64),
-                    customers,
-                    next: raw.links.and_then(|l| l.next),
-                })
+        self.send_with(
+            Method::GET,
+            url.into(),
+            Uuid::new_v4(),
+            None,
+            true,
+            Some(headers),
+        )
+        .await
+        .map(|body| {
+            let raw = serde_json::from_slice::<RawPage>(&body)
+                .map_err(|e| self.bad_response("customer list", &e))?;
+            let total = raw.items.len() as u64;
+            let customers: Vec<Customer> = raw
+                .items
+                .into_iter()
+                .filter_map(RawCustomer::into_customer)
+                .collect();
+            Ok(CustomerPage {
+                total_count: raw.total_count,
+                unreadable: total.saturating_sub(customers.len() as u64),
+                customers,
+                next: raw.links.and_then(|l| l.next),
             })
+        })
     }
 }
 
