@@ -11,6 +11,29 @@ pub(crate) struct BoundedBody {
     pub complete: bool,
 }
 
+impl BoundedBody {
+    pub(crate) fn empty() -> Self {
+        BoundedBody {
+            bytes: Vec::new(),
+            complete: true,
+        }
+    }
+
+    /// Keeps what fits of `chunk` under `limit` bytes in all; false once the body went past
+    /// the bound (it is then incomplete, and the rest is not to be read).
+    pub(crate) fn keep(&mut self, chunk: &[u8], limit: usize) -> bool {
+        let room = limit.saturating_sub(self.bytes.len());
+        if chunk.len() > room {
+            self.bytes
+                .extend_from_slice(chunk.get(..room).unwrap_or_default());
+            self.complete = false;
+            return false;
+        }
+        self.bytes.extend_from_slice(chunk);
+        true
+    }
+}
+
 /// Reads `response`'s body chunk by chunk, keeping at most `limit` bytes and stopping there:
 /// memory stays bounded whatever the server sends. Dropping the response afterwards closes a
 /// connection whose body was not read to the end.
@@ -18,22 +41,13 @@ pub(crate) async fn read_bounded(
     response: &mut reqwest::Response,
     limit: usize,
 ) -> Result<BoundedBody, reqwest::Error> {
-    let mut bytes = Vec::new();
+    let mut body = BoundedBody::empty();
     while let Some(chunk) = response.chunk().await? {
-        let room = limit.saturating_sub(bytes.len());
-        if chunk.len() > room {
-            bytes.extend_from_slice(&chunk[..room]);
-            return Ok(BoundedBody {
-                bytes,
-                complete: false,
-            });
+        if !body.keep(&chunk, limit) {
+            break;
         }
-        bytes.extend_from_slice(&chunk);
     }
-    Ok(BoundedBody {
-        bytes,
-        complete: true,
-    })
+    Ok(body)
 }
 
 /// Checks an API root: https, or http only to a loopback host (the simulator).

@@ -192,7 +192,7 @@ impl Answer {
                 .await
                 .map_err(|e| reqwest_error(&e)),
             AnswerBody::Direct { incoming, lease } => {
-                let mut bytes = Vec::new();
+                let mut body = BoundedBody::empty();
                 loop {
                     let frame = tokio::time::timeout_at(self.deadline, incoming.frame())
                         .await
@@ -201,23 +201,14 @@ impl Answer {
                         if let Some(lease) = lease.take() {
                             lease.give_back();
                         }
-                        return Ok(BoundedBody {
-                            bytes,
-                            complete: true,
-                        });
+                        return Ok(body);
                     };
                     let Ok(chunk) = frame.map_err(|e| hyper_error(&e))?.into_data() else {
                         continue; // trailers
                     };
-                    let room = limit.saturating_sub(bytes.len());
-                    if chunk.len() > room {
-                        bytes.extend_from_slice(chunk.get(..room).unwrap_or_default());
-                        return Ok(BoundedBody {
-                            bytes,
-                            complete: false,
-                        });
+                    if !body.keep(&chunk, limit) {
+                        return Ok(body);
                     }
-                    bytes.extend_from_slice(&chunk);
                 }
             }
         }
@@ -313,12 +304,8 @@ impl Direct {
             Some(url::Host::Ipv6(ip)) => (HostKind::Addr(ip.into()), ServerName::from(ip)),
             None => return Err(format!("'{url}' has no host")),
         };
-        let authority = match (url.host_str(), url.port()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (Some(h), None) => h.to_string(),
-            (None, _) => return Err(format!("'{url}' has no host")),
-        };
-        let host_header = HeaderValue::from_str(&authority).map_err(|e| e.to_string())?;
+        let authority = &url[url::Position::BeforeHost..url::Position::AfterPort];
+        let host_header = HeaderValue::from_str(authority).map_err(|e| e.to_string())?;
         let tls = match url.scheme() {
             "https" => Some((TlsConnector::from(Arc::new(tls_config()?)), name)),
             _ => None,
