@@ -1,6 +1,6 @@
 //! The run pipeline, generic over the job: a reader on a blocking thread feeds a bounded
-//! channel; at most `concurrency` rows are in flight, each request start passing the shared
-//! rate gate; one writer task owns the report file (and the side output), and the progress
+//! channel; `concurrency` workers take rows from it, so at most that many are in flight, each
+//! request start passing the shared rate gate; one writer task owns the report file (and the side output), and the progress
 //! display, so lines never interleave and memory stays O(concurrency) whatever the file size.
 //!
 //! A worker that panics aborts the run: its row gets no line, so `--resume` takes it up.
@@ -121,76 +121,49 @@ pub struct PipelineReport<S: crate::domain::Status> {
 }
 
 /// Runs `job` over everything `source` yields, writing each record through the outputs.
+///
+/// `concurrency` workers, started once, take the rows one at a time from the source: a row is
+/// a step of a worker's loop, not a task of its own, so a row costs no task to allocate, move
+/// and free (its future is large: the request, its retries and the record).
 pub async fn run<J: Job>(
     job: Arc<J>,
     ctx: Arc<RunContext>,
     concurrency: usize,
     order: &'static [StatusOf<J>],
-    mut source: mpsc::Receiver<Work<J::Input, J::Record>>,
+    source: mpsc::Receiver<Work<J::Input, J::Record>>,
     outputs: Outputs,
 ) -> PipelineReport<StatusOf<J>> {
     let (record_tx, record_rx) = mpsc::channel::<J::Record>(concurrency.max(1) * 2);
     let writer_task = tokio::spawn(write_records(ctx.clone(), order, record_rx, outputs));
 
-    let concurrency = concurrency.max(1);
+    let source = Arc::new(tokio::sync::Mutex::new(source));
     let mut workers = JoinSet::new();
-    loop {
-        let work = tokio::select! {
-            biased;
-            _ = ctx.stop.cancelled() => break,
-            work = source.recv() => work,
-        };
-        let Some(work) = work else { break };
-        match work {
-            Work::Settled(record) => {
-                if record_tx.send(record).await.is_err() {
-                    break;
-                }
-            }
-            Work::Send { row, input } => {
-                // At most `concurrency` rows in flight: wait for one to finish.
-                while workers.len() >= concurrency {
-                    tokio::select! {
-                        biased;
-                        _ = ctx.stop.cancelled() => break,
-                        done = workers.join_next() => match done {
-                            Some(done) => reap(&ctx, done),
-                            None => break,
-                        },
-                    }
-                }
-                if ctx.stop.is_cancelled() {
-                    break;
-                }
-                let job = job.clone();
-                let ctx = ctx.clone();
-                let tx = record_tx.clone();
-                workers.spawn(async move {
-                    let record = match job.run(row, input, &ctx).await {
-                        JobOutcome::Done(r) => Some(r),
-                        JobOutcome::Abort(r, reason) => {
-                            ctx.abort(reason);
-                            r
-                        }
-                        JobOutcome::NotStarted => None,
-                    };
-                    if let Some(record) = record {
-                        let _ = tx.send(record).await;
-                    }
-                });
-            }
-        }
-        // Reap finished workers so the set does not grow with the file.
-        while let Some(done) = workers.try_join_next() {
-            reap(&ctx, done);
-        }
-    }
-    // Dropping the receiver tells the reader thread to stop.
-    drop(source);
-    while let Some(done) = workers.join_next().await {
-        reap(&ctx, done);
+    for _ in 0..concurrency.max(1) {
+        workers.spawn(work_rows(
+            job.clone(),
+            ctx.clone(),
+            source.clone(),
+            record_tx.clone(),
+        ));
     }
     drop(record_tx);
+    let mut closed = false;
+    loop {
+        tokio::select! {
+            biased;
+            // Closing the source tells the reader thread to stop; what it queued stays
+            // unsent, without a line, so a resumed run takes it up.
+            _ = ctx.stop.cancelled(), if !closed => {
+                source.lock().await.close();
+                closed = true;
+            }
+            done = workers.join_next() => match done {
+                Some(done) => reap(&ctx, done),
+                None => break,
+            },
+        }
+    }
+    drop(source);
     let (tally, outputs) = match writer_task.await {
         Ok((tally, writer, side)) => (tally, Some((writer, side))),
         Err(e) => {
@@ -205,6 +178,51 @@ pub async fn run<J: Job>(
         tally,
         abort: ctx.abort_reason(),
         outputs,
+    }
+}
+
+/// The reader's channel, taken from by every worker in turn.
+type SharedSource<J> =
+    Arc<tokio::sync::Mutex<mpsc::Receiver<Work<<J as Job>::Input, <J as Job>::Record>>>>;
+
+/// One worker: takes a row at a time until the source ends or the run stops, and hands each
+/// record to the writer.
+async fn work_rows<J: Job>(
+    job: Arc<J>,
+    ctx: Arc<RunContext>,
+    source: SharedSource<J>,
+    records: mpsc::Sender<J::Record>,
+) {
+    loop {
+        let work = {
+            let mut source = tokio::select! {
+                biased;
+                _ = ctx.stop.cancelled() => return,
+                source = source.lock() => source,
+            };
+            tokio::select! {
+                biased;
+                _ = ctx.stop.cancelled() => return,
+                work = source.recv() => work,
+            }
+        };
+        let record = match work {
+            None => return,
+            Some(Work::Settled(record)) => Some(record),
+            Some(Work::Send { row, input }) => match job.run(row, input, &ctx).await {
+                JobOutcome::Done(r) => Some(r),
+                JobOutcome::Abort(r, reason) => {
+                    ctx.abort(reason);
+                    r
+                }
+                JobOutcome::NotStarted => None,
+            },
+        };
+        if let Some(record) = record
+            && records.send(record).await.is_err()
+        {
+            return;
+        }
     }
 }
 
@@ -394,5 +412,142 @@ mod tests {
         assert!(!rows.contains(&"3"), "{text}");
         assert!(rows.contains(&"1") && rows.contains(&"2"), "{text}");
         assert_eq!(report.tally.get(RowStatus::Confirmed), rows.len() as u64);
+    }
+
+    /// Confirms every row after a millisecond, counting the rows in flight; aborts the run at
+    /// `abort_at`, if given.
+    #[derive(Default)]
+    struct Counting {
+        in_flight: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+        abort_at: Option<u64>,
+    }
+
+    impl Job for Counting {
+        type Input = ();
+        type Record = ResultRecord;
+
+        async fn run(&self, row: RowNumber, (): (), _ctx: &RunContext) -> JobOutcome<ResultRecord> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(now, SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            self.in_flight.fetch_sub(1, SeqCst);
+            let record = ResultRecord {
+                row: Some(row),
+                status: Some(RowStatus::Confirmed),
+                ..Default::default()
+            };
+            if self.abort_at == Some(row.0) {
+                return JobOutcome::Abort(Some(record), AbortReason::Interrupted);
+            }
+            JobOutcome::Done(record)
+        }
+    }
+
+    fn outputs(path: &std::path::Path) -> Outputs {
+        Outputs {
+            report: ReportWriter::create::<ResultRecord>(
+                OutputTarget::File(path.to_path_buf()),
+                ReportMode::Audit,
+            )
+            .unwrap(),
+            side: None,
+            progress: Progress::new(false, Arc::new(crate::progress::ReadPosition::new(0))),
+        }
+    }
+
+    fn rows_in(path: &std::path::Path) -> Vec<u64> {
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut rows: Vec<u64> = text
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap().parse().unwrap())
+            .collect();
+        rows.sort_unstable();
+        rows
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn workers_keep_concurrency_rows_in_flight_and_every_row_gets_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        let (tx, rx) = mpsc::channel(16);
+        let feeder = tokio::spawn(async move {
+            for n in 1..=200 {
+                let work = if n % 10 == 0 {
+                    Work::Settled(ResultRecord {
+                        row: Some(RowNumber(n)),
+                        status: Some(RowStatus::Invalid),
+                        ..Default::default()
+                    })
+                } else {
+                    Work::Send {
+                        row: RowNumber(n),
+                        input: (),
+                    }
+                };
+                tx.send(work).await.unwrap();
+            }
+        });
+        let job = Arc::new(Counting::default());
+        let ctx = Arc::new(RunContext::new(CancellationToken::new()));
+        let report = run(
+            job.clone(),
+            ctx,
+            8,
+            &[RowStatus::Confirmed, RowStatus::Invalid],
+            rx,
+            outputs(&path),
+        )
+        .await;
+        feeder.await.unwrap();
+        assert!(report.abort.is_none(), "{:?}", report.abort);
+        report.outputs.unwrap().0.finish().unwrap();
+        assert_eq!(job.most.load(std::sync::atomic::Ordering::SeqCst), 8);
+        assert_eq!(rows_in(&path), (1..=200).collect::<Vec<_>>());
+        assert_eq!(report.tally.get(RowStatus::Confirmed), 180);
+        assert_eq!(report.tally.get(RowStatus::Invalid), 20);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stopped_run_closes_the_source_and_starts_no_more_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        let (tx, rx) = mpsc::channel(4);
+        // The reader's side: it learns that the run stopped when a send fails.
+        let feeder = tokio::spawn(async move {
+            let mut sent = 0u64;
+            for n in 1..=10_000 {
+                let work = Work::Send {
+                    row: RowNumber(n),
+                    input: (),
+                };
+                if tx.send(work).await.is_err() {
+                    break;
+                }
+                sent += 1;
+            }
+            sent
+        });
+        let job = Arc::new(Counting {
+            abort_at: Some(20),
+            ..Default::default()
+        });
+        let ctx = Arc::new(RunContext::new(CancellationToken::new()));
+        let report = run(job, ctx, 4, &[RowStatus::Confirmed], rx, outputs(&path)).await;
+        let sent = feeder.await.unwrap();
+        assert!(
+            matches!(report.abort, Some(AbortReason::Interrupted)),
+            "{:?}",
+            report.abort
+        );
+        assert!(sent < 40, "the reader went on sending: {sent} rows");
+        report.outputs.unwrap().0.finish().unwrap();
+        let rows = rows_in(&path);
+        assert!(rows.contains(&20), "{rows:?}");
+        // Rows in flight when the run stopped finish; nothing after them starts.
+        assert!(rows.len() < 30, "{rows:?}");
+        assert!(rows.iter().all(|&r| r <= sent), "{rows:?}");
     }
 }
