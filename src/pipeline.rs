@@ -1,7 +1,8 @@
 //! The run pipeline, generic over the job: a reader on a blocking thread feeds a bounded
 //! channel; `concurrency` workers take rows from it, so at most that many are in flight, each
-//! request start passing the shared rate gate; one writer task owns the report file (and the side output), and the progress
-//! display, so lines never interleave and memory stays O(concurrency) whatever the file size.
+//! request start passing the shared rate gate; one writer task owns the report file (and the
+//! side output), and the progress display, so lines never interleave and memory stays
+//! O(concurrency) whatever the file size.
 //!
 //! A worker that panics aborts the run: its row gets no line, so `--resume` takes it up.
 
