@@ -367,11 +367,6 @@ mod tests {
     async fn a_panicking_worker_aborts_the_run_and_leaves_its_row_without_a_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.csv");
-        let writer = ReportWriter::create::<ResultRecord>(
-            OutputTarget::File(path.clone()),
-            ReportMode::Audit,
-        )
-        .unwrap();
         let (tx, rx) = mpsc::channel(16);
         for n in 1..=5 {
             tx.send(Work::Send {
@@ -383,18 +378,13 @@ mod tests {
         }
         drop(tx);
         let ctx = Arc::new(RunContext::new(CancellationToken::new()));
-        let position = Arc::new(crate::progress::ReadPosition::new(0));
         let report = run(
             Arc::new(Panicky),
             ctx,
             1,
             &[RowStatus::Confirmed],
             rx,
-            Outputs {
-                report: writer,
-                side: None,
-                progress: Progress::new(false, position),
-            },
+            outputs(&path),
         )
         .await;
         assert!(
@@ -402,16 +392,10 @@ mod tests {
             "{:?}",
             report.abort
         );
-        let (writer, _) = report.outputs.unwrap();
-        writer.finish().unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let rows: Vec<&str> = text
-            .lines()
-            .skip(1)
-            .map(|l| l.split(',').next().unwrap())
-            .collect();
-        assert!(!rows.contains(&"3"), "{text}");
-        assert!(rows.contains(&"1") && rows.contains(&"2"), "{text}");
+        report.outputs.unwrap().0.finish().unwrap();
+        let rows = rows_in(&path);
+        assert!(!rows.contains(&3), "{rows:?}");
+        assert!(rows.contains(&1) && rows.contains(&2), "{rows:?}");
         assert_eq!(report.tally.get(RowStatus::Confirmed), rows.len() as u64);
     }
 
