@@ -371,6 +371,119 @@ async fn an_authority_outage_while_the_token_is_valid_costs_no_row() {
     assert_no_secret(&wd, &run, &[CLIENT_SECRET, REFRESH_TOKEN, "fake-at-"]);
 }
 
+/// The refresh-token flow's variables, the stand-in at `base_url` being the authority too.
+fn authority_env(base_url: &str) -> [(&str, &str); 5] {
+    [
+        ("PARTNER_CENTER_TENANT_ID", TENANT),
+        ("PARTNER_CENTER_CLIENT_ID", CLIENT_ID),
+        ("PARTNER_CENTER_CLIENT_SECRET", CLIENT_SECRET),
+        ("PARTNER_CENTER_REFRESH_TOKEN", REFRESH_TOKEN),
+        ("PARTNER_CENTER_AUTHORITY", base_url),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_while_rows_wait_for_a_token_ends_the_run_at_once_and_resume_sends_the_rest() {
+    // Tokens live 2 s; once the first has been minted the authority fails (503) until told
+    // otherwise, so when that token expires every row waits for a renewal that does not come
+    // (up to 45 s before the run would give up).
+    let authority_up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let up = authority_up.clone();
+    let fake = Arc::new(Fake::new(|_, _| created()).with_authority(move |n| {
+        if n == 1 || up.load(Ordering::SeqCst) {
+            Token::Minted(json!(2))
+        } else {
+            Token::Status(StatusCode::SERVICE_UNAVAILABLE)
+        }
+    }));
+    let url = serve(fake.clone()).await;
+    let wd = Workdir::new();
+    wd.create_customers("in.csv", &Customer::many(60));
+    let args = [
+        "confirm",
+        "in.csv",
+        "-o",
+        "r.csv",
+        "--base-url",
+        &url,
+        "--rate",
+        "10/s",
+        "--no-progress",
+    ];
+    authority_up.store(false, Ordering::SeqCst);
+    let mut bg = wd.spawn_with_env(&args, &authority_env(&url), "r.csv.stderr");
+    common::wait_until(
+        Duration::from_secs(20),
+        || {
+            bg.stderr()
+                .contains("no valid access token, and renewing it failed")
+        },
+        || format!("rows waiting for a token{}", bg.describe()),
+    )
+    .await;
+    let posts_before = fake.posts.load(Ordering::SeqCst);
+
+    let interrupted = Instant::now();
+    bg.interrupt();
+    let status = bg.wait(Duration::from_secs(30)).await;
+
+    assert_eq!(status.code(), Some(130), "{status}{}", bg.describe());
+    let took = interrupted.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "the run ended {took:?} after Ctrl-C, not at once{}",
+        bg.describe()
+    );
+    assert!(!bg.stderr().contains("panicked"), "{}", bg.describe());
+    assert!(
+        !bg.stderr().contains("no access token could be had"),
+        "a stop is not a failure of the authority{}",
+        bg.describe()
+    );
+    let text = std::fs::read_to_string(wd.path("r.csv")).unwrap();
+    let first = common::Results::parse(&text).unwrap();
+    let sent = fake.posts.load(Ordering::SeqCst);
+    assert_eq!(
+        sent,
+        posts_before,
+        "nothing sent after the stop{}",
+        bg.describe()
+    );
+    assert!(
+        (1..60).contains(&sent),
+        "some rows went out with the first token, not all: {sent}{}",
+        bg.describe()
+    );
+    assert_eq!(
+        first.counts(),
+        common::counts(&[("confirmed", sent)]),
+        "every row sent has its line, the rows that waited for a token have none{}",
+        bg.describe()
+    );
+
+    // The authority is back: the resumed run sends exactly the rows that have no line.
+    authority_up.store(true, Ordering::SeqCst);
+    let mut again: Vec<&str> = args.to_vec();
+    again.push("--resume");
+    let mut resumed = wd.spawn_with_env(&again, &authority_env(&url), "resumed.stderr");
+    let status = resumed.wait(Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(0), "{status}{}", resumed.describe());
+    let results =
+        common::Results::parse(&std::fs::read_to_string(wd.path("r.csv")).unwrap()).unwrap();
+    assert_eq!(results.row_numbers(), (1..=60).collect::<Vec<u64>>());
+    assert_eq!(results.counts(), common::counts(&[("confirmed", 60)]));
+    assert_eq!(fake.posts.load(Ordering::SeqCst), 60, "no row sent twice");
+    for (path, bytes) in wd.files() {
+        for secret in [CLIENT_SECRET, REFRESH_TOKEN, "fake-at-"] {
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(secret),
+                "{secret} in {}",
+                path.display()
+            );
+        }
+    }
+}
+
 /// A raw HTTP/1.1 responder: the template as usual (unless `endless_get`), and for a create
 /// a 201 whose chunked body never ends. Counts the creates it answered.
 fn serve_endless(endless_get: bool) -> (String, Arc<AtomicUsize>) {

@@ -19,6 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::error::{printable, server_text};
 use super::http::read_bounded;
@@ -223,6 +224,9 @@ pub enum AuthError {
         waited_secs: u64,
         last: Box<AuthError>,
     },
+    /// The run stopped while this call waited for a renewal: nothing was sent for it.
+    #[error("the run stopped while waiting for an access token")]
+    Stopped,
 }
 
 impl AuthError {
@@ -304,8 +308,13 @@ pub struct TokenSource {
     /// Every credential that must never be shown, for [`TokenSource::scrub`].
     secrets: Mutex<Secrets>,
     rotation_hook: Option<RotationHook>,
+    /// Cancelled when the run stops: a call waiting for a renewal gives up waiting.
+    stop: CancellationToken,
     #[cfg(test)]
     script: Option<Mutex<std::collections::VecDeque<Result<TokenAnswer, AuthError>>>>,
+    /// How long a scripted answer takes to arrive.
+    #[cfg(test)]
+    script_latency: Duration,
 }
 
 impl std::fmt::Debug for TokenSource {
@@ -502,8 +511,11 @@ impl TokenSource {
             renewals: AtomicU64::new(0),
             secrets: Mutex::new(secrets),
             rotation_hook: None,
+            stop: CancellationToken::new(),
             #[cfg(test)]
             script: None,
+            #[cfg(test)]
+            script_latency: Duration::ZERO,
         }
     }
 
@@ -514,6 +526,15 @@ impl TokenSource {
         hook: impl Fn(&SecretString) + Send + Sync + 'static,
     ) -> Self {
         self.rotation_hook = Some(Box::new(hook));
+        self
+    }
+
+    /// Calls waiting for a renewal (their turn, or the backoff between attempts) end with
+    /// [`AuthError::Stopped`] as soon as `stop` is cancelled, instead of waiting up to
+    /// [`RENEW_GIVE_UP`]. A request already at the authority is not abandoned: its answer may
+    /// carry a rotated refresh token, and the old one may no longer work.
+    pub fn stop_on(mut self, stop: CancellationToken) -> Self {
+        self.stop = stop;
         self
     }
 
@@ -614,7 +635,10 @@ impl TokenSource {
             return Err(AuthError::BadAnswer("no token".into()));
         };
         let waiting_since = Instant::now();
-        let _flight = self.renewal.lock().await;
+        let _flight = tokio::select! {
+            flight = self.renewal.lock() => flight,
+            _ = self.stop.cancelled() => return Err(AuthError::Stopped),
+        };
         let mut tried_since: Option<Instant> = None;
         let mut attempts = 0u32;
         loop {
@@ -633,12 +657,18 @@ impl TokenSource {
                     return Err(e.clone());
                 }
             }
+            if self.stop.is_cancelled() {
+                return Err(AuthError::Stopped);
+            }
             let started = *tried_since.get_or_insert(now);
             let deadline = later(started, RENEW_GIVE_UP);
             let retry_at = self.state().retry_at;
             if let Some(at) = retry_at.filter(|at| *at > now) {
                 // The last attempt is made at the deadline rather than skipped.
-                tokio::time::sleep_until(at.min(deadline)).await;
+                tokio::select! {
+                    () = tokio::time::sleep_until(at.min(deadline)) => {}
+                    () = self.stop.cancelled() => return Err(AuthError::Stopped),
+                }
             }
             attempts += 1;
             match self.renew_once(creds).await {
@@ -846,6 +876,7 @@ impl TokenSource {
     ) -> Result<TokenAnswer, AuthError> {
         #[cfg(test)]
         if let Some(script) = &self.script {
+            tokio::time::sleep(self.script_latency).await;
             let next = script
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -1417,6 +1448,76 @@ mod tests {
         assert_eq!(token(&source).await, "token-aaaaaaaa");
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(token(&source).await, "token-bbbbbbbb");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stopped_run_ends_every_wait_for_a_renewal_at_once() {
+        let stop = CancellationToken::new();
+        let source = std::sync::Arc::new(
+            TokenSource::scripted(
+                refresh_credentials(),
+                (0..100).map(|_| unavailable()).collect(),
+            )
+            .stop_on(stop.clone()),
+        );
+        // Two calls without a token: one renews (attempts at 0 and 2 s, then backs off until
+        // 6 s), the other waits for its turn.
+        let calls: Vec<_> = (0..2)
+            .map(|_| {
+                let source = source.clone();
+                tokio::spawn(async move { source.bearer().await.err() })
+            })
+            .collect();
+        for _ in 0..30 {
+            tokio::time::advance(Duration::from_millis(100)).await;
+        }
+        assert_eq!(100 - left(&source), 2);
+        let stopped_at = Instant::now();
+        stop.cancel();
+        for call in calls {
+            let err = call.await.unwrap();
+            assert!(matches!(err, Some(AuthError::Stopped)), "{err:?}");
+        }
+        // At once, not at the 45 s give-up bound, and no further attempt was made.
+        assert_eq!(stopped_at.elapsed(), Duration::ZERO);
+        assert_eq!(100 - left(&source), 2);
+        assert!(!AuthError::Stopped.is_permanent());
+        // A later call in a stopped run does not wait either.
+        assert!(matches!(source.bearer().await, Err(AuthError::Stopped)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_at_the_authority_when_the_run_stops_is_answered_and_its_token_kept() {
+        let stop = CancellationToken::new();
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let hook_seen = seen.clone();
+        let mut source = TokenSource::scripted(
+            refresh_credentials(),
+            vec![Ok(TokenAnswer {
+                access_token: Some("minted-good-token".into()),
+                expires_in: None,
+                refresh_token: Some("rotated-refresh-3333".into()),
+            })],
+        )
+        .on_refresh_token_rotated(move |t| {
+            hook_seen
+                .lock()
+                .unwrap()
+                .push(t.expose_secret().to_string())
+        })
+        .stop_on(stop.clone());
+        source.script_latency = Duration::from_secs(2);
+        let source = std::sync::Arc::new(source);
+        let call = {
+            let source = source.clone();
+            tokio::spawn(async move { token(&source).await })
+        };
+        tokio::time::advance(Duration::from_millis(500)).await;
+        stop.cancel();
+        // The answer (and the rotated refresh token in it, the old one may be dead) is
+        // waited for, not dropped.
+        assert_eq!(call.await.unwrap(), "minted-good-token");
+        assert_eq!(*seen.lock().unwrap(), ["rotated-refresh-3333"]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -16,7 +16,7 @@ use reqwest::{Method, Url};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::auth::TokenSource;
+use super::auth::{AuthError, TokenSource};
 use super::error::{ApiError, ApiErrorKind, server_text};
 pub use super::http::{parse_base_url, without_userinfo};
 use super::transport::{Transport, TransportOptions};
@@ -114,6 +114,17 @@ impl<T> CallOutcome<T> {
     /// A call that ended before any request went out.
     pub(super) fn not_sent(error: ApiError) -> Self {
         Self::failed(error, 0)
+    }
+
+    /// The run stopped before this request went out (`sent` counts the earlier ones).
+    fn stopped(sent: u32) -> Self {
+        Self::failed(
+            ApiError::transport(
+                ApiErrorKind::NotSent,
+                "the run stopped before this request was sent",
+            ),
+            sent,
+        )
     }
 
     fn failed(error: ApiError, sent: u32) -> Self {
@@ -259,16 +270,12 @@ impl PartnerCenterClient {
             // The token is taken after the wait for a start slot: a request queued behind the
             // rate limit must not leave with a token that expired while it waited.
             let Ok(started) = self.gate.ready().await else {
-                return CallOutcome::failed(
-                    ApiError::transport(
-                        ApiErrorKind::NotSent,
-                        "the run stopped before this request was sent",
-                    ),
-                    sent,
-                );
+                return CallOutcome::stopped(sent);
             };
             let bearer = match self.tokens.bearer().await {
                 Ok(b) => b,
+                // Waiting for a renewal when the run stopped.
+                Err(AuthError::Stopped) => return CallOutcome::stopped(sent),
                 Err(e) => {
                     return CallOutcome::failed(
                         ApiError::transport(ApiErrorKind::Credentials, self.clean(&e.to_string())),

@@ -57,7 +57,7 @@ impl Connection {
             max_connections: api.concurrency,
         };
         let rotates = matches!(credentials, Credentials::RefreshToken(_));
-        let mut tokens = TokenSource::new(credentials, api.timeout);
+        let mut tokens = TokenSource::new(credentials, api.timeout).stop_on(stop.clone());
         if rotates {
             tokens = tokens.on_refresh_token_rotated(keep_rotated_refresh_token());
         }

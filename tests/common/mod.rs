@@ -251,11 +251,29 @@ impl Workdir {
     /// [`Workdir::spawn_confirm`] but for any command (e.g. `status`). Its stderr goes to
     /// `stderr_name` in the workdir.
     pub fn spawn_with_token(&self, args: &[&str], stderr_name: &str) -> Background {
+        self.spawn_with_env(
+            args,
+            &[("PARTNER_CENTER_ACCESS_TOKEN", TEST_TOKEN)],
+            stderr_name,
+        )
+    }
+
+    /// Starts the binary with `args` and only the variables `env` of the product's own (no
+    /// test token) in the background, e.g. the refresh-token flow. Its stderr goes to
+    /// `stderr_name` in the workdir.
+    pub fn spawn_with_env(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stderr_name: &str,
+    ) -> Background {
         let stderr = self.path(stderr_name);
         let mut cmd = self.clean_command(binary());
-        cmd.args(args)
-            .env("PARTNER_CENTER_ACCESS_TOKEN", TEST_TOKEN)
-            .stdin(Stdio::null())
+        cmd.args(args);
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).expect("create the stderr file"));
         let command = format!("mca-attest {}", args.join(" "));
