@@ -182,15 +182,24 @@ fn confirm(wd: &Workdir, base_url: &str, token: &str, rate: &str) -> common::Cmd
     cmd
 }
 
+/// The refresh-token flow's variables, the stand-in at `base_url` being the authority too.
+fn authority_env(base_url: &str) -> [(&str, &str); 5] {
+    [
+        ("PARTNER_CENTER_TENANT_ID", TENANT),
+        ("PARTNER_CENTER_CLIENT_ID", CLIENT_ID),
+        ("PARTNER_CENTER_CLIENT_SECRET", CLIENT_SECRET),
+        ("PARTNER_CENTER_REFRESH_TOKEN", REFRESH_TOKEN),
+        ("PARTNER_CENTER_AUTHORITY", base_url),
+    ]
+}
+
 /// `confirm` with the refresh-token flow, the stand-in being the token authority too.
 fn confirm_with_authority(wd: &Workdir, base_url: &str, rate: &str) -> common::Cmd {
     let mut cmd = wd.confirm_at_rate("in.csv", "r.csv", base_url, rate);
-    cmd.env_remove("PARTNER_CENTER_ACCESS_TOKEN")
-        .env("PARTNER_CENTER_TENANT_ID", TENANT)
-        .env("PARTNER_CENTER_CLIENT_ID", CLIENT_ID)
-        .env("PARTNER_CENTER_CLIENT_SECRET", CLIENT_SECRET)
-        .env("PARTNER_CENTER_REFRESH_TOKEN", REFRESH_TOKEN)
-        .env("PARTNER_CENTER_AUTHORITY", base_url);
+    cmd.env_remove("PARTNER_CENTER_ACCESS_TOKEN");
+    for (name, value) in authority_env(base_url) {
+        cmd.env(name, value);
+    }
     cmd
 }
 
@@ -369,17 +378,6 @@ async fn an_authority_outage_while_the_token_is_valid_costs_no_row() {
         "the failed renewals were tried again until one worked: {token_requests}{run}"
     );
     assert_no_secret(&wd, &run, &[CLIENT_SECRET, REFRESH_TOKEN, "fake-at-"]);
-}
-
-/// The refresh-token flow's variables, the stand-in at `base_url` being the authority too.
-fn authority_env(base_url: &str) -> [(&str, &str); 5] {
-    [
-        ("PARTNER_CENTER_TENANT_ID", TENANT),
-        ("PARTNER_CENTER_CLIENT_ID", CLIENT_ID),
-        ("PARTNER_CENTER_CLIENT_SECRET", CLIENT_SECRET),
-        ("PARTNER_CENTER_REFRESH_TOKEN", REFRESH_TOKEN),
-        ("PARTNER_CENTER_AUTHORITY", base_url),
-    ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,11 +6,10 @@ use std::sync::Arc;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use secrecy::{ExposeSecret, SecretString};
-
-use crate::api::auth::ENV_REFRESH_TOKEN;
+use super::refresh_token::RefreshTokenKeeper;
 use crate::api::{ClientOptions, Credentials, PartnerCenterClient, TokenSource};
 use crate::config::{ApiConfig, Endpoint};
+use crate::console::{Kind, say};
 use crate::error::AppError;
 use crate::rate::RequestGate;
 use crate::simulator::{Simulator, SimulatorArgs, SimulatorConfig};
@@ -22,6 +21,8 @@ pub struct Connection {
     pub client: PartnerCenterClient,
     pub base_url: String,
     simulator: Option<Simulator>,
+    /// Where rotated refresh tokens go (refresh-token flow only).
+    rotated: Option<Arc<RefreshTokenKeeper>>,
 }
 
 impl Connection {
@@ -58,8 +59,13 @@ impl Connection {
         };
         let rotates = matches!(credentials, Credentials::RefreshToken(_));
         let mut tokens = TokenSource::new(credentials, api.timeout).stop_on(stop.clone());
-        if rotates {
-            tokens = tokens.on_refresh_token_rotated(keep_rotated_refresh_token());
+        let rotated = rotates.then(|| Arc::new(RefreshTokenKeeper::from_env()));
+        if let Some(keeper) = &rotated {
+            if let Err(why) = keeper.check() {
+                tracing::warn!("{why}");
+            }
+            let keeper = keeper.clone();
+            tokens = tokens.on_refresh_token_rotated(move |token| keeper.keep(token));
         }
         let tokens = Arc::new(tokens);
         let gate = Arc::new(RequestGate::new(api.rate, stop));
@@ -69,49 +75,18 @@ impl Connection {
             client,
             base_url: base_url.as_str().trim_end_matches('/').to_string(),
             simulator,
+            rotated,
         })
     }
 
+    /// Ends the connection: a rotated refresh token that could not be saved is tried once
+    /// more, and if it still cannot be, the operator is told what the next run will meet.
     pub async fn close(self) {
+        if let Some(Err(why)) = self.rotated.as_deref().map(RefreshTokenKeeper::finish) {
+            say(Kind::Error, &format!("error: {why}"));
+        }
         if let Some(sim) = self.simulator {
             sim.shutdown().await;
-        }
-    }
-}
-
-/// What to do with a refresh token the authority rotated: Microsoft's guidance is to store the
-/// new one where the old one lived, and a nightly job that never does dies within 90 days.
-/// Given as `PARTNER_CENTER_REFRESH_TOKEN_FILE`, the file is replaced atomically (same
-/// permissions) as soon as the new token arrives; given in the environment, it cannot be, and
-/// the log says so once.
-fn keep_rotated_refresh_token() -> impl Fn(&SecretString) + Send + Sync + 'static {
-    let file = std::env::var_os(ENV_REFRESH_TOKEN)
-        .is_none()
-        .then(|| std::env::var_os(format!("{ENV_REFRESH_TOKEN}_FILE")))
-        .flatten()
-        .map(std::path::PathBuf::from);
-    let warned = std::sync::atomic::AtomicBool::new(false);
-    move |token: &SecretString| match &file {
-        Some(path) => {
-            let mut text = token.expose_secret().to_string();
-            text.push('\n');
-            match crate::files::replace_keeping_mode(path, text.as_bytes()) {
-                Ok(()) => tracing::info!(
-                    "the token authority rotated the refresh token: saved to '{}' for the next run",
-                    path.display()
-                ),
-                Err(e) => tracing::error!(
-                    "the token authority rotated the refresh token, but it could not be saved to '{}' ({e}): the next run may start with a token that no longer works",
-                    path.display()
-                ),
-            }
-        }
-        None => {
-            if !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                tracing::warn!(
-                    "the token authority rotated the refresh token; it is used for this run but not saved, since {ENV_REFRESH_TOKEN} came from the environment: give it as {ENV_REFRESH_TOKEN}_FILE so scheduled runs keep a working token"
-                );
-            }
         }
     }
 }

@@ -13,6 +13,7 @@
 pub mod breaker;
 pub mod connection;
 pub mod listing;
+pub mod refresh_token;
 
 use std::future::Future;
 use std::path::Path;
