@@ -570,6 +570,9 @@ pub struct RequestGate {
     rate: Rate,
     schedule: Mutex<Schedule>,
     started: AtomicU64,
+    /// Requests that left: a start whose request never went out (the run stopped while it
+    /// waited for an access token, or none could be had) is not one.
+    sent: AtomicU64,
     created: Instant,
     /// Cancelled when the run stops: waiting starts give up.
     stop: CancellationToken,
@@ -619,6 +622,7 @@ impl RequestGate {
                 epoch: 0,
             }),
             started: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
             created: now,
             stop,
         }
@@ -772,16 +776,26 @@ impl RequestGate {
             .unwrap_or(0)
     }
 
-    /// Requests started so far.
+    /// Starts granted so far.
     pub fn started(&self) -> u64 {
         self.started.load(Ordering::Relaxed)
     }
 
-    /// Requests started per second since the gate was created.
+    /// A request granted a start is going out now.
+    pub fn sending(&self) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests sent so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Requests sent per second since the gate was created.
     pub fn effective_rate(&self) -> f64 {
         let secs = self.created.elapsed().as_secs_f64();
         if secs > 0.0 {
-            self.started() as f64 / secs
+            self.sent() as f64 / secs
         } else {
             0.0
         }

@@ -172,7 +172,7 @@ impl RunSummary {
 
     /// Fills in what the rate gate saw: requests sent, their rate, throttling episodes.
     pub fn set_gate(&mut self, gate: &crate::rate::RequestGate) {
-        self.requests_sent = gate.started();
+        self.requests_sent = gate.sent();
         self.effective_rate = (gate.effective_rate() * 10.0).round() / 10.0;
         self.throttle_episodes = gate.episodes();
     }

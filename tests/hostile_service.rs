@@ -407,6 +407,8 @@ async fn ctrl_c_while_rows_wait_for_a_token_ends_the_run_at_once_and_resume_send
         "--rate",
         "10/s",
         "--no-progress",
+        "--summary-json",
+        "summary.json",
     ];
     authority_up.store(false, Ordering::SeqCst);
     let mut bg = wd.spawn_with_env(&args, &authority_env(&url), "r.csv.stderr");
@@ -457,6 +459,14 @@ async fn ctrl_c_while_rows_wait_for_a_token_ends_the_run_at_once_and_resume_send
         common::counts(&[("confirmed", sent)]),
         "every row sent has its line, the rows that waited for a token have none{}",
         bg.describe()
+    );
+    // The summary counts the requests that left (the template and the rows sent), not the
+    // rows that were granted a start and then waited for a token.
+    let summary: Value = serde_json::from_str(&wd.read("summary.json")).unwrap();
+    assert_eq!(
+        summary["requests_sent"].as_u64(),
+        Some(sent as u64 + 1),
+        "{summary}"
     );
 
     // The authority is back: the resumed run sends exactly the rows that have no line.

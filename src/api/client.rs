@@ -296,6 +296,7 @@ impl PartnerCenterClient {
             };
             let correlation_id = Uuid::new_v4();
             sent += 1;
+            self.gate.sending();
             let mut headers = HeaderMap::with_capacity(12);
             headers.insert(USER_AGENT, HeaderValue::from_static(APPLICATION_NAME));
             headers.insert(ACCEPT, APPLICATION_JSON);
