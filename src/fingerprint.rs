@@ -17,10 +17,15 @@ pub struct InputFingerprint {
 
 /// SHA-256 of a file, lowercase hex.
 pub fn sha256_file(path: &Path) -> io::Result<String> {
-    let mut hashing = Hashing::new(File::open(path)?);
+    // Read in large pieces: `io::copy` alone reads 8 KiB at a time, a system call each (13,000
+    // of them for a 110 MB file).
+    let mut hashing = io::BufReader::with_capacity(READ_BYTES, Hashing::new(File::open(path)?));
     io::copy(&mut hashing, &mut io::sink())?;
-    Ok(hashing.finish())
+    Ok(hashing.into_inner().finish())
 }
+
+/// The piece of a file hashed at a time.
+const READ_BYTES: usize = 256 * 1024;
 
 /// A reader that hashes every byte read through it.
 pub struct Hashing<R> {
