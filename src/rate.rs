@@ -9,13 +9,17 @@
 //! control. [`RequestGate`] only feeds it the time and the answers, and paces starts.
 //!
 //! - **Pause, then a multiplicative decrease, once per episode.** On a 429 every new start waits
-//!   for `Retry-After` (capped by the client and again here; checked arithmetic), then runs at
-//!   80 % of the rate that was running: AIMD's decrease, the figure the README documents. 429s
-//!   of requests that started before the decrease belong to the same episode and change nothing
-//!   but the length of the pause. The decrease never depends on a count of recent answers: the
-//!   pause empties such a window, which is how an earlier version cut the rate to a quarter on
-//!   a second 429 and then compounded four transient ones into a crawl. Counts (below) only
-//!   decide where the return goes.
+//!   for `Retry-After` (capped by the client and again here; checked arithmetic). Without one,
+//!   1 s, so an isolated 429 or a burst costs what `Retry-After: 1` does (a fixed 2 s made four
+//!   isolated ones cost a third of a run's ideal time); once the service has accepted nothing
+//!   after a pause for 10 s, an outage rather than a burst, the pause doubles with each episode
+//!   up to 16 s (exponential backoff). Then the rate runs at 80 % of what was running: AIMD's
+//!   decrease, the figure the README documents. 429s of requests that started before the
+//!   decrease belong to the same episode and change nothing but the length of the pause. The
+//!   decrease never depends on a count of recent answers: the pause empties such a window,
+//!   which is how an earlier version cut the rate to a quarter on a second 429 and then
+//!   compounded four transient ones into a crawl. Counts (below) only decide where the return
+//!   goes.
 //! - **Fast return to just under the remembered rate** (CUBIC's concave phase). Each 429
 //!   leaves a remembered rate (CUBIC's `W_max`; how it is chosen is below). Once the pause is
 //!   over the rate goes to 97 % of it (or `--rate`, whichever is lower) along a concave cubic
@@ -175,8 +179,13 @@ const FLOOR: f64 = 0.02;
 /// far more than timers are late by (whole milliseconds), and less than the stall that makes a
 /// burst a quota per second refuses at 3 % under its limit (about 30 ms).
 pub const LATE_WAKE: Duration = Duration::from_millis(20);
-/// Pause after a 429 that carries no `Retry-After`.
-const DEFAULT_PAUSE: Duration = Duration::from_secs(2);
+/// Pause after a 429 that carries no `Retry-After`...
+const QUIET_PAUSE: Duration = Duration::from_secs(1);
+/// ... doubled for each new episode once the service has accepted nothing after a pause for
+/// this long (an outage, not a burst) ...
+const STORM: Duration = Duration::from_secs(10);
+/// ... up to this.
+const QUIET_PAUSE_MAX: Duration = Duration::from_secs(16);
 /// Clean measuring windows kept for the floor of the remembered rate.
 const SAMPLES: usize = 10;
 /// A sample is forgotten once this many measuring windows (clean or not) have opened after it:
@@ -380,6 +389,12 @@ pub struct Controller {
     trail: Trail,
     /// The last episode's trailing measure was far under the accepted floor.
     contradicted: bool,
+    /// The pause of the current episode's 429s without `Retry-After`.
+    quiet_pause: Duration,
+    /// When the last episode's pause ended (or ends).
+    last_resume: Option<Instant>,
+    /// The first 429 since the service last accepted a request after a pause.
+    refusing_since: Option<Instant>,
 }
 
 impl Controller {
@@ -395,6 +410,9 @@ impl Controller {
             trail: Trail::new(meter.window / 2),
             meter,
             contradicted: false,
+            quiet_pause: QUIET_PAUSE,
+            last_resume: None,
+            refusing_since: None,
         }
     }
 
@@ -406,6 +424,9 @@ impl Controller {
         }
         match event {
             Event::Answered => {
+                if self.last_resume.is_none_or(|r| now >= r) {
+                    self.refusing_since = None;
+                }
                 self.meter.answered(now, self.paused_until.is_some());
                 self.trail.answered(now);
                 if self.recovery.is_some() && self.rate_at(now) >= self.max {
@@ -418,15 +439,28 @@ impl Controller {
                 started,
             } => {
                 self.meter.spoil();
+                let same_episode = self.last_decrease.is_some_and(|d| started <= d);
+                if !same_episode {
+                    // Without `Retry-After`: a short pause for a 429 or a burst of them, doubling
+                    // once the service has refused everything after each pause for a while
+                    // (exponential backoff for an outage).
+                    let since = *self.refusing_since.get_or_insert(now);
+                    self.quiet_pause = if now.saturating_duration_since(since) < STORM {
+                        QUIET_PAUSE
+                    } else {
+                        self.quiet_pause.saturating_mul(2).min(QUIET_PAUSE_MAX)
+                    };
+                }
                 // The client caps `Retry-After` already; capped again here because this is where
                 // an instant is computed from it, and an overflowing one would panic.
                 let pause = retry_after
-                    .unwrap_or(DEFAULT_PAUSE)
+                    .unwrap_or(self.quiet_pause)
                     .min(crate::api::error::MAX_RETRY_AFTER);
                 let until = now.checked_add(pause).unwrap_or(now);
                 let resume = self.paused_until.map_or(until, |p| p.max(until));
                 self.paused_until = (resume > now).then_some(resume);
-                if self.last_decrease.is_some_and(|d| started <= d) {
+                self.last_resume = Some(self.last_resume.map_or(resume, |r| r.max(resume)));
+                if same_episode {
                     // Same episode: a longer pause moves the return, nothing else.
                     if let Some(r) = &mut self.recovery {
                         r.since = r.since.max(resume);
@@ -824,6 +858,8 @@ mod tests {
         starts: Vec<(f64, bool)>,
         /// Every decrease: (seconds since t0, rate just before, rate just after).
         decreases: Vec<(f64, f64, f64)>,
+        /// The service's 429s carry no `Retry-After` (the answer's value is ignored).
+        quiet: bool,
     }
 
     impl Client {
@@ -836,6 +872,7 @@ mod tests {
                 n: 0,
                 starts: Vec::new(),
                 decreases: Vec::new(),
+                quiet: false,
             }
         }
 
@@ -863,7 +900,7 @@ mod tests {
                 let event = match verdict {
                     None => Event::Answered,
                     Some(s) => Event::Throttled {
-                        retry_after: Some(Duration::from_secs(s)),
+                        retry_after: (!self.quiet).then(|| Duration::from_secs(s)),
                         started: start,
                     },
                 };
@@ -973,6 +1010,73 @@ mod tests {
         for bad in ["5", "0/s", "-1/s", "5/day", "x/s", ""] {
             assert!(bad.parse::<Rate>().is_err(), "{bad} accepted");
         }
+    }
+
+    /// The pause after each refused start: the time to the next start.
+    fn pauses_after_429s(c: &Client) -> Vec<f64> {
+        c.starts
+            .windows(2)
+            .filter(|w| !w[0].1)
+            .map(|w| w[1].0 - w[0].0)
+            .collect()
+    }
+
+    #[test]
+    fn isolated_429s_without_retry_after_pause_a_second_each() {
+        let mut c = Client::new("50/s");
+        c.quiet = true;
+        c.run_until(36.0, |_, n| [200, 500, 800, 1100].contains(&n).then_some(1));
+        let pauses = pauses_after_429s(&c);
+        assert_eq!(pauses.len(), 4, "{pauses:?}");
+        for p in &pauses {
+            assert!((1.0..1.1).contains(p), "{pauses:?}");
+        }
+        // 1,500 rows at 50/s take 30 s; four such 429s cost about a fifth of that, as four
+        // with `Retry-After: 1` do (a pause of 2 s each cost a third).
+        let done_at = c.starts.iter().filter(|(_, ok)| *ok).nth(1499).map(|s| s.0);
+        assert!(done_at.is_some_and(|t| t < 36.0), "{done_at:?}");
+    }
+
+    #[test]
+    fn a_burst_of_429s_in_a_row_without_retry_after_pauses_a_second_each() {
+        let mut c = Client::new("50/s");
+        c.quiet = true;
+        c.run_until(20.0, |_, n| (200..206).contains(&n).then_some(1));
+        let pauses = pauses_after_429s(&c);
+        assert_eq!(pauses.len(), 6, "{pauses:?}");
+        for p in &pauses {
+            assert!((1.0..1.1).contains(p), "{pauses:?}");
+        }
+    }
+
+    #[test]
+    fn an_outage_of_429s_without_retry_after_backs_off_then_a_lone_one_pauses_a_second() {
+        let mut c = Client::new("50/s");
+        c.quiet = true;
+        // Everything refused from 10 s to 70 s, then accepted, and one more refusal at 100 s.
+        let mut lone = false;
+        c.run_until(120.0, |t, _| {
+            if (10.0..70.0).contains(&t) {
+                return Some(1);
+            }
+            if t >= 100.0 && !lone {
+                lone = true;
+                return Some(1);
+            }
+            None
+        });
+        let pauses = pauses_after_429s(&c);
+        let rounded: Vec<u64> = pauses.iter().map(|p| p.round() as u64).collect();
+        // A second each for the first 10 s of refusals (a burst), then doubling (an outage).
+        assert_eq!(
+            rounded[..15],
+            [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 4, 8, 16, 16],
+            "{pauses:?}"
+        );
+        assert_eq!(rounded.last(), Some(&1), "{pauses:?}");
+        // One start per pause during the outage: no hammering.
+        let refused = c.starts.iter().filter(|(_, ok)| !ok).count();
+        assert!(refused <= 20, "{refused}");
     }
 
     #[test]

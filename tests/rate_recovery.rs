@@ -1,6 +1,6 @@
 //! Recovery from transient throttling: a service whose limit is generous but that answers a
-//! handful of isolated requests with 429 and `Retry-After: 1` costs a run those pauses and
-//! little more. The rate goes back near `--rate` after each one instead of compounding the
+//! handful of isolated requests with 429 and `Retry-After: 1` (or no `Retry-After` at all)
+//! costs a run those pauses and little more. The rate goes back near `--rate` after each one instead of compounding the
 //! decreases into a crawl.
 //!
 //! The real binary runs against a small fake Partner Center (axum) that throttles chosen POSTs
@@ -31,6 +31,8 @@ struct Log {
 struct Fake {
     /// POST numbers (1-based, in arrival order, retries included) answered with 429.
     throttle: Arc<BTreeSet<usize>>,
+    /// The `Retry-After` of a 429, if any.
+    retry_after: Option<&'static str>,
     log: Arc<Mutex<Log>>,
 }
 
@@ -59,9 +61,11 @@ async fn create(State(fake): State<Fake>) -> Response {
             "message": "Rate limit is exceeded. Try again in 1 seconds.",
         });
         let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if let Some(after) = fake.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static(after));
+        }
         return response;
     }
     log.posts.push((now, 201));
@@ -73,10 +77,14 @@ async fn create(State(fake): State<Fake>) -> Response {
 }
 
 /// Starts the fake on a free loopback port of the current runtime.
-async fn start_fake(throttle: &[usize]) -> (String, Arc<Mutex<Log>>) {
+async fn start_fake(
+    throttle: &[usize],
+    retry_after: Option<&'static str>,
+) -> (String, Arc<Mutex<Log>>) {
     let log = Arc::new(Mutex::new(Log::default()));
     let fake = Fake {
         throttle: Arc::new(throttle.iter().copied().collect()),
+        retry_after,
         log: log.clone(),
     };
     let app = Router::new()
@@ -95,9 +103,19 @@ async fn start_fake(throttle: &[usize]) -> (String, Arc<Mutex<Log>>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolated_429s_cost_their_pauses_and_the_rate_comes_back() {
+    isolated_429s(Some("1")).await;
+}
+
+/// Without `Retry-After` the pause is a second too: the run costs what it does with one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_429s_without_retry_after_cost_no_more() {
+    isolated_429s(None).await;
+}
+
+async fn isolated_429s(retry_after: Option<&'static str>) {
     const ROWS: usize = 300;
     const BURSTS: [usize; 4] = [40, 100, 160, 220];
-    let (base_url, log) = start_fake(&BURSTS).await;
+    let (base_url, log) = start_fake(&BURSTS, retry_after).await;
     let wd = Workdir::new();
     wd.create_customers("in.csv", &Customer::many(ROWS));
 
