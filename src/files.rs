@@ -58,18 +58,30 @@ pub fn replace_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// Replaces the file at `path` (following a symbolic link to the file it names) with `bytes`
 /// at once, keeping its permissions: for a secret that the tool itself renews.
 pub fn replace_keeping_mode(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let target = std::fs::canonicalize(path)?;
+    let (target, mut tmp) = temp_beside_target(path)?;
     let permissions = std::fs::metadata(&target)?.permissions();
-    let dir = target.parent().unwrap_or_else(|| Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".mca-attest.")
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().set_permissions(permissions)?;
     tmp.as_file().sync_all()?;
     tmp.persist(&target).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// Whether [`replace_keeping_mode`] could replace `path` now: the file it names exists and its
+/// folder takes a new file (an empty one is created and removed).
+pub fn can_replace_keeping_mode(path: &Path) -> io::Result<()> {
+    temp_beside_target(path)?.1.close()
+}
+
+/// The file `path` names (a symbolic link followed) and a new temporary file beside it.
+fn temp_beside_target(path: &Path) -> io::Result<(PathBuf, tempfile::NamedTempFile)> {
+    let target = std::fs::canonicalize(path)?;
+    let dir = target.parent().unwrap_or_else(|| Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(".mca-attest.")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    Ok((target, tmp))
 }
 
 /// Whether `path` exists and is not a regular file or folder (a device such as /dev/null, a

@@ -391,8 +391,6 @@ pub struct Controller {
     contradicted: bool,
     /// The pause of the current episode's 429s without `Retry-After`.
     quiet_pause: Duration,
-    /// When the last episode's pause ended (or ends).
-    last_resume: Option<Instant>,
     /// The first 429 since the service last accepted a request after a pause.
     refusing_since: Option<Instant>,
 }
@@ -411,7 +409,6 @@ impl Controller {
             meter,
             contradicted: false,
             quiet_pause: QUIET_PAUSE,
-            last_resume: None,
             refusing_since: None,
         }
     }
@@ -424,7 +421,8 @@ impl Controller {
         }
         match event {
             Event::Answered => {
-                if self.last_resume.is_none_or(|r| now >= r) {
+                // Accepted after the pause (a pause that has ended was cleared above).
+                if self.paused_until.is_none() {
                     self.refusing_since = None;
                 }
                 self.meter.answered(now, self.paused_until.is_some());
@@ -459,7 +457,6 @@ impl Controller {
                 let until = now.checked_add(pause).unwrap_or(now);
                 let resume = self.paused_until.map_or(until, |p| p.max(until));
                 self.paused_until = (resume > now).then_some(resume);
-                self.last_resume = Some(self.last_resume.map_or(resume, |r| r.max(resume)));
                 if same_episode {
                     // Same episode: a longer pause moves the return, nothing else.
                     if let Some(r) = &mut self.recovery {

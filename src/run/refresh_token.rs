@@ -55,16 +55,7 @@ impl RefreshTokenKeeper {
         let Some(path) = &self.file else {
             return Ok(());
         };
-        let probe = || -> std::io::Result<()> {
-            let target = std::fs::canonicalize(path)?;
-            let dir = target.parent().unwrap_or_else(|| Path::new("."));
-            tempfile::Builder::new()
-                .prefix(".mca-attest.")
-                .suffix(".tmp")
-                .tempfile_in(dir)?
-                .close()
-        };
-        probe().map_err(|e| {
+        crate::files::can_replace_keeping_mode(path).map_err(|e| {
             format!(
                 "a refresh token the token authority rotates could not be saved to '{}' ({e}): the folder must let this user create a file beside it; otherwise the next run may start with a token that no longer works",
                 path.display()

@@ -229,22 +229,8 @@ impl Workdir {
     ) -> Background {
         let mut args = confirm_args(input, output, base_url, rate);
         args.extend(extra.iter().map(|a| (*a).to_string()));
-        let stderr = self.path(&format!("{output}.stderr"));
-        let mut cmd = self.clean_command(binary());
-        cmd.args(&args)
-            .env("PARTNER_CENTER_ACCESS_TOKEN", TEST_TOKEN)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).expect("create the stderr file"));
-        let command = format!("mca-attest {}", args.join(" "));
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start `{command}`: {e}"));
-        Background {
-            child,
-            command,
-            stderr,
-        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.spawn_with_token(&args, &format!("{output}.stderr"))
     }
 
     /// Starts the binary with `args` and a test token in the background, like
