@@ -18,6 +18,31 @@ impl fmt::Display for RowNumber {
     }
 }
 
+impl RowNumber {
+    /// The line a spreadsheet shows the row on: the header is line 1, so data row 6 is on
+    /// line 7. An operator told "row 6" opens the file in Excel and edits line 6, another
+    /// customer; messages therefore name both.
+    pub fn spreadsheet_line(self) -> u64 {
+        self.0.saturating_add(1)
+    }
+
+    /// How a message names the row: `row 6 (spreadsheet line 7)`.
+    pub fn named(self) -> NamedRow {
+        NamedRow(self)
+    }
+}
+
+/// A row as messages name it: its number and its spreadsheet line (see
+/// [`RowNumber::spreadsheet_line`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NamedRow(RowNumber);
+
+impl fmt::Display for NamedRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "row {} (spreadsheet line {})", self.0, self.0.spreadsheet_line())
+    }
+}
+
 /// A customer's Microsoft Entra tenant id: always a valid GUID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TenantId(Uuid);
@@ -288,6 +313,9 @@ pub enum RowStatus {
     Invalid,
     Duplicate,
     Failed,
+    /// One of several rows that name the same tenant with different signers: none is sent
+    /// until the input agrees with itself.
+    Conflict,
 }
 
 /// A status a run's rows end with (a results row's status, a customer's state): one list of
@@ -324,7 +352,7 @@ impl Status for RowStatus {
 }
 
 impl RowStatus {
-    pub const ALL: [RowStatus; 7] = [
+    pub const ALL: [RowStatus; 8] = [
         RowStatus::Confirmed,
         RowStatus::AlreadyConfirmed,
         RowStatus::WouldConfirm,
@@ -332,6 +360,7 @@ impl RowStatus {
         RowStatus::Invalid,
         RowStatus::Duplicate,
         RowStatus::Failed,
+        RowStatus::Conflict,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -343,6 +372,7 @@ impl RowStatus {
             RowStatus::Invalid => "invalid",
             RowStatus::Duplicate => "duplicate",
             RowStatus::Failed => "failed",
+            RowStatus::Conflict => "conflict",
         }
     }
 
@@ -352,7 +382,10 @@ impl RowStatus {
 
     /// Whether a row with this status makes the run exit 1.
     pub fn is_problem(self) -> bool {
-        matches!(self, RowStatus::Invalid | RowStatus::Failed)
+        matches!(
+            self,
+            RowStatus::Invalid | RowStatus::Failed | RowStatus::Conflict
+        )
     }
 
     /// Whether the customer's acceptance is on record at Partner Center.
