@@ -39,7 +39,12 @@ pub struct NamedRow(RowNumber);
 
 impl fmt::Display for NamedRow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "row {} (spreadsheet line {})", self.0, self.0.spreadsheet_line())
+        write!(
+            f,
+            "row {} (spreadsheet line {})",
+            self.0,
+            self.0.spreadsheet_line()
+        )
     }
 }
 
@@ -172,6 +177,12 @@ impl Hasher for FingerprintHasher {
 pub type FingerprintState = std::hash::BuildHasherDefault<FingerprintHasher>;
 
 impl SignerKey {
+    /// 64 of the key's bits: enough to tell two signers of one tenant apart (a collision
+    /// is about 1 in 10^19).
+    pub fn as_u64(self) -> u64 {
+        (u64::from(self.0[0]) << 32) | u64::from(self.0[1])
+    }
+
     pub fn new(tenant: &TenantId, signer: &Signer) -> Self {
         SignerKey::of(
             tenant,

@@ -5,6 +5,7 @@
 
 mod fingerprinting;
 mod record_limit;
+mod second_pass;
 
 use std::fs::File;
 use std::io::{Cursor, Read, Seek, SeekFrom};
@@ -18,6 +19,7 @@ use crate::progress::ReadPosition;
 
 pub use fingerprinting::{Fingerprinting, fingerprint_input};
 pub use record_limit::{Cut, RecordLimit};
+pub use second_pass::RowSpool;
 
 use crate::fingerprint::{Hashing, InputFingerprint};
 
@@ -294,6 +296,8 @@ pub struct InputReader {
     empty_rows: u64,
     /// For a stream: its fingerprint, set when the reader reaches its end.
     streamed: Option<Arc<OnceLock<InputFingerprint>>>,
+    /// The options it was opened with, the delimiter as detected (for a second reader).
+    options: InputOptions,
 }
 
 impl std::fmt::Debug for InputReader {
@@ -408,6 +412,10 @@ impl InputReader {
             delimiter,
             empty_rows: 0,
             streamed,
+            options: InputOptions {
+                delimiter: Some(delimiter),
+                ..options.clone()
+            },
         })
     }
 

@@ -11,9 +11,10 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use crate::domain::{FingerprintState, RowStatus, Signer, SignerKey, TenantId};
+use crate::domain::{FingerprintState, RowNumber, RowStatus, Signer, SignerKey, TenantId};
 use crate::manifest::manifest_path;
 use crate::results::RESULTS_HEADER;
+use crate::validation::OnRecord;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResumeError {
@@ -37,6 +38,9 @@ pub enum ResumeError {
 #[derive(Debug)]
 pub struct ResumeState<K = SignerKey> {
     done: HashSet<K, FingerprintState>,
+    /// A results file's lines whose customer is on record, with their tenant and row: a row of
+    /// the input that names one of these tenants with another signer is a conflict.
+    pub on_record: Vec<OnRecord>,
     /// Complete lines found (the header excluded).
     pub lines: u64,
     /// Bytes of a half-written last record that were cut off.
@@ -58,7 +62,13 @@ impl<K: Eq + std::hash::Hash> ResumeState<K> {
 /// last record (a run killed mid-write) is cut off so appended lines start on a line of their
 /// own; a file written with `--redact` is refused.
 pub fn load(path: &Path) -> Result<Option<ResumeState>, ResumeError> {
-    load_with(path, &RESULTS_HEADER, done_key)
+    let mut on_record = Vec::new();
+    let state = load_with(path, &RESULTS_HEADER, |record| {
+        let line = done_line(record)?;
+        on_record.push(line);
+        Some(line.key)
+    })?;
+    Ok(state.map(|state| ResumeState { on_record, ..state }))
 }
 
 /// Reads any report for resuming: `header` must match, and `done` gives the key of each line
@@ -66,7 +76,7 @@ pub fn load(path: &Path) -> Result<Option<ResumeState>, ResumeError> {
 pub fn load_with<K: Eq + std::hash::Hash>(
     path: &Path,
     header: &[&str],
-    done: impl Fn(&csv::StringRecord) -> Option<K>,
+    mut done: impl FnMut(&csv::StringRecord) -> Option<K>,
 ) -> Result<Option<ResumeState<K>>, ResumeError> {
     let io_err = |source| ResumeError::Io {
         path: path.to_path_buf(),
@@ -98,6 +108,7 @@ pub fn load_with<K: Eq + std::hash::Hash>(
     let check_redacted = header == RESULTS_HEADER.as_slice();
     let mut state = ResumeState {
         done: HashSet::default(),
+        on_record: Vec::new(),
         lines: 0,
         truncated_bytes: len - complete,
     };
@@ -334,7 +345,7 @@ fn manifest_runs(report: &Path) -> Option<Vec<serde_json::Value>> {
 }
 
 /// The signer key of a line whose status says the customer is done.
-fn done_key(record: &csv::StringRecord) -> Option<SignerKey> {
+fn done_line(record: &csv::StringRecord) -> Option<OnRecord> {
     if record.len() != RESULTS_HEADER.len() {
         return None;
     }
@@ -351,7 +362,12 @@ fn done_key(record: &csv::StringRecord) -> Option<SignerKey> {
         email: cell(4),
         phone_number: (!phone.trim().is_empty()).then_some(phone),
     };
-    Some(SignerKey::new(&tenant, &signer))
+    let row = cell(0).parse::<u64>().ok().map(RowNumber)?;
+    Some(OnRecord {
+        tenant,
+        key: SignerKey::new(&tenant, &signer),
+        row,
+    })
 }
 
 /// Undoes the results writer's formula escaping.

@@ -1,15 +1,15 @@
 //! Row validation: turns the raw cells of a record into a [`Confirmation`], or says which field
-//! is wrong and why. Also the duplicate index.
+//! is wrong and why. Also the tenant index: what the whole input says of each tenant
+//! (duplicates, conflicts).
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 
 use crate::domain::{
-    Confirmation, DateAgreed, FingerprintState, RowNumber, Signer, SignerKey, TenantId, shorten,
-    trim_cell,
+    Confirmation, DateAgreed, RowNumber, Signer, SignerKey, TenantId, shorten, trim_cell,
 };
-use crate::input::{Column, InputError, InputReader, RawFields, RawRow};
+use crate::input::{Column, InputError, InputReader, RawFields, RawRow, RowSpool};
 use crate::progress::ReadPosition;
 
 /// Longest first or last name accepted.
@@ -436,48 +436,189 @@ fn parse_plain_datetime(b: &[u8]) -> Option<DateTime<Utc>> {
     local.checked_sub_signed(chrono::TimeDelta::seconds(offset))
 }
 
-/// Remembers a fingerprint per row sent, to mark later rows for the same tenant and signer as
-/// duplicates. Holds a 12-byte fingerprint and a 4-byte row number per distinct row, never the
-/// row.
-#[derive(Debug, Default)]
-pub struct DuplicateIndex {
-    /// Row numbers as u32 keep an entry at 16 bytes; rows past 4 billion share the last value.
-    seen: HashMap<SignerKey, u32, FingerprintState>,
+/// One valid row, or one line a resumed results file has done, as the first reading of the
+/// input keeps it: 32 bytes, never the row itself.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    tenant: u128,
+    /// 64 bits of the row's [`SignerKey`].
+    signer: u64,
+    /// The row's number (rows past 4 billion share the last value).
+    row: u32,
+    /// A line of the resumed results file, not a row of the input.
+    recorded: bool,
 }
 
-impl DuplicateIndex {
-    /// An index sized for about `rows` rows up front, so it does not grow (and briefly hold two
-    /// tables) while a large file is read.
-    pub fn with_capacity(rows: usize) -> Self {
-        DuplicateIndex {
-            seen: HashMap::with_capacity_and_hasher(rows, FingerprintState::default()),
-        }
+/// A line of a resumed results file whose customer is on record (confirmed or already
+/// confirmed): its tenant, signer and row. Rows of the input that name its tenant with
+/// another signer are conflicts, as if the line were a row of the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OnRecord {
+    pub tenant: TenantId,
+    pub key: SignerKey,
+    pub row: RowNumber,
+}
+
+/// What the whole input says of each tenant, learnt by reading every row once before any is
+/// sent. A tenant named by one row needs nothing (and is not held); a tenant named by several
+/// rows with one signer is sent once, for its first row (the others are `duplicate`); a
+/// tenant named with different signers is a `conflict` in every row: sending either signer
+/// could put a stranger's acceptance on the wrong customer's record, and the input cannot
+/// say which row is right.
+#[derive(Debug, Default)]
+pub struct TenantIndex {
+    repeated: HashMap<TenantId, Group>,
+    /// Bytes the first reading held at its peak.
+    peak_bytes: usize,
+}
+
+/// The valid rows of a tenant named more than once, in input order.
+#[derive(Debug)]
+struct Group {
+    rows: Vec<RowNumber>,
+    /// Lines of the resumed results file on record for the tenant with another signer
+    /// than some row.
+    recorded: Vec<RowNumber>,
+    conflict: bool,
+}
+
+/// Gathers the rows of the first reading; [`TenantIndexBuilder::finish`] makes the index.
+#[derive(Debug, Default)]
+pub struct TenantIndexBuilder {
+    seen: Vec<Seen>,
+}
+
+impl TenantIndexBuilder {
+    /// A builder sized for about `rows` rows and the lines a resumed file has on record.
+    pub fn new(rows: usize, on_record: &[OnRecord]) -> Self {
+        let mut seen = Vec::with_capacity(rows.saturating_add(on_record.len()));
+        seen.extend(on_record.iter().map(|r| Seen {
+            tenant: r.tenant.as_uuid().as_u128(),
+            signer: r.key.as_u64(),
+            row: u32::try_from(r.row.0).unwrap_or(u32::MAX),
+            recorded: true,
+        }));
+        TenantIndexBuilder { seen }
     }
 
-    /// Records `key` for `row`; returns the earlier row if the key was already seen.
-    pub fn first_seen(&mut self, key: SignerKey, row: RowNumber) -> Option<RowNumber> {
-        match self.seen.entry(key) {
-            std::collections::hash_map::Entry::Occupied(e) => Some(RowNumber(u64::from(*e.get()))),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(u32::try_from(row.0).unwrap_or(u32::MAX));
-                None
+    /// Takes a valid row into account.
+    pub fn add(&mut self, row: RowNumber, tenant: TenantId, key: SignerKey) {
+        self.seen.push(Seen {
+            tenant: tenant.as_uuid().as_u128(),
+            signer: key.as_u64(),
+            row: u32::try_from(row.0).unwrap_or(u32::MAX),
+            recorded: false,
+        });
+    }
+
+    /// Groups the rows by tenant: only tenants named more than once are kept.
+    pub fn finish(mut self) -> TenantIndex {
+        let peak_bytes = self.seen.capacity() * std::mem::size_of::<Seen>();
+        // By tenant, the input's rows in input order; lines on record sort beside them.
+        self.seen
+            .sort_unstable_by_key(|s| (s.tenant, s.recorded, s.row));
+        let mut repeated = HashMap::new();
+        for run in self.seen.chunk_by(|a, b| a.tenant == b.tenant) {
+            let rows: Vec<RowNumber> = run
+                .iter()
+                .filter(|s| !s.recorded)
+                .map(|s| RowNumber(u64::from(s.row)))
+                .collect();
+            let conflict = run.iter().any(|s| s.signer != run[0].signer);
+            if rows.is_empty() || (rows.len() == 1 && !conflict) {
+                continue;
             }
+            let recorded = if conflict {
+                run.iter()
+                    .filter(|s| s.recorded)
+                    .map(|s| RowNumber(u64::from(s.row)))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            repeated.insert(
+                TenantId::from(uuid::Uuid::from_u128(run[0].tenant)),
+                Group {
+                    rows,
+                    recorded,
+                    conflict,
+                },
+            );
+        }
+        TenantIndex {
+            repeated,
+            peak_bytes,
+        }
+    }
+}
+
+/// Rows named one by one in a conflict's message; the rest are counted.
+const NAMED_ROWS: usize = 5;
+
+impl TenantIndex {
+    /// Turns a `Valid` verdict into `Duplicate` (same tenant and signer as an earlier row)
+    /// or `Conflict` (the tenant named with another signer anywhere in the input).
+    pub fn classify(&self, verdict: Verdict) -> Verdict {
+        let Verdict::Valid(row, c) = verdict else {
+            return verdict;
+        };
+        let Some(group) = self.repeated.get(&c.tenant) else {
+            return Verdict::Valid(row, c);
+        };
+        if group.conflict {
+            let message = conflict_message(row, group);
+            return Verdict::Conflict(row, c, message);
+        }
+        match group.rows.first() {
+            Some(&first) if first != row => Verdict::Duplicate(row, c, first),
+            _ => Verdict::Valid(row, c),
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.seen.len()
+    /// Tenants named by more than one row with different signers.
+    pub fn conflicts(&self) -> usize {
+        self.repeated.values().filter(|g| g.conflict).count()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
-    }
-
-    /// Approximate heap bytes held by the index.
+    /// Approximate heap bytes the first reading held at its peak.
     pub fn heap_bytes(&self) -> usize {
-        let buckets = (self.seen.capacity() * 8 / 7).next_power_of_two();
-        buckets * (std::mem::size_of::<(SignerKey, u32)>() + 1)
+        self.peak_bytes
     }
+}
+
+/// The message of a row in conflict: the other rows of its tenant, and the lines on record.
+fn conflict_message(row: RowNumber, group: &Group) -> String {
+    let others: Vec<RowNumber> = group.rows.iter().copied().filter(|r| *r != row).collect();
+    let mut text = String::from("the input names this tenant with different signers");
+    if !others.is_empty() {
+        text.push_str(" (also in ");
+        for (i, other) in others.iter().take(NAMED_ROWS).enumerate() {
+            if i > 0 {
+                text.push_str(", ");
+            }
+            text.push_str(&other.named().to_string());
+        }
+        if others.len() > NAMED_ROWS {
+            text.push_str(&format!(" and {} more rows", others.len() - NAMED_ROWS));
+        }
+        text.push(')');
+    }
+    if !group.recorded.is_empty() {
+        let named: Vec<String> = group
+            .recorded
+            .iter()
+            .take(NAMED_ROWS)
+            .map(|r| format!("row {r}"))
+            .collect();
+        text.push_str(&format!(
+            "; the results file already has it on record for another signer ({})",
+            named.join(", ")
+        ));
+    }
+    text.push_str(
+        ": none of these rows is sent until the input gives the tenant one signer (keep the right row, remove or correct the others)",
+    );
+    text
 }
 
 /// What validation made of one row.
@@ -487,19 +628,21 @@ pub enum Verdict {
     Invalid(Box<RawRow>, String),
     /// Same tenant and signer as `earlier`.
     Duplicate(RowNumber, Confirmation, RowNumber),
+    /// The tenant is named with different signers; the message names the other rows.
+    Conflict(RowNumber, Confirmation, String),
 }
 
 impl Validator {
-    /// The verdict on a row by itself: `Valid` or `Invalid` (duplicates are the index's call).
-    pub fn check(&self, raw: RawRow) -> Verdict {
-        match self.validate_row(&raw) {
+    /// The verdict on a row by itself, as of the time `clock` tells: `Valid` or `Invalid`
+    /// (duplicates and conflicts are the index's call).
+    pub fn check(&self, raw: RawRow, clock: &mut Clock) -> Verdict {
+        let checked = self.check_lent(&raw, clock).map(|c| c.to_confirmation());
+        match checked {
             Ok(c) => Verdict::Valid(raw.row, c),
             Err(message) => Verdict::Invalid(Box::new(raw), message),
         }
     }
-}
 
-impl Validator {
     /// [`Validator::check`] on a lent row, as of the time `clock` tells, without copying
     /// anything: a valid row's values borrowed from it, or the message for an invalid one.
     pub fn check_lent<'a>(
@@ -516,34 +659,55 @@ impl Validator {
     }
 }
 
-impl DuplicateIndex {
-    /// Turns a `Valid` verdict into `Duplicate` when an earlier row had the same tenant and
-    /// signer. Verdicts must come in input order.
-    pub fn classify(&mut self, verdict: Verdict) -> Verdict {
-        match verdict {
-            Verdict::Valid(row, c) => match self.first_seen(c.key(), row) {
-                Some(earlier) => Verdict::Duplicate(row, c, earlier),
-                None => Verdict::Valid(row, c),
-            },
-            other => other,
-        }
-    }
-}
-
-/// Reads every row of `reader`, validates it and checks it against earlier rows, handing each
-/// verdict to `emit` until it returns false. Reports progress through `position`.
+/// Reads every row of `reader` twice: first to learn what the whole input says of each tenant
+/// (with the lines `on_record` of a resumed results file), then to validate each row and hand
+/// its verdict to `emit` until it returns false. Both readings check dates against the same
+/// instant, so they agree on every row. Reports progress through `position`.
 pub fn classify_rows(
     reader: &mut InputReader,
     validator: &Validator,
+    on_record: &[OnRecord],
     position: &ReadPosition,
     mut emit: impl FnMut(Verdict) -> bool,
 ) -> Result<(), InputError> {
-    let mut duplicates = DuplicateIndex::with_capacity(reader.estimated_rows());
-    let outcome = reader.for_each_row(position, |raw| {
-        emit(duplicates.classify(validator.check(raw)))
-    });
-    position.set_index_bytes(duplicates.heap_bytes());
-    outcome
+    let clock = Clock::fixed(Utc::now());
+    let mut builder = TenantIndexBuilder::new(reader.estimated_rows(), on_record);
+    let mut learn = |raw: &RawRow, clock: &mut Clock| {
+        if let Ok(checked) = validator.check_lent(raw, clock) {
+            builder.add(raw.row, checked.tenant, checked.key());
+        }
+    };
+    match reader.second_reader()? {
+        Some(mut first) => {
+            let mut clock = clock;
+            first.for_each_row_ref(&ReadPosition::new(first.size()), |raw| {
+                learn(raw, &mut clock);
+                true
+            })?;
+            let index = builder.finish();
+            position.set_index_bytes(index.heap_bytes());
+            let mut clock = clock;
+            reader.for_each_row(position, |raw| {
+                emit(index.classify(validator.check(raw, &mut clock)))
+            })
+        }
+        None => {
+            // A stream: its rows are kept on disk as they are read, and read back from there.
+            let mut spool = RowSpool::new(reader)?;
+            let mut kept = Ok(());
+            let mut clock = clock;
+            reader.for_each_row_ref(position, |raw| {
+                learn(raw, &mut clock);
+                kept = spool.push(raw);
+                kept.is_ok()
+            })?;
+            kept?;
+            let index = builder.finish();
+            position.set_index_bytes(index.heap_bytes());
+            let mut clock = clock;
+            spool.for_each_row(|raw| emit(index.classify(validator.check(raw, &mut clock))))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -660,12 +824,81 @@ mod tests {
         assert_eq!(c.date_agreed.to_string(), "2025-01-02T00:00:00Z");
     }
 
-    #[test]
-    fn duplicate_index_names_the_first_row() {
-        let c = check(fields()).unwrap();
-        let mut idx = DuplicateIndex::default();
-        assert_eq!(idx.first_seen(c.key(), RowNumber(3)), None);
-        assert_eq!(idx.first_seen(c.key(), RowNumber(9)), Some(RowNumber(3)));
+    /// A confirmation for tenant `t` and signer `s` of small pools.
+    fn confirmation(t: u8, s: u8) -> Confirmation {
+        let mut f = fields();
+        let tenant = format!("00000000-0000-4000-8000-0000000000{t:02x}");
+        let email = format!("signer{s}@contoso.com");
+        f.tenant_id = &tenant;
+        f.email = &email;
+        check(f).unwrap()
+    }
+
+    proptest::proptest! {
+        /// Rows naming tenants from a small pool with signers from a small pool, in any
+        /// order, some tenants also on record in a resumed results file: a tenant with one
+        /// signer everywhere is sent once (its first row valid, the others duplicates of
+        /// it); a tenant with two signers anywhere has every row in conflict, and each
+        /// message names the tenant's other rows.
+        #[test]
+        fn the_index_agrees_with_a_plain_model(
+            rows in proptest::collection::vec((0u8..6, 0u8..3), 0..40),
+            recorded in proptest::collection::vec((0u8..6, 0u8..3), 0..4),
+        ) {
+            let on_record: Vec<OnRecord> = recorded
+                .iter()
+                .enumerate()
+                .map(|(i, (t, s))| {
+                    let c = confirmation(*t, *s);
+                    OnRecord { tenant: c.tenant, key: c.key(), row: RowNumber(1000 + i as u64) }
+                })
+                .collect();
+            let mut builder = TenantIndexBuilder::new(0, &on_record);
+            for (i, (t, s)) in rows.iter().enumerate() {
+                let c = confirmation(*t, *s);
+                builder.add(RowNumber(i as u64 + 1), c.tenant, c.key());
+            }
+            let index = builder.finish();
+            for (i, (t, s)) in rows.iter().enumerate() {
+                let row = RowNumber(i as u64 + 1);
+                let signers: std::collections::BTreeSet<u8> = rows
+                    .iter()
+                    .chain(&recorded)
+                    .filter(|(t2, _)| t2 == t)
+                    .map(|(_, s2)| *s2)
+                    .collect();
+                let mine: Vec<u64> = rows
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (t2, _))| t2 == t)
+                    .map(|(j, _)| j as u64 + 1)
+                    .collect();
+                match index.classify(Verdict::Valid(row, confirmation(*t, *s))) {
+                    Verdict::Conflict(r, _, message) => {
+                        proptest::prop_assert_eq!(r, row);
+                        proptest::prop_assert!(signers.len() > 1, "a conflict with one signer");
+                        for other in mine.iter().filter(|o| **o != row.0).take(NAMED_ROWS) {
+                            let named = RowNumber(*other).named().to_string();
+                            proptest::prop_assert!(message.contains(&named), "{message} lacks {named}");
+                        }
+                        let own = row.named().to_string();
+                        proptest::prop_assert!(!message.contains(&own), "{} names its own row", message);
+                    }
+                    Verdict::Duplicate(r, _, first) => {
+                        proptest::prop_assert_eq!(r, row);
+                        proptest::prop_assert_eq!(signers.len(), 1);
+                        proptest::prop_assert_eq!(first.0, mine[0]);
+                        proptest::prop_assert!(first < row);
+                    }
+                    Verdict::Valid(r, _) => {
+                        proptest::prop_assert_eq!(r, row);
+                        proptest::prop_assert_eq!(signers.len(), 1);
+                        proptest::prop_assert_eq!(row.0, mine[0]);
+                    }
+                    Verdict::Invalid(..) => proptest::prop_assert!(false, "a valid row became invalid"),
+                }
+            }
+        }
     }
 
     #[test]

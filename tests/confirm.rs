@@ -66,7 +66,8 @@ fn readme_first_command_confirms_the_sample_file() {
                 ("invalid", 5),
                 ("duplicate", 1),
                 ("already_confirmed", 6),
-                ("confirmed", 38),
+                ("conflict", 2),
+                ("confirmed", 36),
             ]),
         format!("statuses {:?}", results.counts()),
     );
@@ -118,9 +119,20 @@ fn readme_first_command_confirms_the_sample_file() {
         "already_confirmed rows are those on record{run}"
     );
 
-    // One tenant has two signers: both are confirmed.
-    assert_eq!(results.by_row(3).status(), "confirmed", "{run}");
-    assert_eq!(results.by_row(45).status(), "confirmed", "{run}");
+    // One tenant has two signers (a tenant id pasted onto another customer's row): neither
+    // is sent, and each names the other with its spreadsheet line.
+    for (row, other) in [
+        (3, "row 45 (spreadsheet line 46)"),
+        (45, "row 3 (spreadsheet line 4)"),
+    ] {
+        let line = results.by_row(row);
+        assert_eq!(line.status(), "conflict", "{run}");
+        assert!(
+            line.get("message").contains(other),
+            "row {row}: {line:?}{run}"
+        );
+        assert_eq!(line.get("attempts"), "0", "{run}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,12 +26,13 @@ use crate::validation::{Validator, Verdict, classify_rows};
 pub const STALE_ON_RECORD: &str = "AgreementOnRecordIsStale";
 
 /// Statuses of a results file, in the order summaries list them.
-pub const STATUSES: [RowStatus; 6] = [
+pub const STATUSES: [RowStatus; 7] = [
     RowStatus::Confirmed,
     RowStatus::AlreadyConfirmed,
     RowStatus::WouldConfirm,
     RowStatus::Invalid,
     RowStatus::Duplicate,
+    RowStatus::Conflict,
     RowStatus::Failed,
 ];
 
@@ -140,7 +141,8 @@ impl RunKind for Confirm {
         let validator = Validator {
             default_date: self.input.default_date,
         };
-        classify_rows(&mut reader, &validator, position, |verdict| {
+        let on_record = done.as_ref().map_or(&[][..], |d| d.on_record.as_slice());
+        classify_rows(&mut reader, &validator, on_record, position, |verdict| {
             feed(work_for(verdict, done.as_ref()))
         })
     }
@@ -186,6 +188,13 @@ fn next_steps(ended: &Ended<RowStatus>, stale: u64) -> Vec<String> {
             if file { " with --resume" } else { "" }
         ));
     }
+    let conflicts = ended.tally.get(RowStatus::Conflict);
+    if conflicts > 0 {
+        hints.push(format!(
+            "{conflicts} row(s) are conflict: their tenant is named with different signers, so none of them was sent. Keep the one right row per tenant (the message names the others), then run again{}",
+            if file { " with --resume" } else { "" }
+        ));
+    }
     let failed = ended.tally.get(RowStatus::Failed).saturating_sub(stale);
     if failed > 0 {
         hints.push(format!(
@@ -193,7 +202,7 @@ fn next_steps(ended: &Ended<RowStatus>, stale: u64) -> Vec<String> {
             if file && ended.abort.is_none() { "; run again with --resume to retry them" } else { "" }
         ));
     }
-    if ended.resumed && ended.abort.is_none() && invalid + failed == 0 {
+    if ended.resumed && ended.abort.is_none() && invalid + failed + conflicts == 0 {
         hints.push("every customer in the input is now on record".into());
     }
     hints
@@ -213,8 +222,15 @@ fn work_for(
         }
         Verdict::Duplicate(row, c, earlier) => {
             let mut record = ResultRecord::from_confirmation(row, c, RowStatus::Duplicate);
-            record.message =
-                format!("same tenant and signer as row {earlier}: sent once, for that row");
+            record.message = format!(
+                "same tenant and signer as {}: sent once, for that row",
+                earlier.named()
+            );
+            Work::Settled(record)
+        }
+        Verdict::Conflict(row, c, message) => {
+            let mut record = ResultRecord::from_confirmation(row, c, RowStatus::Conflict);
+            record.message = message;
             Work::Settled(record)
         }
     })
