@@ -36,11 +36,19 @@ pub fn runs(report: &Path) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
-/// Adds `summary` to the manifest beside `report`: appended to the history when `append`
-/// (a resumed run), else a new history. Replaced atomically through a temporary file of its
-/// own, so a crash never leaves a torn manifest and two writers never share a scratch name.
-pub fn record(report: &Path, summary: &RunSummary, append: bool) -> io::Result<PathBuf> {
-    let path = manifest_path(report);
+/// Adds `summary` to the manifest beside `written`, the file the run wrote: appended to the
+/// history when `append` (a resumed run), else a new history. The manifest names `report`,
+/// the final file it describes (a staged report is written in its partial file and renamed,
+/// with its manifest, when the run completes). Replaced atomically through a temporary file
+/// of its own, so a crash never leaves a torn manifest and two writers never share a scratch
+/// name.
+pub fn record(
+    written: &Path,
+    report: &Path,
+    summary: &RunSummary,
+    append: bool,
+) -> io::Result<PathBuf> {
+    let path = manifest_path(written);
     let mut runs = Vec::new();
     if append && let Ok(text) = std::fs::read_to_string(&path) {
         match serde_json::from_str::<Manifest>(&text) {

@@ -372,39 +372,53 @@ impl ReportFile {
                 mode,
             });
         }
-        let file = private_options()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(create_err)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(OutputError::Busy { path: path.clone() });
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(create_err(e)),
-        }
-        let holds_lines = file.metadata().map_err(create_err)?.len() > 0;
-        let partial = partial_path(path);
-        let writes = match mode {
-            ReportMode::Audit if holds_lines => {
+        let lock = |file: &File, path: &Path| match file.try_lock() {
+            Ok(()) => Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) => Err(OutputError::Busy {
+                path: path.to_path_buf(),
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(OutputError::Create {
+                path: path.to_path_buf(),
+                source: e,
+            }),
+        };
+        if !mode.is_derived() {
+            // A results file: written in place, line by line, an audit record from the start.
+            let file = private_options()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(path)
+                .map_err(create_err)?;
+            lock(&file, path)?;
+            let holds_lines = file.metadata().map_err(create_err)?.len() > 0;
+            if mode == ReportMode::Audit && holds_lines {
                 return Err(OutputError::Exists { path: path.clone() });
             }
-            ReportMode::Audit | ReportMode::AuditResume => path.clone(),
-            ReportMode::Derived | ReportMode::DerivedResume if is_confirm_results(path) => {
-                return Err(OutputError::AuditRecord { path: path.clone() });
-            }
-            ReportMode::Derived if holds_lines => partial,
-            ReportMode::Derived => path.clone(),
-            ReportMode::DerivedResume if std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0) => {
-                partial
-            }
-            ReportMode::DerivedResume => path.clone(),
-        };
+            return Ok(ReportFile {
+                target: target.clone(),
+                opened: Opened::Regular {
+                    file,
+                    writes: path.clone(),
+                },
+                mode,
+            });
+        }
+        // A derived report is staged: written in its partial file, which replaces the report
+        // only when the run completes, so the final name holds a complete report or what it
+        // held before (nothing, for a first run). The partial file carries the run's lock.
+        let holds_lines = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
+        if holds_lines && is_confirm_results(path) {
+            return Err(OutputError::AuditRecord { path: path.clone() });
+        }
+        let partial = partial_path(path);
+        let file = stage(path, &partial, mode == ReportMode::DerivedResume, lock)?;
         Ok(ReportFile {
             target: target.clone(),
-            opened: Opened::Regular { file, writes },
+            opened: Opened::Regular {
+                file,
+                writes: partial,
+            },
             mode,
         })
     }
@@ -425,8 +439,10 @@ impl ReportFile {
     /// Whether the file this run writes holds nothing yet (a file it may remove again when
     /// the run ends before anything is recorded).
     pub fn is_empty(&self) -> bool {
-        self.regular_path()
-            .is_none_or(|p| std::fs::metadata(p).map_or(true, |m| m.len() == 0))
+        self.mode == ReportMode::Derived
+            || self
+                .regular_path()
+                .is_none_or(|p| std::fs::metadata(p).map_or(true, |m| m.len() == 0))
     }
 
     /// A handle that keeps the lock after the writer is gone, and replaces the report with
@@ -449,24 +465,10 @@ impl ReportFile {
                         path: writes.clone(),
                         source,
                     };
-                    let staged =
-                        self.mode.is_derived() && self.target.path().is_some_and(|p| p != writes);
-                    let file = if staged {
-                        // The partial file: a new run starts it anew, a resumed one adds to it.
-                        let mut options = private_options();
-                        options.create(true).append(true);
-                        let f = options.open(&writes).map_err(err)?;
-                        if self.mode == ReportMode::Derived {
-                            f.set_len(0).map_err(err)?;
-                        }
-                        drop(file);
-                        f
-                    } else {
-                        if self.mode == ReportMode::Derived {
-                            file.set_len(0).map_err(err)?;
-                        }
-                        file
-                    };
+                    // A new derived report starts its partial file anew.
+                    if self.mode == ReportMode::Derived {
+                        file.set_len(0).map_err(err)?;
+                    }
                     let empty = file.metadata().map_err(err)?.len() == 0;
                     let sync = file.try_clone().map_err(err)?;
                     (
@@ -494,6 +496,40 @@ impl ReportFile {
         }
         Ok(writer)
     }
+}
+
+/// Opens (creating, owner-only) and locks `partial`, the file a staged output is written in
+/// until its run completes. A resumed run continues it; when there is none, it starts from
+/// the complete file `target` holds (and its manifest), so `--resume` of a complete report
+/// still replaces it only on completion. `lock` takes the run's lock on the opened file.
+fn stage(
+    target: &Path,
+    partial: &Path,
+    resumes: bool,
+    lock: impl Fn(&File, &Path) -> Result<(), OutputError>,
+) -> Result<File, OutputError> {
+    let err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| OutputError::Create { path, source }
+    };
+    let mut file = private_options()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(partial)
+        .map_err(err(partial))?;
+    lock(&file, target)?;
+    let partial_empty = file.metadata().map_err(err(partial))?.len() == 0;
+    if resumes && partial_empty && std::fs::metadata(target).is_ok_and(|m| m.len() > 0) {
+        let mut complete = File::open(target).map_err(err(target))?;
+        io::copy(&mut complete, &mut file).map_err(err(partial))?;
+        let manifest = crate::manifest::manifest_path(target);
+        if manifest.exists() {
+            std::fs::copy(&manifest, crate::manifest::manifest_path(partial))
+                .map_err(err(&manifest))?;
+        }
+    }
+    Ok(file)
 }
 
 /// Replaces `report` with `written`, the partial file of a derived report whose run completed,
@@ -780,12 +816,16 @@ impl ReportWriter {
 /// input's header: owner-only, each line flushed as written, owned by the run's writer task.
 pub struct LineWriter {
     path: PathBuf,
+    /// Its partial file, or `path` itself for a stream.
+    written: PathBuf,
     csv: csv::Writer<BufWriter<File>>,
 }
 
 impl LineWriter {
-    /// Creates the file (or, when `append` and it holds lines, adds to them) and writes
-    /// `header` into a file that starts anew.
+    /// Opens the side output `path` and writes `header` into a file that starts anew. A
+    /// regular file is staged like a derived report: written in its partial file (continued
+    /// when `append`, a resumed run), which [`promote`] puts under `path` when the run
+    /// completes. A device or pipe is written as a stream.
     pub fn open(
         path: &Path,
         header: &csv::ByteRecord,
@@ -796,17 +836,33 @@ impl LineWriter {
             path: path.to_path_buf(),
             source,
         };
-        let mut options = private_options();
-        options.create(true);
-        if append {
-            options.append(true);
+        let (file, written) = if crate::files::is_special(path) {
+            let file = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(create_err)?;
+            (file, path.to_path_buf())
         } else {
-            options.write(true).truncate(true);
-        }
-        let file = options.open(path).map_err(create_err)?;
+            let partial = partial_path(path);
+            let file = stage(path, &partial, append, |file, path| match file.try_lock() {
+                Ok(()) => Ok(()),
+                Err(std::fs::TryLockError::WouldBlock) => Err(OutputError::Busy {
+                    path: path.to_path_buf(),
+                }),
+                Err(std::fs::TryLockError::Error(source)) => Err(OutputError::Create {
+                    path: path.to_path_buf(),
+                    source,
+                }),
+            })?;
+            if !append {
+                file.set_len(0).map_err(create_err)?;
+            }
+            (file, partial)
+        };
         let starts_anew = file.metadata().map_err(create_err)?.len() == 0;
         let mut writer = LineWriter {
             path: path.to_path_buf(),
+            written,
             csv: csv::WriterBuilder::new()
                 .delimiter(delimiter)
                 .from_writer(BufWriter::new(file)),
@@ -815,6 +871,11 @@ impl LineWriter {
             writer.write(header)?;
         }
         Ok(writer)
+    }
+
+    /// The final file, and the file written until the run completes.
+    pub fn paths(&self) -> (&Path, &Path) {
+        (&self.path, &self.written)
     }
 
     pub fn write(&mut self, record: &csv::ByteRecord) -> Result<(), OutputError> {
@@ -969,14 +1030,18 @@ mod tests {
             ],
         ];
         for redact in [false, true] {
+            let _ = (
+                std::fs::remove_file(&records),
+                std::fs::remove_file(&borrowed),
+            );
             let mut a = ReportWriter::create::<ResultRecord>(
                 OutputTarget::File(records.clone()),
-                ReportMode::Derived,
+                ReportMode::Audit,
             )
             .unwrap();
             let mut b = ReportWriter::create::<ResultRecord>(
                 OutputTarget::File(borrowed.clone()),
-                ReportMode::Derived,
+                ReportMode::Audit,
             )
             .unwrap();
             if redact {
@@ -1023,7 +1088,8 @@ mod tests {
                 std::fs::read_to_string(&borrowed).unwrap(),
             );
             assert_eq!(a, b, "redact: {redact}");
-            assert!(a.contains("'=cmd,\"a,b\",\"x\"\"y\""), "{a}");
+            let email = if redact { "***" } else { "\"x\"\"y\"" };
+            assert!(a.contains(&format!("'=cmd,\"a,b\",{email}")), "{a}");
             assert!(a.contains("\"m\nn\""), "{a}");
         }
     }

@@ -670,7 +670,7 @@ pub fn classify_rows(
     position: &ReadPosition,
     mut emit: impl FnMut(Verdict) -> bool,
 ) -> Result<(), InputError> {
-    let clock = Clock::fixed(Utc::now());
+    let mut clock = Clock::fixed(Utc::now());
     let mut builder = TenantIndexBuilder::new(reader.estimated_rows(), on_record);
     let mut learn = |raw: &RawRow, clock: &mut Clock| {
         if let Ok(checked) = validator.check_lent(raw, clock) {
@@ -679,14 +679,12 @@ pub fn classify_rows(
     };
     match reader.second_reader()? {
         Some(mut first) => {
-            let mut clock = clock;
             first.for_each_row_ref(&ReadPosition::new(first.size()), |raw| {
                 learn(raw, &mut clock);
                 true
             })?;
             let index = builder.finish();
             position.set_index_bytes(index.heap_bytes());
-            let mut clock = clock;
             reader.for_each_row(position, |raw| {
                 emit(index.classify(validator.check(raw, &mut clock)))
             })
@@ -695,7 +693,6 @@ pub fn classify_rows(
             // A stream: its rows are kept on disk as they are read, and read back from there.
             let mut spool = RowSpool::new(reader)?;
             let mut kept = Ok(());
-            let mut clock = clock;
             reader.for_each_row_ref(position, |raw| {
                 learn(raw, &mut clock);
                 kept = spool.push(raw);
@@ -704,7 +701,6 @@ pub fn classify_rows(
             kept?;
             let index = builder.finish();
             position.set_index_bytes(index.heap_bytes());
-            let mut clock = clock;
             spool.for_each_row(|raw| emit(index.classify(validator.check(raw, &mut clock))))
         }
     }

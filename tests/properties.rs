@@ -271,7 +271,7 @@ fn write_and_read_back(records: &[ResultRecord]) -> Result<Vec<Vec<String>>, Tes
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("results.csv");
     let mut writer =
-        ReportWriter::create::<ResultRecord>(OutputTarget::File(path.clone()), ReportMode::Derived)
+        ReportWriter::create::<ResultRecord>(OutputTarget::File(path.clone()), ReportMode::Audit)
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
     for r in records {
         writer
@@ -373,7 +373,7 @@ proptest! {
         let path = dir.path().join("results.csv");
         let mut writer = ReportWriter::create::<ResultRecord>(
             OutputTarget::File(path.clone()),
-            ReportMode::Derived,
+            ReportMode::Audit,
         )
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
         for (n, s) in signers.iter().enumerate() {

@@ -819,7 +819,8 @@ async fn interrupted_run_records_no_customer_it_did_not_finish_checking_as_an_er
         ],
         "status.stderr",
     );
-    let report_path = wd.path("report.csv");
+    // The report is staged: the run writes its partial file until it completes.
+    let report_path = wd.path("report.csv.partial");
     common::wait_until(
         std::time::Duration::from_secs(20),
         || std::fs::read_to_string(&report_path).is_ok_and(|t| t.lines().count() >= 2),
@@ -831,7 +832,12 @@ async fn interrupted_run_records_no_customer_it_did_not_finish_checking_as_an_er
     let exit = run.wait(std::time::Duration::from_secs(20)).await;
 
     assert_eq!(exit.code(), Some(130), "{}", run.describe());
-    let report = Results::parse(&wd.read("report.csv")).expect("the report is CSV");
+    assert!(
+        !wd.exists("report.csv"),
+        "no report under the final name{}",
+        run.describe()
+    );
+    let report = Results::parse(&wd.read("report.csv.partial")).expect("the report is CSV");
     assert!(
         report.rows.len() < 40,
         "the run was cut short{}",

@@ -25,7 +25,12 @@ fn validate_checks_the_sample_without_credentials() {
     );
     assert_eq!(
         report.counts(),
-        counts(&[("valid", 44), ("invalid", 5), ("duplicate", 1)]),
+        counts(&[
+            ("valid", 42),
+            ("invalid", 5),
+            ("duplicate", 1),
+            ("conflict", 2)
+        ]),
         "{run}"
     );
     let duplicate = report.by_row(41);

@@ -123,9 +123,9 @@ pub struct Ended<S: Status> {
     /// The report is a file (a resumed run can continue it).
     pub to_file: bool,
     pub resumed: bool,
-    /// A derived report this run did not complete: the last complete report is kept, and
-    /// this run's lines are in this partial file.
-    pub kept: Option<std::path::PathBuf>,
+    /// A staged report this run did not complete: the report (left as it was) and the
+    /// partial file that holds this run's lines.
+    pub kept: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// Where the rows come from: an input file, or the partner's customer listing.
@@ -358,14 +358,30 @@ pub async fn drive<K: RunKind>(
             ))
         })?;
     }
+    if let (None, Some(emit)) = (&abort, &files.emit)
+        && !crate::files::is_special(emit)
+    {
+        let partial = crate::results::partial_path(emit);
+        promote(emit, &partial).map_err(|e| {
+            AppError::Aborted(format!(
+                "the run completed, but '{}' could not replace '{}': {e}",
+                partial.display(),
+                emit.display()
+            ))
+        })?;
+    }
     drop(lock);
 
+    let kept = match (written, files.report.path(), &abort) {
+        (Some(w), Some(r), Some(_)) if r != w => Some((r.to_path_buf(), w)),
+        _ => None,
+    };
     let ended = Ended {
         tally,
         abort,
         to_file: files.report.path().is_some(),
         resumed: files.mode.resumes(),
-        kept: written.filter(|w| files.report.path().is_some_and(|r| r != w)),
+        kept,
     };
     for hint in resume_hint(&ended)
         .into_iter()
@@ -513,12 +529,13 @@ pub fn publish(
         }
         None => {}
     }
-    if let Some(report) = written {
+    if let Some(written) = written {
         let append = files.mode.resumes();
-        crate::manifest::record(report, summary, append).map_err(|e| {
+        let report = files.report.path().unwrap_or(written);
+        crate::manifest::record(written, report, summary, append).map_err(|e| {
             AppError::Aborted(format!(
                 "cannot write the manifest beside '{}': {e}",
-                report.display()
+                written.display()
             ))
         })?;
     }
@@ -532,9 +549,10 @@ fn resume_hint<S: Status>(ended: &Ended<S>) -> Option<String> {
     if matches!(reason, AbortReason::Output(_)) {
         hint.push_str("rows in flight when the file failed were sent but could not be recorded: on resume they come back already on record, never sent twice\n");
     }
-    if let Some(partial) = &ended.kept {
+    if let Some((report, partial)) = &ended.kept {
         hint.push_str(&format!(
-            "the last complete report is kept; this run's lines are in '{}'\n",
+            "'{}' is left as it was (a report appears under its name only when its run completes); this run's lines are in '{}'\n",
+            report.display(),
             partial.display()
         ));
     }
