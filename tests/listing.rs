@@ -264,7 +264,7 @@ fn agreement_answer(req: &Req) -> axum::response::Response {
         .and_then(|t| t.get(34..36))
         .and_then(|h| u8::from_str_radix(h, 16).ok())
         .unwrap_or(0);
-    let items = if n % 3 == 0 {
+    let items = if n.is_multiple_of(3) {
         json!([])
     } else {
         json!([{"primaryContact": {"firstName": "A", "lastName": "B", "email": "a@b.com"},
@@ -389,7 +389,7 @@ fn check_listing(pages: Vec<Page>) -> Result<(), TestCaseError> {
     ]);
     cmd.env("PARTNER_CENTER_ACCESS_TOKEN", TEST_TOKEN);
     let run = cmd.run();
-    let missing = want.customers.iter().any(|n| n % 3 == 0);
+    let missing = want.customers.iter().any(|n| n.is_multiple_of(3));
     let code = match want.ending {
         Ending::Stopped => 3,
         Ending::Complete if want.unreadable > 0 || want.customers.is_empty() || missing => 1,

@@ -301,7 +301,7 @@ mod tests {
     fn items() -> impl proptest::strategy::Strategy<Value = (serde_json::Value, Option<Uuid>)> {
         use proptest::prelude::*;
         use serde_json::json;
-        let guid = any::<u128>().prop_map(|n| Uuid::from_u128(n));
+        let guid = any::<u128>().prop_map(Uuid::from_u128);
         prop_oneof![
             Just((serde_json::Value::Null, None)),
             any::<i64>().prop_map(|n| (json!(n), None)),
