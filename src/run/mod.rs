@@ -431,8 +431,11 @@ async fn read_listing<K: RunKind>(
                 pages = l.pages,
                 "listed the partner's customers"
             );
-            for warning in l.warnings() {
-                tracing::warn!("{warning}");
+            // A listing the run stopped short says nothing about the service.
+            if !stop.is_cancelled() {
+                for warning in l.warnings() {
+                    tracing::warn!("{warning}");
+                }
             }
             if l.unreadable > 0 {
                 tracing::warn!(
