@@ -52,6 +52,9 @@ pub struct RunSummary {
     pub effective_rate: f64,
     /// Times Partner Center throttled the run (HTTP 429 episodes).
     pub throttle_episodes: u64,
+    /// A run over the customer listing: items of the listing with no tenant id that is a GUID
+    /// (counted once per page they were on), customers that could not be checked.
+    pub unreadable_customers: Option<u64>,
     /// Memory held by the duplicate index (the only part of memory that grows with the file).
     pub duplicate_index_bytes: Option<u64>,
     /// The counts as one line, for stderr.
@@ -124,6 +127,7 @@ impl RunSummary {
             requests_sent: 0,
             effective_rate: 0.0,
             throttle_episodes: 0,
+            unreadable_customers: None,
             duplicate_index_bytes: None,
             counts_line: tally.describe(order),
         }
@@ -139,6 +143,11 @@ impl RunSummary {
             text.push_str(&format!(
                 "; {} empty row(s) skipped",
                 self.empty_rows_skipped
+            ));
+        }
+        if let Some(n) = self.unreadable_customers.filter(|&n| n > 0) {
+            text.push_str(&format!(
+                "; {n} customer(s) of the listing could not be read (no tenant id that is a GUID), not checked"
             ));
         }
         if let Some(skipped) = self.resumed_skipped {

@@ -615,10 +615,7 @@ async fn a_proxy_in_the_environment_carries_every_call() {
     let wd = Workdir::new();
     let customers = Customer::many(3);
     wd.create_customers("in.csv", &customers);
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", listener.local_addr().unwrap())
-    };
+    let closed = common::fake::closed_url();
 
     let mut cmd = wd.confirm("in.csv", "r.csv", &closed);
     cmd.env("HTTP_PROXY", &sim.base_url())

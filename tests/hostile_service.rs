@@ -9,18 +9,14 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use common::fake::{self, FakeServer, Req};
 use common::{Customer, Results, Run, Workdir};
 use serde_json::{Value, json};
 
@@ -45,7 +41,6 @@ enum Token {
 struct Fake {
     post: PostReply,
     token: Option<TokenReply>,
-    requests: AtomicUsize,
     posts: AtomicUsize,
     token_requests: AtomicUsize,
     without_authorization: AtomicUsize,
@@ -57,7 +52,6 @@ impl Fake {
         Fake {
             post: Box::new(post),
             token: None,
-            requests: AtomicUsize::new(0),
             posts: AtomicUsize::new(0),
             token_requests: AtomicUsize::new(0),
             without_authorization: AtomicUsize::new(0),
@@ -72,12 +66,8 @@ impl Fake {
 
     /// The bearer token of a request, or `None` when it must be answered 401. With an
     /// authority, only tokens it minted are accepted.
-    fn authorize(&self, headers: &HeaderMap) -> Option<String> {
-        let Some(bearer) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-        else {
+    fn authorize(&self, req: &Req) -> Option<String> {
+        let Some(bearer) = req.bearer() else {
             self.without_authorization.fetch_add(1, Ordering::SeqCst);
             return None;
         };
@@ -108,71 +98,66 @@ fn json_error(status: StatusCode, body: Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn template(State(fake): State<Arc<Fake>>, headers: HeaderMap) -> Response {
-    fake.requests.fetch_add(1, Ordering::SeqCst);
-    if fake.authorize(&headers).is_none() {
-        return unauthorized();
-    }
-    axum::Json(json!({
-        "totalCount": 1,
-        "items": [{"templateId": MCA_TEMPLATE_ID, "agreementType": "MicrosoftCustomerAgreement",
-                   "agreementLink": "https://aka.ms/customeragreement", "versionRank": 0}],
-        "attributes": {"objectType": "Collection"}
-    }))
-    .into_response()
-}
-
-async fn create(State(fake): State<Arc<Fake>>, headers: HeaderMap) -> Response {
-    fake.requests.fetch_add(1, Ordering::SeqCst);
-    let Some(bearer) = fake.authorize(&headers) else {
-        return unauthorized();
-    };
-    let n = fake.posts.fetch_add(1, Ordering::SeqCst) + 1;
-    (fake.post)(n, &bearer)
-}
-
-async fn token(State(fake): State<Arc<Fake>>) -> Response {
-    fake.requests.fetch_add(1, Ordering::SeqCst);
-    let n = fake.token_requests.fetch_add(1, Ordering::SeqCst) + 1;
-    let Some(reply) = &fake.token else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    match reply(n) {
-        Token::Minted(expires_in) => {
-            let access = format!("fake-at-{}", uuid::Uuid::new_v4().simple());
-            fake.minted.lock().unwrap().insert(access.clone());
-            axum::Json(json!({
-                "token_type": "Bearer", "access_token": access, "expires_in": expires_in,
-            }))
-            .into_response()
+impl Fake {
+    fn template(&self, req: &Req) -> Response {
+        if self.authorize(req).is_none() {
+            return unauthorized();
         }
-        Token::Status(status) => json_error(
-            status,
-            json!({"error": "temporarily_unavailable",
-                   "error_description": "AADSTS90033: A transient error has occurred."}),
-        ),
+        fake::json(
+            StatusCode::OK,
+            &json!({
+                "totalCount": 1,
+                "items": [{"templateId": MCA_TEMPLATE_ID, "agreementType": "MicrosoftCustomerAgreement",
+                           "agreementLink": "https://aka.ms/customeragreement", "versionRank": 0}],
+                "attributes": {"objectType": "Collection"}
+            }),
+        )
+    }
+
+    fn create(&self, req: &Req) -> Response {
+        let Some(bearer) = self.authorize(req) else {
+            return unauthorized();
+        };
+        let n = self.posts.fetch_add(1, Ordering::SeqCst) + 1;
+        (self.post)(n, &bearer)
+    }
+
+    fn token(&self) -> Response {
+        let n = self.token_requests.fetch_add(1, Ordering::SeqCst) + 1;
+        let Some(reply) = &self.token else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        match reply(n) {
+            Token::Minted(expires_in) => {
+                let access = format!("fake-at-{}", uuid::Uuid::new_v4().simple());
+                self.minted.lock().unwrap().insert(access.clone());
+                fake::json(
+                    StatusCode::OK,
+                    &json!({
+                        "token_type": "Bearer", "access_token": access, "expires_in": expires_in,
+                    }),
+                )
+            }
+            Token::Status(status) => json_error(
+                status,
+                json!({"error": "temporarily_unavailable",
+                       "error_description": "AADSTS90033: A transient error has occurred."}),
+            ),
+        }
     }
 }
 
-async fn anything_else(State(fake): State<Arc<Fake>>) -> Response {
-    fake.requests.fetch_add(1, Ordering::SeqCst);
-    StatusCode::NOT_FOUND.into_response()
-}
-
-/// Serves `fake` on a free loopback port; returns its base URL.
-async fn serve(fake: Arc<Fake>) -> String {
-    let app = Router::new()
-        .route("/v1/agreements", get(template))
-        .route("/v1/customers/{tenant}/agreements", post(create))
-        .route("/{tenant}/oauth2/token", post(token))
-        .fallback(anything_else)
-        .with_state(fake);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}")
+/// Serves `fake` on a free loopback port (404 for anything it does not know).
+async fn serve(fake: Arc<Fake>) -> FakeServer {
+    let (template, create, token) = (fake.clone(), fake.clone(), fake);
+    FakeServer::builder()
+        .get("/v1/agreements", move |req| template.template(req))
+        .post("/v1/customers/{tenant}/agreements", move |req| {
+            create.create(req)
+        })
+        .post("/{tenant}/oauth2/token", move |_| token.token())
+        .start()
+        .await
 }
 
 /// `confirm in.csv -o r.csv` against `base_url` with a ready access token.
@@ -275,7 +260,8 @@ async fn a_retry_after_of_a_day_is_capped_and_the_run_goes_on() {
             created()
         }
     }));
-    let url = serve(fake.clone()).await;
+    let server = serve(fake.clone()).await;
+    let url = server.base_url().to_string();
     let wd = Workdir::new();
     wd.create_customers("in.csv", &Customer::many(1));
 
@@ -303,7 +289,8 @@ async fn a_retry_after_beyond_any_clock_does_not_panic() {
             .insert(header::RETRY_AFTER, "99999999999999999999".parse().unwrap());
         r
     }));
-    let url = serve(fake.clone()).await;
+    let server = serve(fake.clone()).await;
+    let url = server.base_url().to_string();
     let wd = Workdir::new();
     wd.create_customers("in.csv", &Customer::many(1));
 
@@ -331,7 +318,8 @@ async fn an_absurd_token_lifetime_is_capped_without_panicking() {
         let fake = Arc::new(
             Fake::new(|_, _| created()).with_authority(move |_| Token::Minted(expires_in.clone())),
         );
-        let url = serve(fake.clone()).await;
+        let server = serve(fake.clone()).await;
+        let url = server.base_url().to_string();
         let wd = Workdir::new();
         wd.create_customers("in.csv", &Customer::many(3));
 
@@ -362,7 +350,8 @@ async fn an_authority_outage_while_the_token_is_valid_costs_no_row() {
             Token::Minted(json!(3))
         }
     }));
-    let url = serve(fake.clone()).await;
+    let server = serve(fake.clone()).await;
+    let url = server.base_url().to_string();
     let wd = Workdir::new();
     wd.create_customers("in.csv", &Customer::many(60));
 
@@ -394,7 +383,8 @@ async fn ctrl_c_while_rows_wait_for_a_token_ends_the_run_at_once_and_resume_send
             Token::Status(StatusCode::SERVICE_UNAVAILABLE)
         }
     }));
-    let url = serve(fake.clone()).await;
+    let server = serve(fake.clone()).await;
+    let url = server.base_url().to_string();
     let wd = Workdir::new();
     wd.create_customers("in.csv", &Customer::many(60));
     let args = [
@@ -492,93 +482,44 @@ async fn ctrl_c_while_rows_wait_for_a_token_ends_the_run_at_once_and_resume_send
     }
 }
 
-/// A raw HTTP/1.1 responder: the template as usual (unless `endless_get`), and for a create
-/// a 201 whose chunked body never ends. Counts the creates it answered.
-fn serve_endless(endless_get: bool) -> (String, Arc<AtomicUsize>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let posts = Arc::new(AtomicUsize::new(0));
-    let counted = posts.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let posts = counted.clone();
-            std::thread::spawn(move || {
-                loop {
-                    let Some((method, path, body_len)) = read_request_head(&mut stream) else {
-                        return;
-                    };
-                    let mut body = vec![0; body_len];
-                    if stream.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    if method == "GET" && path.starts_with("/v1/agreements") && !endless_get {
-                        let json =
-                            json!({"totalCount": 1, "items": [{"templateId": MCA_TEMPLATE_ID,
-                            "agreementType": "MicrosoftCustomerAgreement", "versionRank": 0}]})
-                            .to_string();
-                        let head = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-                            json.len()
-                        );
-                        if stream.write_all(head.as_bytes()).is_err()
-                            || stream.write_all(json.as_bytes()).is_err()
-                        {
-                            return;
-                        }
-                        continue;
-                    }
-                    let status = if method == "POST" {
-                        posts.fetch_add(1, Ordering::SeqCst);
-                        "201 Created"
-                    } else {
-                        "200 OK"
-                    };
-                    let head = format!(
-                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-                    );
-                    if stream.write_all(head.as_bytes()).is_err() {
-                        return;
-                    }
-                    let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
-                    // Until the client hangs up.
-                    while stream.write_all(chunk.as_bytes()).is_ok() {}
-                    return;
-                }
-            });
-        }
-    });
-    (format!("http://{addr}"), posts)
+/// The template as usual (unless `endless_get`), and for anything else (a create: 201) an
+/// answer whose chunked body never ends.
+async fn serve_endless(endless_get: bool) -> FakeServer {
+    let mut builder = FakeServer::builder();
+    if !endless_get {
+        builder = builder.get("/v1/agreements", |_| {
+            fake::json(
+                StatusCode::OK,
+                &json!({"totalCount": 1, "items": [{"templateId": MCA_TEMPLATE_ID,
+                        "agreementType": "MicrosoftCustomerAgreement", "versionRank": 0}]}),
+            )
+        });
+    }
+    builder
+        .fallback(|req| {
+            fake::endless(if req.method == Method::POST {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            })
+        })
+        .start()
+        .await
 }
 
-/// Reads a request's head: method, path and Content-Length.
-fn read_request_head(stream: &mut std::net::TcpStream) -> Option<(String, String, usize)> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).ok()? == 0 {
-            return None;
-        }
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    let mut words = head.split_whitespace();
-    let method = words.next()?.to_string();
-    let path = words.next()?.to_string();
-    let length = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    Some((method, path, length))
+/// How many POSTs `server` answered.
+fn posts(server: &FakeServer) -> usize {
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.req.method == Method::POST)
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endless_created_body_costs_bounded_time_and_memory() {
-    let (url, posts) = serve_endless(false);
+    let server = serve_endless(false).await;
+    let url = server.base_url().to_string();
     let wd = Workdir::new();
     wd.create_customers("in.csv", &Customer::many(2));
 
@@ -593,7 +534,7 @@ async fn an_endless_created_body_costs_bounded_time_and_memory() {
         assert_eq!(results.by_row(row).status(), "confirmed", "{run}");
         assert_eq!(results.by_row(row).get("attempts"), "1", "{run}");
     }
-    assert_eq!(posts.load(Ordering::SeqCst), 2, "{run}");
+    assert_eq!(posts(&server), 2, "{run}");
     run.check(
         run.elapsed < Duration::from_secs(4),
         "the endless body was not read to its end",
@@ -602,7 +543,8 @@ async fn an_endless_created_body_costs_bounded_time_and_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endless_answer_to_a_read_is_refused_at_the_bound() {
-    let (url, posts) = serve_endless(true);
+    let server = serve_endless(true).await;
+    let url = server.base_url().to_string();
     let wd = Workdir::new();
     wd.create_customers("in.csv", &Customer::many(1));
 
@@ -612,7 +554,7 @@ async fn an_endless_answer_to_a_read_is_refused_at_the_bound() {
 
     run.expect_code(3)
         .expect_stderr_contains("larger than 4194304 bytes");
-    assert_eq!(posts.load(Ordering::SeqCst), 0, "{run}");
+    assert_eq!(posts(&server), 0, "{run}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -628,7 +570,8 @@ async fn server_text_cannot_forge_log_lines_or_carry_escapes() {
             }),
         )
     }));
-    let url = serve(fake.clone()).await;
+    let server = serve(fake.clone()).await;
+    let url = server.base_url().to_string();
     let wd = Workdir::new();
     wd.create_customers("in.csv", &Customer::many(1));
 
@@ -700,7 +643,8 @@ async fn a_bearer_token_echoed_by_the_service_is_never_shown() {
                 .into_response()
         }
     }));
-    let url = serve(fake.clone()).await;
+    let server = serve(fake.clone()).await;
+    let url = server.base_url().to_string();
     let wd = Workdir::new();
     wd.create_customers("in.csv", &Customer::many(4));
 
@@ -728,7 +672,8 @@ async fn a_bearer_token_echoed_by_the_service_is_never_shown() {
             json!({"code": 401, "message": format!("token {bearer} expired")}),
         )
     }));
-    let url = serve(echo_401).await;
+    let server = serve(echo_401).await;
+    let url = server.base_url().to_string();
     let wd = Workdir::new();
     wd.create_customers("in.csv", &Customer::many(1));
     // The template fetch succeeds only with the right token: use the 401 on the create.
@@ -740,7 +685,8 @@ async fn a_bearer_token_echoed_by_the_service_is_never_shown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_access_token_with_a_line_break_is_refused_before_anything_is_sent() {
     let fake = Arc::new(Fake::new(|_, _| created()));
-    let url = serve(fake.clone()).await;
+    let server = serve(fake.clone()).await;
+    let url = server.base_url().to_string();
     let wd = Workdir::new();
     wd.create_customers("in.csv", &Customer::many(1));
 
@@ -757,6 +703,6 @@ async fn an_access_token_with_a_line_break_is_refused_before_anything_is_sent() 
         "PARTNER_CENTER_ACCESS_TOKEN holds a line break or another character that cannot be sent in an HTTP header",
     );
     assert_no_secret(&wd, &run, &["first-half-sekret", "second-half"]);
-    assert_eq!(fake.requests.load(Ordering::SeqCst), 0, "nothing sent{run}");
+    assert_eq!(server.requests().len(), 0, "nothing sent{run}");
     assert_eq!(fake.without_authorization.load(Ordering::SeqCst), 0);
 }

@@ -8,7 +8,9 @@ mod common;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use common::fake::{self, FakeServer};
 use common::{Results, Workdir, start_simulator};
 use mca_attest::simulator::{
     AgreementSource, CustomerProfile, MCA_TEMPLATE_ID, NextLinkForm, SimulatorConfig,
@@ -353,53 +355,41 @@ async fn two_scheduled_runs_in_a_row_survive_a_rotating_refresh_token() {
 
 /// A Partner Center whose records hold what the simulator never stores: a record of another
 /// agreement type, and a date nobody can read.
-async fn odd_records_service() -> (String, tokio::task::JoinHandle<()>) {
-    use axum::extract::Path;
-    use axum::routing::get;
-    async fn records(Path(tenant): Path<String>) -> axum::response::Response {
-        use axum::response::IntoResponse;
-        let items = if tenant.starts_with("00000001") {
-            // Only a Microsoft Cloud Agreement record: no MCA on record.
-            r#"[{"primaryContact":{"firstName":"A","lastName":"B","email":"a@b.com"},"templateId":"998b88de-aa99-4388-a42c-1b3517d49490","dateAgreed":"2024-06-14T00:00:00Z","type":"MicrosoftCloudAgreement"}]"#
-        } else {
-            // An old MCA record, and a newer one whose date cannot be read.
-            r#"[{"primaryContact":{"firstName":"A","lastName":"B","email":"a@b.com"},"templateId":"117a77b0-9360-443b-8795-c6dedc750cf9","dateAgreed":"2020-01-01T00:00:00Z","type":"MicrosoftCustomerAgreement"},{"primaryContact":{"firstName":"C","lastName":"D","email":"c@d.com"},"templateId":"117a77b0-9360-443b-8795-c6dedc750cf9","dateAgreed":"last Tuesday","type":"MicrosoftCustomerAgreement"}]"#
-        };
-        (
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            format!(r#"{{"totalCount":1,"items":{items}}}"#),
-        )
-            .into_response()
-    }
-    async fn direct() -> &'static str {
-        r#"{"isSigned":false}"#
-    }
-    let router = axum::Router::new()
-        .route("/v1/customers/{tenant}/agreements", get(records))
-        .route(
+async fn odd_records_service() -> FakeServer {
+    FakeServer::builder()
+        .get("/v1/customers/{tenant}/agreements", |req| {
+            let tenant = req.path.trim_start_matches("/v1/customers/");
+            let items = if tenant.starts_with("00000001") {
+                // Only a Microsoft Cloud Agreement record: no MCA on record.
+                r#"[{"primaryContact":{"firstName":"A","lastName":"B","email":"a@b.com"},"templateId":"998b88de-aa99-4388-a42c-1b3517d49490","dateAgreed":"2024-06-14T00:00:00Z","type":"MicrosoftCloudAgreement"}]"#
+            } else {
+                // An old MCA record, and a newer one whose date cannot be read.
+                r#"[{"primaryContact":{"firstName":"A","lastName":"B","email":"a@b.com"},"templateId":"117a77b0-9360-443b-8795-c6dedc750cf9","dateAgreed":"2020-01-01T00:00:00Z","type":"MicrosoftCustomerAgreement"},{"primaryContact":{"firstName":"C","lastName":"D","email":"c@d.com"},"templateId":"117a77b0-9360-443b-8795-c6dedc750cf9","dateAgreed":"last Tuesday","type":"MicrosoftCustomerAgreement"}]"#
+            };
+            fake::json_text(
+                StatusCode::OK,
+                format!(r#"{{"totalCount":1,"items":{items}}}"#),
+            )
+        })
+        .get(
             "/v1/customers/{tenant}/directSignedMicrosoftCustomerAgreementStatus",
-            get(direct),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            |_| fake::json_text(StatusCode::OK, r#"{"isSigned":false}"#),
+        )
+        .start()
         .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    (format!("http://{addr}"), task)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_mca_records_count_and_an_unreadable_date_is_an_error() {
-    let (base, server) = odd_records_service().await;
+    let server = odd_records_service().await;
+    let base = server.base_url();
     let wd = Workdir::new();
     let [cloud_only, unreadable] = [1, 2].map(tenant);
     wd.create(
         "in.csv",
         format!("customer_tenant_id\n{cloud_only}\n{unreadable}\n"),
     );
-    let mut cmd = wd.command(["status", "in.csv", "-o", "s.csv", "--base-url", &base]);
+    let mut cmd = wd.command(["status", "in.csv", "-o", "s.csv", "--base-url", base]);
     cmd.env("PARTNER_CENTER_ACCESS_TOKEN", common::TEST_TOKEN);
     let run = cmd.run_async().await;
     run.expect_code(1);
@@ -413,5 +403,4 @@ async fn only_mca_records_count_and_an_unreadable_date_is_an_error() {
     let odd = by_tenant[unreadable.to_string().as_str()];
     assert_eq!(odd["state"], "error", "{run}");
     assert!(odd["message"].contains("last Tuesday"), "{run}");
-    server.abort();
 }

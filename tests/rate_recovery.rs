@@ -3,102 +3,77 @@
 //! costs a run those pauses and little more. The rate goes back near `--rate` after each one instead of compounding the
 //! decreases into a crawl.
 //!
-//! The real binary runs against a small fake Partner Center (axum) that throttles chosen POSTs
-//! and records when each POST arrived.
+//! The real binary runs against the tests' fake server, which throttles chosen POSTs and
+//! records when each POST arrived.
 
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use common::fake::{self, FakeServer};
 use common::{Customer, Results, Workdir, counts};
 use mca_attest::simulator::MCA_TEMPLATE_ID;
+use serde_json::json;
 
-/// Arrival time and status of every POST, in order.
-#[derive(Default)]
-struct Log {
-    posts: Vec<(Instant, u16)>,
-}
+const CREATE: &str = "/v1/customers/{tenant}/agreements";
 
-#[derive(Clone)]
-struct Fake {
-    /// POST numbers (1-based, in arrival order, retries included) answered with 429.
-    throttle: Arc<BTreeSet<usize>>,
-    /// The `Retry-After` of a 429, if any.
-    retry_after: Option<&'static str>,
-    log: Arc<Mutex<Log>>,
-}
-
-async fn templates() -> Response {
-    let body = serde_json::json!({
-        "totalCount": 1,
-        "items": [{
-            "templateId": MCA_TEMPLATE_ID,
-            "agreementType": "MicrosoftCustomerAgreement",
-            "agreementLink": "https://aka.ms/customeragreement",
-            "versionRank": 0,
-        }],
-        "attributes": { "objectType": "Collection" },
-    });
-    (StatusCode::OK, axum::Json(body)).into_response()
-}
-
-async fn create(State(fake): State<Fake>) -> Response {
-    let now = Instant::now();
-    let mut log = fake.log.lock().expect("the log lock");
-    let n = log.posts.len() + 1;
-    if fake.throttle.contains(&n) {
-        log.posts.push((now, 429));
-        let body = serde_json::json!({
-            "statusCode": 429,
-            "message": "Rate limit is exceeded. Try again in 1 seconds.",
-        });
-        let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
-        if let Some(after) = fake.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static(after));
-        }
-        return response;
-    }
-    log.posts.push((now, 201));
-    let body = serde_json::json!({
-        "templateId": MCA_TEMPLATE_ID,
-        "type": "MicrosoftCustomerAgreement",
-    });
-    (StatusCode::CREATED, axum::Json(body)).into_response()
-}
-
-/// Starts the fake on a free loopback port of the current runtime.
-async fn start_fake(
-    throttle: &[usize],
-    retry_after: Option<&'static str>,
-) -> (String, Arc<Mutex<Log>>) {
-    let log = Arc::new(Mutex::new(Log::default()));
-    let fake = Fake {
-        throttle: Arc::new(throttle.iter().copied().collect()),
-        retry_after,
-        log: log.clone(),
-    };
-    let app = Router::new()
-        .route("/v1/agreements", get(templates))
-        .route("/v1/customers/{tenant}/agreements", post(create))
-        .with_state(fake);
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+/// Starts the fake: the template, and creates that answer 429 on the POSTs numbered in
+/// `throttle` (1-based, in arrival order, retries included), with `retry_after` if any.
+async fn start_fake(throttle: &[usize], retry_after: Option<&'static str>) -> FakeServer {
+    let throttle: BTreeSet<usize> = throttle.iter().copied().collect();
+    FakeServer::builder()
+        .get("/v1/agreements", |_| {
+            fake::json(
+                StatusCode::OK,
+                &json!({
+                    "totalCount": 1,
+                    "items": [{
+                        "templateId": MCA_TEMPLATE_ID,
+                        "agreementType": "MicrosoftCustomerAgreement",
+                        "agreementLink": "https://aka.ms/customeragreement",
+                        "versionRank": 0,
+                    }],
+                    "attributes": { "objectType": "Collection" },
+                }),
+            )
+        })
+        .post(CREATE, move |req| {
+            if throttle.contains(&req.n) {
+                let mut response = fake::json(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &json!({
+                        "statusCode": 429,
+                        "message": "Rate limit is exceeded. Try again in 1 seconds.",
+                    }),
+                );
+                if let Some(after) = retry_after {
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static(after));
+                }
+                return response;
+            }
+            fake::json(
+                StatusCode::CREATED,
+                &json!({"templateId": MCA_TEMPLATE_ID, "type": "MicrosoftCustomerAgreement"}),
+            )
+        })
+        .start()
         .await
-        .expect("bind a loopback port");
-    let addr = listener.local_addr().expect("the bound address");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}"), log)
+}
+
+/// Arrival time and status of every POST, in arrival order.
+fn posts(server: &FakeServer) -> Vec<(Instant, u16)> {
+    let mut posts: Vec<(Instant, u16)> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.req.route == CREATE)
+        .map(|r| (r.req.at, r.status.as_u16()))
+        .collect();
+    posts.sort_by_key(|(at, _)| *at);
+    posts
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,11 +90,12 @@ async fn isolated_429s_without_retry_after_cost_no_more() {
 async fn isolated_429s(retry_after: Option<&'static str>) {
     const ROWS: usize = 300;
     const BURSTS: [usize; 4] = [40, 100, 160, 220];
-    let (base_url, log) = start_fake(&BURSTS, retry_after).await;
+    let server = start_fake(&BURSTS, retry_after).await;
+    let base_url = server.base_url();
     let wd = Workdir::new();
     wd.create_customers("in.csv", &Customer::many(ROWS));
 
-    let mut cmd = wd.confirm_at_rate("in.csv", "r.csv", &base_url, "20/s");
+    let mut cmd = wd.confirm_at_rate("in.csv", "r.csv", base_url, "20/s");
     cmd.args(["--summary-json", "summary.json"]);
     let run = cmd.run_async().await;
 
@@ -135,7 +111,7 @@ async fn isolated_429s(retry_after: Option<&'static str>) {
         "one episode per isolated 429: {text}{run}"
     );
 
-    let posts = log.lock().expect("the log lock").posts.clone();
+    let posts = posts(&server);
     let throttled = posts.iter().filter(|(_, s)| *s == 429).count();
     assert_eq!(throttled, BURSTS.len(), "{run}");
     assert_eq!(

@@ -7,47 +7,14 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use common::fake::{self, FakeServer};
 use common::{
     Customer, Results, Workdir, default_simulator, no_calls, start_simulator, wait_until,
 };
 use mca_attest::simulator::SimulatorConfig;
-
-/// A loopback server for behaviours the simulator does not have, stopped when dropped.
-struct FakeServer {
-    base_url: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl FakeServer {
-    async fn start(router: Router) -> FakeServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
-        let addr = listener.local_addr().expect("the bound address");
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
-        FakeServer {
-            base_url: format!("http://{addr}"),
-            task,
-        }
-    }
-}
-
-impl Drop for FakeServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 const TEMPLATE: &str = r#"{"totalCount":1,"items":[{"templateId":"117a77b0-9360-443b-8795-c6dedc750cf9","agreementType":"MicrosoftCustomerAgreement","agreementLink":"https://aka.ms/customeragreement","versionRank":0}],"attributes":{"objectType":"Collection"}}"#;
 
@@ -316,40 +283,33 @@ async fn sighup_stops_like_sigterm_and_records_the_rows_in_flight() {
     assert!(created < 40, "the run stopped early");
 }
 
+const CREATE: &str = "/v1/customers/{id}/agreements";
+
 /// A Partner Center whose write call refuses every row alike, as a retired endpoint might.
-fn refusing_service(posts: Arc<AtomicUsize>) -> Router {
-    async fn template() -> impl IntoResponse {
-        (
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            TEMPLATE,
-        )
-    }
-    async fn refuse(State(posts): State<Arc<AtomicUsize>>) -> impl IntoResponse {
-        posts.fetch_add(1, Ordering::SeqCst);
-        (
-            StatusCode::FORBIDDEN,
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            r#"{"code":"1299","message":"This API is retired.","errorName":"ApiRetired","isRetryable":false}"#,
-        )
-    }
-    Router::new()
-        .route("/v1/agreements", get(template))
-        .route("/v1/customers/{id}/agreements", post(refuse))
-        .with_state(posts)
+async fn refusing_service() -> FakeServer {
+    FakeServer::builder()
+        .get("/v1/agreements", |_| fake::json_text(StatusCode::OK, TEMPLATE))
+        .post(CREATE, |_| {
+            fake::json_text(
+                StatusCode::FORBIDDEN,
+                r#"{"code":"1299","message":"This API is retired.","errorName":"ApiRetired","isRetryable":false}"#,
+            )
+        })
+        .start()
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_call_that_refuses_every_row_stops_the_run_and_names_the_answer() {
-    let posts = Arc::new(AtomicUsize::new(0));
-    let server = FakeServer::start(refusing_service(posts.clone())).await;
+    let server = refusing_service().await;
     let wd = Workdir::new();
     wd.create_customers("in.csv", &Customer::many(300));
     let run = wd
-        .confirm_at_rate("in.csv", "r.csv", &server.base_url, "200/s")
+        .confirm_at_rate("in.csv", "r.csv", server.base_url(), "200/s")
         .run_async()
         .await;
     run.expect_code(3).expect_stderr_contains("1299");
-    let sent = posts.load(Ordering::SeqCst);
+    let sent = server.count(CREATE);
     assert!(
         (20..60).contains(&sent),
         "stopped after about 20 identical refusals, not {sent}{run}"
@@ -360,34 +320,29 @@ async fn a_write_call_that_refuses_every_row_stops_the_run_and_names_the_answer(
 }
 
 /// A token authority that mints one short-lived token, then refuses the refresh token.
-fn authority_that_revokes(calls: Arc<AtomicUsize>) -> Router {
-    async fn token(State(calls): State<Arc<AtomicUsize>>) -> axum::response::Response {
-        let n = calls.fetch_add(1, Ordering::SeqCst);
-        if n == 0 {
-            (
-                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                r#"{"token_type":"Bearer","access_token":"first-access","expires_in":"2"}"#,
-            )
-                .into_response()
-        } else {
-            (
-                StatusCode::BAD_REQUEST,
-                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                r#"{"error":"invalid_grant","error_description":"AADSTS70008: The refresh token has expired."}"#,
-            )
-                .into_response()
-        }
-    }
-    Router::new()
-        .route("/{tenant}/oauth2/token", post(token))
-        .with_state(calls)
+async fn authority_that_revokes() -> FakeServer {
+    FakeServer::builder()
+        .post("/{tenant}/oauth2/token", |req| {
+            if req.n == 1 {
+                fake::json_text(
+                    StatusCode::OK,
+                    r#"{"token_type":"Bearer","access_token":"first-access","expires_in":"2"}"#,
+                )
+            } else {
+                fake::json_text(
+                    StatusCode::BAD_REQUEST,
+                    r#"{"error":"invalid_grant","error_description":"AADSTS70008: The refresh token has expired."}"#,
+                )
+            }
+        })
+        .start()
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_never_sent_get_no_line_when_the_credentials_are_refused_mid_run() {
     let sim = default_simulator().await;
-    let calls = Arc::new(AtomicUsize::new(0));
-    let authority = FakeServer::start(authority_that_revokes(calls.clone())).await;
+    let authority = authority_that_revokes().await;
     let wd = Workdir::new();
     wd.create_customers("in.csv", &Customer::many(60));
     let mut cmd = wd.command([
@@ -405,7 +360,7 @@ async fn rows_never_sent_get_no_line_when_the_credentials_are_refused_mid_run() 
         .env("PARTNER_CENTER_CLIENT_ID", "app")
         .env("PARTNER_CENTER_CLIENT_SECRET", "secret-value")
         .env("PARTNER_CENTER_REFRESH_TOKEN", "refresh-value")
-        .env("PARTNER_CENTER_AUTHORITY", &authority.base_url);
+        .env("PARTNER_CENTER_AUTHORITY", authority.base_url());
     let run = cmd.run_async().await;
     run.expect_code(3).expect_stderr_contains("refresh token");
     let results = Results::read(&wd.path("r.csv"), &run);

@@ -48,25 +48,71 @@ pub struct LinkHeader {
     pub value: String,
 }
 
+impl NextLink {
+    /// The continuation token the link carries (`MS-ContinuationToken`), if any.
+    pub fn continuation_token(&self) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|h| h.key.trim().eq_ignore_ascii_case(CONTINUATION_TOKEN))
+            .map(|h| h.value.as_str())
+    }
+}
+
+/// The header that carries a next page's continuation token.
+pub const CONTINUATION_TOKEN: &str = "MS-ContinuationToken";
+
 /// One page of customers, and the link to the next page (none on the last).
 #[derive(Debug, Clone)]
 pub struct CustomerPage {
     pub total_count: Option<u64>,
     pub customers: Vec<Customer>,
-    /// Items that could not be read as a customer (no tenant id that is a GUID).
-    pub unreadable: u64,
+    /// Items that could not be read as a customer (no tenant id that is a GUID), in page order.
+    pub unreadable: Vec<UnreadableItem>,
     pub next: Option<NextLink>,
 }
 
+/// An item of a page that names no customer: where it was and what it held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableItem {
+    /// 1-based place of the item on its page.
+    pub position: u64,
+    /// The item as JSON, shortened and printable, for a warning.
+    pub held: String,
+}
+
+// Items are read one by one from JSON values: one item of an unexpected shape (a `null`, a
+// number, an `id` that is not a string) must not fail the page it is on.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawPage {
     #[serde(default)]
     total_count: Option<u64>,
     #[serde(default)]
-    items: Vec<RawCustomer>,
+    items: Option<Vec<serde_json::Value>>,
     #[serde(default)]
     links: Option<RawLinks>,
+}
+
+impl RawPage {
+    fn into_page(self) -> CustomerPage {
+        let mut customers = Vec::new();
+        let mut unreadable = Vec::new();
+        for (place, item) in self.items.unwrap_or_default().into_iter().enumerate() {
+            match read_item(&item) {
+                Some(customer) => customers.push(customer),
+                None => unreadable.push(UnreadableItem {
+                    position: u64::try_from(place).map_or(u64::MAX, |p| p.saturating_add(1)),
+                    held: super::error::printable(&crate::domain::shorten(&item.to_string())),
+                }),
+            }
+        }
+        CustomerPage {
+            total_count: self.total_count,
+            customers,
+            unreadable,
+            next: self.links.and_then(|l| l.next),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -75,53 +121,28 @@ struct RawLinks {
     next: Option<NextLink>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawCustomer {
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    company_profile: Option<RawProfile>,
-    #[serde(default)]
-    relationship_to_partner: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawProfile {
-    #[serde(default)]
-    tenant_id: Option<String>,
-    #[serde(default)]
-    domain: Option<String>,
-    #[serde(default)]
-    company_name: Option<String>,
-}
-
-impl RawCustomer {
-    fn into_customer(self) -> Option<Customer> {
-        let profile = self.company_profile;
-        let tenant = self
-            .id
-            .as_deref()
+/// The customer an item names: its tenant id is `id`, else `companyProfile.tenantId`, the
+/// first that is a GUID; `None` when neither is.
+fn read_item(item: &serde_json::Value) -> Option<Customer> {
+    let guid = |v: Option<&serde_json::Value>| {
+        v.and_then(serde_json::Value::as_str)
             .and_then(|id| TenantId::parse(id).ok())
-            .or_else(|| {
-                profile
-                    .as_ref()
-                    .and_then(|p| p.tenant_id.as_deref())
-                    .and_then(|id| TenantId::parse(id).ok())
-            })?;
-        let text = |v: Option<String>| super::error::printable(v.unwrap_or_default().trim());
-        let (company_name, domain) = match profile {
-            Some(p) => (text(p.company_name), text(p.domain)),
-            None => (String::new(), String::new()),
-        };
-        Some(Customer {
-            tenant,
-            company_name,
-            domain,
-            relationship_to_partner: text(self.relationship_to_partner),
-        })
-    }
+    };
+    let profile = item.get("companyProfile");
+    let tenant = guid(item.get("id")).or_else(|| guid(profile.and_then(|p| p.get("tenantId"))))?;
+    let text = |v: Option<&serde_json::Value>| {
+        super::error::printable(
+            v.and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .trim(),
+        )
+    };
+    Some(Customer {
+        tenant,
+        company_name: text(profile.and_then(|p| p.get("companyName"))),
+        domain: text(profile.and_then(|p| p.get("domain"))),
+        relationship_to_partner: text(item.get("relationshipToPartner")),
+    })
 }
 
 /// Headers a next link may not set: the client's own.
@@ -211,20 +232,9 @@ impl PartnerCenterClient {
         )
         .await
         .map(|body| {
-            let raw = serde_json::from_slice::<RawPage>(&body)
-                .map_err(|e| self.bad_response("customer list", &e))?;
-            let total = raw.items.len() as u64;
-            let customers: Vec<Customer> = raw
-                .items
-                .into_iter()
-                .filter_map(RawCustomer::into_customer)
-                .collect();
-            Ok(CustomerPage {
-                total_count: raw.total_count,
-                unreadable: total.saturating_sub(customers.len() as u64),
-                customers,
-                next: raw.links.and_then(|l| l.next),
-            })
+            serde_json::from_slice::<RawPage>(&body)
+                .map(RawPage::into_page)
+                .map_err(|e| self.bad_response("customer list", &e))
         })
     }
 }
@@ -278,14 +288,64 @@ mod tests {
         let raw: RawPage = serde_json::from_str(body).unwrap();
         let next = raw.links.and_then(|l| l.next).unwrap();
         assert_eq!(next.headers[0].key, "MS-ContinuationToken");
-        let raw: RawPage = serde_json::from_str(body).unwrap();
-        let customers: Vec<Customer> = raw
-            .items
-            .into_iter()
-            .filter_map(RawCustomer::into_customer)
-            .collect();
+        let page = serde_json::from_str::<RawPage>(body).unwrap().into_page();
+        let customers = page.customers;
         assert_eq!(customers.len(), 1);
+        assert_eq!(page.unreadable.len(), 1);
+        assert_eq!(page.unreadable[0].position, 2);
         assert_eq!(customers[0].company_name, "Contoso, \"Ltd\" Ünïcode");
         assert_eq!(customers[0].relationship_to_partner, "reseller");
+    }
+
+    /// An item of the listing, and the tenant it names when it names one.
+    fn items() -> impl proptest::strategy::Strategy<Value = (serde_json::Value, Option<Uuid>)> {
+        use proptest::prelude::*;
+        use serde_json::json;
+        let guid = any::<u128>().prop_map(Uuid::from_u128);
+        prop_oneof![
+            Just((serde_json::Value::Null, None)),
+            any::<i64>().prop_map(|n| (json!(n), None)),
+            "[a-z0-9-]{0,40}".prop_map(|t| (json!(t), None)),
+            Just((json!([]), None)),
+            Just((json!({}), None)),
+            Just((json!({"id": null, "companyProfile": null}), None)),
+            "[a-z0-9 -]{0,40}".prop_map(|t| (json!({"id": t, "companyProfile": {"tenantId": t}}), None)),
+            any::<i64>().prop_map(|n| (json!({"id": n, "companyProfile": {"tenantId": n}}), None)),
+            guid.clone().prop_map(|g| (json!({"id": g.to_string()}), Some(g))),
+            guid.clone().prop_map(|g| (json!({"id": "not-a-guid", "companyProfile": {"tenantId": g.to_string()}}), Some(g))),
+            guid.clone().prop_map(|g| (json!({"id": 42, "companyProfile": {"tenantId": g.to_string(), "companyName": 7}}), Some(g))),
+            guid.prop_map(|g| (json!({"companyProfile": {"tenantId": format!("{{{g}}}")}, "relationshipToPartner": null}), Some(g))),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 1000, ..Default::default() })]
+
+        /// Whatever the items hold, the page reads: every item that names a tenant as a GUID
+        /// is a customer, in order, and every other one is unreadable, at its place.
+        #[test]
+        fn no_item_fails_its_page(items in proptest::collection::vec(items(), 0..12)) {
+            let body = serde_json::json!({
+                "totalCount": items.len(),
+                "items": items.iter().map(|(v, _)| v.clone()).collect::<Vec<_>>(),
+            });
+            let page = serde_json::from_str::<RawPage>(&body.to_string()).unwrap().into_page();
+            let want: Vec<Uuid> = items.iter().filter_map(|(_, t)| *t).collect();
+            let got: Vec<Uuid> = page.customers.iter().map(|c| c.tenant.as_uuid()).collect();
+            proptest::prop_assert_eq!(got, want);
+            let bad: Vec<u64> = items
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, t))| t.is_none())
+                .map(|(i, _)| i as u64 + 1)
+                .collect();
+            let positions: Vec<u64> = page.unreadable.iter().map(|u| u.position).collect();
+            proptest::prop_assert_eq!(positions, bad);
+            for (u, (v, _)) in page.unreadable.iter().zip(items.iter().filter(|(_, t)| t.is_none())) {
+                proptest::prop_assert!(u.held.chars().count() <= 61, "{}", u.held);
+                let shown = crate::domain::shorten(&v.to_string());
+                proptest::prop_assert_eq!(&u.held, &super::super::error::printable(&shown));
+            }
+        }
     }
 }

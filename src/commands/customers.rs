@@ -103,11 +103,8 @@ pub async fn run(config: CustomersConfig) -> Result<Exit, AppError> {
         Err(ListingError::Credentials(e)) => {
             return Err(AppError::Aborted(credentials_message(&e, &credentials)));
         }
-        Err(e) => {
-            return Err(AppError::Aborted(format!(
-                "{e}; {count} customer(s) written"
-            )));
-        }
+        // The error says how many customers were listed (each written once) before it.
+        Err(e) => return Err(AppError::Aborted(e.to_string())),
     };
     match outcome {
         Ok(listed) => {
@@ -117,6 +114,9 @@ pub async fn run(config: CustomersConfig) -> Result<Exit, AppError> {
                 })?;
             }
             drop(lock);
+            for warning in listed.warnings() {
+                tracing::warn!("{warning}");
+            }
             say(
                 Kind::Summary,
                 &format!(
@@ -124,7 +124,7 @@ pub async fn run(config: CustomersConfig) -> Result<Exit, AppError> {
                     listed.pages,
                     if listed.unreadable > 0 {
                         format!(
-                            "; {} item(s) without a tenant id left out",
+                            "; {} item(s) without a tenant id that is a GUID could not be listed",
                             listed.unreadable
                         )
                     } else {
@@ -132,7 +132,12 @@ pub async fn run(config: CustomersConfig) -> Result<Exit, AppError> {
                     }
                 ),
             );
-            Ok(Exit::Success)
+            // A customer the listing could not name is one nobody can check: say so in the code.
+            Ok(if listed.unreadable > 0 {
+                Exit::RowProblems
+            } else {
+                Exit::Success
+            })
         }
         Err(exit) => {
             if matches!(ctx.abort_reason(), Some(AbortReason::Interrupted)) {

@@ -246,6 +246,8 @@ pub async fn drive<K: RunKind>(
     let position = Arc::new(ReadPosition::new(size));
     let (tx, rx) = mpsc::channel(api.concurrency * 4 + 64);
     let kind = Arc::new(kind);
+    // What the customer listing held, for the exit code and the summary.
+    let listing = Arc::new(std::sync::OnceLock::new());
     let reader_task = match source {
         Source::File(reader) => {
             let kind = kind.clone();
@@ -270,6 +272,7 @@ pub async fn drive<K: RunKind>(
             done,
             position.clone(),
             tx,
+            listing.clone(),
         )),
     };
     let outputs = Outputs {
@@ -321,7 +324,13 @@ pub async fn drive<K: RunKind>(
     conn.close().await;
 
     let tally = report.tally;
-    let exit = Exit::of_run(abort.as_ref(), tally.problems());
+    let listed = listing.get().copied();
+    // Customers the listing could not name, or a listing of none, leave customers unchecked.
+    let listing_problems = listed.map_or(0, |l| l.problems());
+    let exit = Exit::of_run(
+        abort.as_ref(),
+        tally.problems().saturating_add(listing_problems),
+    );
     let mut summary = RunSummary::new(
         K::COMMAND,
         &clock,
@@ -332,6 +341,7 @@ pub async fn drive<K: RunKind>(
         exit.code(),
     );
     summary.base_url = Some(base_url);
+    summary.unreadable_customers = listed.map(|l| l.unreadable);
     summary.redacted = files.redact;
     summary.aborted = abort.as_ref().map(ToString::to_string);
     summary.resumed_skipped = (files.mode.resumes()).then_some(skipped);
@@ -400,6 +410,7 @@ async fn read_listing<K: RunKind>(
     done: Option<K::Done>,
     position: Arc<ReadPosition>,
     work: mpsc::Sender<WorkOf<K>>,
+    listed_out: Arc<std::sync::OnceLock<listing::Listed>>,
 ) -> Result<u64, AbortReason> {
     let (customers, mut listed) = mpsc::channel(64);
     let policy = kind.policy();
@@ -426,6 +437,9 @@ async fn read_listing<K: RunKind>(
     position
         .finished
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(l) = ended.as_ref().map_or_else(|e| e.listed(), |l| Some(*l)) {
+        let _ = listed_out.set(l);
+    }
     match ended {
         Ok(l) => {
             tracing::info!(
@@ -433,9 +447,15 @@ async fn read_listing<K: RunKind>(
                 pages = l.pages,
                 "listed the partner's customers"
             );
+            // A listing the run stopped short says nothing about the service.
+            if !stop.is_cancelled() {
+                for warning in l.warnings() {
+                    tracing::warn!("{warning}");
+                }
+            }
             if l.unreadable > 0 {
                 tracing::warn!(
-                    "{} item(s) of the customer list have no tenant id that is a GUID: left out",
+                    "{} item(s) of the customer listing have no tenant id that is a GUID: those customers could not be checked",
                     l.unreadable
                 );
             }
@@ -448,7 +468,8 @@ async fn read_listing<K: RunKind>(
                 &credentials,
             )))
         }
-        Err(e) => Err(AbortReason::Input(e.to_string())),
+        // The service's listing, not the user's input, failed or could not be trusted.
+        Err(e) => Err(AbortReason::Systemic(e.to_string())),
     }
 }
 

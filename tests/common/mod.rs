@@ -1,10 +1,13 @@
 //! Shared helpers of the integration tests: a [`Workdir`] that holds a run's files in a fresh
 //! temporary directory and runs the real binary there, the [`Run`] it returns (which shows the
 //! command, its exit status, stdout and stderr whenever an assertion on it fails), a reader for
-//! results files, and an in-process Partner Center simulator started on a free loopback port.
+//! results files, an in-process Partner Center simulator started on a free loopback port, and
+//! a programmable fake server ([`fake`]) for what the simulator does not do.
 //!
 //! Every test binary includes this module but uses only part of it.
 #![allow(dead_code)]
+
+pub mod fake;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
