@@ -95,7 +95,7 @@ pub async fn run(config: CustomersConfig) -> Result<Exit, AppError> {
     signals.abort();
     let finished = written_rows.and_then(|n| writer.finish().map(|()| n));
     let credentials = conn.client.tokens().credentials().describe();
-    conn.close().await;
+    let token = conn.close().await;
     let count = finished.map_err(AppError::Output)?;
     let outcome = match listed {
         Ok(_) if ctx.abort_reason().is_some() => Err(Exit::Interrupted),
@@ -132,7 +132,7 @@ pub async fn run(config: CustomersConfig) -> Result<Exit, AppError> {
                     }
                 ),
             );
-            Ok(Exit::Success)
+            Ok(token.exit(Exit::Success))
         }
         Err(exit) => {
             if matches!(ctx.abort_reason(), Some(AbortReason::Interrupted)) {

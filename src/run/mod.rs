@@ -318,10 +318,10 @@ pub async fn drive<K: RunKind>(
     }
     let client = conn.client.clone();
     let base_url = conn.base_url.clone();
-    conn.close().await;
+    let token = conn.close().await;
 
     let tally = report.tally;
-    let exit = Exit::of_run(abort.as_ref(), tally.problems());
+    let exit = token.exit(Exit::of_run(abort.as_ref(), tally.problems()));
     let mut summary = RunSummary::new(
         K::COMMAND,
         &clock,
