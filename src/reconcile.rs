@@ -4,14 +4,15 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::api::client::{AgreementRecord, MCA_AGREEMENT_TYPE};
+use crate::api::client::{AgreementRecord, MCA_AGREEMENT_TYPE, RecordContact};
 use crate::domain::{Signer, Status, rfc3339};
 
 /// Microsoft's MCA refresh: acceptances before this date must be renewed.
 pub const DEFAULT_REFRESH_CUTOFF: &str = "2023-04-01";
 
 /// What Partner Center has on record for a customer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CustomerState {
     /// A partner-confirmed MCA dated on or after the cutoff.
     Attested,
@@ -190,7 +191,11 @@ pub fn record_key(
 
 /// Whether a record's contact is the input's signer (names and email, case-insensitively).
 pub fn same_contact(a: &AgreementRecord, s: &Signer) -> bool {
-    let c = &a.primary_contact;
+    same_person(&a.primary_contact, s)
+}
+
+/// Whether a contact is the input's signer (names and email, case-insensitively).
+pub fn same_person(c: &RecordContact, s: &Signer) -> bool {
     c.first_name
         .trim()
         .eq_ignore_ascii_case(s.first_name.trim())
@@ -201,7 +206,6 @@ pub fn same_contact(a: &AgreementRecord, s: &Signer) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::client::RecordContact;
     use chrono::TimeZone;
 
     fn agreement(date: &str, first: &str, kind: &str) -> AgreementRecord {
@@ -306,6 +310,9 @@ mod tests {
             assert_eq!(s.index(), i);
             assert_eq!(<CustomerState as Status>::parse(w), Some(s));
             assert_eq!(s.is_problem(), !s.is_current());
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(json, format!("\"{w}\""));
+            assert_eq!(serde_json::from_str::<CustomerState>(&json).unwrap(), s);
         }
     }
 
