@@ -22,6 +22,13 @@ use crate::api::client::{AgreementRecord, RecordContact};
 use crate::domain::{RowNumber, Signer, TenantId};
 use crate::reconcile::{CustomerState, same_person};
 
+/// How the message of a later row of a tenant starts (a resumed run tells such lines from
+/// those of checked rows by it).
+pub const LATER_ROW: &str = "same tenant as ";
+
+/// Where the report has the message (see [`super::STATUS_HEADER`]).
+pub const MESSAGE_COLUMN: usize = 14;
+
 /// What one check of a tenant found: the columns every row of the tenant shares, and the
 /// contacts on record so each row compares its own signer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,10 +78,7 @@ impl Answer {
             .agreements_on_record
             .and(signer)
             .map(|s| self.contacts.iter().any(|c| same_person(c, s)));
-        record.message = format!(
-            "same tenant as {}: checked once, for that row",
-            first.named()
-        );
+        record.message = format!("{LATER_ROW}{}: checked once, for that row", first.named());
         if !self.message.is_empty() {
             record.message.push_str("; ");
             record.message.push_str(&self.message);
@@ -311,5 +315,136 @@ impl Spill {
         self.file.seek(SeekFrom::Start(offset))?;
         self.file.read_exact(&mut bytes)?;
         Ok(serde_json::from_slice(&bytes)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::status::STATUS_HEADER;
+    use chrono::TimeZone;
+
+    fn tenant(n: u8) -> TenantId {
+        TenantId::parse(&format!("{n:08x}-7b9a-4c1e-9d2b-3a5c7e9f1b2d")).unwrap()
+    }
+
+    fn answer(n: u8) -> Answer {
+        Answer {
+            state: CustomerState::ALL[usize::from(n) % CustomerState::ALL.len()],
+            agreements_on_record: Some(usize::from(n)),
+            latest: None,
+            latest_date_agreed: Utc.timestamp_opt(1_700_000_000 + i64::from(n), 0).single(),
+            direct_signed: Some(n % 2 == 0),
+            http_status: Some(200),
+            error_code: String::new(),
+            message: format!("answer {n}, \"quoted\"\nand on two lines"),
+            checked_at: Utc.timestamp_opt(1_700_000_000, 0).single().unwrap(),
+            contacts: vec![RecordContact {
+                first_name: format!("Ann{n}"),
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn the_report_column_a_resumed_run_reads_is_the_message() {
+        assert_eq!(STATUS_HEADER[MESSAGE_COLUMN], "message");
+    }
+
+    /// Tenants in any order, each named by several rows: the first row of each is the one
+    /// checked, every later one names it; answers published in any order come back whole to
+    /// rows that waited and to rows that came after.
+    #[tokio::test]
+    async fn later_rows_get_the_first_rows_answer_before_and_after_it_is_known() {
+        let answers = Answers::new();
+        let stop = CancellationToken::new();
+        let order: Vec<u8> = vec![3, 1, 3, 2, 1, 1, 3, 4, 2, 4];
+        let mut firsts = HashMap::new();
+        for (i, t) in order.iter().enumerate() {
+            let row = RowNumber(i as u64 + 1);
+            let first = answers.first_row(tenant(*t), row);
+            match firsts.get(t) {
+                None => {
+                    assert_eq!(first, None);
+                    firsts.insert(*t, row);
+                }
+                Some(f) => assert_eq!(first, Some(*f)),
+            }
+        }
+        // Rows of tenant 3 wait before its answer is known.
+        let waiting = {
+            let answers = &answers;
+            let stop = &stop;
+            async move { answers.wait(tenant(3), stop).await }
+        };
+        let published = async {
+            tokio::task::yield_now().await;
+            for t in [3u8, 1, 2] {
+                answers.checking(tenant(t)).publish(Some(answer(t)));
+            }
+            // Tenant 4's first row ends without an answer.
+            drop(answers.checking(tenant(4)));
+        };
+        let (waited, ()) = tokio::join!(waiting, published);
+        assert!(matches!(waited, Ok(Given::Answer(a)) if *a == answer(3)));
+        for t in [1u8, 2, 3] {
+            let got = answers.wait(tenant(t), &stop).await;
+            assert!(
+                matches!(got, Ok(Given::Answer(a)) if *a == answer(t)),
+                "{t}"
+            );
+        }
+        assert!(matches!(
+            answers.wait(tenant(4), &stop).await,
+            Ok(Given::Nothing)
+        ));
+        // A tenant no row named is a bug, said as such.
+        assert!(answers.wait(tenant(9), &stop).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_stopped_run_leaves_a_waiting_row_without_an_answer() {
+        let answers = Answers::new();
+        let stop = CancellationToken::new();
+        assert_eq!(answers.first_row(tenant(1), RowNumber(1)), None);
+        assert_eq!(
+            answers.first_row(tenant(1), RowNumber(2)),
+            Some(RowNumber(1))
+        );
+        stop.cancel();
+        assert!(matches!(
+            answers.wait(tenant(1), &stop).await,
+            Ok(Given::Nothing)
+        ));
+    }
+
+    /// A later row takes every shared column, compares its own signer, and names the row.
+    #[test]
+    fn a_later_row_takes_the_shared_columns_and_its_own_signer_match() {
+        let a = answer(2);
+        for (first_name, matches) in [("ANN2", true), ("Bob", false)] {
+            let signer = Signer {
+                first_name: first_name.into(),
+                last_name: String::new(),
+                email: String::new(),
+                phone_number: None,
+            };
+            let mut record = StatusRecord::new(RowNumber(9), "t".into(), CustomerState::Error);
+            a.apply(&mut record, RowNumber(3), Some(&signer));
+            assert_eq!(record.state, a.state);
+            assert_eq!(record.agreements_on_record, a.agreements_on_record);
+            assert_eq!(record.latest_date_agreed, a.latest_date_agreed);
+            assert_eq!(record.direct_signed, a.direct_signed);
+            assert_eq!(record.checked_at, a.checked_at);
+            assert_eq!(record.signer_matches_input, Some(matches));
+            assert!(
+                record
+                    .message
+                    .starts_with("same tenant as row 3 (spreadsheet line 4): checked once"),
+                "{}",
+                record.message
+            );
+            assert!(record.message.ends_with(&a.message), "{}", record.message);
+        }
     }
 }

@@ -66,7 +66,8 @@ struct Reconcile {
 /// would mean holding every done tenant's record columns.
 pub struct StatusDone {
     rows: ResumeState<(RowNumber, TenantId)>,
-    /// Whether any done line of the tenant is `missing` or `stale` (it is in the emit file).
+    /// Whether a done line of a checked row of the tenant is `missing` or `stale` (the tenant
+    /// is in the emit file).
     tenants: HashMap<TenantId, bool>,
 }
 
@@ -111,7 +112,13 @@ impl RunKind for Reconcile {
             }
             let row = RowNumber(record.get(0)?.trim().parse().ok()?);
             let tenant = TenantId::parse(&unescape(record.get(1)?)).ok()?;
-            *tenants.borrow_mut().entry(tenant).or_insert(false) |= state.needs_confirmation();
+            // Only a checked row's line has its emitted line beside it: a later row's line
+            // can be written before its first row's.
+            let checked = !record
+                .get(answers::MESSAGE_COLUMN)
+                .is_some_and(|m| m.starts_with(answers::LATER_ROW));
+            *tenants.borrow_mut().entry(tenant).or_insert(false) |=
+                checked && state.needs_confirmation();
             Some((row, tenant))
         })
         .map_err(|e| AppError::Usage(e.to_string()))?;
