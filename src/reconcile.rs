@@ -396,7 +396,7 @@ mod tests {
                     mixes.extend((0..fields).map(|i| absent & (1 << i)));
                     for as_null in mixes {
                         let shaped_record = shaped(date, absent, as_null);
-                        let got = state_of(&[shaped_record.clone()], direct);
+                        let got = state_of(std::slice::from_ref(&shaped_record), direct);
                         assert_eq!(got, reference, "{shaped_record}");
                         shapes += 1;
                     }

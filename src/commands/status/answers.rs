@@ -334,7 +334,7 @@ mod tests {
             agreements_on_record: Some(usize::from(n)),
             latest: None,
             latest_date_agreed: Utc.timestamp_opt(1_700_000_000 + i64::from(n), 0).single(),
-            direct_signed: Some(n % 2 == 0),
+            direct_signed: Some(n.is_multiple_of(2)),
             http_status: Some(200),
             error_code: String::new(),
             message: format!("answer {n}, \"quoted\"\nand on two lines"),

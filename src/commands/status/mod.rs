@@ -1,6 +1,9 @@
 //! `mca-attest status`: reconciliation. For each customer of the input, what Partner Center
 //! has on record: a partner-confirmed MCA (current or predating the refresh cutoff), a
 //! direct-signed MCA, or nothing. Runs through the same run driver as `confirm`.
+//!
+//! A tenant named by several rows is checked once, for its first row; its later rows take
+//! that answer (see [`answers`]), each compared with its own signer.
 
 mod answers;
 mod job;
