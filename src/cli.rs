@@ -98,7 +98,8 @@ const STATUS_EXAMPLES: &str =
     "Example: find the customers that still need a confirmation, then confirm them:
     mca-attest status customers.csv -o status.csv --emit-confirm-input todo.csv
     mca-attest confirm todo.csv
-  Exit 0 when every customer is attested or direct_signed, 1 otherwise (for scheduled jobs).";
+  Exit 0 when every customer is attested or direct_signed, 1 otherwise (for scheduled jobs);
+  4 when a rotated refresh token could not be saved to PARTNER_CENTER_REFRESH_TOKEN_FILE.";
 
 const TEMPLATE_EXAMPLES: &str = "Examples:
     PARTNER_CENTER_ACCESS_TOKEN=... mca-attest template

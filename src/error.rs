@@ -18,6 +18,9 @@ pub enum Exit {
     Aborted,
     /// Interrupted by a signal.
     Interrupted,
+    /// Every row was recorded, but a rotated refresh token could not be saved: the next run
+    /// needs a person first, so this wins over `RowProblems`.
+    TokenUnsaved,
 }
 
 impl Exit {
@@ -40,6 +43,21 @@ impl Exit {
             Exit::Usage => 2,
             Exit::Aborted => 3,
             Exit::Interrupted => 130,
+            Exit::TokenUnsaved => 4,
+        }
+    }
+}
+
+impl Exit {
+    /// The exit code once a rotated refresh token could not be saved: 4 for a run that
+    /// recorded every row (0 or 1 otherwise); a run that could not start, aborted or was
+    /// interrupted keeps its code (2, 3, 130), since its own cause needs fixing first and
+    /// `--resume` is its next step either way (the error line about the token is printed all
+    /// the same).
+    pub fn with_token_unsaved(self) -> Exit {
+        match self {
+            Exit::Success | Exit::RowProblems => Exit::TokenUnsaved,
+            other => other,
         }
     }
 }
@@ -80,5 +98,37 @@ impl AppError {
             ) => Exit::Usage,
             AppError::Output(OutputError::Write { .. }) | AppError::Aborted(_) => Exit::Aborted,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::AbortReason;
+
+    /// Every way a run can end, with and without an unsaved token: 4 replaces exactly 0 and 1.
+    #[test]
+    fn an_unsaved_token_turns_a_finished_run_into_4() {
+        let aborts = [
+            None,
+            Some(AbortReason::Interrupted),
+            Some(AbortReason::Credentials("refused".into())),
+            Some(AbortReason::Output("disk full".into())),
+            Some(AbortReason::Systemic("down".into())),
+        ];
+        for abort in &aborts {
+            for problems in [0u64, 1, 7] {
+                let exit = Exit::of_run(abort.as_ref(), problems);
+                let unsaved = exit.with_token_unsaved();
+                match abort {
+                    None => assert_eq!(unsaved.code(), 4, "{abort:?} {problems}"),
+                    Some(_) => assert_eq!(unsaved, exit, "{abort:?} {problems}"),
+                }
+            }
+        }
+        for kept in [Exit::Usage, Exit::Aborted, Exit::Interrupted] {
+            assert_eq!(kept.with_token_unsaved(), kept);
+        }
+        assert_eq!(Exit::TokenUnsaved.with_token_unsaved().code(), 4);
     }
 }

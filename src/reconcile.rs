@@ -4,14 +4,15 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::api::client::{AgreementRecord, MCA_AGREEMENT_TYPE};
+use crate::api::client::{AgreementRecord, MCA_AGREEMENT_TYPE, RecordContact};
 use crate::domain::{Signer, Status, rfc3339};
 
 /// Microsoft's MCA refresh: acceptances before this date must be renewed.
 pub const DEFAULT_REFRESH_CUTOFF: &str = "2023-04-01";
 
 /// What Partner Center has on record for a customer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CustomerState {
     /// A partner-confirmed MCA dated on or after the cutoff.
     Attested,
@@ -190,7 +191,11 @@ pub fn record_key(
 
 /// Whether a record's contact is the input's signer (names and email, case-insensitively).
 pub fn same_contact(a: &AgreementRecord, s: &Signer) -> bool {
-    let c = &a.primary_contact;
+    same_person(&a.primary_contact, s)
+}
+
+/// Whether a contact is the input's signer (names and email, case-insensitively).
+pub fn same_person(c: &RecordContact, s: &Signer) -> bool {
     c.first_name
         .trim()
         .eq_ignore_ascii_case(s.first_name.trim())
@@ -201,7 +206,6 @@ pub fn same_contact(a: &AgreementRecord, s: &Signer) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::client::RecordContact;
     use chrono::TimeZone;
 
     fn agreement(date: &str, first: &str, kind: &str) -> AgreementRecord {
@@ -306,6 +310,9 @@ mod tests {
             assert_eq!(s.index(), i);
             assert_eq!(<CustomerState as Status>::parse(w), Some(s));
             assert_eq!(s.is_problem(), !s.is_current());
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(json, format!("\"{w}\""));
+            assert_eq!(serde_json::from_str::<CustomerState>(&json).unwrap(), s);
         }
     }
 
@@ -319,5 +326,105 @@ mod tests {
         };
         assert!(same_contact(&agreement("2024-01-01", "Tania", ""), &s));
         assert!(!same_contact(&agreement("2024-01-01", "Ann", ""), &s));
+    }
+
+    /// The optional fields of a record, each at its place in the JSON: absent from a record,
+    /// each may be sent as `null` or left out.
+    const OPTIONAL: [(&[&str], &str); 8] = [
+        (&[], "primaryContact"),
+        (&["primaryContact"], "firstName"),
+        (&["primaryContact"], "lastName"),
+        (&["primaryContact"], "email"),
+        (&["primaryContact"], "phoneNumber"),
+        (&[], "templateId"),
+        (&[], "type"),
+        (&[], "dateAgreed"),
+    ];
+
+    /// A full record, with the fields in `absent` set to `null` (where `as_null` says so for
+    /// that field) or removed.
+    fn shaped(date: &str, absent: u32, as_null: u32) -> serde_json::Value {
+        let mut record = serde_json::json!({
+            "primaryContact": {
+                "firstName": "Tania", "lastName": "Carr",
+                "email": "t@contoso.com", "phoneNumber": "+1 425 555 0100"
+            },
+            "templateId": "117a77b0-9360-443b-8795-c6dedc750cf9",
+            "dateAgreed": date,
+            "type": MCA_AGREEMENT_TYPE,
+        });
+        for (i, (parents, key)) in OPTIONAL.iter().enumerate() {
+            if absent & (1 << i) == 0 {
+                continue;
+            }
+            // A parent that is itself null or left out has nothing below it to shape.
+            let at = parents
+                .iter()
+                .try_fold(&mut record, |at, parent| at.get_mut(*parent));
+            if let Some(object) = at.and_then(serde_json::Value::as_object_mut) {
+                if as_null & (1 << i) != 0 {
+                    object.insert((*key).to_string(), serde_json::Value::Null);
+                } else {
+                    object.remove(*key);
+                }
+            }
+        }
+        record
+    }
+
+    fn state_of(records: &[serde_json::Value], direct: bool) -> (CustomerState, Finding) {
+        let items: Vec<AgreementRecord> =
+            serde_json::from_value(serde_json::Value::Array(records.to_vec()))
+                .expect("a record with null or missing optional fields is read");
+        let finding = read_records(&items, cutoff());
+        let direct = finding.needs_direct_check().then_some(direct);
+        (decide(&finding, direct, cutoff()).0, finding)
+    }
+
+    /// Every set of absent optional fields, each sent as `null` or left out in every mix: the
+    /// customer's state and what is read of the record are the same as with all left out.
+    #[test]
+    fn null_and_missing_optional_fields_read_alike() {
+        let fields = OPTIONAL.len() as u32;
+        let mut shapes = 0u32;
+        for date in ["2024-06-14T00:00:00Z", "2019-08-26T00:00:00"] {
+            for direct in [false, true] {
+                for absent in 0..(1u32 << fields) {
+                    let reference = state_of(&[shaped(date, absent, 0)], direct);
+                    // All null, then alternating mixes, then each one alone as null.
+                    let mut mixes = vec![absent, absent & 0b0101_0101, absent & 0b1010_1010];
+                    mixes.extend((0..fields).map(|i| absent & (1 << i)));
+                    for as_null in mixes {
+                        let shaped_record = shaped(date, absent, as_null);
+                        let got = state_of(std::slice::from_ref(&shaped_record), direct);
+                        assert_eq!(got, reference, "{shaped_record}");
+                        shapes += 1;
+                    }
+                }
+            }
+        }
+        assert!(shapes > 4 * 256 * 10, "{shapes}");
+    }
+
+    /// `"primaryContact": null` on a current record: attested, with an empty contact.
+    #[test]
+    fn a_null_primary_contact_keeps_a_readable_date() {
+        let record = shaped("2024-06-14T00:00:00Z", 1, 1);
+        assert!(record["primaryContact"].is_null(), "{record}");
+        let (state, finding) = state_of(&[record], false);
+        assert_eq!(state, CustomerState::Attested);
+        assert!(
+            matches!(finding, Finding::Current(l) if l.record.primary_contact == RecordContact::default())
+        );
+    }
+
+    /// `"items": null` is an empty list, as a missing `items` is.
+    #[test]
+    fn null_items_read_as_none_on_record() {
+        for body in [r#"{"totalCount":0}"#, r#"{"totalCount":0,"items":null}"#] {
+            let c: crate::api::client::Collection<AgreementRecord> =
+                serde_json::from_str(body).unwrap();
+            assert!(c.items.is_empty(), "{body}");
+        }
     }
 }

@@ -1139,3 +1139,325 @@ impl Drop for SimulatorProcess {
         let _ = self.child.wait();
     }
 }
+
+/// What a generated tenant has on record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnRecord {
+    Attested,
+    Stale,
+    Missing,
+    DirectSigned,
+}
+
+impl OnRecord {
+    fn state(self) -> &'static str {
+        match self {
+            OnRecord::Attested => "attested",
+            OnRecord::Stale => "stale",
+            OnRecord::Missing => "missing",
+            OnRecord::DirectSigned => "direct_signed",
+        }
+    }
+
+    /// Whether its check asks for the direct-signed status too (nothing current on record).
+    fn asks_direct(self) -> bool {
+        self != OnRecord::Attested
+    }
+}
+
+/// A status input of `rows` (indices into `kinds`: tenants repeated any number of times, in
+/// any order, among unique ones), each row with a signer that is, or is not, the one on
+/// record ("Ann").
+#[derive(Debug, Clone)]
+struct RepeatedInput {
+    kinds: Vec<OnRecord>,
+    rows: Vec<(usize, bool)>,
+    concurrency: u8,
+}
+
+fn repeated_inputs() -> impl proptest::strategy::Strategy<Value = RepeatedInput> {
+    use proptest::prelude::*;
+    let kind = prop_oneof![
+        Just(OnRecord::Attested),
+        Just(OnRecord::Stale),
+        Just(OnRecord::Missing),
+        Just(OnRecord::DirectSigned),
+    ];
+    (
+        proptest::collection::vec(kind, 1..10),
+        proptest::sample::select(vec![1u8, 2, 3, 8]),
+    )
+        .prop_flat_map(|(kinds, concurrency)| {
+            let n = kinds.len();
+            (
+                Just(kinds),
+                proptest::collection::vec((0..n, any::<bool>()), 1..40),
+                Just(concurrency),
+            )
+        })
+        .prop_map(|(kinds, rows, concurrency)| RepeatedInput {
+            kinds,
+            rows,
+            concurrency,
+        })
+}
+
+/// Runs `status` over a generated input against a fresh simulator; the report, the emitted
+/// rows, the simulator's counts and the run.
+fn run_repeated(
+    input: &RepeatedInput,
+) -> (
+    Vec<Uuid>,
+    Results,
+    Vec<Vec<String>>,
+    mca_attest::simulator::SimulatorStats,
+    Run,
+) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let ids: Vec<Uuid> = input.kinds.iter().map(|_| Uuid::new_v4()).collect();
+    let mut existing = Vec::new();
+    let mut direct = HashSet::new();
+    for (id, kind) in ids.iter().zip(&input.kinds) {
+        match kind {
+            OnRecord::Attested => existing.push(on_record(*id, "Ann", "2024-02-03T00:00:00Z")),
+            OnRecord::Stale => existing.push(on_record(*id, "Ann", "2021-02-03T00:00:00Z")),
+            OnRecord::Missing => {}
+            OnRecord::DirectSigned => {
+                direct.insert(*id);
+            }
+        }
+    }
+    let sim = runtime.block_on(start_simulator(SimulatorConfig {
+        existing,
+        direct_signed: direct,
+        ..Default::default()
+    }));
+    let wd = Workdir::new();
+    let mut text = String::from("customer_tenant_id,first_name,last_name,email\n");
+    for (i, ann) in &input.rows {
+        let name = if *ann { "Ann" } else { "Bob" };
+        let email = format!("{}@contoso.com", name.to_lowercase());
+        text.push_str(&format!("{},{name},Carr,{email}\n", ids[*i]));
+    }
+    wd.create("in.csv", text);
+    let concurrency = input.concurrency.to_string();
+    let run = status(
+        &wd,
+        "in.csv",
+        "report.csv",
+        &sim.base_url(),
+        &[
+            "--emit-confirm-input",
+            "todo.csv",
+            "--concurrency",
+            &concurrency,
+        ],
+    )
+    .run();
+    let report = report(&wd, "report.csv", &run);
+    let (_, emitted) = read_records(&wd.path("todo.csv"), &run);
+    let stats = sim.stats();
+    runtime.block_on(sim.shutdown());
+    (ids, report, emitted, stats, run)
+}
+
+/// Columns every row of a tenant shares with the row that was checked.
+const SHARED: [&str; 12] = [
+    "state",
+    "agreements_on_record",
+    "latest_date_agreed",
+    "latest_first_name",
+    "latest_last_name",
+    "latest_email",
+    "latest_phone_number",
+    "template_id",
+    "direct_signed",
+    "http_status",
+    "error_code",
+    "checked_at",
+];
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config {
+        cases: 24,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    })]
+
+    /// Tenants repeated any number of times in any order, among unique ones, at several
+    /// concurrencies: one agreements GET per distinct tenant (and one direct-signed GET for
+    /// those with nothing current), a line for every row, each later row of a tenant with
+    /// the first row's answer and a message naming it, its own signer compared, and each
+    /// missing or stale tenant emitted once.
+    #[test]
+    fn status_asks_once_per_tenant_and_answers_every_row(input in repeated_inputs()) {
+        let (ids, report, emitted, stats, run) = run_repeated(&input);
+        let distinct: BTreeSet<usize> = input.rows.iter().map(|(i, _)| *i).collect();
+        let not_current = distinct
+            .iter()
+            .any(|i| matches!(input.kinds[*i], OnRecord::Stale | OnRecord::Missing));
+        run.expect_code(if not_current { 1 } else { 0 });
+        assert_eq!(stats.agreement_gets, distinct.len() as u64, "{stats:?}{run}");
+        let direct = distinct.iter().filter(|i| input.kinds[**i].asks_direct()).count();
+        assert_eq!(stats.direct_signed_gets, direct as u64, "{stats:?}{run}");
+
+        let mut rows: Vec<&ResultRow> = report.rows.iter().collect();
+        rows.sort_by_key(|r| r.row());
+        let numbers: Vec<u64> = rows.iter().map(|r| r.row()).collect();
+        assert_eq!(numbers, (1..=input.rows.len() as u64).collect::<Vec<_>>(), "{run}");
+        let mut first_of: BTreeMap<usize, &ResultRow> = BTreeMap::new();
+        for (line, (i, ann)) in rows.iter().zip(&input.rows) {
+            let kind = input.kinds[*i];
+            assert_eq!(line.tenant(), ids[*i].to_string(), "{run}");
+            assert_eq!(state(line), kind.state(), "{line:?}{run}");
+            let on_record = matches!(kind, OnRecord::Attested | OnRecord::Stale);
+            assert_eq!(
+                line.get("signer_matches_input"),
+                (on_record && *ann).to_string(),
+                "{line:?}{run}"
+            );
+            match first_of.get(i) {
+                None => {
+                    assert!(!line.get("message").contains("same tenant"), "{line:?}{run}");
+                    first_of.insert(*i, line);
+                }
+                Some(first) => {
+                    let named = format!(
+                        "same tenant as {}: checked once, for that row",
+                        mca_attest::domain::RowNumber(first.row()).named()
+                    );
+                    assert!(line.get("message").starts_with(&named), "{line:?}{run}");
+                    for column in SHARED {
+                        assert_eq!(line.get(column), first.get(column), "{column}{run}");
+                    }
+                }
+            }
+        }
+        let mut emitted_tenants: Vec<String> = emitted.into_iter().map(|r| r[0].clone()).collect();
+        emitted_tenants.sort();
+        let mut to_confirm: Vec<String> = distinct
+            .iter()
+            .filter(|i| matches!(input.kinds[**i], OnRecord::Stale | OnRecord::Missing))
+            .map(|i| ids[*i].to_string())
+            .collect();
+        to_confirm.sort();
+        assert_eq!(emitted_tenants, to_confirm, "{run}");
+    }
+}
+
+/// A report cut after every possible number of lines (as a stopped run leaves it, the emitted
+/// file holding what the kept checked rows emitted), then resumed: every row gets its one
+/// line, a tenant with rows still to do is checked once more (one GET), a later row names a
+/// row checked in the same run, and each missing or stale tenant is in the emitted file once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_a_report_of_repeated_tenants_answers_every_row_once() {
+    let [missing, attested, stale] = tenants();
+    let sim = start_simulator(SimulatorConfig {
+        existing: vec![
+            on_record(attested, "Ann", "2024-02-03T00:00:00Z"),
+            on_record(stale, "Ann", "2021-02-03T00:00:00Z"),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let order = [
+        missing, attested, missing, missing, stale, attested, missing,
+    ];
+    let ids: Vec<String> = order.iter().map(Uuid::to_string).collect();
+    let wd = Workdir::new();
+    tenant_only_input(
+        &wd,
+        "in.csv",
+        &ids.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let emit = ["--emit-confirm-input", "todo.csv"];
+    let full = status(&wd, "in.csv", "full.csv", &sim.base_url(), &emit)
+        .run_async()
+        .await;
+    full.expect_code(1);
+    let full_text = wd.read("full.csv");
+    let full_todo = wd.read("todo.csv");
+    let lines: Vec<&str> = full_text.split_inclusive('\n').collect();
+    let to_confirm: BTreeSet<String> = [missing, stale].iter().map(Uuid::to_string).collect();
+
+    for kept_lines in 0..=order.len() {
+        let kept: String = lines[..=kept_lines].concat();
+        let kept_report = Results::parse(&kept).expect("the kept lines are CSV");
+        // What the stopped run emitted: the kept checked rows that are missing or stale.
+        let emitted_before: BTreeSet<&str> = kept_report
+            .rows
+            .iter()
+            .filter(|r| !r.get("message").starts_with("same tenant"))
+            .filter(|r| matches!(state(r), "missing" | "stale"))
+            .map(ResultRow::tenant)
+            .collect();
+        let todo: String = full_todo
+            .split_inclusive('\n')
+            .enumerate()
+            .filter(|(i, line)| *i == 0 || emitted_before.iter().any(|t| line.starts_with(t)))
+            .map(|(_, line)| line)
+            .collect();
+        wd.create("report.csv", &kept);
+        wd.create("todo.csv", &todo);
+        let done_rows: BTreeSet<u64> = kept_report.rows.iter().map(ResultRow::row).collect();
+        let still_to_do: BTreeSet<&str> = ids
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !done_rows.contains(&(*i as u64 + 1)))
+            .map(|(_, t)| t.as_str())
+            .collect();
+        let before = sim.stats();
+
+        let mut args = emit.to_vec();
+        args.push("--resume");
+        let run = status(&wd, "in.csv", "report.csv", &sim.base_url(), &args)
+            .run_async()
+            .await;
+
+        let gets = sim.stats().agreement_gets - before.agreement_gets;
+        assert_eq!(gets, still_to_do.len() as u64, "{kept_lines} kept{run}");
+        let text = wd.read("report.csv");
+        assert!(text.starts_with(&kept), "{kept_lines} kept\n{text}{run}");
+        let report = report(&wd, "report.csv", &run);
+        let mut numbers = report.row_numbers();
+        numbers.sort_unstable();
+        assert_eq!(
+            numbers,
+            (1..=order.len() as u64).collect::<Vec<_>>(),
+            "{kept_lines} kept\n{text}{run}"
+        );
+        // The exit code speaks of this run's rows.
+        let problems = report.rows[kept_lines..]
+            .iter()
+            .any(|r| !matches!(state(r), "attested" | "direct_signed"));
+        run.expect_code(i32::from(problems));
+        let appended: BTreeSet<u64> = report.rows[kept_lines..]
+            .iter()
+            .map(ResultRow::row)
+            .collect();
+        for line in &report.rows[kept_lines..] {
+            let message = line.get("message");
+            if let Some(rest) = message.strip_prefix("same tenant as row ") {
+                let first: u64 = rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("{message}"));
+                assert!(appended.contains(&first), "{message}\n{text}{run}");
+            }
+        }
+        let (_, emitted) = read_records(&wd.path("todo.csv"), &run);
+        let mut emitted: Vec<String> = emitted.into_iter().map(|r| r[0].clone()).collect();
+        emitted.sort();
+        assert_eq!(
+            emitted,
+            to_confirm.iter().cloned().collect::<Vec<_>>(),
+            "{kept_lines} kept\n{}{run}",
+            wd.read("todo.csv")
+        );
+    }
+}

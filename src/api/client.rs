@@ -48,42 +48,54 @@ pub struct AgreementTemplate {
     pub agreement_type: String,
     #[serde(default)]
     pub agreement_link: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub version_rank: i64,
 }
 
 #[derive(Debug, Deserialize)]
-struct Collection<T> {
-    #[serde(default = "Vec::new")]
-    items: Vec<T>,
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
+pub(crate) struct Collection<T> {
+    #[serde(default = "Vec::new", deserialize_with = "null_as_default")]
+    pub(crate) items: Vec<T>,
 }
 
-/// One agreement on record for a customer.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// One agreement on record for a customer. Every field is optional, and `null` reads as a
+/// missing key: the service sends either for a value it does not have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgreementRecord {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub primary_contact: RecordContact,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub template_id: String,
     /// As sent by the service: it may come without a `Z` (read it as UTC).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub date_agreed: String,
-    #[serde(default, rename = "type")]
+    #[serde(default, rename = "type", deserialize_with = "null_as_default")]
     pub agreement_type: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordContact {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub first_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub last_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub email: String,
     #[serde(default)]
     pub phone_number: Option<String>,
+}
+
+/// Reads `null` as the field's default, as a missing key (`#[serde(default)]`) is read: plain
+/// `default` takes only the missing key and refuses `null`, failing the whole answer.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 impl AgreementRecord {

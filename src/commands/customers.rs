@@ -95,7 +95,7 @@ pub async fn run(config: CustomersConfig) -> Result<Exit, AppError> {
     signals.abort();
     let finished = written_rows.and_then(|n| writer.finish().map(|()| n));
     let credentials = conn.client.tokens().credentials().describe();
-    conn.close().await;
+    let token = conn.close().await;
     let count = finished.map_err(AppError::Output)?;
     let outcome = match listed {
         Ok(_) if ctx.abort_reason().is_some() => Err(Exit::Interrupted),
@@ -133,11 +133,11 @@ pub async fn run(config: CustomersConfig) -> Result<Exit, AppError> {
                 ),
             );
             // A customer the listing could not name is one nobody can check: say so in the code.
-            Ok(if listed.unreadable > 0 {
+            Ok(token.exit(if listed.unreadable > 0 {
                 Exit::RowProblems
             } else {
                 Exit::Success
-            })
+            }))
         }
         Err(exit) => {
             if matches!(ctx.abort_reason(), Some(AbortReason::Interrupted)) {

@@ -78,7 +78,7 @@ const FILES: [(&str, &str); 8] = [
 ];
 
 /// The contract's exit codes.
-const EXIT_STATUS: [(&str, &str); 5] = [
+const EXIT_STATUS: [(&str, &str); 6] = [
     (
         "0",
         "every row confirmed, already confirmed, would confirm or valid (status: every customer attested or direct_signed)",
@@ -94,6 +94,10 @@ const EXIT_STATUS: [(&str, &str); 5] = [
     (
         "3",
         "aborted mid-run (credentials refused, template unavailable, file not writable, service down or refusing every row alike): finished rows are recorded; --resume continues",
+    ),
+    (
+        "4",
+        "every row was recorded, but a rotated refresh token could not be saved to PARTNER_CENTER_REFRESH_TOKEN_FILE: the next run will be refused until the file is fixed (the error line says how). Wins over 1; a run that aborted (3) or was interrupted (130) keeps its code and prints the same error line",
     ),
     (
         "130",
@@ -157,6 +161,7 @@ pub fn render() -> std::io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Exit;
 
     #[test]
     fn the_page_has_every_subcommand_flag_variable_and_exit_code() {
@@ -183,6 +188,22 @@ mod tests {
         for (name, _) in ENVIRONMENT {
             assert!(page.contains(name), "{name}");
         }
-        assert!(page.contains("EXIT STATUS") && page.contains("130"));
+        assert!(page.contains("EXIT STATUS"));
+        // Every code the binary can exit with is listed.
+        for exit in [
+            Exit::Success,
+            Exit::RowProblems,
+            Exit::Usage,
+            Exit::Aborted,
+            Exit::TokenUnsaved,
+            Exit::Interrupted,
+        ] {
+            let code = exit.code().to_string();
+            assert!(
+                EXIT_STATUS.iter().any(|(c, _)| *c == code),
+                "exit {code} is not in the page"
+            );
+            assert!(page.contains(&format!("\\fB{code}\\fR")), "{code}");
+        }
     }
 }

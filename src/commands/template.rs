@@ -22,11 +22,11 @@ pub async fn run(args: TemplateArgs) -> Result<Exit, AppError> {
         let outcome = conn.client.mca_template().await;
         outcome.result.map(|t| serde_json::to_string_pretty(&t))
     };
-    conn.close().await;
+    let token = conn.close().await;
     match result {
         Ok(Ok(json)) => {
             print_stdout(format!("{json}\n").as_bytes()).map_err(stdout_error)?;
-            Ok(Exit::Success)
+            Ok(token.exit(Exit::Success))
         }
         Ok(Err(e)) => Err(AppError::Aborted(format!("cannot print the template: {e}"))),
         Err(e) if e.is_unauthorized() => {

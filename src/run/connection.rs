@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use super::refresh_token::RefreshTokenKeeper;
+use super::refresh_token::{RefreshTokenKeeper, TokenFile};
 use crate::api::{ClientOptions, Credentials, PartnerCenterClient, TokenSource};
 use crate::config::{ApiConfig, Endpoint};
 use crate::console::{Kind, say};
@@ -80,14 +80,18 @@ impl Connection {
     }
 
     /// Ends the connection: a rotated refresh token that could not be saved is tried once
-    /// more, and if it still cannot be, the operator is told what the next run will meet.
-    pub async fn close(self) {
+    /// more, and if it still cannot be, the operator is told what the next run will meet (the
+    /// command then exits 4, see [`TokenFile::exit`]).
+    pub async fn close(self) -> TokenFile {
+        let mut token = TokenFile::Current;
         if let Some(Err(why)) = self.rotated.as_deref().map(RefreshTokenKeeper::finish) {
             say(Kind::Error, &format!("error: {why}"));
+            token = TokenFile::Unsaved;
         }
         if let Some(sim) = self.simulator {
             sim.shutdown().await;
         }
+        token
     }
 }
 

@@ -321,16 +321,16 @@ pub async fn drive<K: RunKind>(
     }
     let client = conn.client.clone();
     let base_url = conn.base_url.clone();
-    conn.close().await;
+    let token = conn.close().await;
 
     let tally = report.tally;
     let listed = listing.get().copied();
     // Customers the listing could not name, or a listing of none, leave customers unchecked.
     let listing_problems = listed.map_or(0, |l| l.problems());
-    let exit = Exit::of_run(
+    let exit = token.exit(Exit::of_run(
         abort.as_ref(),
         tally.problems().saturating_add(listing_problems),
-    );
+    ));
     let mut summary = RunSummary::new(
         K::COMMAND,
         &clock,

@@ -7,7 +7,8 @@
 //! it can be: a folder that takes no new file (a read-only mount) is said at the start, not
 //! discovered when the token is lost. A save that fails is tried again with the newest token
 //! when the run ends; if that fails too, the run ends with an error line that says what the
-//! next run will meet and what to do. Given in the environment, the token cannot be written
+//! next run will meet and what to do, and exits 4 (a run that aborted or was interrupted keeps
+//! its 3 or 130). Given in the environment, the token cannot be written
 //! back, and the log says so once.
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::api::auth::ENV_REFRESH_TOKEN;
+use crate::error::Exit;
+
+/// Whether the token file holds the newest refresh token when the run ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenFile {
+    /// Saved, or nothing to save (no rotation, or no file to save to).
+    Current,
+    /// A rotated token could not be saved: the file holds one the authority may refuse.
+    Unsaved,
+}
+
+impl TokenFile {
+    /// The run's exit code given what became of the token (see [`Exit::with_token_unsaved`]).
+    pub fn exit(self, exit: Exit) -> Exit {
+        match self {
+            TokenFile::Current => exit,
+            TokenFile::Unsaved => exit.with_token_unsaved(),
+        }
+    }
+}
 
 /// Keeps the rotated refresh tokens of one run.
 #[derive(Debug)]
@@ -107,7 +128,7 @@ impl RefreshTokenKeeper {
                 Ok(())
             }
             Err(e) => Err(format!(
-                "the token authority rotated the refresh token during this run, but it could not be saved to '{}' ({first}; at the end of the run: {e}): the next run may be refused (invalid_grant) with the token the file still holds. Make the file and its folder writable for this user; if the next run is refused, run the secure application model consent again and write the new refresh token to '{}'",
+                "the token authority rotated the refresh token during this run, but it could not be saved to '{}' ({first}; at the end of the run: {e}). Every row was recorded, but the file still holds the old token, which the authority refuses (invalid_grant) once it retires it: the next run will be refused until the file is fixed. To fix it: make the file and its folder writable for this user (the file is replaced by a new one beside it), run the secure application model consent again and write the new refresh token to '{}'",
                 path.display(),
                 path.display()
             )),

@@ -1,10 +1,14 @@
 //! Checking one customer: its MCA records, and when nothing current is on record, whether it
 //! accepted the MCA directly. The decision itself is `reconcile`'s.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use csv::ByteRecord;
 
+use super::answers::{Answer, Answers, Given};
 use super::record::StatusRecord;
+use crate::api::client::RecordContact;
 use crate::api::{ApiError, PartnerCenterClient};
 use crate::domain::{RowNumber, Signer, TenantId};
 use crate::pipeline::{AbortReason, Job, JobOutcome, RunContext};
@@ -18,10 +22,14 @@ use crate::run::credentials_message;
 pub struct StatusInput {
     pub tenant: TenantId,
     pub signer: Option<Signer>,
-    /// The input's own record, for `--emit-confirm-input`.
+    /// The input's own record, for `--emit-confirm-input` (empty for a later row).
     pub record: ByteRecord,
     pub company_name: String,
     pub domain: String,
+    /// For a later row of a tenant, the row whose check it takes the answer of.
+    pub first: Option<RowNumber>,
+    /// An earlier run (resumed) already put the tenant in the emit file.
+    pub emitted_before: bool,
 }
 
 pub struct StatusJob {
@@ -31,6 +39,7 @@ pub struct StatusJob {
     pub emit: bool,
     pub breaker: Breaker,
     pub credentials: String,
+    pub answers: Arc<Answers>,
 }
 
 impl Job for StatusJob {
@@ -42,6 +51,49 @@ impl Job for StatusJob {
         row: RowNumber,
         input: StatusInput,
         ctx: &RunContext,
+    ) -> JobOutcome<StatusRecord> {
+        if let Some(first) = input.first {
+            return self.later_row(row, first, input, ctx).await;
+        }
+        let checking = self.answers.checking(input.tenant);
+        let mut contacts = Vec::new();
+        let outcome = self.check(row, input, ctx, &mut contacts).await;
+        checking.publish(match &outcome {
+            JobOutcome::Done(r) | JobOutcome::Abort(Some(r), _) => Some(Answer::of(r, contacts)),
+            JobOutcome::Abort(None, _) | JobOutcome::NotStarted => None,
+        });
+        outcome
+    }
+}
+
+impl StatusJob {
+    /// A later row of a tenant: the first row's answer, once it has one; no request.
+    async fn later_row(
+        &self,
+        row: RowNumber,
+        first: RowNumber,
+        input: StatusInput,
+        ctx: &RunContext,
+    ) -> JobOutcome<StatusRecord> {
+        let answer = match self.answers.wait(input.tenant, &ctx.stop).await {
+            Ok(Given::Answer(answer)) => answer,
+            Ok(Given::Nothing) => return JobOutcome::NotStarted,
+            Err(why) => return JobOutcome::Abort(None, AbortReason::Internal(why)),
+        };
+        let mut record = StatusRecord::new(row, input.tenant.to_string(), CustomerState::Error);
+        record.company_name = input.company_name;
+        record.domain = input.domain;
+        answer.apply(&mut record, first, input.signer.as_ref());
+        JobOutcome::Done(record)
+    }
+
+    /// Checks the tenant of a first row; `contacts` gets those of every record on file.
+    async fn check(
+        &self,
+        row: RowNumber,
+        input: StatusInput,
+        ctx: &RunContext,
+        contacts: &mut Vec<RecordContact>,
     ) -> JobOutcome<StatusRecord> {
         let mut base = StatusRecord::new(row, input.tenant.to_string(), CustomerState::Error);
         base.company_name = input.company_name.clone();
@@ -59,6 +111,7 @@ impl Job for StatusJob {
             Ok(items) => items,
             Err(e) => return self.failed(base, &e, http_status, row, tenant),
         };
+        contacts.extend(items.iter().map(|a| a.primary_contact.clone()));
         let finding = read_records(&items, self.cutoff);
         let mut record = base;
         record.http_status = http_status;
@@ -91,7 +144,7 @@ impl Job for StatusJob {
         record.message = message;
         record.checked_at = Utc::now();
         self.breaker.healthy();
-        if self.emit && state.needs_confirmation() {
+        if self.emit && !input.emitted_before && state.needs_confirmation() {
             let mut line = input.record;
             line.push_field(state.as_str().as_bytes());
             line.push_field(
@@ -105,9 +158,7 @@ impl Job for StatusJob {
         }
         JobOutcome::Done(record)
     }
-}
 
-impl StatusJob {
     /// Nothing went out for the call: no line (a resumed run checks the customer again),
     /// and the run stops if no token could be had.
     fn not_sent(&self, error: Option<ApiError>, stopped: bool) -> JobOutcome<StatusRecord> {

@@ -1,12 +1,18 @@
 //! `mca-attest status`: reconciliation. For each customer of the input, what Partner Center
 //! has on record: a partner-confirmed MCA (current or predating the refresh cutoff), a
 //! direct-signed MCA, or nothing. Runs through the same run driver as `confirm`.
+//!
+//! A tenant named by several rows is checked once, for its first row; its later rows take
+//! that answer (see [`answers`]), each compared with its own signer.
 
+mod answers;
 mod job;
 mod record;
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::Path;
-
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
@@ -25,6 +31,7 @@ use crate::resume::{self, ResumeState, unescape};
 use crate::retry::RetryPolicy;
 use crate::run::breaker::Breaker;
 use crate::run::{Ended, NotStarted, RunKind, WorkOf, drive};
+use answers::Answers;
 use job::{StatusInput, StatusJob};
 pub use record::{STATUS_HEADER, StatusRecord};
 
@@ -35,6 +42,7 @@ pub async fn run(config: StatusConfig) -> Result<Exit, AppError> {
         policy: RetryPolicy::new(config.max_attempts),
         emit: config.files.emit.clone(),
         signer_columns: AtomicBool::new(false),
+        answers: Arc::new(Answers::new()),
     };
     drive(kind, &config.files, &config.api, config.progress).await
 }
@@ -47,11 +55,42 @@ struct Reconcile {
     emit: Option<std::path::PathBuf>,
     /// Whether the input has the signer columns `confirm` needs (set by the reader).
     signer_columns: AtomicBool,
+    /// Each tenant's first row and its answer, for the tenant's later rows.
+    answers: Arc<Answers>,
+}
+
+/// What a resumed report already has: the rows with a line that needs no redo, and their
+/// tenants.
+///
+/// Done is per row: a tenant's later row gets a line only once its first row's answer is
+/// there, so a stopped run can leave the first row done and a later one without a line. A
+/// resumed run checks such a tenant once more (the first of its rows still to do is checked,
+/// the others take its answer): simpler and as correct as taking the recorded answer, which
+/// would mean holding every done tenant's record columns.
+pub struct StatusDone {
+    rows: ResumeState<(RowNumber, TenantId)>,
+    /// Whether a done line of a checked row of the tenant is `missing` or `stale` (the tenant
+    /// is in the emit file).
+    tenants: HashMap<TenantId, bool>,
+}
+
+impl StatusDone {
+    fn row_is_done(&self, row: RowNumber, tenant: TenantId) -> bool {
+        self.rows.is_done(&(row, tenant))
+    }
+
+    fn tenant_is_done(&self, tenant: &TenantId) -> bool {
+        self.tenants.contains_key(tenant)
+    }
+
+    fn emitted(&self, tenant: &TenantId) -> bool {
+        self.tenants.get(tenant).copied().unwrap_or(false)
+    }
 }
 
 impl RunKind for Reconcile {
     type Job = StatusJob;
-    type Done = ResumeState<TenantId>;
+    type Done = StatusDone;
     const COMMAND: &'static str = "status";
     const ORDER: &'static [CustomerState] = &CustomerState::ALL;
 
@@ -66,16 +105,30 @@ impl RunKind for Reconcile {
         }
     }
 
-    fn load_resume(&self, path: &Path) -> Result<Option<ResumeState<TenantId>>, AppError> {
-        resume::load_with(path, &STATUS_HEADER, |record| {
+    fn load_resume(&self, path: &Path) -> Result<Option<StatusDone>, AppError> {
+        let tenants = RefCell::new(HashMap::new());
+        let rows = resume::load_with(path, &STATUS_HEADER, |record| {
             let state = <CustomerState as Status>::parse(record.get(2)?)?;
             // A customer that could not be checked is checked again.
             if state == CustomerState::Error {
                 return None;
             }
-            TenantId::parse(&unescape(record.get(1)?)).ok()
+            let row = RowNumber(record.get(0)?.trim().parse().ok()?);
+            let tenant = TenantId::parse(&unescape(record.get(1)?)).ok()?;
+            // Only a checked row's line has its emitted line beside it: a later row's line
+            // can be written before its first row's.
+            let checked = !record
+                .get(answers::MESSAGE_COLUMN)
+                .is_some_and(|m| m.starts_with(answers::LATER_ROW));
+            *tenants.borrow_mut().entry(tenant).or_insert(false) |=
+                checked && state.needs_confirmation();
+            Some((row, tenant))
         })
-        .map_err(|e| AppError::Usage(e.to_string()))
+        .map_err(|e| AppError::Usage(e.to_string()))?;
+        Ok(rows.map(|rows| StatusDone {
+            rows,
+            tenants: tenants.into_inner(),
+        }))
     }
 
     async fn prepare(
@@ -90,13 +143,14 @@ impl RunKind for Reconcile {
             emit: self.emit.is_some(),
             breaker: Breaker::default(),
             credentials: client.tokens().credentials().describe(),
+            answers: self.answers.clone(),
         })
     }
 
     fn read(
         &self,
         mut reader: InputReader,
-        done: Option<ResumeState<TenantId>>,
+        done: Option<StatusDone>,
         position: &ReadPosition,
         feed: &mut dyn FnMut(Option<WorkOf<Self>>) -> bool,
     ) -> Result<(), InputError> {
@@ -107,14 +161,13 @@ impl RunKind for Reconcile {
         self.signer_columns.store(confirmable, Ordering::Relaxed);
         let header = reader.header().clone();
         let company = CompanyColumns::of(&header);
+        let columns = RowColumns {
+            header: &header,
+            company: &company,
+            has_signer,
+        };
         reader.for_each_row(position, |raw| {
-            feed(status_work(
-                raw,
-                &header,
-                &company,
-                has_signer,
-                done.as_ref(),
-            ))
+            feed(status_work(raw, &columns, &self.answers, done.as_ref()))
         })
     }
 
@@ -122,9 +175,9 @@ impl RunKind for Reconcile {
         &self,
         row: RowNumber,
         customer: Customer,
-        done: Option<&ResumeState<TenantId>>,
+        done: Option<&StatusDone>,
     ) -> Option<WorkOf<Self>> {
-        if done.is_some_and(|d| d.is_done(&customer.tenant)) {
+        if done.is_some_and(|d| d.tenant_is_done(&customer.tenant)) {
             return None;
         }
         let tenant = customer.tenant.to_string();
@@ -142,6 +195,9 @@ impl RunKind for Reconcile {
                 record,
                 company_name: customer.company_name,
                 domain: customer.domain,
+                // The listing names each customer once.
+                first: None,
+                emitted_before: false,
             },
         })
     }
@@ -244,13 +300,20 @@ fn kept_columns(header: &ByteRecord, record: &ByteRecord) -> ByteRecord {
         .collect()
 }
 
-/// The work for a row, or `None` when a resumed run already checked the customer.
+/// What the reader knows of the input's columns.
+struct RowColumns<'a> {
+    header: &'a ByteRecord,
+    company: &'a CompanyColumns,
+    has_signer: bool,
+}
+
+/// The work for a row, or `None` when a resumed run already has its line. A tenant's first
+/// row still to do is checked; its later rows take that answer.
 fn status_work(
     raw: RawRow,
-    header: &ByteRecord,
-    company: &CompanyColumns,
-    has_signer: bool,
-    resume: Option<&ResumeState<TenantId>>,
+    columns: &RowColumns<'_>,
+    answers: &Answers,
+    resume: Option<&StatusDone>,
 ) -> Option<WorkOf<Reconcile>> {
     let tenant = match &raw.problem {
         Some(problem) => Err(problem.clone()),
@@ -270,16 +333,18 @@ fn status_work(
             return Some(Work::Settled(record));
         }
     };
-    if resume.is_some_and(|r| r.is_done(&tenant)) {
+    if resume.is_some_and(|r| r.row_is_done(raw.row, tenant)) {
         return None;
     }
+    let first = answers.first_row(tenant, raw.row);
     let f = raw.fields();
-    let signer = (has_signer && !f.first_name.trim().is_empty()).then(|| Signer {
+    let signer = (columns.has_signer && !f.first_name.trim().is_empty()).then(|| Signer {
         first_name: f.first_name.trim().to_string(),
         last_name: f.last_name.trim().to_string(),
         email: f.email.trim().to_string(),
         phone_number: Some(f.phone_number.trim().to_string()).filter(|p| !p.is_empty()),
     });
+    let company = columns.company;
     Some(Work::Send {
         row: raw.row,
         input: StatusInput {
@@ -287,7 +352,13 @@ fn status_work(
             signer,
             company_name: company.cell(&raw.record, company.name),
             domain: company.cell(&raw.record, company.domain),
-            record: kept_columns(header, &raw.record),
+            // Only the checked row goes to the emit file.
+            record: match first {
+                None => kept_columns(columns.header, &raw.record),
+                Some(_) => ByteRecord::new(),
+            },
+            first,
+            emitted_before: resume.is_some_and(|r| r.emitted(&tenant)),
         },
     })
 }
