@@ -247,7 +247,8 @@ fn the_last_line_recorded_for_a_row_wins_across_resumes_and_files() {
     // No manifest beside a hand-written file: the workbook says so instead of failing.
     assert!(book.summary_has("none"));
 
-    // A later file wins over an earlier one for the same row and tenant.
+    // Several files: each keeps its own rows, ordered by file (as given) then row, under a
+    // first column naming the file; a row of one file never hides the same row of another.
     w.create(
         "r2.csv",
         format!(
@@ -256,19 +257,95 @@ fn the_last_line_recorded_for_a_row_wins_across_resumes_and_files() {
              1,{t1},Ada,One,ada@contoso.com,,2024-06-14T00:00:00Z,already_confirmed,409,600061,,,1,tpl,,,2024-07-03T09:00:00Z\n"
         ),
     );
-    w.command(["report", "r1.csv", "r2.csv", "-o", "two.xlsx"])
+    w.command(["report", "r2.csv", "r1.csv", "-o", "two.xlsx"])
         .run()
         .expect_code(0);
     let book = open(&w.path("two.xlsx"));
-    assert_eq!(book.row_numbers(), [1.0, 2.0, 3.0]);
+    assert_eq!(book.header()[0], "source");
+    assert_eq!(book.header()[1..].join(","), RESULTS_HEADER);
+    let sources: Vec<String> = (0..4).map(|i| text(book.cell(i, "source"))).collect();
+    assert_eq!(sources, ["r2.csv", "r2.csv", "r1.csv", "r1.csv"]);
+    assert_eq!(book.row_numbers(), [1.0, 3.0, 1.0, 2.0]);
     assert_eq!(
         book.cell(0, "status"),
         &Data::String("already_confirmed".into())
     );
     assert_eq!(book.cell(0, "error_code"), &Data::String("600061".into()));
+    assert_eq!(book.cell(2, "status"), &Data::String("confirmed".into()));
     assert_eq!(book.count("already_confirmed"), 1.0);
-    assert_eq!(book.count("confirmed"), 1.0);
+    assert_eq!(book.count("confirmed"), 2.0);
     assert_eq!(book.count("invalid"), 1.0);
+    assert_eq!(book.count("total"), 4.0);
+
+    // The same file twice would count its rows twice: refused.
+    w.command(["report", "r1.csv", "./r1.csv", "-o", "twice.xlsx"])
+        .run()
+        .expect_code(2)
+        .expect_stderr_contains("twice");
+    assert!(!w.exists("twice.xlsx"));
+}
+
+#[test]
+fn a_row_fixed_and_resumed_appears_once_whatever_its_tenant() {
+    let w = Workdir::new();
+    // Row 2's tenant is not a GUID: invalid, recorded with the tenant as it stood.
+    let mut customers = Customer::many(3);
+    customers[1] = customers[1].clone().tenant("not-a-guid");
+    w.create_customers("in.csv", &customers);
+    w.command([
+        "confirm",
+        "in.csv",
+        "--simulator",
+        "-o",
+        "r.csv",
+        "--no-progress",
+    ])
+    .run()
+    .expect_code(1);
+    assert!(w.read("r.csv").contains("not-a-guid"));
+    // Fixed in the input, then confirmed by --resume: a second line for row 2, new tenant.
+    let fixed = Customer::many(3);
+    w.create_customers("in.csv", &fixed);
+    w.command([
+        "confirm",
+        "in.csv",
+        "--simulator",
+        "-o",
+        "r.csv",
+        "--resume",
+        "--no-progress",
+    ])
+    .run()
+    .expect_code(0);
+    let csv = w.read("r.csv");
+    let lines_for_row_2 = Results::parse(&csv)
+        .expect("a results file")
+        .rows
+        .iter()
+        .filter(|r| r.row() == 2)
+        .count();
+    assert_eq!(
+        lines_for_row_2, 2,
+        "the results file keeps both lines:\n{csv}"
+    );
+
+    w.command(["report", "r.csv", "-o", "r.xlsx"])
+        .run()
+        .expect_code(0);
+    let book = open(&w.path("r.xlsx"));
+    assert_eq!(
+        book.header().join(","),
+        RESULTS_HEADER,
+        "one file: no source column"
+    );
+    assert_eq!(book.row_numbers(), [1.0, 2.0, 3.0]);
+    assert_eq!(
+        book.cell(1, "customer_tenant_id"),
+        &Data::String(fixed[1].tenant.clone())
+    );
+    assert_eq!(book.count("invalid"), 0.0);
+    assert_eq!(book.count("confirmed"), 3.0);
+    assert_eq!(book.count("conflict"), 0.0, "conflict is listed on Summary");
     assert_eq!(book.count("total"), 3.0);
 }
 
