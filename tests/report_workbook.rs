@@ -447,3 +447,220 @@ fn refusals_write_nothing() {
         .run()
         .expect_code(2);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Neighbours: results files and status reports whose rows were written one to three times, in
+// any completion order, with varying tenants and statuses, read one to three at a time.
+
+use proptest::prelude::*;
+
+/// The kinds of file a workbook is made from, as the generator writes them.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Results,
+    Status,
+}
+
+impl Kind {
+    fn header(self) -> &'static str {
+        match self {
+            Kind::Results => RESULTS_HEADER,
+            Kind::Status => STATUS_HEADER,
+        }
+    }
+
+    fn status_column(self) -> &'static str {
+        match self {
+            Kind::Results => "status",
+            Kind::Status => "state",
+        }
+    }
+
+    /// Every word the Summary lists, the outcome of a tenant that is not a GUID last.
+    fn words(self) -> &'static [&'static str] {
+        match self {
+            Kind::Results => &[
+                "confirmed",
+                "already_confirmed",
+                "would_confirm",
+                "duplicate",
+                "failed",
+                "conflict",
+                "invalid",
+            ],
+            Kind::Status => &["attested", "stale", "direct_signed", "missing", "error"],
+        }
+    }
+
+    fn line(self, row: u64, tenant: &str, status: &str, tag: &str) -> String {
+        match self {
+            Kind::Results => format!(
+                "{row},{tenant},Ada,One,ada@contoso.com,'+44 20 7946 0596,2024-06-14T00:00:00Z,{status},201,,,{tag},1,tpl,req,corr,2024-07-01T10:00:00Z"
+            ),
+            Kind::Status => format!(
+                "{row},{tenant},{status},1,2024-06-14T00:00:00Z,Ada,One,ada@contoso.com,,tpl,true,false,200,,{tag},2024-07-01T10:00:00Z,Contoso,contoso.com"
+            ),
+        }
+    }
+}
+
+const TENANTS: [&str; 3] = [
+    "0f4d6f3e-7b9a-4c1e-9d2b-3a5c7e9f1b2d",
+    "1a2b3c4d-7b9a-4c1e-9d2b-3a5c7e9f1b2d",
+    "2a2b3c4d-7b9a-4c1e-9d2b-3a5c7e9f1b2d",
+];
+
+/// One line recorded for a row: its tenant and status (indices into TENANTS and the words),
+/// `None` for a tenant that is not a GUID (an `invalid` or `error` line).
+#[derive(Debug, Clone)]
+struct Recorded {
+    tenant: Option<usize>,
+    word: usize,
+}
+
+/// One file: its row numbers, the lines recorded for each row in the order written, and the
+/// completion order (row indices, each as often as it has lines).
+#[derive(Debug, Clone)]
+struct FileCase {
+    rows: Vec<u64>,
+    lines: Vec<Vec<Recorded>>,
+    order: Vec<usize>,
+}
+
+fn recorded_lines() -> impl Strategy<Value = Vec<Recorded>> {
+    (
+        any::<bool>(),
+        prop::collection::vec((0..TENANTS.len(), 0usize..5), 1..=3),
+    )
+        .prop_map(|(invalid_first, picks)| {
+            let superseded = invalid_first && picks.len() > 1;
+            picks
+                .into_iter()
+                .enumerate()
+                .map(|(i, (tenant, word))| Recorded {
+                    tenant: (!(superseded && i == 0)).then_some(tenant),
+                    word,
+                })
+                .collect()
+        })
+}
+
+fn file_case() -> impl Strategy<Value = FileCase> {
+    prop::collection::btree_set(1u64..40, 1..8)
+        .prop_flat_map(|rows| {
+            let n = rows.len();
+            (
+                Just(rows.into_iter().collect::<Vec<_>>()),
+                prop::collection::vec(recorded_lines(), n),
+            )
+        })
+        .prop_flat_map(|(rows, lines)| {
+            let order: Vec<usize> = lines
+                .iter()
+                .enumerate()
+                .flat_map(|(i, l)| std::iter::repeat_n(i, l.len()))
+                .collect();
+            (Just(rows), Just(lines), Just(order).prop_shuffle())
+        })
+        .prop_map(|(rows, lines, order)| FileCase { rows, lines, order })
+}
+
+/// What the Rows sheet must hold for one (file, row): the line written last for it.
+#[derive(Debug, Clone, PartialEq)]
+struct Expected {
+    source: String,
+    row: f64,
+    tenant: String,
+    word: String,
+    tag: String,
+}
+
+impl FileCase {
+    /// The file's text, and the line each row must show, in row order.
+    fn render(&self, kind: Kind, name: &str) -> (String, Vec<Expected>) {
+        let mut text = format!("{}\n", kind.header());
+        let mut written = vec![0usize; self.rows.len()];
+        let mut last: Vec<Option<Expected>> = vec![None; self.rows.len()];
+        for (n, &i) in self.order.iter().enumerate() {
+            let recorded = &self.lines[i][written[i]];
+            written[i] += 1;
+            let tenant = recorded.tenant.map_or("not-a-guid", |t| TENANTS[t]);
+            let words = kind.words();
+            let word = match recorded.tenant {
+                Some(_) => words[recorded.word % (words.len() - 1)],
+                None => words[words.len() - 1],
+            };
+            let tag = format!("{name} line {}", n + 2);
+            text.push_str(&kind.line(self.rows[i], tenant, word, &tag));
+            text.push('\n');
+            last[i] = Some(Expected {
+                source: name.to_string(),
+                row: self.rows[i] as f64,
+                tenant: tenant.to_string(),
+                word: word.to_string(),
+                tag,
+            });
+        }
+        let mut expected: Vec<Expected> = last.into_iter().flatten().collect();
+        expected.sort_by(|a, b| a.row.total_cmp(&b.row));
+        (text, expected)
+    }
+}
+
+proptest! {
+    // Each case runs the binary and reads a workbook back: a few dozen cases.
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn rows_hold_the_last_line_of_each_row_of_each_file(
+        status_kind in any::<bool>(),
+        files in prop::collection::vec(file_case(), 1..=3),
+        given in Just((0..3usize).collect::<Vec<_>>()).prop_shuffle(),
+    ) {
+        let kind = if status_kind { Kind::Status } else { Kind::Results };
+        let w = Workdir::new();
+        // The files are named in one order and given on the command line in another.
+        let names: Vec<String> = (0..files.len()).map(|i| format!("f{i}.csv")).collect();
+        let mut rendered = Vec::new();
+        for (case, name) in files.iter().zip(&names) {
+            let (text, expected) = case.render(kind, name);
+            w.create(name, text);
+            rendered.push(expected);
+        }
+        let order: Vec<usize> = given.into_iter().filter(|i| *i < files.len()).collect();
+        let mut args: Vec<String> = vec!["report".into()];
+        args.extend(order.iter().map(|i| names[*i].clone()));
+        args.extend(["-o".into(), "out.xlsx".into()]);
+        w.command(&args).run().expect_code(0);
+        let book = open(&w.path("out.xlsx"));
+        let expected: Vec<Expected> = order.iter().flat_map(|i| rendered[*i].clone()).collect();
+
+        let several = files.len() > 1;
+        let header = book.header();
+        prop_assert_eq!(header.first().map(String::as_str) == Some("source"), several);
+        let csv_header: Vec<&str> = kind.header().split(',').collect();
+        prop_assert_eq!(&header[usize::from(several)..], &csv_header[..]);
+
+        let got: Vec<Expected> = (0..book.data().len())
+            .map(|i| Expected {
+                source: if several {
+                    text(book.cell(i, "source"))
+                } else {
+                    names[order[0]].clone()
+                },
+                row: book.row_numbers()[i],
+                tenant: text(book.cell(i, "customer_tenant_id")),
+                word: text(book.cell(i, kind.status_column())),
+                tag: text(book.cell(i, "message")),
+            })
+            .collect();
+        prop_assert_eq!(&got, &expected);
+
+        // Summary counts what the Rows sheet shows, each (file, row) once.
+        for word in kind.words() {
+            let shown = got.iter().filter(|e| e.word == *word).count();
+            prop_assert_eq!(book.count(word), shown as f64, "count of {}", word);
+        }
+        prop_assert_eq!(book.count("total"), got.len() as f64);
+    }
+}
