@@ -492,7 +492,9 @@ impl Kind {
         }
     }
 
+    /// One line, `tag` (which may hold commas, quotes and line breaks) quoted in the message.
     fn line(self, row: u64, tenant: &str, status: &str, tag: &str) -> String {
+        let tag = format!("\"{}\"", tag.replace('"', "\"\""));
         match self {
             Kind::Results => format!(
                 "{row},{tenant},Ada,One,ada@contoso.com,'+44 20 7946 0596,2024-06-14T00:00:00Z,{status},201,,,{tag},1,tpl,req,corr,2024-07-01T10:00:00Z"
@@ -576,9 +578,15 @@ struct Expected {
 }
 
 impl FileCase {
-    /// The file's text, and the line each row must show, in row order.
-    fn render(&self, kind: Kind, name: &str) -> (String, Vec<Expected>) {
-        let mut text = format!("{}\n", kind.header());
+    /// The file's text, and the line each row must show, in row order. `excel` writes it as a
+    /// spreadsheet program saves it: a byte-order mark, CRLF line ends.
+    fn render(&self, kind: Kind, name: &str, excel: bool) -> (String, Vec<Expected>) {
+        let end = if excel { "\r\n" } else { "\n" };
+        let mut text = format!(
+            "{}{}{end}",
+            if excel { "\u{feff}" } else { "" },
+            kind.header()
+        );
         let mut written = vec![0usize; self.rows.len()];
         let mut last: Vec<Option<Expected>> = vec![None; self.rows.len()];
         for (n, &i) in self.order.iter().enumerate() {
@@ -590,9 +598,14 @@ impl FileCase {
                 Some(_) => words[recorded.word % (words.len() - 1)],
                 None => words[words.len() - 1],
             };
-            let tag = format!("{name} line {}", n + 2);
+            // Some messages span lines: a line of the file is not a line of text.
+            let tag = if n % 3 == 0 {
+                format!("{name} line {}, said \"again\"\nand more", n + 2)
+            } else {
+                format!("{name} line {}", n + 2)
+            };
             text.push_str(&kind.line(self.rows[i], tenant, word, &tag));
-            text.push('\n');
+            text.push_str(end);
             last[i] = Some(Expected {
                 source: name.to_string(),
                 row: self.rows[i] as f64,
@@ -614,6 +627,7 @@ proptest! {
     #[test]
     fn rows_hold_the_last_line_of_each_row_of_each_file(
         status_kind in any::<bool>(),
+        excel in any::<bool>(),
         files in prop::collection::vec(file_case(), 1..=3),
         given in Just((0..3usize).collect::<Vec<_>>()).prop_shuffle(),
     ) {
@@ -623,7 +637,7 @@ proptest! {
         let names: Vec<String> = (0..files.len()).map(|i| format!("f{i}.csv")).collect();
         let mut rendered = Vec::new();
         for (case, name) in files.iter().zip(&names) {
-            let (text, expected) = case.render(kind, name);
+            let (text, expected) = case.render(kind, name, excel);
             w.create(name, text);
             rendered.push(expected);
         }
@@ -663,4 +677,80 @@ proptest! {
         }
         prop_assert_eq!(book.count("total"), got.len() as f64);
     }
+}
+
+/// More rows than a worksheet holds under its header (1,048,575), across files: refused before
+/// anything is written, the message saying what to do.
+#[test]
+fn rows_past_what_a_worksheet_holds_are_refused_before_writing() {
+    let w = Workdir::new();
+    let blank = ",".repeat(RESULTS_HEADER.split(',').count() - 1);
+    let half = 1_048_576 / 2;
+    for (name, first) in [("a.csv", 1), ("b.csv", half + 1)] {
+        let mut text = format!("{RESULTS_HEADER}\n");
+        for row in first..first + half {
+            text.push_str(&format!("{row}{blank}\n"));
+        }
+        w.create(name, text);
+    }
+    w.command(["report", "a.csv", "b.csv", "-o", "big.xlsx"])
+        .run()
+        .expect_code(2)
+        .expect_stderr_contains("1048576 rows do not fit on one worksheet")
+        .expect_stderr_contains("one workbook per file");
+    assert!(!w.exists("big.xlsx"));
+    let leftovers: Vec<_> = w
+        .files()
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| p.extension().is_none_or(|e| e != "csv"))
+        .collect();
+    assert!(leftovers.is_empty(), "nothing else written: {leftovers:?}");
+}
+
+/// The report of `status --all-customers` (rows numbered by the listing): one workbook row per
+/// listed customer, in row order, counted once per state.
+#[test]
+fn an_all_customers_status_report_becomes_a_workbook() {
+    let w = Workdir::new();
+    let customers = Customer::many(5);
+    let mut listing =
+        String::from("customer_tenant_id,company_name,domain,relationship_to_partner\n");
+    for (i, c) in customers.iter().enumerate() {
+        listing.push_str(&format!(
+            "{},Contoso {i},contoso{i}.com,reseller\n",
+            c.tenant
+        ));
+    }
+    w.create("listing.csv", listing);
+    w.command([
+        "status",
+        "--all-customers",
+        "--simulator",
+        "--simulator-customers",
+        "listing.csv",
+        "-o",
+        "all.csv",
+        "--no-progress",
+    ])
+    .run()
+    .expect_code(1);
+    let csv = w.read("all.csv");
+    w.command(["report", "all.csv", "-o", "all.xlsx"])
+        .run()
+        .expect_code(0);
+    let book = open(&w.path("all.xlsx"));
+    assert_eq!(book.header().join(","), STATUS_HEADER);
+    assert_eq!(book.row_numbers(), [1.0, 2.0, 3.0, 4.0, 5.0]);
+    let mut tenants: Vec<String> = (0..5)
+        .map(|i| text(book.cell(i, "customer_tenant_id")))
+        .collect();
+    tenants.sort();
+    let mut listed: Vec<String> = customers.iter().map(|c| c.tenant.clone()).collect();
+    listed.sort();
+    assert_eq!(tenants, listed);
+    let missing = csv.lines().filter(|l| l.contains(",missing,")).count();
+    assert_eq!(missing, 5, "{csv}");
+    assert_eq!(book.count("missing"), 5.0);
+    assert_eq!(book.count("total"), 5.0);
 }
