@@ -322,8 +322,8 @@ pub struct StatusArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ReportArgs {
-    /// Results files of `confirm`, or reports of `status` (all of one kind), read in this
-    /// order: for a row recorded more than once, the last line wins
+    /// Results files of `confirm`, or reports of `status` (all of one kind): one workbook row
+    /// per row of each file (its last line wins), by file in this order, then row
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 

@@ -36,6 +36,15 @@ pub fn replace_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
         let mut f = OpenOptions::new().write(true).open(path)?;
         return f.write_all(bytes).and_then(|()| f.flush());
     }
+    replace_private_with(path, |f| f.write_all(bytes))
+}
+
+/// Like [`replace_private`] for a regular file, the content written by `write` into the
+/// temporary file (which it may seek in) rather than held in memory first.
+pub fn replace_private_with(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -49,7 +58,7 @@ pub fn replace_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
         .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
+    write(tmp.as_file_mut())?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())

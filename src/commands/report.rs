@@ -1,17 +1,25 @@
 //! `report`: an Excel workbook of one or more `confirm` results files or `status` reports, for
 //! people to open. Sheet `Summary`: rows per status (or state) with a chart, the files read and
-//! the runs their manifests record; sheet `Rows`: one row per input row (the last line recorded
-//! for it wins), in input order, every column of the CSV, dates as date cells, ids and phone
-//! numbers as text without the formula guard.
+//! the runs their manifests record; sheet `Rows`: one row per input row of each file (the last
+//! line recorded for that row of that file wins, whatever its tenant), ordered by file then row,
+//! every column of the CSV (given several files, a first column `source` names the file), dates
+//! as date cells, ids and phone numbers as text without the formula guard.
+//!
+//! Memory stays bounded by the files' size, not the workbook's: a first pass reads and checks
+//! every line and keeps, per file, where the last line of each row starts (16 bytes a row); a
+//! second pass reads those lines back in row order and writes them as they come to a
+//! constant-memory worksheet (rows go to a temporary file, not to memory).
 //!
 //! Everything is read and checked before anything is written (exit 2, nothing written); the
 //! workbook is written to a temporary file beside `-o` (owner-only) and renamed over it (a
 //! failure there is exit 3).
 
-use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use csv::{ByteRecord, Position};
 use rust_xlsxwriter::{
     Chart, ChartDataLabel, ChartType, Color, DocProperties, Format, FormatAlign, FormatBorder,
     IgnoreError, Workbook, Worksheet, XlsxError,
@@ -127,11 +135,12 @@ fn cell_type(column: &str) -> CellType {
     }
 }
 
-/// One line of an input file, its cells with the formula guard removed.
-#[derive(Debug, Clone)]
-pub struct Line {
+/// Where the line that counts for one row starts in its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LastLine {
     pub row: u64,
-    pub cells: Vec<String>,
+    /// Byte offset of the line in the file.
+    pub at: u64,
 }
 
 /// What a file's manifest says.
@@ -142,27 +151,71 @@ pub enum Runs {
     Recorded(Vec<serde_json::Value>),
 }
 
-/// One file read.
-#[derive(Debug, Clone)]
+/// One file read and checked: what it is and where the line that counts for each row starts.
+/// The file stays open, so the second pass reads what the first one checked even if the file
+/// is renamed over meanwhile.
+#[derive(Debug)]
 pub struct Source {
     pub path: PathBuf,
     pub kind: FileKind,
-    pub lines: Vec<Line>,
+    /// Lines read, superseded ones included.
+    pub lines: u64,
+    /// The last line recorded for each row, in row order: one entry per row.
+    pub rows: Vec<LastLine>,
     pub runs: Runs,
+    file: File,
 }
 
 fn usage(message: String) -> AppError {
     AppError::Usage(message)
 }
 
-/// Reads and checks one file: its kind, every line, its manifest.
+/// Whether the file's last byte is a newline (a run killed while writing leaves it without).
+fn ends_with_newline(mut file: &File) -> std::io::Result<bool> {
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::Start(len - 1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(last[0] == b'\n')
+}
+
+/// The row number a line's first cell holds.
+fn row_number(record: &ByteRecord) -> Option<u64> {
+    let cell = unescape(&String::from_utf8_lossy(record.get(0)?));
+    cell.trim().parse::<u64>().ok()
+}
+
+/// Keeps, for each row, the entry of its last line: sorted by row, ties by offset, the
+/// greatest offset (the line written last) of each row stays.
+pub fn last_lines(mut entries: Vec<LastLine>) -> Vec<LastLine> {
+    entries.sort_unstable();
+    entries.dedup_by(|later, kept| {
+        let same = later.row == kept.row;
+        if same {
+            *kept = *later;
+        }
+        same
+    });
+    entries.shrink_to_fit();
+    entries
+}
+
+/// Reads and checks one file: its kind, every line, its manifest; keeps where the last line
+/// of each row starts.
 pub fn read_source(path: &Path) -> Result<Source, AppError> {
     let shown = path.display();
-    let bytes = std::fs::read(path).map_err(|e| usage(format!("cannot read '{shown}': {e}")))?;
+    let cannot_read = |e: &dyn std::fmt::Display| usage(format!("cannot read '{shown}': {e}"));
+    let file = File::open(path).map_err(|e| cannot_read(&e))?;
+    let ends_with_newline = ends_with_newline(&file).map_err(|e| cannot_read(&e))?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_reader(bytes.as_slice());
+        .buffer_capacity(1 << 16)
+        .from_reader(&file);
     let mut records = reader.byte_records();
     let header: Vec<String> = match records.next() {
         Some(Ok(h)) => h
@@ -178,7 +231,7 @@ pub fn read_source(path: &Path) -> Result<Source, AppError> {
                 text.trim().to_string()
             })
             .collect(),
-        Some(Err(e)) => return Err(usage(format!("cannot read '{shown}': {e}"))),
+        Some(Err(e)) => return Err(cannot_read(&e)),
         None => {
             return Err(usage(format!(
                 "'{shown}' is empty: give a results file of confirm or a report of status"
@@ -192,12 +245,12 @@ pub fn read_source(path: &Path) -> Result<Source, AppError> {
         ))
     })?;
     let width = kind.header().len();
-    let ends_with_newline = bytes.ends_with(b"\n");
-    let mut lines = Vec::new();
+    let mut lines: u64 = 0;
+    let mut entries = Vec::new();
     let mut records = records.peekable();
     while let Some(record) = records.next() {
-        let record = record.map_err(|e| usage(format!("cannot read '{shown}': {e}")))?;
-        let line_no = record.position().map_or(0, |p| p.line());
+        let record = record.map_err(|e| cannot_read(&e))?;
+        let (line_no, at) = record.position().map_or((0, 0), |p| (p.line(), p.byte()));
         if record.len() != width {
             if records.peek().is_none() && !ends_with_newline {
                 // The torn last line of a run that was killed while writing it.
@@ -209,7 +262,7 @@ pub fn read_source(path: &Path) -> Result<Source, AppError> {
                 );
                 continue;
             }
-            if record.len() == 1 && record.get(0).is_some_and(|c| c.is_empty()) {
+            if record.len() == 1 && record.get(0).is_some_and(<[u8]>::is_empty) {
                 continue;
             }
             return Err(usage(format!(
@@ -217,27 +270,63 @@ pub fn read_source(path: &Path) -> Result<Source, AppError> {
                 record.len()
             )));
         }
-        let cells: Vec<String> = record
-            .iter()
-            .map(|c| unescape(&String::from_utf8_lossy(c)))
-            .collect();
-        let row = cells
-            .first()
-            .and_then(|c| c.trim().parse::<u64>().ok())
-            .ok_or_else(|| {
-                usage(format!(
-                    "'{shown}' line {line_no}: '{}' is not a row number",
-                    crate::domain::shorten(cells.first().map_or("", String::as_str))
-                ))
-            })?;
-        lines.push(Line { row, cells });
+        let row = row_number(&record).ok_or_else(|| {
+            let first = String::from_utf8_lossy(record.get(0).unwrap_or_default()).into_owned();
+            usage(format!(
+                "'{shown}' line {line_no}: '{}' is not a row number",
+                crate::domain::shorten(&unescape(&first))
+            ))
+        })?;
+        lines = lines.saturating_add(1);
+        entries.push(LastLine { row, at });
     }
+    drop(records);
+    drop(reader);
     Ok(Source {
         path: path.to_path_buf(),
         kind,
         lines,
+        rows: last_lines(entries),
         runs: read_runs(path),
+        file,
     })
+}
+
+/// Reads back, in row order, the line that counts for each row of `source`, its cells with
+/// the formula guard removed. A line that is no longer what the first pass read (the file was
+/// rewritten in place meanwhile) stops the report.
+fn each_row(
+    source: &Source,
+    mut visit: impl FnMut(&[String]) -> Result<(), BuildError>,
+) -> Result<(), BuildError> {
+    let shown = source.path.display();
+    let changed = || {
+        BuildError::Read(usage(format!(
+            "'{shown}' changed while it was being read: nothing was written; make the report again"
+        )))
+    };
+    let cannot_read =
+        |e: csv::Error| BuildError::Read(usage(format!("cannot read '{shown}': {e}")));
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(&source.file);
+    let mut record = ByteRecord::new();
+    let mut cells: Vec<String> = Vec::new();
+    let width = source.kind.header().len();
+    for last in &source.rows {
+        let mut at = Position::new();
+        at.set_byte(last.at);
+        reader.seek(at).map_err(cannot_read)?;
+        let read = reader.read_byte_record(&mut record).map_err(cannot_read)?;
+        if !read || record.len() != width || row_number(&record) != Some(last.row) {
+            return Err(changed());
+        }
+        cells.clear();
+        cells.extend(record.iter().map(|c| unescape(&String::from_utf8_lossy(c))));
+        visit(&cells)?;
+    }
+    Ok(())
 }
 
 fn read_runs(path: &Path) -> Runs {
@@ -256,50 +345,48 @@ fn read_runs(path: &Path) -> Runs {
     }
 }
 
-/// The rows of all files: the last line for a (row, tenant) wins, files read in the given
-/// order; sorted by row number (input order), ties in the order first seen.
-pub fn merge(sources: &[Source]) -> Vec<Line> {
-    let mut index: HashMap<(u64, String), usize> = HashMap::new();
-    let mut rows: Vec<Line> = Vec::new();
-    for line in sources.iter().flat_map(|s| &s.lines) {
-        let tenant = line
-            .cells
-            .get(1)
-            .map(|t| t.trim().to_ascii_lowercase())
-            .unwrap_or_default();
-        match index.get(&(line.row, tenant.clone())) {
-            Some(&i) => rows[i] = line.clone(),
-            None => {
-                index.insert((line.row, tenant), rows.len());
-                rows.push(line.clone());
-            }
-        }
-    }
-    rows.sort_by_key(|l| l.row);
-    rows
-}
-
 /// Rows per status (or state): the contract's words first, zeros included, then any other
 /// word found, in the order first seen.
-pub fn counts(kind: FileKind, rows: &[Line]) -> Vec<(String, u64)> {
-    let mut out: Vec<(String, u64)> = kind
-        .statuses()
-        .into_iter()
-        .map(|s| (s.to_string(), 0))
-        .collect();
-    let column = kind.status_column();
-    for line in rows {
-        let word = line.cells.get(column).map_or("", String::as_str);
-        match out.iter_mut().find(|(w, _)| w == word) {
-            Some((_, n)) => *n += 1,
-            None => out.push((word.to_string(), 1)),
+#[derive(Debug, Clone)]
+pub struct Counts(Vec<(String, u64)>);
+
+impl Counts {
+    pub fn new(kind: FileKind) -> Self {
+        Counts(
+            kind.statuses()
+                .into_iter()
+                .map(|s| (s.to_string(), 0))
+                .collect(),
+        )
+    }
+
+    pub fn add(&mut self, word: &str) {
+        match self.0.iter_mut().find(|(w, _)| w == word) {
+            Some((_, n)) => *n = n.saturating_add(1),
+            None => self.0.push((word.to_string(), 1)),
         }
     }
-    out
+
+    pub fn words(&self) -> &[(String, u64)] {
+        &self.0
+    }
 }
 
 /// Runs `report`.
 pub fn run(config: &ReportConfig) -> Result<Exit, AppError> {
+    for (i, path) in config.files.iter().enumerate() {
+        let id = crate::files::identity(path);
+        if let Some(earlier) = config.files[..i]
+            .iter()
+            .find(|p| crate::files::identity(p) == id)
+        {
+            return Err(usage(format!(
+                "'{}' is given twice (also as '{}'): give each file once",
+                path.display(),
+                earlier.display()
+            )));
+        }
+    }
     let mut sources = Vec::with_capacity(config.files.len());
     for path in &config.files {
         sources.push(read_source(path)?);
@@ -316,38 +403,90 @@ pub fn run(config: &ReportConfig) -> Result<Exit, AppError> {
             kind.noun()
         )));
     }
-    let rows = merge(&sources);
-    if rows.len() >= MAX_SHEET_ROWS {
+    let total = sources
+        .iter()
+        .fold(0usize, |n, s| n.saturating_add(s.rows.len()));
+    if total >= MAX_SHEET_ROWS {
         return Err(usage(format!(
-            "{} rows do not fit on one worksheet (at most {})",
-            rows.len(),
+            "{total} rows do not fit on one worksheet (Excel holds at most {} under the header): \
+             nothing was written; make one workbook per file, or split the input",
             MAX_SHEET_ROWS - 1
         )));
     }
-    let counts = counts(kind, &rows);
-    let write_error = |e: String| {
+    let output = &config.output;
+    let cannot_write = |e: String| {
         AppError::Aborted(format!(
             "cannot write '{}': {e}; nothing was written",
-            config.output.display()
+            output.display()
         ))
     };
-    let bytes = build(kind, &rows, &counts, &sources)
-        .and_then(|mut wb| wb.save_to_buffer())
-        .map_err(|e| write_error(e.to_string()))?;
-    crate::files::replace_private(&config.output, &bytes)
-        .map_err(|e| write_error(e.to_string()))?;
+    // Rows wait in an unnamed temporary file beside the workbook rather than in the system's
+    // temporary folder, which may live in memory.
+    let special = crate::files::is_special(output);
+    let tempdir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut workbook = Workbook::new();
+    if !special {
+        workbook
+            .set_tempdir(tempdir)
+            .map_err(|e| cannot_write(e.to_string()))?;
+    }
+    build(&mut workbook, kind, &sources).map_err(|e| e.into_app(&cannot_write))?;
+    let saved = if special {
+        // A pipe cannot be seeked: the workbook is made in memory first.
+        workbook
+            .save_to_buffer()
+            .map_err(|e| cannot_write(e.to_string()))
+            .and_then(|bytes| {
+                crate::files::replace_private(output, &bytes)
+                    .map_err(|e| cannot_write(e.to_string()))
+            })
+    } else {
+        crate::files::replace_private_with(output, |file| {
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
+            workbook
+                .save_to_writer(&mut out)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            std::io::Write::flush(&mut out)
+        })
+        .map_err(|e| cannot_write(e.to_string()))
+    };
+    saved?;
     say(
         Say::Summary,
         &format!(
             "wrote '{}': {} rows from {} file{} ({})",
-            config.output.display(),
-            rows.len(),
+            output.display(),
+            total,
             sources.len(),
             if sources.len() == 1 { "" } else { "s" },
             kind.noun().trim_start_matches("a ")
         ),
     );
     Ok(Exit::Success)
+}
+
+/// Why the workbook could not be made: a file read back wrong, or the workbook itself.
+enum BuildError {
+    Read(AppError),
+    Write(XlsxError),
+}
+
+impl From<XlsxError> for BuildError {
+    fn from(e: XlsxError) -> Self {
+        BuildError::Write(e)
+    }
+}
+
+impl BuildError {
+    fn into_app(self, cannot_write: &dyn Fn(String) -> AppError) -> AppError {
+        match self {
+            BuildError::Read(e) => e,
+            BuildError::Write(e) => cannot_write(e.to_string()),
+        }
+    }
 }
 
 /// Keeps the widest cell of each column, for sensible column widths.
@@ -470,71 +609,89 @@ fn write_cell(
     Ok(text.chars().count())
 }
 
-fn to_row(n: usize) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
-}
-
 fn to_col(n: usize) -> u16 {
     u16::try_from(n).unwrap_or(u16::MAX)
 }
 
+/// Makes the workbook: the Summary sheet first, the Rows sheet written as the rows are read;
+/// returns the rows counted per status.
 fn build(
+    workbook: &mut Workbook,
     kind: FileKind,
-    rows: &[Line],
-    counts: &[(String, u64)],
     sources: &[Source],
-) -> Result<Workbook, XlsxError> {
+) -> Result<Counts, BuildError> {
     let f = Formats::new();
-    let mut workbook = Workbook::new();
     workbook.set_properties(
         &DocProperties::new()
             .set_title(kind.title())
             .set_author("mca-attest"),
     );
-    let summary = workbook.add_worksheet();
-    summary.set_name("Summary")?;
-    write_summary(summary, &f, kind, rows.len(), counts, sources)?;
-    let sheet = workbook.add_worksheet();
+    workbook.add_worksheet().set_name("Summary")?;
+    let sheet = workbook.add_worksheet_with_constant_memory()?;
     sheet.set_name("Rows")?;
-    write_rows(sheet, &f, kind, rows)?;
-    Ok(workbook)
+    let (total, counts) = write_rows(sheet, &f, kind, sources)?;
+    // The Summary sheet is an ordinary one: it can be filled once the counts are known.
+    let summary = workbook.worksheet_from_index(0)?;
+    write_summary(summary, &f, kind, total, &counts, sources)?;
+    Ok(counts)
 }
 
+/// Writes the Rows sheet, rows strictly in order (constant-memory mode forgets a row once the
+/// next one starts); returns the rows written and their counts per status.
 fn write_rows(
     sheet: &mut Worksheet,
     f: &Formats,
     kind: FileKind,
-    rows: &[Line],
-) -> Result<(), XlsxError> {
-    let header = kind.header();
-    let types: Vec<CellType> = header.iter().map(|h| cell_type(h)).collect();
+    sources: &[Source],
+) -> Result<(u32, Counts), BuildError> {
+    let several = sources.len() > 1;
+    let mut columns: Vec<&str> = Vec::with_capacity(kind.header().len() + 1);
+    if several {
+        columns.push("source");
+    }
+    columns.extend_from_slice(kind.header());
+    let first = usize::from(several);
+    let types: Vec<CellType> = kind.header().iter().map(|h| cell_type(h)).collect();
     let mut widths = Widths::default();
-    for (c, name) in header.iter().enumerate() {
+    for (c, name) in columns.iter().enumerate() {
         sheet.write_string_with_format(0, to_col(c), *name, &f.header)?;
         // Room for the filter button.
         widths.see(to_col(c), name.len() + 2);
     }
-    for (r, line) in rows.iter().enumerate() {
-        let r = to_row(r + 1);
-        for (c, (text, ty)) in line.cells.iter().zip(&types).enumerate() {
-            let w = write_cell(sheet, f, r, to_col(c), *ty, text)?;
-            widths.see(to_col(c), w);
-        }
+    let mut counts = Counts::new(kind);
+    let mut r: u32 = 0;
+    for source in sources {
+        let name = source.path.display().to_string();
+        let name = fit(&name);
+        let name_width = name.chars().count();
+        each_row(source, |cells| {
+            r = r.saturating_add(1);
+            if several {
+                sheet.write_string(r, 0, name)?;
+                widths.see(0, name_width);
+            }
+            for (c, (text, ty)) in cells.iter().zip(&types).enumerate() {
+                let col = to_col(c + first);
+                let w = write_cell(sheet, f, r, col, *ty, text)?;
+                widths.see(col, w);
+            }
+            counts.add(cells.get(kind.status_column()).map_or("", String::as_str));
+            Ok(())
+        })?;
     }
-    let last_row = to_row(rows.len());
-    let last_col = to_col(header.len() - 1);
+    let last_col = to_col(columns.len().saturating_sub(1));
     widths.apply(sheet)?;
     sheet.set_freeze_panes(1, 0)?;
-    sheet.autofilter(0, 0, last_row, last_col)?;
-    if last_row > 0 {
+    sheet.autofilter(0, 0, r, last_col)?;
+    if r > 0 {
         // Tenant ids, error codes and phone numbers are text on purpose.
-        sheet.ignore_error_range(1, 0, last_row, last_col, IgnoreError::NumberStoredAsText)?;
+        sheet.ignore_error_range(1, 0, r, last_col, IgnoreError::NumberStoredAsText)?;
     }
     sheet
         .set_landscape()
         .set_print_fit_to_pages(1, 0)
         .set_repeat_rows(0, 0)?;
-    Ok(())
+    Ok((r, counts))
 }
 
 /// Writes a text cell of the Summary sheet, keeping its width.
@@ -559,8 +716,8 @@ fn write_summary(
     sheet: &mut Worksheet,
     f: &Formats,
     kind: FileKind,
-    total: usize,
-    counts: &[(String, u64)],
+    total: u32,
+    counts: &Counts,
     sources: &[Source],
 ) -> Result<(), XlsxError> {
     let mut widths = Widths::default();
@@ -569,7 +726,7 @@ fn write_summary(
         1,
         0,
         format!(
-            "Made by mca-attest {} on {} from {} file{}. Times are UTC. Rows: one per input row, the last line recorded for it.",
+            "Made by mca-attest {} on {} from {} file{}. Times are UTC. Rows: one per input row of each file, the last line recorded for it.",
             env!("CARGO_PKG_VERSION"),
             crate::domain::rfc3339(Utc::now()),
             sources.len(),
@@ -590,7 +747,7 @@ fn write_summary(
     )?;
     put(sheet, &mut widths, top, 1, "rows", Some(&f.header_number))?;
     let mut r = top + 1;
-    for (word, n) in counts {
+    for (word, n) in counts.words() {
         put(
             sheet,
             &mut widths,
@@ -604,7 +761,7 @@ fn write_summary(
     }
     let last_count = r - 1;
     put(sheet, &mut widths, r, 0, "total", Some(&f.bold))?;
-    sheet.write_number_with_format(r, 1, total as f64, &f.bold)?;
+    sheet.write_number_with_format(r, 1, f64::from(total), &f.bold)?;
 
     let mut chart = Chart::new(ChartType::Column);
     chart
@@ -618,7 +775,7 @@ fn write_summary(
         .set_name(&format!("Rows per {}", kind.status_label()));
     chart.legend().set_hidden();
     chart.y_axis().set_min(0);
-    if counts.iter().all(|(_, n)| *n <= 10) {
+    if counts.words().iter().all(|(_, n)| *n <= 10) {
         // Whole rows only on a short axis.
         chart.y_axis().set_major_unit(1);
     }
@@ -656,7 +813,7 @@ fn write_summary(
             s.kind.noun().trim_start_matches("a "),
             None,
         )?;
-        sheet.write_number(r, 1, s.lines.len() as f64)?;
+        sheet.write_number(r, 1, s.lines as f64)?;
         let manifest = match &s.runs {
             Runs::Missing => "none".to_string(),
             Runs::Unreadable(e) => format!("unreadable: {e}"),
@@ -744,44 +901,48 @@ fn write_summary(
 mod tests {
     use super::*;
 
-    fn line(row: u64, tenant: &str, status: &str) -> Line {
-        let mut cells = vec![String::new(); RESULTS_HEADER.len()];
-        cells[0] = row.to_string();
-        cells[1] = tenant.to_string();
-        cells[7] = status.to_string();
-        Line { row, cells }
-    }
+    use proptest::prelude::*;
 
-    fn source(lines: Vec<Line>) -> Source {
-        Source {
-            path: PathBuf::from("r.csv"),
-            kind: FileKind::Results,
-            lines,
-            runs: Runs::Missing,
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Lines in any order, rows repeated: one entry per row, in row order, the one written
+        /// last (the greatest offset).
+        #[test]
+        fn one_entry_per_row_the_last_written(rows in prop::collection::vec(0u64..20, 0..60)) {
+            let entries: Vec<LastLine> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, row)| LastLine { row: *row, at: (i as u64 + 1) * 100 })
+                .collect();
+            let kept = last_lines(entries.clone());
+            let mut expected: Vec<LastLine> = Vec::new();
+            let mut distinct: Vec<u64> = rows.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            for row in distinct {
+                let last = entries.iter().rev().find(|e| e.row == row).unwrap();
+                expected.push(*last);
+            }
+            prop_assert_eq!(kept, expected);
         }
     }
 
     #[test]
-    fn the_last_line_for_a_row_wins_and_rows_keep_input_order() {
-        let a = source(vec![
-            line(2, "T2", "failed"),
-            line(1, "t1", "confirmed"),
-            line(2, "t2", "confirmed"),
-        ]);
-        let b = source(vec![
-            line(3, "t3", "invalid"),
-            line(1, "t1", "already_confirmed"),
-        ]);
-        let rows = merge(&[a, b]);
-        let got: Vec<(u64, &str)> = rows.iter().map(|l| (l.row, l.cells[7].as_str())).collect();
-        assert_eq!(
-            got,
-            [(1, "already_confirmed"), (2, "confirmed"), (3, "invalid")]
-        );
-        let c = counts(FileKind::Results, &rows);
-        assert!(c.contains(&("confirmed".to_string(), 1)));
-        assert!(c.contains(&("failed".to_string(), 0)));
-        assert!(!c.iter().any(|(w, _)| w == "valid"));
+    fn counts_list_every_status_of_the_contract_conflict_included() {
+        let mut c = Counts::new(FileKind::Results);
+        c.add("confirmed");
+        c.add("conflict");
+        c.add("conflict");
+        c.add("odd");
+        let words = c.words();
+        assert!(words.contains(&("conflict".to_string(), 2)));
+        assert!(words.contains(&("confirmed".to_string(), 1)));
+        assert!(words.contains(&("failed".to_string(), 0)));
+        assert!(!words.iter().any(|(w, _)| w == "valid"));
+        assert_eq!(words.last(), Some(&("odd".to_string(), 1)));
+        let states = Counts::new(FileKind::Status);
+        assert_eq!(states.words().len(), CustomerState::ALL.len());
     }
 
     #[test]
