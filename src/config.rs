@@ -8,11 +8,11 @@ use chrono::{DateTime, Utc};
 use reqwest::Url;
 
 use crate::api::client::{DEFAULT_BASE_URL, parse_base_url};
-use crate::cli::{ApiArgs, ConfirmArgs, InputArgs, StatusArgs, ValidateArgs};
+use crate::cli::{ApiArgs, ConfirmArgs, InputArgs, InputEncoding, StatusArgs, ValidateArgs};
 use crate::domain::DateAgreed;
 use crate::error::AppError;
 use crate::files::{is_null_device, is_special, same_file};
-use crate::input::{Column, InputOptions};
+use crate::input::{Column, Encoding, InputOptions};
 use crate::manifest::manifest_path;
 use crate::rate::Rate;
 use crate::results::{OutputTarget, ReportMode};
@@ -88,6 +88,7 @@ impl TryFrom<&ApiArgs> for ApiConfig {
 pub struct InputConfig {
     /// `None`: detected from the header line.
     pub delimiter: Option<u8>,
+    pub encoding: Encoding,
     pub default_date: Option<DateAgreed>,
 }
 
@@ -97,6 +98,7 @@ impl TryFrom<&InputArgs> for InputConfig {
     fn try_from(args: &InputArgs) -> Result<Self, AppError> {
         Ok(InputConfig {
             delimiter: args.delimiter.as_deref().map(parse_delimiter).transpose()?,
+            encoding: args.encoding.into(),
             default_date: args
                 .default_date_agreed
                 .as_deref()
@@ -122,6 +124,16 @@ impl InputConfig {
         InputOptions {
             delimiter: self.delimiter,
             required,
+            encoding: self.encoding,
+        }
+    }
+}
+
+impl From<InputEncoding> for Encoding {
+    fn from(arg: InputEncoding) -> Self {
+        match arg {
+            InputEncoding::Utf8 => Encoding::Utf8,
+            InputEncoding::Windows1252 => Encoding::Windows1252,
         }
     }
 }
@@ -337,6 +349,7 @@ impl TryFrom<&ConfirmArgs> for ConfirmConfig {
 pub struct StatusConfig {
     pub api: ApiConfig,
     pub delimiter: Option<u8>,
+    pub encoding: Encoding,
     pub files: RunFiles,
     pub max_attempts: u32,
     pub refresh_cutoff: DateTime<Utc>,
@@ -370,6 +383,7 @@ impl TryFrom<&StatusArgs> for StatusConfig {
         Ok(StatusConfig {
             api: ApiConfig::try_from(&args.api)?,
             delimiter: args.delimiter.as_deref().map(parse_delimiter).transpose()?,
+            encoding: args.encoding.into(),
             files,
             max_attempts: max_attempts(args.max_attempts)?,
             refresh_cutoff,

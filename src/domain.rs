@@ -39,7 +39,12 @@ pub struct NamedRow(RowNumber);
 
 impl fmt::Display for NamedRow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "row {} (spreadsheet line {})", self.0, self.0.spreadsheet_line())
+        write!(
+            f,
+            "row {} (spreadsheet line {})",
+            self.0,
+            self.0.spreadsheet_line()
+        )
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use mca_attest::domain::{RowNumber, RowStatus, Signer, SignerKey, TenantId, rfc3339};
-use mca_attest::input::{Column, InputOptions, InputReader, RawFields};
+use mca_attest::input::{Column, Encoding, InputOptions, InputReader, RawFields};
 use mca_attest::results::{
     OutputTarget, RESULTS_HEADER, ReportMode, ReportRecord, ReportWriter, ResultRecord,
     escape_formula,
@@ -35,6 +35,7 @@ fn all_columns() -> InputOptions {
     InputOptions {
         delimiter: b','.into(),
         required: Column::ALL.to_vec(),
+        encoding: Encoding::Utf8,
     }
 }
 
@@ -181,7 +182,11 @@ proptest! {
         ];
         write_csv(&path, &header, &records, delimiter, crlf).expect("write the CSV");
 
-        let options = InputOptions { delimiter: delimiter.into(), required: Column::ALL.to_vec() };
+        let options = InputOptions {
+            delimiter: delimiter.into(),
+            required: Column::ALL.to_vec(),
+            encoding: Encoding::Utf8,
+        };
         let mut reader = InputReader::open(&path, &options)
             .map_err(|e| TestCaseError::fail(format!("open: {e}")))?;
         let mut read = Vec::new();

@@ -250,7 +250,7 @@ fn write_report(
                 (None, _) => {
                     message.push_str(text(r, 6));
                     if first_invalid.len() < SHOWN_INVALID {
-                        first_invalid.push((r.row.0, text(r, 6).to_string()));
+                        first_invalid.push((r.row, text(r, 6).to_string()));
                     }
                     RowStatus::Invalid
                 }
@@ -297,20 +297,21 @@ fn write_report(
 
 /// What writing the report found: the counts, the bytes the duplicate index held, and the
 /// first invalid rows (row number, message).
-type Written = (Tally<RowStatus>, usize, Vec<(u64, String)>);
+type Written = (Tally<RowStatus>, usize, Vec<(RowNumber, String)>);
 
 /// Invalid rows shown on stderr, so the first ones need no digging in the report.
 const SHOWN_INVALID: usize = 10;
 
 /// The first invalid rows with their messages, and how many more the report holds.
-fn invalid_hint(first: &[(u64, String)], invalid: u64) -> Option<String> {
+fn invalid_hint(first: &[(RowNumber, String)], invalid: u64) -> Option<String> {
     if first.is_empty() {
         return None;
     }
     let mut text = String::from("invalid rows (the message names the field and the reason):");
     for (row, message) in first {
         text.push_str(&format!(
-            "\n  row {row}: {}",
+            "\n  {}: {}",
+            row.named(),
             crate::api::error::printable(message)
         ));
     }
