@@ -1,7 +1,8 @@
 //! Streaming CSV input: opens and sniffs the file, maps the header onto the columns the tool
 //! knows (with the contract's aliases), and yields one [`RawRow`] per data record without
 //! holding more than that record in memory: records longer than [`MAX_RECORD_BYTES`] are cut
-//! short on the way in (see [`RecordLimit`]) and come out as invalid rows.
+//! short on the way in (see [`RecordLimit`]) and come out as invalid rows. A file that is not
+//! UTF-8 is refused unless `--encoding windows-1252` says how to read it (see [`Encoding`]).
 
 mod encoding;
 mod fingerprinting;

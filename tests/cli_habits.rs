@@ -160,7 +160,7 @@ fn validate_shows_the_first_ten_bad_rows_with_their_messages() {
         .collect();
     assert_eq!(shown.len(), 10, "{run}");
     assert!(
-        shown[0].contains("row 1: email") && shown[0].contains("broken1"),
+        shown[0].contains("row 1 (spreadsheet line 2): email") && shown[0].contains("broken1"),
         "{run}"
     );
     run.expect_stderr_contains("and 2 more in the report");
