@@ -568,6 +568,46 @@ mod tests {
         assert!(parse_delimiter("\"").is_err());
     }
 
+    /// Every command that reads an input takes `--encoding`, in each spelling, the last one
+    /// given winning; none given is UTF-8; anything else is a usage error.
+    #[test]
+    fn every_input_command_takes_the_encoding_in_any_spelling() {
+        use clap::Parser;
+        let encoding = |args: &[&str]| -> Option<Encoding> {
+            let cli = crate::cli::Cli::try_parse_from(args).ok()?;
+            let encoding = match &cli.command {
+                crate::cli::Command::Confirm(a) => ConfirmConfig::try_from(a).ok()?.input.encoding,
+                crate::cli::Command::Validate(a) => {
+                    ValidateConfig::try_from(a).ok()?.input.encoding
+                }
+                crate::cli::Command::Status(a) => StatusConfig::try_from(a).ok()?.encoding,
+                _ => return None,
+            };
+            Some(encoding)
+        };
+        for command in ["confirm", "validate", "status"] {
+            let base = ["mca-attest", command, "in.csv"];
+            assert_eq!(encoding(&base), Some(Encoding::Utf8), "{command}");
+            for (given, expected) in [
+                ("utf-8", Encoding::Utf8),
+                ("UTF-8", Encoding::Utf8),
+                ("utf8", Encoding::Utf8),
+                ("windows-1252", Encoding::Windows1252),
+                ("Windows-1252", Encoding::Windows1252),
+                ("cp1252", Encoding::Windows1252),
+            ] {
+                let args = [&base[..], &["--encoding", given]].concat();
+                assert_eq!(encoding(&args), Some(expected), "{command} {given}");
+                let twice = [&args[..], &["--encoding", "utf-8"]].concat();
+                assert_eq!(encoding(&twice), Some(Encoding::Utf8), "{command} {given}");
+            }
+            for wrong in ["latin-9", "utf-16", ""] {
+                let args = [&base[..], &["--encoding", wrong]].concat();
+                assert_eq!(encoding(&args), None, "{command} {wrong}");
+            }
+        }
+    }
+
     #[test]
     fn default_date_today_is_midnight_utc() {
         let d = parse_default_date("today").unwrap();
