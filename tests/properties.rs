@@ -800,6 +800,15 @@ proptest! {
             prop_assert_eq!(unescape(line.get("first_name")), first.as_str(), "{}", run);
             prop_assert_eq!(unescape(line.get("last_name")), last.as_str(), "{}", run);
         }
+
+        // Told to read it as Windows-1252, the tool does, and warns when the head says UTF-8.
+        let mut cmd = wd.command(["validate", "utf8.csv", "-o", "as-1252.csv"]);
+        cmd.args(["--encoding", "windows-1252"]);
+        let run = cmd.run();
+        prop_assert!(matches!(run.code(), Some(0 | 1)), "{}", run);
+        let text = export.text();
+        let head_ascii = text.as_bytes()[..text.len().min(HEAD_BYTES)].is_ascii();
+        prop_assert_eq!(run.stderr.contains("reads as UTF-8"), !head_ascii, "{}", run);
     }
 }
 
