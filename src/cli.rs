@@ -54,6 +54,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// The character encoding of an input file (`--encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InputEncoding {
+    /// UTF-8, a byte order mark or not ("CSV UTF-8 (Comma delimited)")
+    #[value(name = "utf-8", alias = "utf8")]
+    Utf8,
+    /// Excel's "CSV (Comma delimited)" on Western Windows
+    #[value(name = "windows-1252", aliases = ["cp1252", "windows1252"])]
+    Windows1252,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate INPUT, fetch the MCA template once, confirm every valid row
@@ -179,6 +190,11 @@ pub struct InputArgs {
     #[arg(long, value_name = "CHAR")]
     pub delimiter: Option<String>,
 
+    /// Character encoding of the input: windows-1252 reads Excel's "CSV (Comma delimited)"
+    /// (the results are UTF-8 either way)
+    #[arg(long, value_enum, value_name = "ENCODING", default_value_t = InputEncoding::Utf8, ignore_case = true)]
+    pub encoding: InputEncoding,
+
     /// Fill blank date_agreed cells with this date (YYYY-MM-DD, RFC 3339, or 'today')
     #[arg(long, value_name = "DATE|today")]
     pub default_date_agreed: Option<String>,
@@ -293,6 +309,11 @@ pub struct StatusArgs {
     /// Field separator of the input: ',' ';' or '\t' [default: detected from the header line]
     #[arg(long, value_name = "CHAR")]
     pub delimiter: Option<String>,
+
+    /// Character encoding of the input: windows-1252 reads Excel's "CSV (Comma delimited)"
+    /// (the report is UTF-8 either way)
+    #[arg(long, value_enum, value_name = "ENCODING", default_value_t = InputEncoding::Utf8, ignore_case = true)]
+    pub encoding: InputEncoding,
 
     /// Confirmations dated before this are `stale`: the customer must accept again
     #[arg(long, value_name = "DATE", default_value = crate::reconcile::DEFAULT_REFRESH_CUTOFF)]

@@ -8,11 +8,11 @@ use chrono::{DateTime, Utc};
 use reqwest::Url;
 
 use crate::api::client::{DEFAULT_BASE_URL, parse_base_url};
-use crate::cli::{ApiArgs, ConfirmArgs, InputArgs, StatusArgs, ValidateArgs};
+use crate::cli::{ApiArgs, ConfirmArgs, InputArgs, InputEncoding, StatusArgs, ValidateArgs};
 use crate::domain::DateAgreed;
 use crate::error::AppError;
 use crate::files::{is_null_device, is_special, same_file};
-use crate::input::{Column, InputOptions};
+use crate::input::{Column, Encoding, InputOptions};
 use crate::manifest::manifest_path;
 use crate::rate::Rate;
 use crate::results::{OutputTarget, ReportMode};
@@ -88,6 +88,7 @@ impl TryFrom<&ApiArgs> for ApiConfig {
 pub struct InputConfig {
     /// `None`: detected from the header line.
     pub delimiter: Option<u8>,
+    pub encoding: Encoding,
     pub default_date: Option<DateAgreed>,
 }
 
@@ -97,6 +98,7 @@ impl TryFrom<&InputArgs> for InputConfig {
     fn try_from(args: &InputArgs) -> Result<Self, AppError> {
         Ok(InputConfig {
             delimiter: args.delimiter.as_deref().map(parse_delimiter).transpose()?,
+            encoding: args.encoding.into(),
             default_date: args
                 .default_date_agreed
                 .as_deref()
@@ -122,6 +124,16 @@ impl InputConfig {
         InputOptions {
             delimiter: self.delimiter,
             required,
+            encoding: self.encoding,
+        }
+    }
+}
+
+impl From<InputEncoding> for Encoding {
+    fn from(arg: InputEncoding) -> Self {
+        match arg {
+            InputEncoding::Utf8 => Encoding::Utf8,
+            InputEncoding::Windows1252 => Encoding::Windows1252,
         }
     }
 }
@@ -337,6 +349,7 @@ impl TryFrom<&ConfirmArgs> for ConfirmConfig {
 pub struct StatusConfig {
     pub api: ApiConfig,
     pub delimiter: Option<u8>,
+    pub encoding: Encoding,
     pub files: RunFiles,
     pub max_attempts: u32,
     pub refresh_cutoff: DateTime<Utc>,
@@ -370,6 +383,7 @@ impl TryFrom<&StatusArgs> for StatusConfig {
         Ok(StatusConfig {
             api: ApiConfig::try_from(&args.api)?,
             delimiter: args.delimiter.as_deref().map(parse_delimiter).transpose()?,
+            encoding: args.encoding.into(),
             files,
             max_attempts: max_attempts(args.max_attempts)?,
             refresh_cutoff,
@@ -552,6 +566,46 @@ mod tests {
         assert_eq!(parse_delimiter("\\t").unwrap(), b'\t');
         assert!(parse_delimiter("ab").is_err());
         assert!(parse_delimiter("\"").is_err());
+    }
+
+    /// Every command that reads an input takes `--encoding`, in each spelling, the last one
+    /// given winning; none given is UTF-8; anything else is a usage error.
+    #[test]
+    fn every_input_command_takes_the_encoding_in_any_spelling() {
+        use clap::Parser;
+        let encoding = |args: &[&str]| -> Option<Encoding> {
+            let cli = crate::cli::Cli::try_parse_from(args).ok()?;
+            let encoding = match &cli.command {
+                crate::cli::Command::Confirm(a) => ConfirmConfig::try_from(a).ok()?.input.encoding,
+                crate::cli::Command::Validate(a) => {
+                    ValidateConfig::try_from(a).ok()?.input.encoding
+                }
+                crate::cli::Command::Status(a) => StatusConfig::try_from(a).ok()?.encoding,
+                _ => return None,
+            };
+            Some(encoding)
+        };
+        for command in ["confirm", "validate", "status"] {
+            let base = ["mca-attest", command, "in.csv"];
+            assert_eq!(encoding(&base), Some(Encoding::Utf8), "{command}");
+            for (given, expected) in [
+                ("utf-8", Encoding::Utf8),
+                ("UTF-8", Encoding::Utf8),
+                ("utf8", Encoding::Utf8),
+                ("windows-1252", Encoding::Windows1252),
+                ("Windows-1252", Encoding::Windows1252),
+                ("cp1252", Encoding::Windows1252),
+            ] {
+                let args = [&base[..], &["--encoding", given]].concat();
+                assert_eq!(encoding(&args), Some(expected), "{command} {given}");
+                let twice = [&args[..], &["--encoding", "utf-8"]].concat();
+                assert_eq!(encoding(&twice), Some(Encoding::Utf8), "{command} {given}");
+            }
+            for wrong in ["latin-9", "utf-16", ""] {
+                let args = [&base[..], &["--encoding", wrong]].concat();
+                assert_eq!(encoding(&args), None, "{command} {wrong}");
+            }
+        }
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Streaming CSV input: opens and sniffs the file, maps the header onto the columns the tool
 //! knows (with the contract's aliases), and yields one [`RawRow`] per data record without
 //! holding more than that record in memory: records longer than [`MAX_RECORD_BYTES`] are cut
-//! short on the way in (see [`RecordLimit`]) and come out as invalid rows.
+//! short on the way in (see [`RecordLimit`]) and come out as invalid rows. A file that is not
+//! UTF-8 is refused unless `--encoding windows-1252` says how to read it (see [`Encoding`]).
 
+mod encoding;
 mod fingerprinting;
 mod record_limit;
 mod second_pass;
@@ -17,6 +19,7 @@ use csv::ByteRecord;
 use crate::domain::RowNumber;
 use crate::progress::ReadPosition;
 
+pub use encoding::{Encoding, ForeignByte};
 pub use fingerprinting::{Fingerprinting, fingerprint_input};
 pub use record_limit::{Cut, RecordLimit};
 pub use second_pass::RowSpool;
@@ -131,7 +134,23 @@ pub enum InputError {
     )]
     Workbook { path: PathBuf },
     #[error(
-        "input file '{path}': the header line is not valid UTF-8: save the file as UTF-8 and try again"
+        "input file '{path}' is not UTF-8: it reads as Windows-1252, the encoding of Excel's \"CSV (Comma delimited)\" (line {line} holds {byte}). Either save it from Excel with File > Save As > \"CSV UTF-8 (Comma delimited) (*.csv)\", or pass --encoding windows-1252 to read it as such (the results are UTF-8 either way)"
+    )]
+    Windows1252 {
+        path: PathBuf,
+        line: u64,
+        byte: ForeignByte,
+    },
+    #[error(
+        "input file '{path}' is not UTF-8 (line {line} holds {byte}, which is not text in UTF-8 or in Windows-1252): save it from Excel with File > Save As > \"CSV UTF-8 (Comma delimited) (*.csv)\" and give that file"
+    )]
+    NotUtf8 {
+        path: PathBuf,
+        line: u64,
+        byte: ForeignByte,
+    },
+    #[error(
+        "input file '{path}': the header line is not valid UTF-8: save the file as \"CSV UTF-8 (Comma delimited)\", or pass --encoding windows-1252 if it is Excel's \"CSV (Comma delimited)\""
     )]
     HeaderNotUtf8 { path: PathBuf },
     #[error(
@@ -251,12 +270,13 @@ pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 pub const MAX_HEADER_BYTES: usize = 1024 * 1024;
 
 /// How the input file is to be read.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct InputOptions {
     /// `None`: detected from the header line.
     pub delimiter: Option<u8>,
     /// Columns whose absence is a file-level error.
     pub required: Vec<Column>,
+    pub encoding: Encoding,
 }
 
 /// A stream read once: its sniffed first bytes, then the rest, hashed as they pass.
@@ -298,6 +318,17 @@ pub struct InputReader {
     streamed: Option<Arc<OnceLock<InputFingerprint>>>,
     /// The options it was opened with, the delimiter as detected (for a second reader).
     options: InputOptions,
+    encoding: Encoding,
+    /// Where a Windows-1252 record is decoded to, reused.
+    decoded: ByteRecord,
+    /// Whether a row's problem has already said that the file seems to be Windows-1252.
+    told_encoding: bool,
+    /// A reader of the first of two readings (see [`InputReader::second_reader`]): the
+    /// second reading warns about what both find, once.
+    quiet: bool,
+    /// Whether the file's head is ASCII only: a Windows-1252 byte after UTF-8 letters is
+    /// damage or a mix, not a Windows-1252 file.
+    head_ascii: bool,
 }
 
 impl std::fmt::Debug for InputReader {
@@ -309,13 +340,22 @@ impl std::fmt::Debug for InputReader {
     }
 }
 
-const SNIFF_BYTES: usize = 8192;
+/// The file's first bytes, looked at before it is read as CSV: its kind (text, UTF-16, a
+/// workbook), its encoding, its separator. 64 KiB holds the header and hundreds of rows of a
+/// real file, so an export in the wrong encoding is told at once, before anything is sent.
+const SNIFF_BYTES: usize = 64 * 1024;
 
 impl InputReader {
     /// Opens the file (`-`: standard input), checks that it is CSV text and that the required
     /// columns are present. A regular file is read from its start after the first bytes are
     /// sniffed; a pipe, FIFO or standard input is read once, those bytes first.
     pub fn open(path: &Path, options: &InputOptions) -> Result<Self, InputError> {
+        Self::open_as(path, options, false)
+    }
+
+    /// [`InputReader::open`]; a `quiet` reader (the first of two readings) leaves its
+    /// warnings to the second.
+    fn open_as(path: &Path, options: &InputOptions, quiet: bool) -> Result<Self, InputError> {
         let open_err = |source| InputError::Open {
             path: path.to_path_buf(),
             source,
@@ -350,7 +390,9 @@ impl InputReader {
             .take(SNIFF_BYTES as u64)
             .read_to_end(&mut head)
             .map_err(open_err)?;
-        sniff(path, &head)?;
+        let complete = head.len() < SNIFF_BYTES;
+        let head_ascii = head.is_ascii();
+        sniff(path, &head, complete, options.encoding, quiet)?;
         let delimiter = options.delimiter.unwrap_or_else(|| detect_delimiter(&head));
         let bytes_per_line = bytes_per_line(&head);
         let (source, streamed) = match regular {
@@ -378,6 +420,17 @@ impl InputReader {
             return Err(InputError::Empty {
                 path: path.to_path_buf(),
             });
+        }
+        let mut decoded = ByteRecord::new();
+        if options.encoding == Encoding::Windows1252 {
+            // A UTF-8 byte order mark would read as "ï»¿" and hide the first column's name.
+            if let Some(first) = header.get(0).and_then(|h| h.strip_prefix(b"\xEF\xBB\xBF")) {
+                let mut rest = ByteRecord::new();
+                rest.push_field(first);
+                rest.extend(header.iter().skip(1));
+                header = rest;
+            }
+            encoding::decode_1252(&mut header, &mut decoded);
         }
         let header_end = reader.position().byte();
         if reader.get_mut().take_cut(header_end).is_some() {
@@ -416,6 +469,11 @@ impl InputReader {
                 delimiter: Some(delimiter),
                 ..options.clone()
             },
+            encoding: options.encoding,
+            decoded,
+            told_encoding: false,
+            quiet,
+            head_ascii,
         })
     }
 
@@ -541,6 +599,9 @@ impl InputReader {
             }
             out.row = row;
             out.problem = self.problem(&out.record, row, cut);
+            if self.encoding == Encoding::Windows1252 {
+                encoding::decode_1252(&mut out.record, &mut self.decoded);
+            }
             out.columns = self.columns.clone();
             return Ok(true);
         }
@@ -610,14 +671,14 @@ impl InputReader {
     }
 
     /// A structural problem of `record` that makes the row invalid whatever its values.
-    fn problem(&self, record: &ByteRecord, row: RowNumber, cut: Option<Cut>) -> Option<String> {
+    fn problem(&mut self, record: &ByteRecord, row: RowNumber, cut: Option<Cut>) -> Option<String> {
         if let Some(cut) = cut {
             // Name the cell that makes it so large: the one the user has to look at. Only the
             // record's first MAX_RECORD_BYTES were read, so its sizes are lower bounds.
             let (field, largest) = self.largest_cell(record);
             Some(format!(
-                "{field}: row {} is longer than {} KiB (it starts at byte {} of the file; this cell holds {largest} bytes and more): an unbalanced quote?",
-                row.0,
+                "{field}: {} is longer than {} KiB (it starts at byte {} of the file; this cell holds {largest} bytes and more): an unbalanced quote?",
+                row.named(),
                 MAX_RECORD_BYTES / 1024,
                 cut.input_start
             ))
@@ -642,19 +703,46 @@ impl InputReader {
                     ""
                 }
             ))
-        } else if std::str::from_utf8(record.as_slice()).is_ok() {
+        } else if self.encoding == Encoding::Windows1252
+            || std::str::from_utf8(record.as_slice()).is_ok()
+        {
+            // A Windows-1252 record is decoded after this: every byte of it is text.
             None
         } else {
-            Column::ALL
-                .into_iter()
-                .find(|c| {
-                    self.columns
-                        .get(*c)
-                        .and_then(|p| record.get(p))
-                        .is_some_and(|b| std::str::from_utf8(b).is_err())
-                })
-                .map(|column| format!("{}: the cell is not valid UTF-8", column.name()))
+            let (column, byte) = Column::ALL.into_iter().find_map(|c| {
+                let cell = self.columns.get(c).and_then(|p| record.get(p))?;
+                ForeignByte::first_in(cell, true).map(|byte| (c, byte))
+            })?;
+            Some(self.not_utf8(column, byte, row))
         }
+    }
+
+    /// The problem of a cell that is not UTF-8 in a file whose head is (else opening it would
+    /// have failed): after a head of plain ASCII, a Windows-1252 file whose first accented
+    /// letter comes late. The first
+    /// such row says so in full, on stderr too; the later ones name the fix.
+    fn not_utf8(&mut self, column: Column, byte: ForeignByte, row: RowNumber) -> String {
+        let name = column.name();
+        if byte.in_1252().is_none() || !self.head_ascii {
+            return format!("{name}: the cell is not valid UTF-8 ({byte})");
+        }
+        if self.told_encoding {
+            return format!(
+                "{name}: the cell is not valid UTF-8 ({byte}): the file seems to be Windows-1252; save it as \"CSV UTF-8 (Comma delimited)\" or pass --encoding windows-1252"
+            );
+        }
+        self.told_encoding = true;
+        if !self.quiet {
+            tracing::warn!(
+                "input file '{}': {} is not UTF-8 ({byte}) though the file's first {} KiB are: the file seems to be Windows-1252, the encoding of Excel's \"CSV (Comma delimited)\", and every row like it is invalid. Save it from Excel with File > Save As > \"CSV UTF-8 (Comma delimited) (*.csv)\", or pass --encoding windows-1252 to read it as such",
+                self.path.display(),
+                row.named(),
+                SNIFF_BYTES / 1024
+            );
+        }
+        format!(
+            "{name}: the cell is not valid UTF-8 ({byte}): the file seems to be Windows-1252, the encoding of Excel's \"CSV (Comma delimited)\". Save it from Excel with File > Save As > \"CSV UTF-8 (Comma delimited) (*.csv)\", or pass --encoding windows-1252 to read it as such"
+        )
     }
 
     /// The name of the record's largest cell (its column number if the tool does not read it)
@@ -708,7 +796,15 @@ fn bytes_per_line(head: &[u8]) -> f64 {
     }
 }
 
-fn sniff(path: &Path, head: &[u8]) -> Result<(), InputError> {
+/// Checks the file's first bytes (`complete`: the whole file) for what is not CSV text the
+/// tool can read, with a message that says what to do.
+fn sniff(
+    path: &Path,
+    head: &[u8],
+    complete: bool,
+    encoding: Encoding,
+    quiet: bool,
+) -> Result<(), InputError> {
     // An .xlsx workbook is a zip archive; an .xls one an OLE compound file.
     const WORKBOOKS: [&[u8]; 2] = [b"PK\x03\x04", b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1"];
     if WORKBOOKS.iter().any(|magic| head.starts_with(magic)) {
@@ -754,7 +850,41 @@ fn sniff(path: &Path, head: &[u8]) -> Result<(), InputError> {
             offset,
         });
     }
-    Ok(())
+    sniff_encoding(path, head, complete, encoding, quiet)
+}
+
+/// A file that is not UTF-8 is refused as a whole: read as UTF-8, every accented letter
+/// would make its row invalid, and one cell in the wrong encoding is the whole file in it.
+/// Excel's "CSV (Comma delimited)" writes Windows-1252 on Western Windows, hence the two
+/// fixes the message names.
+fn sniff_encoding(
+    path: &Path,
+    head: &[u8],
+    complete: bool,
+    encoding: Encoding,
+    quiet: bool,
+) -> Result<(), InputError> {
+    let foreign = ForeignByte::first_in(head, complete);
+    match (encoding, foreign) {
+        (Encoding::Utf8, Some(byte)) => {
+            let line = encoding::line_of(head, byte.offset);
+            let path = path.to_path_buf();
+            Err(if encoding::reads_as_1252(head) {
+                InputError::Windows1252 { path, line, byte }
+            } else {
+                InputError::NotUtf8 { path, line, byte }
+            })
+        }
+        (Encoding::Windows1252, None) if !head.is_ascii() && !quiet => {
+            // Asked for, so done; but UTF-8 read as Windows-1252 turns 'é' into 'Ã©'.
+            tracing::warn!(
+                "input file '{}' reads as UTF-8, yet --encoding windows-1252 reads it as Windows-1252: if it is UTF-8 (\"CSV UTF-8\"), leave --encoding out, or 'é' becomes 'Ã©'",
+                path.display()
+            );
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 fn map_columns(
@@ -826,6 +956,7 @@ mod tests {
                 Column::LastName,
                 Column::Email,
             ],
+            encoding: Encoding::Utf8,
         }
     }
 
@@ -884,17 +1015,132 @@ mod tests {
         assert!(err.to_string().contains("--delimiter ';'"), "{err}");
     }
 
+    /// Plain rows enough to fill the sniffed head: what follows is read only as rows.
+    fn past_the_head() -> Vec<u8> {
+        let mut text = b"tenant_id,first_name,last_name,email\n".to_vec();
+        while text.len() <= SNIFF_BYTES {
+            text.extend_from_slice(b"1,a,b,c\n");
+        }
+        text
+    }
+
     #[test]
-    fn ragged_and_non_utf8_rows_are_flagged_and_reading_goes_on() {
-        let f = write(b"tenant_id,first_name,last_name,email\n1,2,3\n1,\xff,3,4\n1,2,3,4\n");
+    fn ragged_and_non_utf8_rows_past_the_head_are_flagged_and_reading_goes_on() {
+        let mut text = past_the_head();
+        let before = text.iter().filter(|b| **b == b'\n').count() as u64 - 1;
+        text.extend_from_slice(b"1,2,3\n1,Jos\xe9,3,4\n1,\x81,3,4\n1,\xfc,3,4\n1,2,3,4\n");
+        let f = write(&text);
         let mut r = InputReader::open(f.path(), &opts()).unwrap();
-        let a = r.next_row().unwrap().unwrap();
-        assert!(a.problem.unwrap().contains("3 fields"));
-        let b = r.next_row().unwrap().unwrap();
-        assert!(b.problem.unwrap().contains("first_name"));
-        let c = r.next_row().unwrap().unwrap();
-        assert!(c.problem.is_none());
-        assert_eq!(c.row, RowNumber(3));
+        let rows: Vec<RawRow> = std::iter::from_fn(|| r.next_row())
+            .map(Result::unwrap)
+            .skip(before as usize)
+            .collect();
+        let problems: Vec<String> = rows
+            .iter()
+            .map(|r| r.problem.clone().unwrap_or_default())
+            .collect();
+        assert!(problems[0].contains("3 fields"), "{problems:?}");
+        assert!(
+            problems[1].starts_with(
+                "first_name: the cell is not valid UTF-8 (byte 0xE9 ('é' in Windows-1252))"
+            ) && problems[1].contains("CSV UTF-8 (Comma delimited)")
+                && problems[1].contains("--encoding windows-1252"),
+            "the first says it in full: {problems:?}"
+        );
+        assert_eq!(
+            problems[2], "first_name: the cell is not valid UTF-8 (byte 0x81)",
+            "a byte Windows-1252 leaves undefined"
+        );
+        assert!(
+            problems[3].contains("(byte 0xFC ('ü' in Windows-1252))")
+                && problems[3].contains("--encoding windows-1252"),
+            "the later ones name the fix: {problems:?}"
+        );
+        assert_eq!(problems[4], "");
+        assert_eq!(rows[4].row, RowNumber(before + 5));
+    }
+
+    #[test]
+    fn windows_1252_in_the_head_is_refused_as_a_whole_naming_both_fixes() {
+        for (text, line) in [
+            (
+                &b"tenant_id,first_name,last_name,email\n1,Jos\xe9,b,c\n"[..],
+                2,
+            ),
+            (
+                b"tenant_id,first_name,last_name,email\xa0\r\n1,a,b,c\r\n",
+                1,
+            ),
+            (b"tenant_id;first_name;last_name;email\n1;\x80;b;c\n", 2),
+        ] {
+            let f = write(text);
+            let err = InputReader::open(f.path(), &opts()).unwrap_err();
+            assert!(matches!(err, InputError::Windows1252 { .. }), "{err}");
+            let message = err.to_string();
+            for needed in [
+                "Windows-1252",
+                "CSV UTF-8 (Comma delimited)",
+                "--encoding windows-1252",
+                &format!("line {line} "),
+            ] {
+                assert!(message.contains(needed), "{needed}: {message}");
+            }
+        }
+        let other = write(b"tenant_id,first_name,last_name,email\n1,\x81\xe9,b,c\n");
+        let err = InputReader::open(other.path(), &opts()).unwrap_err();
+        assert!(matches!(err, InputError::NotUtf8 { .. }), "{err}");
+        assert!(!err.to_string().contains("--encoding"), "{err}");
+    }
+
+    #[test]
+    fn a_character_cut_by_the_end_of_the_head_is_no_encoding_error() {
+        let mut text = b"tenant_id,first_name,last_name,email\n".to_vec();
+        while text.len() + 64 < SNIFF_BYTES {
+            text.extend_from_slice(b"1,a,b,c\n");
+        }
+        // A last plain row long enough that the next one's 'é' straddles the head's end.
+        let filler = SNIFF_BYTES - 3 - text.len() - b"1,a,b,\n".len();
+        text.extend_from_slice(b"1,a,b,");
+        text.extend(std::iter::repeat_n(b'c', filler));
+        text.extend_from_slice(b"\n1,\xc3\xa9,b,c\n");
+        assert_eq!(
+            text[SNIFF_BYTES - 1],
+            0xC3,
+            "the head ends on the letter's first byte"
+        );
+        let f = write(&text);
+        let mut r = InputReader::open(f.path(), &opts()).unwrap();
+        let last = std::iter::from_fn(|| r.next_row()).last().unwrap().unwrap();
+        assert_eq!(last.fields().first_name, "é");
+        assert!(last.problem.is_none());
+    }
+
+    #[test]
+    fn windows_1252_is_decoded_when_asked_for_header_and_bom_included() {
+        let options = InputOptions {
+            encoding: Encoding::Windows1252,
+            ..opts()
+        };
+        let f = write(b"\xEF\xBB\xBFtenant_id,first_name,last_name,email,notes\xb2\r\n1,Jos\xe9,M\xfcller,c,\x80\x9c\x8a\r\n2,a,b,c,d\r\n");
+        let mut r = InputReader::open(f.path(), &options).unwrap();
+        assert_eq!(
+            r.header().get(0),
+            Some(&b"tenant_id"[..]),
+            "the BOM is dropped"
+        );
+        assert_eq!(r.header().get(4), Some("notes²".as_bytes()));
+        let first = r.next_row().unwrap().unwrap();
+        assert!(first.problem.is_none());
+        assert_eq!(first.fields().first_name, "José");
+        assert_eq!(first.fields().last_name, "Müller");
+        assert_eq!(first.record.get(4), Some("€œŠ".as_bytes()));
+        assert_eq!(r.next_row().unwrap().unwrap().fields().first_name, "a");
+        assert!(r.next_row().is_none());
+        assert_eq!(
+            r.position(),
+            f.as_file().metadata().unwrap().len(),
+            "file bytes"
+        );
     }
 
     #[test]
@@ -936,7 +1182,7 @@ mod tests {
         assert!(long.record.as_slice().len() <= MAX_RECORD_BYTES);
         let problem = long.problem.unwrap();
         assert!(
-            problem.starts_with("first_name: row 2 is longer than 64 KiB")
+            problem.starts_with("first_name: row 2 (spreadsheet line 3) is longer than 64 KiB")
                 && problem.contains(&format!("starts at byte {long_starts} "))
                 && problem.contains("unbalanced quote"),
             "{problem}"

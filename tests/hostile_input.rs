@@ -512,13 +512,14 @@ fn nul_byte_near_the_start_refuses_the_file_naming_it() {
 }
 
 #[test]
-fn nul_byte_past_the_first_8_kib_makes_its_row_invalid_naming_the_field() {
+fn nul_byte_past_the_first_64_kib_makes_its_row_invalid_naming_the_field() {
     let wd = Workdir::new();
-    let customers = Customer::many(200);
+    const ROWS: usize = 1200;
+    let customers = Customer::many(ROWS);
     let mut bytes = input_bytes(b"", &customers, "\n");
-    assert!(bytes.len() > 16 * 1024);
+    assert!(bytes.len() > 96 * 1024);
     // The first name of the last customer, far past the part of the file sniffed on opening.
-    let last = &customers[199];
+    let last = &customers[ROWS - 1];
     let at = bytes.len() - last.csv_line(',').len() - 1 + last.tenant.len() + 1;
     assert_eq!(bytes[at], b'F', "at the first name");
     bytes[at + 1] = 0;
@@ -530,11 +531,15 @@ fn nul_byte_past_the_first_8_kib_makes_its_row_invalid_naming_the_field() {
         let results = reading.results();
         assert_eq!(
             results.row_numbers(),
-            (1..=200).collect::<Vec<_>>(),
+            (1..=ROWS as u64).collect::<Vec<_>>(),
             "{run}"
         );
-        assert_eq!(results.with_status(reading.accepted).len(), 199, "{run}");
-        let bad = results.by_row(200);
+        assert_eq!(
+            results.with_status(reading.accepted).len(),
+            ROWS - 1,
+            "{run}"
+        );
+        let bad = results.by_row(ROWS as u64);
         assert_eq!(bad.status(), "invalid", "{run}");
         assert!(bad.get("message").contains("first_name"), "{bad:?}{run}");
     }

@@ -135,12 +135,64 @@ async fn row_with_a_missing_field_is_invalid_and_later_rows_go_through() {
     assert_only_middle_row_invalid(&run, &results, &good, "field");
 }
 
+/// Excel's "CSV (Comma delimited)" on Western Windows: one accented name in Windows-1252.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn row_with_bad_utf8_is_invalid_naming_the_field() {
-    let mut line = format!("{},", uuid::Uuid::new_v4()).into_bytes();
-    line.extend_from_slice(b"Jos\xE9,Latin1,jose@contoso.com,,2024-06-14");
-    let (run, results, good) = confirm_with_a_bad_middle_row(&line).await;
-    assert_only_middle_row_invalid(&run, &results, &good, "first_name");
+async fn a_windows_1252_export_sends_nothing_until_its_encoding_is_given() {
+    let sim = default_simulator().await;
+    let wd = Workdir::new();
+    let jose = Customer::new(2).first_name("José").last_name("Müller-Øst");
+    let customers = [Customer::new(1), jose.clone(), Customer::new(3)];
+    let mut bytes = format!("{INPUT_HEADER}\r\n").into_bytes();
+    for c in &customers {
+        let text = c.csv_line(',');
+        let (line, _, unmappable) = encoding_rs::WINDOWS_1252.encode(&text);
+        assert!(!unmappable);
+        bytes.extend_from_slice(&line);
+        bytes.extend_from_slice(b"\r\n");
+    }
+    wd.create("excel.csv", bytes);
+
+    let refused = wd
+        .confirm("excel.csv", "r.csv", &sim.base_url())
+        .run_async()
+        .await;
+    refused.expect_code(2);
+    for needed in [
+        "Windows-1252",
+        "CSV UTF-8 (Comma delimited)",
+        "--encoding windows-1252",
+    ] {
+        refused.expect_stderr_contains(needed);
+    }
+    assert_eq!(
+        refused
+            .stderr
+            .lines()
+            .filter(|l| l.contains("Windows-1252"))
+            .count(),
+        1,
+        "one message for the file, not one per cell{refused}"
+    );
+    assert!(sim.requests().is_empty(), "nothing sent{refused}");
+    assert!(!wd.exists("r.csv"), "no results file{refused}");
+
+    let mut read = wd.confirm("excel.csv", "r.csv", &sim.base_url());
+    read.args(["--encoding", "windows-1252"]);
+    let run = read.run_async().await;
+    run.expect_code(0);
+    let results = Results::read(&wd.path("r.csv"), &run);
+    assert_eq!(results.counts(), counts(&[("confirmed", 3)]), "{run}");
+    assert_eq!(results.by_row(2).get("first_name"), "José", "{run}");
+    assert_eq!(results.by_row(2).get("last_name"), "Müller-Øst", "{run}");
+    let sent = sim.requests();
+    let body = &sent
+        .iter()
+        .find(|r| r.tenant == jose.tenant)
+        .expect("a POST for José")
+        .body;
+    assert_eq!(body["primaryContact"]["firstName"], "José", "{run}");
+    assert_eq!(body["primaryContact"]["lastName"], "Müller-Øst", "{run}");
+    sim.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -166,8 +166,10 @@ fn read_past_a_long_record(command: &'static str, long: Long, accepted: &str, me
     assert_eq!(bad.status(), "invalid", "{bad:?}{run}");
     let message = bad.get("message");
     assert!(
-        message.contains(&format!("row {LONG_ROW} is longer than 64 KiB"))
-            && message.contains("first_name")
+        message.contains(&format!(
+            "row {LONG_ROW} (spreadsheet line {}) is longer than 64 KiB",
+            LONG_ROW + 1
+        )) && message.contains("first_name")
             && message.contains("unbalanced quote"),
         "the message says which row is too long and where to look: {message:?}{run}"
     );

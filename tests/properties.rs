@@ -9,7 +9,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use mca_attest::domain::{RowNumber, RowStatus, Signer, SignerKey, TenantId, rfc3339};
-use mca_attest::input::{Column, InputOptions, InputReader, RawFields};
+use mca_attest::input::{Column, Encoding, InputOptions, InputReader, RawFields};
 use mca_attest::results::{
     OutputTarget, RESULTS_HEADER, ReportMode, ReportRecord, ReportWriter, ResultRecord,
     escape_formula,
@@ -35,6 +35,7 @@ fn all_columns() -> InputOptions {
     InputOptions {
         delimiter: b','.into(),
         required: Column::ALL.to_vec(),
+        encoding: Encoding::Utf8,
     }
 }
 
@@ -58,9 +59,10 @@ fn write_temp(dir: &Path, bytes: &[u8]) -> std::path::PathBuf {
     path
 }
 
-/// About 9 KiB of valid rows: puts what follows past the part of a file sniffed on opening.
+/// About 70 KiB of valid rows: puts what follows past the part of a file sniffed on opening
+/// (64 KiB).
 fn padding_rows() -> String {
-    (0..120)
+    (0..1000)
         .map(|i| {
             format!(
                 "0f4d6f3e-7b9a-4c1e-9d2b-3a5c7e9f{i:04},Ann,Lee,ann{i}@contoso.com,,2024-06-14\n"
@@ -181,7 +183,11 @@ proptest! {
         ];
         write_csv(&path, &header, &records, delimiter, crlf).expect("write the CSV");
 
-        let options = InputOptions { delimiter: delimiter.into(), required: Column::ALL.to_vec() };
+        let options = InputOptions {
+            delimiter: delimiter.into(),
+            required: Column::ALL.to_vec(),
+            encoding: Encoding::Utf8,
+        };
         let mut reader = InputReader::open(&path, &options)
             .map_err(|e| TestCaseError::fail(format!("open: {e}")))?;
         let mut read = Vec::new();
@@ -502,6 +508,417 @@ proptest! {
                 let text = e.to_string();
                 let prefix = format!("{}: ", e.field.name());
                 prop_assert!(text.starts_with(&prefix), "{:?}", text);
+            }
+        }
+    }
+}
+
+// Windows-1252 exports (Excel's "CSV (Comma delimited)" on Western Windows), UTF-8 ones with
+// the same letters, and how messages name rows.
+
+/// The sniffed head of an input file: an encoding found in it refuses the whole file.
+const HEAD_BYTES: usize = 64 * 1024;
+
+/// Letters of Western European names that Windows-1252 holds in one byte above 0x7F, the
+/// 0x80-0x9F extras (€ œ Š ž Ÿ ’ – …) included.
+const LATIN: &str = "éèêëüöäñøåßçàáíóúÉÜÖØÅÆæ€œŒŠšŽžŸƒ’–—…";
+
+/// A name: a letter at each end (names are trimmed), accented letters, spaces, apostrophes,
+/// hyphens and the characters CSV quotes between.
+fn latin_name() -> impl Strategy<Value = String> {
+    let edge: Vec<char> = LATIN.chars().chain("abcXYZ".chars()).collect();
+    let inner: Vec<char> = edge.iter().copied().chain(" '-,;\"".chars()).collect();
+    (
+        prop::sample::select(edge.clone()),
+        vec(prop::sample::select(inner), 0..10),
+        prop::sample::select(edge),
+    )
+        .prop_map(|(first, middle, last)| {
+            std::iter::once(first)
+                .chain(middle)
+                .chain(std::iter::once(last))
+                .collect()
+        })
+}
+
+/// A spreadsheet export: plain ASCII rows first (`padding` of them, enough to push the first
+/// accented letter anywhere up to past the sniffed head), then rows of accented names and
+/// notes; `,` or `;`, CRLF or LF, a UTF-8 byte order mark or not.
+#[derive(Debug, Clone)]
+struct Export {
+    padding: usize,
+    /// First name, last name and an ignored notes cell of each accented row.
+    names: Vec<(String, String, String)>,
+    semicolon: bool,
+    crlf: bool,
+    bom: bool,
+}
+
+fn export(name: BoxedStrategy<String>) -> impl Strategy<Value = Export> {
+    (
+        // None, a few, or about the head's size (~80 bytes a row): the first accented byte
+        // lands early, late in the head, across its end or past it.
+        prop_oneof![Just(0usize), 1..40usize, 780..880usize],
+        vec((name.clone(), name.clone(), name), 1..6),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(padding, names, semicolon, crlf, bom)| Export {
+            padding,
+            names,
+            semicolon,
+            crlf,
+            bom,
+        })
+}
+
+impl Export {
+    /// The file as UTF-8 text, written by a CSV writer as a spreadsheet would.
+    fn text(&self) -> String {
+        let mut w = csv::WriterBuilder::new()
+            .delimiter(if self.semicolon { b';' } else { b',' })
+            .terminator(if self.crlf {
+                csv::Terminator::CRLF
+            } else {
+                csv::Terminator::Any(b'\n')
+            })
+            .from_writer(Vec::new());
+        w.write_record([HEADER, "notes"].join(",").split(','))
+            .expect("a header");
+        let plain = (0..self.padding).map(|_| ("Ann", "Lee", "plain"));
+        let accented = self
+            .names
+            .iter()
+            .map(|(f, l, n)| (f.as_str(), l.as_str(), n.as_str()));
+        for (i, (first, last, notes)) in plain.chain(accented).enumerate() {
+            let tenant = Uuid::from_u128(0x0f4d_6f3e_7b9a_4c1e_9d2b_0000_0000_0000 + i as u128);
+            let email = format!("signer{i}@contoso.com");
+            w.write_record([
+                &tenant.to_string(),
+                first,
+                last,
+                &email,
+                "",
+                "2024-06-14",
+                notes,
+            ])
+            .expect("a row");
+        }
+        let text = String::from_utf8(w.into_inner().expect("written")).expect("UTF-8");
+        if self.bom {
+            format!("\u{feff}{text}")
+        } else {
+            text
+        }
+    }
+
+    /// The file as Windows-1252 bytes (a byte order mark stays the UTF-8 one, as a file
+    /// re-saved by a UTF-8 tool would have it).
+    fn windows_1252(&self) -> Vec<u8> {
+        let text = self.text();
+        let body = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let (bytes, _, unmappable) = encoding_rs::WINDOWS_1252.encode(body);
+        assert!(!unmappable, "every letter is Windows-1252");
+        let bom: &[u8] = if self.bom { b"\xEF\xBB\xBF" } else { b"" };
+        [bom, &bytes].concat()
+    }
+
+    /// The row number of accented row `i`.
+    fn row_of(&self, i: usize) -> u64 {
+        (self.padding + i + 1) as u64
+    }
+}
+
+fn encode_1252(text: &str) -> Vec<u8> {
+    encoding_rs::WINDOWS_1252.encode(text).0.into_owned()
+}
+
+/// Whether the tool reads the head of `bytes` as UTF-8: all of it is, but for a character cut
+/// by the end of a head that is not the whole file.
+fn head_is_utf8(bytes: &[u8]) -> bool {
+    let head = &bytes[..bytes.len().min(HEAD_BYTES)];
+    match std::str::from_utf8(head) {
+        Ok(_) => true,
+        Err(e) => bytes.len() >= HEAD_BYTES && e.error_len().is_none(),
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(bytes))
+}
+
+/// The input SHA-256 the manifest beside `report` records for its last run.
+fn manifest_sha256(wd: &common::Workdir, report: &str) -> Option<String> {
+    let text = std::fs::read_to_string(wd.path(&format!("{report}.manifest.json"))).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    json["runs"].as_array()?.last()?["input_sha256"]
+        .as_str()
+        .map(str::to_string)
+}
+
+proptest! {
+    #![proptest_config(cases(96))]
+
+    /// In process, the reader's view: a head that is not UTF-8 refuses the file as UTF-8 with
+    /// the Windows-1252 message; read as Windows-1252, every cell (the ignored notes too) is
+    /// the text that was written, and every byte of the file is counted.
+    #[test]
+    fn the_reader_refuses_or_decodes_a_windows_1252_export(export in export(latin_name().boxed())) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let bytes = export.windows_1252();
+        let path = write_temp(dir.path(), &bytes);
+        let options = |encoding| InputOptions { delimiter: None, encoding, ..all_columns() };
+        match InputReader::open(&path, &options(Encoding::Utf8)) {
+            Err(e) => {
+                prop_assert!(!head_is_utf8(&bytes), "refused a UTF-8 head: {}", e);
+                let message = e.to_string();
+                prop_assert!(message.contains("--encoding windows-1252"), "{}", message);
+                prop_assert!(message.contains("CSV UTF-8 (Comma delimited)"), "{}", message);
+            }
+            Ok(_) => prop_assert!(head_is_utf8(&bytes), "read a head that is not UTF-8"),
+        }
+        let mut reader = InputReader::open(&path, &options(Encoding::Windows1252))
+            .map_err(|e| TestCaseError::fail(format!("open: {e}")))?;
+        let rows: Vec<_> = std::iter::from_fn(|| reader.next_row())
+            .collect::<Result<_, _>>()
+            .map_err(|e| TestCaseError::fail(format!("read: {e}")))?;
+        prop_assert_eq!(rows.len(), export.padding + export.names.len());
+        for (i, (first, last, notes)) in export.names.iter().enumerate() {
+            let row = &rows[export.padding + i];
+            prop_assert_eq!(row.row, RowNumber(export.row_of(i)));
+            prop_assert_eq!(&row.problem, &None);
+            prop_assert_eq!(row.fields().first_name, first.as_str());
+            prop_assert_eq!(row.fields().last_name, last.as_str());
+            prop_assert_eq!(row.record.get(6), Some(notes.as_bytes()));
+        }
+        prop_assert_eq!(reader.position(), bytes.len() as u64);
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(24))]
+
+    /// Through the binary: without `--encoding`, a head in Windows-1252 is exit 2 with one
+    /// message naming both fixes and no report; one past the head makes each row whose names
+    /// are not UTF-8 invalid, naming the fix. With `--encoding windows-1252` (from a file or
+    /// standard input) every row is valid, its names as written, and the manifest's SHA-256
+    /// is that of the bytes given.
+    #[test]
+    fn validate_refuses_or_reads_a_windows_1252_export(
+        export in export(latin_name().boxed()),
+        from_stdin in any::<bool>(),
+    ) {
+        let wd = common::Workdir::new();
+        let bytes = export.windows_1252();
+        wd.create("excel.csv", &bytes);
+        let run = wd.command(["validate", "excel.csv", "-o", "plain.csv"]).run();
+        if !head_is_utf8(&bytes) {
+            prop_assert_eq!(run.code(), Some(2), "{}", run);
+            prop_assert_eq!(run.stderr.matches("--encoding windows-1252").count(), 1, "{}", run);
+            prop_assert!(run.stderr.contains("Windows-1252"), "{}", run);
+            prop_assert!(run.stderr.contains("CSV UTF-8 (Comma delimited)"), "{}", run);
+            prop_assert!(!wd.exists("plain.csv"), "no report{}", run);
+        } else {
+            let report = common::Results::read(&wd.path("plain.csv"), &run);
+            let head_ascii = bytes[..bytes.len().min(HEAD_BYTES)].is_ascii();
+            let mut invalid = 0;
+            for (i, (first, last, _)) in export.names.iter().enumerate() {
+                let line = report.by_row(export.row_of(i));
+                let (first, last) = (encode_1252(first), encode_1252(last));
+                match (std::str::from_utf8(&first), std::str::from_utf8(&last)) {
+                    // Windows-1252 bytes that happen to be UTF-8 too ("ß€" is U+07C0): no
+                    // reader can tell.
+                    (Ok(first), Ok(last)) => {
+                        prop_assert_eq!(line.status(), "valid", "{}", run);
+                        prop_assert_eq!(line.get("first_name"), first);
+                        prop_assert_eq!(line.get("last_name"), last);
+                    }
+                    _ => {
+                        invalid += 1;
+                        prop_assert_eq!(line.status(), "invalid", "{}", run);
+                        let message = line.get("message");
+                        prop_assert!(message.contains("not valid UTF-8"), "{}", message);
+                        if head_ascii {
+                            prop_assert!(message.contains("--encoding windows-1252"), "{}", message);
+                            if invalid == 1 {
+                                prop_assert!(message.contains("CSV UTF-8 (Comma delimited)"), "{}", message);
+                            }
+                        }
+                    }
+                }
+            }
+            prop_assert_eq!(run.code(), Some(if invalid > 0 { 1 } else { 0 }), "{}", run);
+            prop_assert_eq!(
+                run.stderr.contains("seems to be Windows-1252"),
+                head_ascii && invalid > 0,
+                "{}", run
+            );
+        }
+
+        let mut read = if from_stdin {
+            let mut cmd = wd.command(["validate", "-", "-o", "read.csv"]);
+            cmd.stdin(bytes.clone());
+            cmd
+        } else {
+            wd.command(["validate", "excel.csv", "-o", "read.csv"])
+        };
+        read.args(["--encoding", "windows-1252"]);
+        let run = read.run();
+        prop_assert_eq!(run.code(), Some(0), "{}", run);
+        let report = common::Results::read(&wd.path("read.csv"), &run);
+        prop_assert_eq!(report.row_numbers().len(), export.padding + export.names.len());
+        for (i, (first, last, _)) in export.names.iter().enumerate() {
+            let line = report.by_row(export.row_of(i));
+            prop_assert_eq!(line.status(), "valid", "{}", run);
+            prop_assert_eq!(line.get("first_name"), first.as_str(), "{}", run);
+            prop_assert_eq!(line.get("last_name"), last.as_str(), "{}", run);
+        }
+        prop_assert_eq!(manifest_sha256(&wd, "read.csv"), Some(sha256_hex(&bytes)), "{}", run);
+    }
+
+    /// UTF-8 exports with the same letters, and with any text at all (some of whose bytes
+    /// would read as Windows-1252 too: "Ã©" is 0xC3 0x83 0xC2 0xA9): never an encoding alarm,
+    /// every name as written.
+    #[test]
+    fn validate_reads_utf8_exports_without_an_encoding_alarm(
+        export in export(prop_oneof![
+            latin_name(),
+            "[ÃÂÅâ€™©®¼½¾éü]{1,6}",
+            "\\PC{1,12}".prop_filter("names are trimmed", |s| s.trim() == s.as_str()),
+        ].boxed()),
+    ) {
+        let wd = common::Workdir::new();
+        wd.create("utf8.csv", export.text());
+        let run = wd.command(["validate", "utf8.csv", "-o", "report.csv"]).run();
+        prop_assert_eq!(run.code(), Some(0), "{}", run);
+        prop_assert!(!run.stderr.contains("1252"), "{}", run);
+        let report = common::Results::read(&wd.path("report.csv"), &run);
+        for (i, (first, last, _)) in export.names.iter().enumerate() {
+            let line = report.by_row(export.row_of(i));
+            prop_assert_eq!(unescape(line.get("first_name")), first.as_str(), "{}", run);
+            prop_assert_eq!(unescape(line.get("last_name")), last.as_str(), "{}", run);
+        }
+
+        // Told to read it as Windows-1252, the tool does, and warns when the head says UTF-8.
+        let mut cmd = wd.command(["validate", "utf8.csv", "-o", "as-1252.csv"]);
+        cmd.args(["--encoding", "windows-1252"]);
+        let run = cmd.run();
+        prop_assert!(matches!(run.code(), Some(0 | 1)), "{}", run);
+        let text = export.text();
+        let head_ascii = text.as_bytes()[..text.len().min(HEAD_BYTES)].is_ascii();
+        prop_assert_eq!(run.stderr.contains("reads as UTF-8"), !head_ascii, "{}", run);
+    }
+}
+
+/// A row of an input file, by what is wrong with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RowKind {
+    Valid,
+    BadEmail,
+    BlankName,
+    Ragged,
+    /// Longer than the 64 KiB a record may have.
+    Long,
+    /// A Windows-1252 name (only after a plain head, else the file is refused).
+    Latin,
+}
+
+/// Every `row N` in `text`, with the spreadsheet line named right after it, if any.
+fn rows_named(text: &str) -> Vec<(u64, Option<u64>)> {
+    fn digits(s: &str) -> Option<(Option<u64>, &str)> {
+        let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        (end > 0).then(|| (s[..end].parse::<u64>().ok(), &s[end..]))
+    }
+    text.match_indices("row ")
+        .filter(|(at, _)| *at == 0 || !text.as_bytes()[at - 1].is_ascii_alphanumeric())
+        .filter_map(|(at, _)| {
+            let (row, rest) = digits(&text[at + 4..])?;
+            let line = rest
+                .strip_prefix(" (spreadsheet line ")
+                .and_then(digits)
+                .filter(|(_, rest)| rest.starts_with(')'))
+                .and_then(|(line, _)| line);
+            Some((row?, line))
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(cases(24))]
+
+    /// Every message of `validate` that names a row, on stderr or in the report, names its
+    /// spreadsheet line too, and the right one (the row plus the header's line); the invalid
+    /// rows listed on stderr are invalid in the report; a long row's message names that row.
+    #[test]
+    fn every_row_validate_names_comes_with_its_spreadsheet_line(
+        plain_head in any::<bool>(),
+        kinds in vec(prop_oneof![
+            4 => Just(RowKind::Valid),
+            2 => Just(RowKind::BadEmail),
+            1 => Just(RowKind::BlankName),
+            1 => Just(RowKind::Ragged),
+            1 => Just(RowKind::Long),
+            2 => Just(RowKind::Latin),
+        ], 1..14),
+    ) {
+        let padding = if plain_head { 900 } else { 0 };
+        let kinds: Vec<RowKind> = kinds
+            .into_iter()
+            .filter(|k| plain_head || *k != RowKind::Latin)
+            .collect();
+        let mut bytes = format!("{HEADER}\n").into_bytes();
+        for i in 0..padding + kinds.len() {
+            let kind = kinds.get(i.wrapping_sub(padding)).copied().unwrap_or(RowKind::Valid);
+            let tenant = Uuid::from_u128(0x0f4d_6f3e_7b9a_4c1e_9d2b_0000_0000_0000 + i as u128);
+            let first: Vec<u8> = match kind {
+                RowKind::BlankName => b" ".to_vec(),
+                RowKind::Long => vec![b'x'; 70 * 1024],
+                RowKind::Latin => encode_1252("Jos\u{e9}"),
+                _ => b"Ann".to_vec(),
+            };
+            let email = if kind == RowKind::BadEmail { format!("broken{i}") } else { format!("s{i}@contoso.com") };
+            bytes.extend_from_slice(format!("{tenant},").as_bytes());
+            bytes.extend_from_slice(&first);
+            bytes.extend_from_slice(format!(",Lee,{email},").as_bytes());
+            if kind != RowKind::Ragged {
+                bytes.extend_from_slice(b",2024-06-14");
+            }
+            bytes.push(b'\n');
+        }
+        let wd = common::Workdir::new();
+        wd.create("in.csv", &bytes);
+        let run = wd.command(["validate", "in.csv", "-o", "report.csv"]).run();
+        let problems = kinds.iter().filter(|k| **k != RowKind::Valid).count();
+        prop_assert_eq!(run.code(), Some(if problems > 0 { 1 } else { 0 }), "{}", run);
+        let report = common::Results::read(&wd.path("report.csv"), &run);
+
+        let messages: Vec<&str> = report.with_status("invalid").iter().map(|l| l.get("message")).collect();
+        for text in messages.iter().copied().chain([run.stderr.as_str()]) {
+            for (row, line) in rows_named(text) {
+                prop_assert_eq!(line, Some(row + 1), "row {} in {:?}{}", row, text, run);
+            }
+        }
+        let listed: Vec<&str> = run.stderr.lines().map(str::trim_start).filter(|l| l.starts_with("row ")).collect();
+        prop_assert_eq!(listed.len(), problems.min(10), "{}", run);
+        for line in listed {
+            let (row, _) = rows_named(line)[0];
+            prop_assert_eq!(report.by_row(row).status(), "invalid", "{}{}", line, run);
+        }
+        for (i, kind) in kinds.iter().enumerate() {
+            let row = mca_attest::domain::RowNumber((padding + i + 1) as u64);
+            match kind {
+                RowKind::Long => {
+                    let message = report.by_row(row.0).get("message");
+                    let named = format!("{} is longer than 64 KiB", row.named());
+                    prop_assert!(message.contains(&named), "{}: {}{}", named, message, run);
+                }
+                RowKind::Latin if kinds[..i].iter().all(|k| *k != RowKind::Latin) => {
+                    let named = format!("{} is not UTF-8", row.named());
+                    prop_assert!(run.stderr.contains(&named), "{}{}", named, run);
+                }
+                _ => {}
             }
         }
     }

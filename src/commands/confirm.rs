@@ -314,7 +314,7 @@ impl<W: AgreementWriter> Job for ConfirmJob<W> {
         } else if error.is_date_in_future() {
             record.status = Some(RowStatus::Invalid);
         } else if error.is_unauthorized() {
-            tracing::error!(row = row.0, %tenant, "credentials refused: {error}");
+            tracing::error!(row = row.0, spreadsheet_line = row.spreadsheet_line(), %tenant, "credentials refused: {error}");
             return JobOutcome::Abort(
                 Some(record),
                 AbortReason::Credentials(credentials_message(&error, &self.credentials)),
@@ -326,7 +326,7 @@ impl<W: AgreementWriter> Job for ConfirmJob<W> {
             );
             return JobOutcome::Done(record);
         } else {
-            tracing::warn!(row = row.0, %tenant, attempts = record.attempts, "failed: {error}");
+            tracing::warn!(row = row.0, spreadsheet_line = row.spreadsheet_line(), %tenant, attempts = record.attempts, "failed: {error}");
             return match self.breaker.failed(&error) {
                 Some(tripped) => JobOutcome::Abort(Some(record), AbortReason::Systemic(tripped.0)),
                 None => JobOutcome::Done(record),

@@ -19,7 +19,7 @@ impl InputReader {
         if self.streamed.is_some() {
             return Ok(None);
         }
-        InputReader::open(&self.path, &self.options).map(Some)
+        InputReader::open_as(&self.path, &self.options, true).map(Some)
     }
 }
 
@@ -132,6 +132,7 @@ mod tests {
         let options = InputOptions {
             delimiter: None,
             required: vec![Column::TenantId],
+            ..InputOptions::default()
         };
         let r = InputReader::open(f.path(), &options).unwrap();
         (f, r)

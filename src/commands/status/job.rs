@@ -186,7 +186,7 @@ impl StatusJob {
                 AbortReason::Credentials(credentials_message(error, &self.credentials)),
             );
         }
-        tracing::warn!(row = row.0, tenant = %tenant, "could not check: {error}");
+        tracing::warn!(row = row.0, spreadsheet_line = row.spreadsheet_line(), tenant = %tenant, "could not check: {error}");
         match self.breaker.failed(error) {
             Some(tripped) => JobOutcome::Abort(Some(record), AbortReason::Systemic(tripped.0)),
             None => JobOutcome::Done(record),

@@ -23,7 +23,9 @@ use crate::api::customers::Customer;
 use crate::config::StatusConfig;
 use crate::domain::{RowNumber, Signer, Status, TenantId};
 use crate::error::{AppError, Exit};
-use crate::input::{Column, InputError, InputOptions, InputReader, RawRow, normalise_header};
+use crate::input::{
+    Column, Encoding, InputError, InputOptions, InputReader, RawRow, normalise_header,
+};
 use crate::pipeline::{RunContext, Work};
 use crate::progress::ReadPosition;
 use crate::reconcile::CustomerState;
@@ -38,6 +40,7 @@ pub use record::{STATUS_HEADER, StatusRecord};
 pub async fn run(config: StatusConfig) -> Result<Exit, AppError> {
     let kind = Reconcile {
         delimiter: config.delimiter,
+        encoding: config.encoding,
         cutoff: config.refresh_cutoff,
         policy: RetryPolicy::new(config.max_attempts),
         emit: config.files.emit.clone(),
@@ -50,6 +53,7 @@ pub async fn run(config: StatusConfig) -> Result<Exit, AppError> {
 /// What `status` brings to a run.
 struct Reconcile {
     delimiter: Option<u8>,
+    encoding: Encoding,
     cutoff: DateTime<Utc>,
     policy: RetryPolicy,
     emit: Option<std::path::PathBuf>,
@@ -102,6 +106,7 @@ impl RunKind for Reconcile {
         InputOptions {
             delimiter: self.delimiter,
             required: vec![Column::TenantId],
+            encoding: self.encoding,
         }
     }
 

@@ -21,7 +21,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use mca_attest::domain::{DateAgreed, RowNumber};
-use mca_attest::input::{Column, InputOptions, InputReader};
+use mca_attest::input::{Column, Encoding, InputOptions, InputReader};
 use mca_attest::progress::ReadPosition;
 use mca_attest::validation::{DuplicateIndex, Validator, Verdict, classify_rows, parse_datetime};
 
@@ -52,14 +52,16 @@ fn confirm_options() -> InputOptions {
     InputOptions {
         delimiter: None,
         required,
+        encoding: Encoding::Utf8,
     }
 }
 
-/// `confirm --default-date-agreed DATE --delimiter ','`.
+/// `confirm --default-date-agreed DATE --delimiter ',' --encoding windows-1252`.
 fn default_date_options() -> InputOptions {
     InputOptions {
         delimiter: Some(b','),
         required: SIGNER_COLUMNS.to_vec(),
+        encoding: Encoding::Windows1252,
     }
 }
 
@@ -68,6 +70,7 @@ fn status_options() -> InputOptions {
     InputOptions {
         delimiter: Some(b';'),
         required: vec![Column::TenantId],
+        encoding: Encoding::Utf8,
     }
 }
 
