@@ -221,12 +221,20 @@ struct Expected {
 }
 
 fn expected(pages: &[Page]) -> Expected {
-    let (mut fetched, mut customers, mut unreadable) = (Vec::new(), Vec::new(), 0u64);
+    let (mut customers, mut unreadable) = (Vec::new(), 0u64);
+    // A request is known by its link: the first page's address, a token, or a page's URI
+    // (with or without `/v1`). The same page reached by another kind of link is another
+    // request: only its content could tell, and a token says nothing of the page it names.
+    let identity = |to: usize, form: LinkForm| match (to, form) {
+        (0, _) => (0, false),
+        (to, LinkForm::TokenV1 | LinkForm::TokenBare) => (to, true),
+        (to, LinkForm::UriV1 | LinkForm::UriBare) => (to, false),
+    };
+    let mut fetched = vec![(0usize, false)];
     let mut seen = HashSet::new();
     let mut barren = 0usize;
     let mut at = 0usize;
     loop {
-        fetched.push(at);
         let mut fresh = false;
         for item in &pages[at].items {
             match item {
@@ -245,12 +253,14 @@ fn expected(pages: &[Page]) -> Expected {
             last: at,
             ending,
         };
-        let Some((next, _)) = pages[at].next else {
+        let Some((next, form)) = pages[at].next else {
             return done(Ending::Complete);
         };
-        if fetched.contains(&next) || barren >= MAX_BARREN {
+        let id = identity(next, form);
+        if fetched.contains(&id) || barren >= MAX_BARREN {
             return done(Ending::Stopped);
         }
+        fetched.push(id);
         at = next;
     }
 }
