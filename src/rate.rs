@@ -164,6 +164,11 @@ impl fmt::Display for Rate {
     }
 }
 
+/// The longest `Retry-After` honoured. Partner Center's own example asks for 57 s; a larger
+/// value (a day, or 10^20 seconds from a broken proxy) would stall the run for nothing, so it
+/// is cut to this and the run goes on.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
 /// Share of the running rate kept after a throttling episode (multiplicative decrease).
 pub const DECREASE: f64 = 0.8;
 /// Share of the remembered throttled rate the fast return aims for.
@@ -451,9 +456,7 @@ impl Controller {
                 }
                 // The client caps `Retry-After` already; capped again here because this is where
                 // an instant is computed from it, and an overflowing one would panic.
-                let pause = retry_after
-                    .unwrap_or(self.quiet_pause)
-                    .min(crate::api::error::MAX_RETRY_AFTER);
+                let pause = retry_after.unwrap_or(self.quiet_pause).min(MAX_RETRY_AFTER);
                 let until = now.checked_add(pause).unwrap_or(now);
                 let resume = self.paused_until.map_or(until, |p| p.max(until));
                 self.paused_until = (resume > now).then_some(resume);
@@ -832,6 +835,9 @@ impl RequestGate {
         }
     }
 }
+
+#[cfg(test)]
+mod limiter_models;
 
 #[cfg(test)]
 mod tests {
@@ -1392,10 +1398,7 @@ mod tests {
             },
         );
         assert!(lowered);
-        assert_eq!(
-            ctl.paused_until(),
-            Some(now + crate::api::error::MAX_RETRY_AFTER)
-        );
+        assert_eq!(ctl.paused_until(), Some(now + MAX_RETRY_AFTER));
         // Far in the future, and before the pause: finite rates and intervals.
         let far = now + Duration::from_secs(100 * 365 * 86_400);
         assert_eq!(ctl.rate_at(far), 10.0);
@@ -1497,8 +1500,7 @@ mod tests {
         gate.ready().await.unwrap();
         let waited = before.elapsed();
         assert!(
-            waited >= crate::api::error::MAX_RETRY_AFTER
-                && waited <= crate::api::error::MAX_RETRY_AFTER + Duration::from_secs(1),
+            waited >= MAX_RETRY_AFTER && waited <= MAX_RETRY_AFTER + Duration::from_secs(1),
             "{waited:?}"
         );
     }
