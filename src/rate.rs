@@ -3,97 +3,18 @@
 //!
 //! # How the rate reacts to a 429
 //!
-//! Partner Center's quota is per partner tenant, unpublished and adjusted on the fly; a 429
-//! says "too fast *now*", with a `Retry-After`. The decision is a pure state machine,
-//! [`Controller`] (state, time and event in; state out; no clock), modelled on TCP congestion
-//! control. [`RequestGate`] only feeds it the time and the answers, and paces starts.
+//! The decision is a pure state machine, [`Controller`] (time and event in, state out; no
+//! clock); [`RequestGate`] feeds it the answers and paces starts on a schedule of slots.
+//! A 429 starts an episode (one per episode: a 429 for a request that started before the last
+//! decrease belongs to it): every start waits out `Retry-After`, then the rate runs at 80 % of
+//! what was running and returns along a concave curve to 97 % of a remembered rate (a measure
+//! of what the service took before the 429, bounded by what it accepted over clean windows),
+//! then probes slowly above it toward `--rate`.
 //!
-//! - **Pause, then a multiplicative decrease, once per episode.** On a 429 every new start waits
-//!   for `Retry-After` (capped by the client and again here; checked arithmetic). Without one,
-//!   1 s, so an isolated 429 or a burst costs what `Retry-After: 1` does (a fixed 2 s made four
-//!   isolated ones cost a third of a run's ideal time); once the service has accepted nothing
-//!   after a pause for 10 s, an outage rather than a burst, the pause doubles with each episode
-//!   up to 16 s (exponential backoff). Then the rate runs at 80 % of what was running: AIMD's
-//!   decrease, the figure the README documents. 429s of requests that started before the
-//!   decrease belong to the same episode and change nothing but the length of the pause. The
-//!   decrease never depends on a count of recent answers: the pause empties such a window,
-//!   which is how an earlier version cut the rate to a quarter on a second 429 and then
-//!   compounded four transient ones into a crawl. Counts (below) only decide where the return
-//!   goes.
-//! - **Fast return to just under the remembered rate** (CUBIC's concave phase). Each 429
-//!   leaves a remembered rate (CUBIC's `W_max`; how it is chosen is below). Once the pause is
-//!   over the rate goes to 97 % of it (or `--rate`, whichever is lower) along a concave cubic
-//!   that takes [`RETURN_SECS`]: more than half the way in the first second, flat on arrival.
-//!   Usually that is back up; when the measure puts the plateau under the rate the decrease
-//!   left, the same curve comes down to it instead, starting from that 80 %. A lone 429 costs
-//!   its pause and a few requests more, not the hours the slow additive climb of the earlier
-//!   version took from a low rate.
-//! - **Slow probe above it** (CUBIC's convex phase): from that plateau the rate rises as a cubic
-//!   of time, flat at first, back at the remembered rate after [`PROBE_SECS`], then faster up to
-//!   `--rate`. Near a steady limit the plateau sits 3 % under it and the next 429 comes only
-//!   when the probe crosses it again, about every half minute; after an isolated 429 the
-//!   plateau is already 97 % of `--rate`. Against a steady limit each 429 costs its pause,
-//!   about a second's worth of quota, so a cycle of some 35 s at 97 % and more uses about
-//!   94 % of the limit; the 3 % margin is enough because the remembered rate is a measure of
-//!   what the service took (next item), not a guess.
-//! - **What the service took decides what a 429 means.** Two measures, both of answers that
-//!   were not 429s:
-//!   - *the clean floor* (BBR's max filter): the rates of recent *clean* measuring windows,
-//!     windows of at least two seconds (and twenty requests at `--rate`) that no pause and no
-//!     429 touched. A pause opens no window, so it cannot empty the measure; samples are
-//!     forgotten after thirty further windows. Two seconds, because a quota counted per
-//!     calendar second accepts up to twice its limit in a one-second window that straddles two
-//!     of its seconds right after a pause; in two seconds it is at most one full second over;
-//!   - *the trailing count*: the answers over the last second (half a measuring window) when
-//!     the 429 came. A quota counted over a second refuses once that second is full, so the
-//!     count is its limit (exactly for a sliding second, a little over it for calendar
-//!     seconds), whatever rate was running and even when the pause before left the service's
-//!     window empty too. It is not taken while the run is younger than that second
-//!     (a 429 early in a run would turn the handful of answers before it into a limit) nor
-//!     when it holds fewer than five answers (a 429 right after a pause says nothing).
-//!
-//!   Then, for a new episode:
-//!   - a 429 at a rate the service has just accepted in full, clean windows is transient: the
-//!     remembered rate stands (otherwise isolated 429s on the plateau would each lower it and
-//!     compound);
-//!   - otherwise the remembered rate is the trailing count, but no more than the rate the 429
-//!     came at or the rate remembered before, whichever is higher. So the first 429 after a
-//!     run started far above a steady limit leaves the rate at 80 % and the next one already
-//!     brings the return down to just under the limit, where an earlier version stepped down
-//!     by 20 % per pause (six pauses from 200/s to 60/s, and a plateau 10 % under the limit).
-//!     A count over the rate the 429 came at means starts arrived bunched (the process or the
-//!     service stalled for a moment), not that the limit came down to that rate, so the
-//!     remembered rate stays; taking the lower of the two compounded such 429s. A 429 that
-//!     comes while the return is still on its way down to a plateau a count set keeps the
-//!     remembered rate too: it is the excess of the descent, not news of a lower limit;
-//!   - without a trailing count, a 429 before the return even reached its plateau means the
-//!     limit is lower than remembered: 90 % of the rate it came at is remembered instead
-//!     (CUBIC's fast convergence);
-//!   - the remembered rate is never less than the clean floor, so bursts of 429s cannot drag
-//!     it below what was accepted. Against a steady limit the clean rate is at most the limit,
-//!     so convergence is not held up. When the trailing count is under 80 % of the floor in
-//!     two episodes in a row, the limit dropped for good: the floor is forgotten rather than
-//!     hiding it for its whole lifetime.
-//!
-//! Why not the alternatives: plain AIMD (the earlier design) has no memory of where the limit
-//! was, so a few transient 429s leave it climbing for hours; a faster additive climb would
-//! instead hit a steady limit every few seconds, each time costing a whole pause for every
-//! worker. Dropping straight to the trailing count on a 429 (another earlier version) breaks
-//! the 80 % bound, and when the count is distorted (transient 429s right after a pause) it
-//! compounds them into a crawl; as the target of a return that starts at 80 %, bounded by the
-//! clean floor and ignored when too thin, it costs little when it is wrong. BBR's bandwidth
-//! and round-trip probing needs signals a request quota does not give: right after a pause the
-//! service accepts a whole window's worth at any speed, so short-term delivery rates overstate
-//! the limit, which is why only full, clean windows make the floor.
-//!
-//! The price: against a steady limit far below `--rate` the first descent still takes three
-//! or four episodes (one pause each; from 200/s to 60/s: 80 % at the first, the measure at the
-//! second, and the excess of the descent at the next ones), because the return starts at 80 %
-//! and the limit refuses what the descent sends above it. Against a quota counted over a long
-//! window (say a minute) both measures overstate the limit; the pauses still keep the run
-//! within the quota, at the cost of more 429s. Against a token bucket the clean floor includes
-//! the burst the bucket stored during a pause, so 429s come every few seconds; the bucket gives
-//! the stored burst back, so little capacity is lost.
+//! The rule is tuned to a quota counted over a sliding second; against token buckets with a
+//! small burst, concurrency caps and transient 429s two seconds apart it falls short of the
+//! targets of issue 20. `docs/rate-control.md` has the full reasoning, the measured family
+//! (`src/rate/limiter_models.rs`) and what a replacement must respect.
 
 use std::fmt;
 use std::num::NonZeroU32;
@@ -163,6 +84,11 @@ impl fmt::Display for Rate {
         write!(f, "{}/{unit}", self.count)
     }
 }
+
+/// The longest `Retry-After` honoured. Partner Center's own example asks for 57 s; a larger
+/// value (a day, or 10^20 seconds from a broken proxy) would stall the run for nothing, so it
+/// is cut to this and the run goes on.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 
 /// Share of the running rate kept after a throttling episode (multiplicative decrease).
 pub const DECREASE: f64 = 0.8;
@@ -451,9 +377,7 @@ impl Controller {
                 }
                 // The client caps `Retry-After` already; capped again here because this is where
                 // an instant is computed from it, and an overflowing one would panic.
-                let pause = retry_after
-                    .unwrap_or(self.quiet_pause)
-                    .min(crate::api::error::MAX_RETRY_AFTER);
+                let pause = retry_after.unwrap_or(self.quiet_pause).min(MAX_RETRY_AFTER);
                 let until = now.checked_add(pause).unwrap_or(now);
                 let resume = self.paused_until.map_or(until, |p| p.max(until));
                 self.paused_until = (resume > now).then_some(resume);
@@ -832,6 +756,9 @@ impl RequestGate {
         }
     }
 }
+
+#[cfg(test)]
+mod limiter_models;
 
 #[cfg(test)]
 mod tests {
@@ -1392,10 +1319,7 @@ mod tests {
             },
         );
         assert!(lowered);
-        assert_eq!(
-            ctl.paused_until(),
-            Some(now + crate::api::error::MAX_RETRY_AFTER)
-        );
+        assert_eq!(ctl.paused_until(), Some(now + MAX_RETRY_AFTER));
         // Far in the future, and before the pause: finite rates and intervals.
         let far = now + Duration::from_secs(100 * 365 * 86_400);
         assert_eq!(ctl.rate_at(far), 10.0);
@@ -1497,8 +1421,7 @@ mod tests {
         gate.ready().await.unwrap();
         let waited = before.elapsed();
         assert!(
-            waited >= crate::api::error::MAX_RETRY_AFTER
-                && waited <= crate::api::error::MAX_RETRY_AFTER + Duration::from_secs(1),
+            waited >= MAX_RETRY_AFTER && waited <= MAX_RETRY_AFTER + Duration::from_secs(1),
             "{waited:?}"
         );
     }

@@ -13,10 +13,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-/// The longest `Retry-After` honoured. Partner Center's own example asks for 57 s; a larger
-/// value (a day, or 10^20 seconds from a broken proxy) would stall the run for nothing, so it
-/// is cut to this and the run goes on.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+/// The longest `Retry-After` honoured; it lives with the rate gate, which turns it into a pause.
+pub use crate::rate::MAX_RETRY_AFTER;
 
 /// Most characters of server text kept in one field: enough for any real message, bounded so
 /// that a hostile answer cannot fill the results file or the log.

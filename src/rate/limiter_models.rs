@@ -1,0 +1,532 @@
+//! Limiter models and a deterministic run of the [`Controller`] against them, in plain time
+//! values: the shapes a service's rate limit can take (token buckets, sliding and calendar
+//! windows, a concurrency cap, a limit that changes, transient refusals), and a client that
+//! paces starts as [`super::RequestGate`] does (a schedule of slots, void after a 429; every
+//! start waits out the pause), with `concurrency` workers and a fixed latency.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{Controller, Event};
+
+/// What a limiter says to one request arriving at `t` seconds.
+pub trait Limiter {
+    /// `true`: accepted.
+    fn arrive(&mut self, t: f64) -> bool;
+    /// An accepted request was answered (only the concurrency cap cares).
+    fn depart(&mut self) {}
+}
+
+/// At most `n` accepted in any `w` seconds.
+pub struct SlidingWindow {
+    n: usize,
+    w: f64,
+    accepted: VecDeque<f64>,
+}
+
+impl SlidingWindow {
+    pub fn new(n: usize, w: f64) -> Self {
+        SlidingWindow {
+            n,
+            w,
+            accepted: VecDeque::new(),
+        }
+    }
+}
+
+impl Limiter for SlidingWindow {
+    fn arrive(&mut self, t: f64) -> bool {
+        while self.accepted.front().is_some_and(|&a| t - a >= self.w) {
+            self.accepted.pop_front();
+        }
+        let ok = self.accepted.len() < self.n;
+        if ok {
+            self.accepted.push_back(t);
+        }
+        ok
+    }
+}
+
+/// At most `n` accepted per calendar window of `w` seconds (counted from 0).
+pub struct CalendarWindow {
+    n: usize,
+    w: f64,
+    window: i64,
+    count: usize,
+}
+
+impl CalendarWindow {
+    pub fn new(n: usize, w: f64) -> Self {
+        CalendarWindow {
+            n,
+            w,
+            window: -1,
+            count: 0,
+        }
+    }
+}
+
+impl Limiter for CalendarWindow {
+    fn arrive(&mut self, t: f64) -> bool {
+        let window = (t / self.w).floor() as i64;
+        if window != self.window {
+            self.window = window;
+            self.count = 0;
+        }
+        let ok = self.count < self.n;
+        if ok {
+            self.count += 1;
+        }
+        ok
+    }
+}
+
+/// `rate` tokens a second, at most `burst` stored; full at the start.
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: f64,
+}
+
+impl TokenBucket {
+    pub fn new(rate: f64, burst: f64) -> Self {
+        TokenBucket {
+            rate,
+            burst,
+            tokens: burst,
+            last: 0.0,
+        }
+    }
+}
+
+impl Limiter for TokenBucket {
+    fn arrive(&mut self, t: f64) -> bool {
+        self.tokens = (self.tokens + (t - self.last) * self.rate).min(self.burst);
+        self.last = t;
+        let ok = self.tokens >= 1.0;
+        if ok {
+            self.tokens -= 1.0;
+        }
+        ok
+    }
+}
+
+/// Refuses a request that would make more than `n` in flight.
+pub struct ConcurrencyCap {
+    n: usize,
+    in_flight: usize,
+}
+
+impl ConcurrencyCap {
+    pub fn new(n: usize) -> Self {
+        ConcurrencyCap { n, in_flight: 0 }
+    }
+}
+
+impl Limiter for ConcurrencyCap {
+    fn arrive(&mut self, _t: f64) -> bool {
+        let ok = self.in_flight < self.n;
+        if ok {
+            self.in_flight += 1;
+        }
+        ok
+    }
+
+    fn depart(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+    }
+}
+
+/// One limiter until `at` seconds, another after.
+pub struct Changing<A, B> {
+    before: A,
+    after: B,
+    at: f64,
+}
+
+impl<A, B> Changing<A, B> {
+    pub fn new(before: A, after: B, at: f64) -> Self {
+        Changing { before, after, at }
+    }
+}
+
+impl<A: Limiter, B: Limiter> Limiter for Changing<A, B> {
+    fn arrive(&mut self, t: f64) -> bool {
+        if t < self.at {
+            self.before.arrive(t)
+        } else {
+            self.after.arrive(t)
+        }
+    }
+}
+
+/// No limit, but the first request at or after each of `times` is refused.
+pub struct Transient {
+    times: VecDeque<f64>,
+}
+
+impl Transient {
+    pub fn new(times: impl IntoIterator<Item = f64>) -> Self {
+        Transient {
+            times: times.into_iter().collect(),
+        }
+    }
+}
+
+impl Limiter for Transient {
+    fn arrive(&mut self, t: f64) -> bool {
+        if self.times.front().is_some_and(|&due| t >= due) {
+            self.times.pop_front();
+            return false;
+        }
+        true
+    }
+}
+
+/// How a run is set up.
+#[derive(Debug, Clone, Copy)]
+pub struct Setup {
+    /// `--rate` per second.
+    pub rate: u32,
+    pub concurrency: usize,
+    /// Seconds from a start to its answer.
+    pub latency: f64,
+    /// No start at or after this many seconds.
+    pub end: f64,
+    /// Stop once this many requests were accepted.
+    pub rows: Option<usize>,
+}
+
+/// What a run did: every start, in order, with the limiter's verdict; and the controller.
+pub struct Outcome {
+    pub starts: Vec<(f64, bool)>,
+    pub controller: Controller,
+}
+
+impl Outcome {
+    /// Accepted starts per second in [from, to).
+    pub fn accepted_rate(&self, from: f64, to: f64) -> f64 {
+        let n = self
+            .starts
+            .iter()
+            .filter(|(t, ok)| *ok && (from..to).contains(t))
+            .count();
+        n as f64 / (to - from)
+    }
+
+    /// Share of the starts before `to` that were refused.
+    pub fn refused_share(&self, to: f64) -> f64 {
+        let all: Vec<_> = self.starts.iter().filter(|(t, _)| *t < to).collect();
+        let refused = all.iter().filter(|(_, ok)| !ok).count();
+        refused as f64 / all.len().max(1) as f64
+    }
+
+    /// When the last accepted start went.
+    pub fn last_accepted(&self) -> f64 {
+        self.starts
+            .iter()
+            .rev()
+            .find(|(_, ok)| *ok)
+            .map_or(0.0, |(t, _)| *t)
+    }
+
+    /// Times of the refused starts.
+    pub fn refused(&self) -> Vec<f64> {
+        self.starts
+            .iter()
+            .filter(|(_, ok)| !ok)
+            .map(|(t, _)| *t)
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Step {
+    /// A worker is free and claims a slot.
+    Free,
+    /// A worker's claimed slot (of the given epoch) has come.
+    Start { epoch: u64 },
+    /// An answer to the start at `started` nanoseconds; `ok` when accepted.
+    Answer { started: u64, ok: bool },
+}
+
+/// Runs `limiter` against a [`Controller`] at `setup.rate`, the way the gate paces.
+pub fn run(setup: Setup, limiter: &mut dyn Limiter) -> Outcome {
+    let rate = format!("{}/s", setup.rate).parse().unwrap();
+    let mut controller = Controller::new(rate);
+    let t0 = Instant::now();
+    let at = |ns: u64| t0 + Duration::from_nanos(ns);
+    let ns = |secs: f64| (secs * 1e9).round() as u64;
+    let secs = |ns: u64| ns as f64 / 1e9;
+    let mut queue = BinaryHeap::new();
+    let mut order = 0u64;
+    let mut push = |queue: &mut BinaryHeap<_>, when: u64, step: Step| {
+        order += 1;
+        queue.push(Reverse((when, order, step)));
+    };
+    for _ in 0..setup.concurrency {
+        push(&mut queue, 0, Step::Free);
+    }
+    let (mut next_slot, mut epoch) = (0u64, 0u64);
+    let mut starts = Vec::new();
+    let mut accepted = 0usize;
+    let done = |now: u64, accepted: usize| {
+        secs(now) >= setup.end || setup.rows.is_some_and(|rows| accepted >= rows)
+    };
+    while let Some(Reverse((now, _, step))) = queue.pop() {
+        let paused = controller
+            .paused_until()
+            .map(|p| p.duration_since(t0).as_nanos() as u64)
+            .filter(|&p| p > now);
+        match step {
+            Step::Free | Step::Start { .. } => {
+                if done(now, accepted) {
+                    continue;
+                }
+                if let Step::Start { epoch: claimed } = step
+                    && claimed == epoch
+                    && paused.is_none()
+                {
+                    let ok = limiter.arrive(secs(now));
+                    accepted += usize::from(ok);
+                    starts.push((secs(now), ok));
+                    let answer = now + ns(setup.latency);
+                    push(&mut queue, answer, Step::Answer { started: now, ok });
+                    continue;
+                }
+                if let Some(until) = paused {
+                    push(&mut queue, until, Step::Free);
+                    continue;
+                }
+                let slot = next_slot.max(now);
+                let interval = controller.interval_at(at(slot)).as_nanos() as u64;
+                next_slot = slot + interval;
+                push(&mut queue, slot, Step::Start { epoch });
+            }
+            Step::Answer { started, ok } => {
+                let event = if ok {
+                    limiter.depart();
+                    Event::Answered
+                } else {
+                    Event::Throttled {
+                        retry_after: Some(Duration::from_secs(1)),
+                        started: at(started),
+                    }
+                };
+                controller = controller.step(at(now), event).0;
+                if !ok {
+                    epoch += 1;
+                    next_slot = controller
+                        .paused_until()
+                        .map_or(now, |p| p.duration_since(t0).as_nanos() as u64)
+                        .max(now);
+                }
+                push(&mut queue, now, Step::Free);
+            }
+        }
+    }
+    Outcome { starts, controller }
+}
+
+#[cfg(test)]
+mod family {
+    //! The targets, for every member of the family of limiters (see `docs/rate-control.md`).
+    use super::*;
+
+    /// `--rate 100/s --concurrency 16`, as the targets are stated.
+    fn setup(latency: f64, end: f64) -> Setup {
+        Setup {
+            rate: 100,
+            concurrency: 16,
+            latency,
+            end,
+            rows: None,
+        }
+    }
+
+    /// What a client can use of a limit of `limit` per second: no more than `--rate`, nor
+    /// than 16 requests in flight allow.
+    fn capacity(limit: f64, latency: f64) -> f64 {
+        let in_flight = if latency > 0.0 {
+            16.0 / latency
+        } else {
+            f64::MAX
+        };
+        limit.min(100.0).min(in_flight)
+    }
+
+    /// One steady member: a name, the limit per second, the longest window it counts over,
+    /// its latency, and the limiter.
+    struct Member {
+        name: String,
+        limit: f64,
+        window: f64,
+        latency: f64,
+        build: Box<dyn Fn() -> Box<dyn Limiter>>,
+    }
+
+    fn steady_members() -> Vec<Member> {
+        let mut members = Vec::new();
+        let latencies = [0.0, 0.05, 0.3];
+        for (k, limit) in [2.0f64, 7.0, 20.0, 30.0, 45.0, 80.0, 150.0]
+            .into_iter()
+            .enumerate()
+        {
+            let latency = latencies[k % 3];
+            for burst in [1.0, 5.0_f64.min(limit), (limit / 4.0).max(1.0), limit] {
+                members.push(Member {
+                    name: format!("token bucket {limit}/s, burst {burst}"),
+                    limit,
+                    window: 1.0,
+                    latency,
+                    build: Box::new(move || Box::new(TokenBucket::new(limit, burst))),
+                });
+            }
+            for window in [1.0, 2.0, 5.0, 10.0, 60.0] {
+                let n = (limit * window).round() as usize;
+                members.push(Member {
+                    name: format!("sliding window {n} per {window} s"),
+                    limit,
+                    window,
+                    latency,
+                    build: Box::new(move || Box::new(SlidingWindow::new(n, window))),
+                });
+                members.push(Member {
+                    name: format!("calendar window {n} per {window} s"),
+                    limit,
+                    window,
+                    latency,
+                    build: Box::new(move || Box::new(CalendarWindow::new(n, window))),
+                });
+            }
+        }
+        for (n, latency) in [(2, 0.1), (5, 0.3), (8, 0.2), (12, 0.15)] {
+            members.push(Member {
+                name: format!("at most {n} in flight, latency {latency} s"),
+                limit: n as f64 / latency,
+                window: 1.0,
+                latency,
+                build: Box::new(move || Box::new(ConcurrencyCap::new(n))),
+            });
+        }
+        members
+    }
+
+    #[test]
+    #[ignore = "the controller falls short on part of the family (issue 20); run with --ignored"]
+    fn every_steady_limit_is_found_and_held() {
+        let mut short = Vec::new();
+        for m in steady_members() {
+            let cap = capacity(m.limit, m.latency);
+            let most_refused = if m.window > 5.0 { 0.10 } else { 0.03 };
+            for end in [15.0, 60.0] {
+                let outcome = run(setup(m.latency, end), &mut *(m.build)());
+                let used = outcome.accepted_rate(0.0, end) / cap;
+                let refused = outcome.refused_share(end);
+                let least_used = if end < 30.0 { 0.85 } else { 0.90 };
+                let line = format!(
+                    "{} (latency {} s), {end} s: {:.0} % used, {:.1} % refused, {} episodes",
+                    m.name,
+                    m.latency,
+                    used * 100.0,
+                    refused * 100.0,
+                    outcome.controller.episodes()
+                );
+                println!("{line}");
+                if used < least_used || refused > most_refused {
+                    short.push(line);
+                }
+            }
+        }
+        assert!(
+            short.is_empty(),
+            "short of the targets:\n{}",
+            short.join("\n")
+        );
+    }
+
+    /// Four 429s at `spacing` seconds, no limit otherwise: the run costs its pauses and at
+    /// most 15 % more, and the rate is back at 90 % of `--rate` within 3 s of the last one.
+    #[test]
+    #[ignore = "the controller falls short on part of the family (issue 20); run with --ignored"]
+    fn transient_429s_cost_their_pauses_at_any_spacing() {
+        let mut short = Vec::new();
+        for spacing in [1.0, 2.0, 3.0, 5.0, 10.0] {
+            for latency in [0.0, 0.05, 0.3] {
+                let times: Vec<f64> = (1..=4).map(|k| 2.0 + spacing * f64::from(k)).collect();
+                let last = times[3];
+                // Enough rows to run 8 s past the last 429 at --rate.
+                let rows = ((last + 8.0) * 100.0) as usize;
+                let mut setup = setup(latency, 600.0);
+                setup.rows = Some(rows);
+                let outcome = run(setup, &mut Transient::new(times));
+                let best = capacity(100.0, latency);
+                let ideal = rows as f64 / best + 4.0;
+                let wall = outcome.last_accepted();
+                let refused = outcome.refused();
+                let back = refused.last().copied().unwrap_or(last) + 3.0;
+                let end_rate = outcome.accepted_rate(back, (back + 2.0).min(wall));
+                let line = format!(
+                    "429s every {spacing} s (latency {latency} s): wall {wall:.1} s, ideal {ideal:.1} s; \
+                     {end_rate:.0}/s 3 s after the last"
+                );
+                println!("{line}");
+                if wall > 1.15 * ideal || end_rate < 0.9 * best {
+                    short.push(line);
+                }
+            }
+        }
+        assert!(
+            short.is_empty(),
+            "short of the targets:\n{}",
+            short.join("\n")
+        );
+    }
+
+    /// A limit that halves at 20 s is held within 10 s; one that doubles is used within 30 s.
+    #[test]
+    #[ignore = "the controller falls short on part of the family (issue 20); run with --ignored"]
+    fn a_limit_that_changes_is_followed() {
+        let mut short = Vec::new();
+        for limit in [10.0f64, 30.0, 60.0] {
+            for latency in [0.0, 0.05] {
+                let n = limit.round() as usize;
+                let halved = (limit / 2.0).round() as usize;
+                let mut down = Changing::new(
+                    SlidingWindow::new(n, 1.0),
+                    SlidingWindow::new(halved, 1.0),
+                    20.0,
+                );
+                let outcome = run(setup(latency, 60.0), &mut down);
+                let held = outcome.accepted_rate(30.0, 60.0) / halved as f64;
+                let late = outcome.refused().iter().filter(|t| **t >= 30.0).count();
+                let mut up = Changing::new(
+                    SlidingWindow::new(halved, 1.0),
+                    SlidingWindow::new(n, 1.0),
+                    20.0,
+                );
+                let doubled = run(setup(latency, 70.0), &mut up);
+                let used = doubled.accepted_rate(50.0, 70.0) / capacity(limit, latency);
+                let line = format!(
+                    "{limit}/s (latency {latency} s): halved, {:.0} % of it used from 10 s on \
+                     with {late} 429s; doubled, {:.0} % used from 30 s on",
+                    held * 100.0,
+                    used * 100.0
+                );
+                println!("{line}");
+                if held < 0.85 || late > 3 || used < 0.9 {
+                    short.push(line);
+                }
+            }
+        }
+        assert!(
+            short.is_empty(),
+            "short of the targets:\n{}",
+            short.join("\n")
+        );
+    }
+}
