@@ -225,13 +225,14 @@ impl Outcome {
         refused as f64 / all.len().max(1) as f64
     }
 
-    /// Refused starts before `to` that went while an earlier refused start was still
-    /// unanswered (within `latency` after it): the client could not yet know of any refusal,
-    /// so no controller could have held them back. With 16 workers and 300 ms of latency the
-    /// requests in flight when the first 429 comes back are such; they are counted apart.
+    /// Refused starts before `to` that no controller could have held back, counted apart:
+    /// the run's first (a limit under `--rate` shows itself only by refusing), and any that
+    /// went while an earlier refused start was still unanswered (within `latency` after it),
+    /// when the client could not yet know of the refusal. With 16 workers and 300 ms of
+    /// latency the requests in flight when the first 429 comes back are such.
     pub fn unknowing_refusals(&self, to: f64, latency: f64) -> usize {
         let mut first_unanswered: Option<f64> = None;
-        let mut unknowing = 0;
+        let mut unknowing = usize::from(self.starts.iter().any(|(t, ok)| *t < to && !ok));
         for &(t, ok) in self.starts.iter().filter(|(t, _)| *t < to) {
             if ok {
                 continue;
@@ -444,8 +445,9 @@ mod family {
         members
     }
 
-    /// Refusals of starts made while an earlier refusal was unanswered are set apart; one made
-    /// after its answer came back, or the first of a later episode, is not.
+    /// The run's first refusal and those of starts made while an earlier refusal was
+    /// unanswered are set apart; one made after its answer came back, or the first of a later
+    /// episode, is not.
     #[test]
     fn refusals_no_controller_could_avoid_are_counted_apart() {
         for latency in [0.01, 0.05, 0.3] {
@@ -470,13 +472,15 @@ mod family {
                 let all = refused + 101;
                 assert_eq!(
                     outcome.unknowing_refusals(10.0, latency),
-                    in_flight as usize
+                    in_flight as usize + 1
                 );
                 let share = outcome.avoidable_refused_share(10.0, latency);
-                assert!((share - 3.0 / all as f64).abs() < 1e-12, "{share}");
+                assert!((share - 2.0 / all as f64).abs() < 1e-12, "{share}");
                 assert!(share <= outcome.refused_share(10.0));
-                // Nothing in flight without latency: every refusal could be known.
-                assert_eq!(outcome.unknowing_refusals(10.0, 0.0), 0);
+                // Nothing in flight without latency: only the first refusal is unavoidable.
+                assert_eq!(outcome.unknowing_refusals(10.0, 0.0), 1);
+                // Before the first refusal, none.
+                assert_eq!(outcome.unknowing_refusals(1.0, latency), 0);
             }
         }
     }
