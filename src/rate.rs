@@ -155,6 +155,21 @@ struct Recovery {
     since: Instant,
 }
 
+/// What the last throttling episode measured and decided, for the log.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decision {
+    /// Requests per second the gate paced at when the 429 came.
+    pub running: f64,
+    /// What the service took over the trailing window, if that said anything.
+    pub taken: Option<f64>,
+    /// The best rate it accepted over recent clean windows, if any.
+    pub accepted: Option<f64>,
+    /// The rate the pause ends with.
+    pub resume: f64,
+    /// The remembered rate the return aims for (97 % of it, then probing above).
+    pub target: f64,
+}
+
 /// The best rate the service accepted over recent clean windows (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Meter {
@@ -319,6 +334,8 @@ pub struct Controller {
     quiet_pause: Duration,
     /// The first 429 since the service last accepted a request after a pause.
     refusing_since: Option<Instant>,
+    /// What the last episode measured and decided.
+    decision: Option<Decision>,
 }
 
 impl Controller {
@@ -336,6 +353,7 @@ impl Controller {
             contradicted: false,
             quiet_pause: QUIET_PAUSE,
             refusing_since: None,
+            decision: None,
         }
     }
 
@@ -438,10 +456,18 @@ impl Controller {
                     }
                 }
                 .min(self.max);
-                self.recovery = Some(Recovery {
+                let recovery = Recovery {
                     from: (running * DECREASE).max(floor),
                     target: target.max(floor),
                     since: resume,
+                };
+                self.recovery = Some(recovery);
+                self.decision = Some(Decision {
+                    running,
+                    taken,
+                    accepted,
+                    resume: self.rate_at(resume),
+                    target: recovery.target,
                 });
                 self.last_decrease = Some(now);
                 self.episodes = self.episodes.saturating_add(1);
@@ -497,6 +523,11 @@ impl Controller {
     /// The best rate the service accepted over recent clean windows, if any was measured.
     pub fn accepted(&self) -> Option<f64> {
         self.meter.best()
+    }
+
+    /// What the last throttling episode measured and decided.
+    pub fn decision(&self) -> Option<Decision> {
+        self.decision
     }
 }
 
@@ -721,6 +752,14 @@ impl RequestGate {
             .lock()
             .map(|s| s.controller.rate_at(Instant::now()))
             .unwrap_or(self.rate.per_second())
+    }
+
+    /// What the last throttling episode measured and decided.
+    pub fn decision(&self) -> Option<Decision> {
+        self.schedule
+            .lock()
+            .ok()
+            .and_then(|s| s.controller.decision())
     }
 
     /// Throttling episodes so far.
@@ -1305,6 +1344,23 @@ mod tests {
         // Running at --rate again: the recovery is over.
         let (done, _) = ctl.step(at + secs(RETURN_SECS + 100.0 * PROBE_SECS), Event::Answered);
         assert_eq!(done.recovery, None);
+    }
+
+    /// The decision the log reports is the rate the gate paces at: the rate the pause ends
+    /// with, the rate the 429 came at, and the remembered rate the return aims for.
+    #[test]
+    fn the_logged_decision_is_the_rate_paced_at() {
+        for (rate, limit) in [("50/s", 20), ("100/s", 45), ("200/s", 60), ("100/s", 7)] {
+            let mut c = Client::new(rate);
+            assert_eq!(c.controller.decision(), None);
+            c.run_until(20.0, sliding_window(limit));
+            let d = c.controller.decision().unwrap();
+            let &(_, before, after) = c.decreases.last().unwrap();
+            assert!((d.running - before).abs() < 1e-9, "{d:?} vs {before}");
+            assert!((d.resume - after).abs() < 1e-9, "{d:?} vs {after}");
+            assert!(d.target > 0.0 && d.target <= c.controller.max, "{d:?}");
+            assert!((d.resume - d.running * DECREASE).abs() < 1e-9, "{d:?}");
+        }
     }
 
     #[test]

@@ -389,12 +389,27 @@ impl PartnerCenterClient {
                 && e.is_throttled()
                 && self.gate.throttled(e.retry_after, started)
             {
+                // The rate named is the one the gate paces at once the pause is over.
                 tracing::warn!(
                     retry_after_secs = e.retry_after.map(|d| d.as_secs()),
-                    "Partner Center is throttling (HTTP 429): pausing all new requests, then continuing at {:.1}/s and climbing back to {}",
+                    "Partner Center is throttling (HTTP 429): pausing all new requests, then resuming at {:.1}/s (--rate {})",
                     self.gate.current_rate(),
                     self.gate.rate()
                 );
+                if let Some(d) = self.gate.decision() {
+                    let or_none = |v: Option<f64>| {
+                        v.map_or_else(|| "none".to_owned(), |v| format!("{v:.1}/s"))
+                    };
+                    tracing::debug!(
+                        "throttling episode {}: 429 at {:.1}/s; the service took {} over the last second, accepted at most {} over clean windows; resuming at {:.1}/s, returning to 97 % of {:.1}/s, then probing above",
+                        self.gate.episodes(),
+                        d.running,
+                        or_none(d.taken),
+                        or_none(d.accepted),
+                        d.resume,
+                        d.target
+                    );
+                }
             }
             return CallOutcome {
                 correlation_id,
