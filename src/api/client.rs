@@ -306,15 +306,12 @@ impl PartnerCenterClient {
             if body.is_some() {
                 headers.insert(CONTENT_TYPE, APPLICATION_JSON);
             }
-            let mut request = self
-                .http
-                .request(method.clone(), url.clone())
-                .headers(headers)
-                .timeout(self.timeout);
-            if let Some(body) = &body {
-                request = request.body(body.clone());
-            }
-            let mut response = match request.send().await {
+            // Built whole rather than through a builder, which copies the headers one by one.
+            let mut request = reqwest::Request::new(method.clone(), url.clone());
+            *request.headers_mut() = headers;
+            *request.timeout_mut() = Some(self.timeout);
+            *request.body_mut() = body.clone().map(reqwest::Body::from);
+            let mut response = match self.http.execute(request).await {
                 Ok(r) => r,
                 Err(e) => {
                     return CallOutcome {
