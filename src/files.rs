@@ -19,15 +19,6 @@ pub fn private_options() -> OpenOptions {
     options
 }
 
-/// Creates (or truncates) a file readable by its owner only.
-pub fn create_private(path: &Path) -> io::Result<File> {
-    private_options()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-}
-
 /// Replaces `path` with `bytes` at once: written to a uniquely named temporary file in the
 /// same folder (never a fixed name two runs could share), synced, then renamed over `path`,
 /// so a reader or a crash never sees half a file. Devices and pipes are written directly.

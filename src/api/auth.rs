@@ -22,6 +22,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{printable, server_text};
+#[cfg(test)]
+use super::http::client as http_client;
 use super::http::read_bounded;
 
 /// Environment variable holding a ready App+User access token.
@@ -299,7 +301,10 @@ pub type RotationHook = Box<dyn Fn(&SecretString) + Send + Sync>;
 /// every later call at once. One renewal at a time, however many calls notice.
 pub struct TokenSource {
     credentials: Credentials,
+    /// The run's HTTP client (see [`super::http::client`]), and how long one call to the
+    /// authority may take.
     http: reqwest::Client,
+    timeout: Duration,
     state: Mutex<State>,
     /// Held while a renewal is in progress (single flight).
     renewal: tokio::sync::Mutex<()>,
@@ -469,12 +474,9 @@ pub fn is_sendable_token(token: &str) -> bool {
 }
 
 impl TokenSource {
-    pub fn new(credentials: Credentials, timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .user_agent(concat!("mca-attest/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
+    /// A token source whose calls to the authority go through `http`, the run's one HTTP
+    /// client, each bounded by `timeout`.
+    pub fn new(credentials: Credentials, http: reqwest::Client, timeout: Duration) -> Self {
         let mut secrets = Secrets::default();
         let (cached, refresh_token) = match &credentials {
             Credentials::AccessToken(t) => {
@@ -496,6 +498,7 @@ impl TokenSource {
         TokenSource {
             credentials,
             http,
+            timeout,
             state: Mutex::new(State {
                 cached,
                 refresh_token,
@@ -903,6 +906,7 @@ impl TokenSource {
             .http
             .post(url)
             .form(&form)
+            .timeout(self.timeout)
             .send()
             .await
             .map_err(unreachable)?;
@@ -940,8 +944,10 @@ impl TokenSource {
         credentials: RefreshTokenCredentials,
         answers: Vec<Result<TokenAnswer, AuthError>>,
     ) -> Self {
+        let http = http_client(1, Duration::from_secs(1)).unwrap_or_default();
         let mut source = Self::new(
             Credentials::RefreshToken(credentials),
+            http,
             Duration::from_secs(1),
         );
         source.script = Some(Mutex::new(answers.into()));
@@ -1558,8 +1564,98 @@ mod tests {
         // Short values are not worth garbling a message for.
         let short = TokenSource::new(
             Credentials::AccessToken(SecretString::from("x")),
+            http_client(1, Duration::from_secs(1)).unwrap(),
             Duration::from_secs(1),
         );
         assert_eq!(short.scrub("x marks"), "x marks");
+    }
+
+    /// A loopback token authority that answers every request with `head` (status line and
+    /// headers, no body) or, for `None`, with nothing at all; counts the requests and records
+    /// their request lines.
+    async fn authority(head: Option<String>) -> (Url, std::sync::Arc<Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let (record, head) = (record.clone(), head.clone());
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !request.ends_with(b"\r\n\r\n") {
+                        if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        request.push(byte[0]);
+                    }
+                    let text = String::from_utf8_lossy(&request).to_string();
+                    let line = text.lines().next().unwrap_or_default().to_string();
+                    record.lock().unwrap().push(line);
+                    match head {
+                        Some(head) => {
+                            let answer = format!("{head}\r\nContent-Length: 0\r\n\r\n");
+                            let _ = stream.write_all(answer.as_bytes()).await;
+                        }
+                        None => {
+                            let mut rest = Vec::new();
+                            let _ = stream.read_to_end(&mut rest).await;
+                        }
+                    }
+                });
+            }
+        });
+        (url, seen)
+    }
+
+    #[tokio::test]
+    async fn the_authority_is_asked_once_per_renewal_never_followed_elsewhere() {
+        for status in [301, 302, 303, 307, 308] {
+            let head = format!("HTTP/1.1 {status} Moved\r\nLocation: /elsewhere/oauth2/token");
+            let (url, seen) = authority(Some(head)).await;
+            let creds = RefreshTokenCredentials {
+                authority: url,
+                ..refresh_credentials()
+            };
+            let source = TokenSource::new(
+                Credentials::RefreshToken(creds.clone()),
+                http_client(1, Duration::from_secs(5)).unwrap(),
+                Duration::from_secs(5),
+            );
+            let Err(error) = source.redeem(&creds, &creds.refresh_token).await else {
+                panic!("{status}: a token from a redirect");
+            };
+            assert!(
+                matches!(error, AuthError::Refused { status: s, .. } if s == status),
+                "{status}: {error:?}"
+            );
+            assert_eq!(
+                *seen.lock().unwrap(),
+                ["POST /partner/oauth2/token HTTP/1.1"],
+                "{status}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_silent_authority_is_given_up_on_after_the_timeout() {
+        let (url, seen) = authority(None).await;
+        let creds = RefreshTokenCredentials {
+            authority: url,
+            ..refresh_credentials()
+        };
+        let source = TokenSource::new(
+            Credentials::RefreshToken(creds.clone()),
+            http_client(1, Duration::from_secs(5)).unwrap(),
+            Duration::from_millis(300),
+        );
+        let Err(error) = source.redeem(&creds, &creds.refresh_token).await else {
+            panic!("a token from a silent authority");
+        };
+        assert!(matches!(error, AuthError::Unreachable(_)), "{error:?}");
+        assert!(!error.is_permanent());
+        assert_eq!(seen.lock().unwrap().len(), 1);
     }
 }

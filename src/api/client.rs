@@ -1,5 +1,6 @@
 //! The Partner Center HTTP client: the documented headers on every call, and answers turned
-//! into typed results. How requests travel (connections, TLS, proxies) is [`super::transport`].
+//! into typed results. Requests travel through the run's one reqwest client (connection pool,
+//! TLS, proxies: see [`super::http::client`]), never following a redirect.
 //!
 //! Answers are read in chunks up to [`MAX_RESPONSE_BYTES`], so an endless body costs bounded
 //! memory; server text in errors is escaped and scrubbed of credentials (see
@@ -8,9 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use reqwest::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT,
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION, RETRY_AFTER,
 };
 use reqwest::{Method, Url};
 use serde::{Deserialize, Serialize};
@@ -18,14 +18,13 @@ use uuid::Uuid;
 
 use super::auth::{AuthError, TokenSource};
 use super::error::{ApiError, ApiErrorKind, server_text};
+use super::http::{USER_AGENT as APPLICATION_NAME, innermost, read_bounded};
 pub use super::http::{parse_base_url, without_userinfo};
-use super::transport::{Transport, TransportOptions};
 use crate::domain::{Confirmation, TenantId};
 use crate::rate::RequestGate;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.partnercenter.microsoft.com";
 pub const MCA_AGREEMENT_TYPE: &str = "MicrosoftCustomerAgreement";
-const APPLICATION_NAME: &str = concat!("mca-attest/", env!("CARGO_PKG_VERSION"));
 /// Most bytes of an answer read. The largest real answer (a page of 500 customers) is a few
 /// hundred kilobytes; past this, a GET's answer is refused as not what the API documents,
 /// and an error's body is cut.
@@ -162,19 +161,17 @@ impl<T> CallOutcome<T> {
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     pub base_url: Url,
+    /// The whole call, from connecting to the answer's last byte.
     pub timeout: Duration,
-    pub max_connections: usize,
 }
 
 /// A Partner Center client shared by every worker.
 #[derive(Debug, Clone)]
 pub struct PartnerCenterClient {
-    transport: Transport,
+    /// The run's HTTP client (see [`super::http::client`]).
+    http: reqwest::Client,
     base_url: Url,
-    /// `base_url` as text, without a trailing slash in its path and without its query, and
-    /// the query (with its `?`), to build a call's URL in one parse.
-    url_prefix: Arc<str>,
-    url_suffix: Arc<str>,
+    timeout: Duration,
     tokens: Arc<TokenSource>,
     gate: Arc<RequestGate>,
 }
@@ -200,34 +197,20 @@ struct Contact<'a> {
 }
 
 impl PartnerCenterClient {
+    /// A client whose calls go through `http`, the run's one HTTP client.
     pub fn new(
         options: &ClientOptions,
+        http: reqwest::Client,
         tokens: Arc<TokenSource>,
         gate: Arc<RequestGate>,
-    ) -> Result<Self, String> {
-        let transport = Transport::new(&TransportOptions {
-            base_url: &options.base_url,
+    ) -> Self {
+        PartnerCenterClient {
+            http,
+            base_url: options.base_url.clone(),
             timeout: options.timeout,
-            connect_timeout: options.timeout.min(Duration::from_secs(10)),
-            max_idle: options.max_connections,
-        })?;
-        let base_url = options.base_url.clone();
-        let mut prefix = base_url.clone();
-        prefix.set_query(None);
-        prefix.set_fragment(None);
-        let url_prefix = prefix.as_str().trim_end_matches('/').into();
-        let url_suffix = base_url
-            .query()
-            .map_or_else(String::new, |q| format!("?{q}"))
-            .into();
-        Ok(PartnerCenterClient {
-            transport,
-            base_url,
-            url_prefix,
-            url_suffix,
             tokens,
             gate,
-        })
+        }
     }
 
     pub(super) fn url(&self, path: &str) -> Url {
@@ -237,18 +220,6 @@ impl PartnerCenterClient {
         url
     }
 
-    /// `POST /v1/customers/{id}/agreements` under the base URL, as text: the same URL as
-    /// [`Self::url`] gives, built without parsing (a tenant id needs no escaping).
-    fn agreements_url(&self, tenant: &TenantId) -> String {
-        let (prefix, suffix) = (&*self.url_prefix, &*self.url_suffix);
-        if self.base_url.fragment().is_some() {
-            return self
-                .url(&format!("/v1/customers/{tenant}/agreements"))
-                .into();
-        }
-        format!("{prefix}/v1/customers/{tenant}/agreements{suffix}")
-    }
-
     /// Sends one call with the documented headers and returns the status and body. Every
     /// request passes the rate gate; a 401 renews the token and resends once (same
     /// MS-RequestId), and a 429 pauses the gate for everyone. With `need_body` false (a
@@ -256,9 +227,9 @@ impl PartnerCenterClient {
     async fn send(
         &self,
         method: Method,
-        url: String,
+        url: Url,
         request_id: Uuid,
-        body: Option<Bytes>,
+        body: Option<Vec<u8>>,
         need_body: bool,
     ) -> CallOutcome<Vec<u8>> {
         self.send_with(method, url, request_id, body, need_body, None)
@@ -269,12 +240,22 @@ impl PartnerCenterClient {
     pub(super) async fn send_with(
         &self,
         method: Method,
-        url: String,
+        url: Url,
         request_id: Uuid,
-        body: Option<Bytes>,
+        body: Option<Vec<u8>>,
         need_body: bool,
         extra: Option<HeaderMap>,
     ) -> CallOutcome<Vec<u8>> {
+        // The bearer token goes to the API root's origin only, whatever built the URL.
+        if url.origin() != self.base_url.origin() {
+            return CallOutcome::not_sent(ApiError::transport(
+                ApiErrorKind::NotSent,
+                self.clean(&format!(
+                    "'{}' is not under the API root",
+                    without_userinfo(url.as_str())
+                )),
+            ));
+        }
         let mut sent = 0;
         let mut renewed = false;
         let request_id_value = uuid_header(request_id);
@@ -310,7 +291,6 @@ impl PartnerCenterClient {
             sent += 1;
             self.gate.sending();
             let mut headers = HeaderMap::with_capacity(12);
-            headers.insert(USER_AGENT, HeaderValue::from_static(APPLICATION_NAME));
             headers.insert(ACCEPT, APPLICATION_JSON);
             headers.insert(X_LOCALE, HeaderValue::from_static("en-US"));
             headers.insert(
@@ -326,33 +306,39 @@ impl PartnerCenterClient {
             if body.is_some() {
                 headers.insert(CONTENT_TYPE, APPLICATION_JSON);
             }
-            let answer = self
-                .transport
-                .send(method.clone(), &url, headers, body.clone())
-                .await;
-            let mut response = match answer {
+            // Built whole rather than through a builder, which copies the headers one by one.
+            let mut request = reqwest::Request::new(method.clone(), url.clone());
+            *request.headers_mut() = headers;
+            *request.timeout_mut() = Some(self.timeout);
+            *request.body_mut() = body.clone().map(reqwest::Body::from);
+            let mut response = match self.http.execute(request).await {
                 Ok(r) => r,
                 Err(e) => {
                     return CallOutcome {
                         correlation_id,
                         http_status: None,
                         sent,
-                        result: Err(self.cleaned(e)),
+                        result: Err(self.failure(&e)),
                     };
                 }
             };
-            let status = response.status;
+            let status = response.status().as_u16();
             if status == 401 && !renewed && self.tokens.rejected(bearer.generation) {
                 // Tokens can be revoked or expire early: renew once and resend.
                 tracing::debug!("HTTP 401: renewing the access token and sending again");
                 renewed = true;
                 continue;
             }
-            let retry_after = response.retry_after.take();
+            let header = |name| {
+                let value = response.headers().get(name)?.to_str().ok()?;
+                Some(value.to_string())
+            };
+            let retry_after = header(RETRY_AFTER);
+            let location = header(LOCATION);
             let result = if (200..300).contains(&status) {
                 if need_body {
-                    match response.read_bounded(MAX_RESPONSE_BYTES).await {
-                        Err(e) => Err(self.cleaned(e)),
+                    match read_bounded(&mut response, MAX_RESPONSE_BYTES).await {
+                        Err(e) => Err(self.failure(&e)),
                         Ok(b) if b.complete => Ok(b.bytes),
                         Ok(_) => Err(ApiError::transport(
                             ApiErrorKind::BadResponse,
@@ -364,22 +350,29 @@ impl PartnerCenterClient {
                 } else {
                     // The status says it all; reading a little lets an ordinary answer end
                     // cleanly, and an endless or broken body changes nothing.
-                    let _ = response.read_bounded(MAX_DISCARDED_BYTES).await;
+                    let _ = read_bounded(&mut response, MAX_DISCARDED_BYTES).await;
                     Ok(Vec::new())
                 }
             } else {
                 // The status is known: whatever part of the body arrived explains it.
-                let bytes = response
-                    .read_bounded(MAX_RESPONSE_BYTES)
+                let bytes = read_bounded(&mut response, MAX_RESPONSE_BYTES)
                     .await
                     .map(|b| b.bytes)
                     .unwrap_or_default();
-                Err(ApiError::from_response_scrubbed(
+                let mut error = ApiError::from_response_scrubbed(
                     status,
                     retry_after.as_deref(),
                     &bytes,
                     &|t: &str| self.tokens.scrub(t),
-                ))
+                );
+                if (300..400).contains(&status) {
+                    // Not followed: a write must reach the API root it was meant for, or fail.
+                    let to = location.as_deref().unwrap_or("nowhere named");
+                    error.message = self.clean(&format!(
+                        "redirected to '{to}', not followed (the API documents no redirect)"
+                    ));
+                }
+                Err(error)
             };
             drop(response);
             if status != 429 {
@@ -425,10 +418,17 @@ impl PartnerCenterClient {
         server_text(text, &|t: &str| self.tokens.scrub(t))
     }
 
-    /// A transport failure with its message made safe (escaped, scrubbed, bounded).
-    fn cleaned(&self, mut error: ApiError) -> ApiError {
-        error.message = self.clean(&error.message);
-        error
+    /// A failure to send or to read an answer, typed, its message made safe (escaped,
+    /// scrubbed, bounded). The innermost cause says what happened; the outer ones add the URL.
+    fn failure(&self, e: &reqwest::Error) -> ApiError {
+        let kind = if e.is_timeout() {
+            ApiErrorKind::Timeout
+        } else if e.is_connect() {
+            ApiErrorKind::Connect
+        } else {
+            ApiErrorKind::Transport
+        };
+        ApiError::transport(kind, self.clean(&innermost(e)))
     }
 
     /// A success answer whose body is not what the API documents.
@@ -462,7 +462,7 @@ impl PartnerCenterClient {
         let mut url = self.url("/v1/agreements");
         url.query_pairs_mut()
             .append_pair("agreementType", agreement_type);
-        self.send(Method::GET, url.into(), Uuid::new_v4(), None, true)
+        self.send(Method::GET, url, Uuid::new_v4(), None, true)
             .await
             .map(|body| {
                 serde_json::from_slice::<Collection<AgreementTemplate>>(&body)
@@ -494,7 +494,7 @@ impl PartnerCenterClient {
         let mut url = self.url(&format!("/v1/customers/{tenant}/agreements"));
         url.query_pairs_mut()
             .append_pair("agreementType", MCA_AGREEMENT_TYPE);
-        self.send(Method::GET, url.into(), Uuid::new_v4(), None, true)
+        self.send(Method::GET, url, Uuid::new_v4(), None, true)
             .await
             .map(|body| {
                 serde_json::from_slice::<Collection<AgreementRecord>>(&body)
@@ -514,7 +514,7 @@ impl PartnerCenterClient {
         let url = self.url(&format!(
             "/v1/customers/{tenant}/directSignedMicrosoftCustomerAgreementStatus"
         ));
-        self.send(Method::GET, url.into(), Uuid::new_v4(), None, true)
+        self.send(Method::GET, url, Uuid::new_v4(), None, true)
             .await
             .map(|body| {
                 serde_json::from_slice::<Status>(&body)
@@ -530,7 +530,7 @@ impl PartnerCenterClient {
         template_id: &str,
         request_id: Uuid,
     ) -> CallOutcome<()> {
-        let url = self.agreements_url(&confirmation.tenant);
+        let url = self.url(&format!("/v1/customers/{}/agreements", confirmation.tenant));
         let signer = &confirmation.signer;
         let body = AgreementBody {
             primary_contact: Contact {
@@ -552,15 +552,9 @@ impl PartnerCenterClient {
                 );
             }
         };
-        self.send(
-            Method::POST,
-            url,
-            request_id,
-            Some(Bytes::from(body)),
-            false,
-        )
-        .await
-        .map(|_| Ok(()))
+        self.send(Method::POST, url, request_id, Some(body), false)
+            .await
+            .map(|_| Ok(()))
     }
 }
 
@@ -586,6 +580,12 @@ pub fn choose_mca_template(items: Vec<AgreementTemplate>) -> Option<AgreementTem
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
+
     use super::*;
 
     fn t(id: &str, kind: &str, rank: i64) -> AgreementTemplate {
@@ -629,20 +629,8 @@ mod tests {
     }
 
     #[test]
-    fn urls_keep_a_base_path() {
-        let client = PartnerCenterClient::new(
-            &ClientOptions {
-                base_url: Url::parse("http://127.0.0.1:9/pc/").unwrap(),
-                timeout: Duration::from_secs(1),
-                max_connections: 1,
-            },
-            Arc::new(TokenSource::new(
-                super::super::auth::Credentials::AccessToken("x".to_string().into()),
-                Duration::from_secs(1),
-            )),
-            Arc::new(RequestGate::new("1/s".parse().unwrap(), Default::default())),
-        )
-        .unwrap();
+    fn urls_keep_a_base_path_and_query() {
+        let client = client_for(Url::parse("http://127.0.0.1:9/pc/").unwrap(), "x");
         assert_eq!(
             client.url("/v1/agreements").as_str(),
             "http://127.0.0.1:9/pc/v1/agreements"
@@ -654,10 +642,18 @@ mod tests {
             "https://api.example.com:8443/a%20b/",
             "https://api.example.com/x#frag",
         ] {
-            let client = client_for(Url::parse(base).unwrap(), "x");
+            let base = Url::parse(base).unwrap();
+            let client = client_for(base.clone(), "x");
             let tenant = TenantId::from(Uuid::new_v4());
-            let expected = client.url(&format!("/v1/customers/{tenant}/agreements"));
-            assert_eq!(client.agreements_url(&tenant), expected.as_str(), "{base}");
+            let url = client.url(&format!("/v1/customers/{tenant}/agreements"));
+            let root = base.path().trim_end_matches('/');
+            assert_eq!(
+                url.path(),
+                format!("{root}/v1/customers/{tenant}/agreements"),
+                "{base}"
+            );
+            assert_eq!(url.query(), base.query(), "{base}");
+            assert_eq!(url.origin(), base.origin(), "{base}");
         }
     }
 
@@ -669,11 +665,10 @@ mod tests {
 
     /// A loopback server answering every request with `status` and a chunked body that never
     /// ends; counts the requests it got.
-    async fn endless(status: &'static str) -> (Url, Arc<std::sync::atomic::AtomicUsize>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    async fn endless(status: &'static str) -> (Url, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
-        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = Arc::new(AtomicUsize::new(0));
         let counted = seen.clone();
         tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
@@ -687,7 +682,7 @@ mod tests {
                         }
                         head.push(byte[0]);
                     }
-                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    counted.fetch_add(1, Ordering::SeqCst);
                     let head = format!("HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\n\r\n");
                     let chunk = format!("10000\r\n{}\r\n", " ".repeat(0x10000));
                     if stream.write_all(head.as_bytes()).await.is_err() {
@@ -701,14 +696,17 @@ mod tests {
     }
 
     fn client_for(base_url: Url, token: &str) -> PartnerCenterClient {
+        client_with(base_url, token, Duration::from_secs(10))
+    }
+
+    fn client_with(base_url: Url, token: &str, timeout: Duration) -> PartnerCenterClient {
+        let http = super::super::http::client(4, timeout).unwrap();
         PartnerCenterClient::new(
-            &ClientOptions {
-                base_url,
-                timeout: Duration::from_secs(10),
-                max_connections: 1,
-            },
+            &ClientOptions { base_url, timeout },
+            http.clone(),
             Arc::new(TokenSource::new(
                 super::super::auth::Credentials::AccessToken(token.to_string().into()),
+                http,
                 Duration::from_secs(1),
             )),
             Arc::new(RequestGate::new(
@@ -716,7 +714,6 @@ mod tests {
                 Default::default(),
             )),
         )
-        .unwrap()
     }
 
     fn confirmation() -> Confirmation {
@@ -737,12 +734,10 @@ mod tests {
         // A create needs no body: the 201 is the answer, whatever follows it.
         let (url, _) = endless("201 Created").await;
         let client = client_for(url, "token-for-tests");
-        let started = std::time::Instant::now();
         let outcome = client
             .create_agreement(&confirmation(), "t", Uuid::new_v4())
             .await;
         assert!(outcome.result.is_ok(), "{:?}", outcome.result);
-        assert!(started.elapsed() < Duration::from_secs(5));
 
         // A read's answer past the bound is refused, not read on.
         let (url, _) = endless("200 OK").await;
@@ -768,6 +763,367 @@ mod tests {
         assert_eq!(error.kind, ApiErrorKind::Credentials);
         assert!(!error.message.contains("half"), "{error}");
         assert_eq!(outcome.sent, 0);
-        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(seen.load(Ordering::SeqCst), 0);
+    }
+
+    /// What the scripted server does with one request.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    enum Reply {
+        /// 201 with a short body, connection kept open.
+        Created,
+        /// 201, then the connection is closed without a word (no `Connection: close`).
+        CreatedThenHangUp,
+        /// 200 with a body of this many bytes.
+        Large(usize),
+        /// A redirect with this status, to another path of the same server.
+        Redirect(u16),
+        /// Status and headers, then nothing, ever.
+        HeadersThenSilence,
+        /// Nothing, ever.
+        Silence,
+    }
+
+    /// One request as the server read it.
+    #[derive(Debug, Clone)]
+    struct Seen {
+        connection: usize,
+        request_line: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    }
+
+    impl Seen {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    struct Scripted {
+        root: Url,
+        seen: Arc<Mutex<Vec<Seen>>>,
+        connections: Arc<AtomicUsize>,
+    }
+
+    impl Scripted {
+        fn seen(&self) -> Vec<Seen> {
+            self.seen.lock().unwrap().clone()
+        }
+
+        fn connections(&self) -> usize {
+            self.connections.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A loopback HTTP/1.1 server that answers the n-th request as `script(n)` says and
+    /// records what it read.
+    async fn scripted(script: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let root = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (record, count, script) = (seen.clone(), connections.clone(), Arc::new(script));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let connection = count.fetch_add(1, Ordering::SeqCst);
+                let (record, script) = (record.clone(), script.clone());
+                tokio::spawn(async move {
+                    let mut stream = BufReader::new(stream);
+                    loop {
+                        let mut request_line = String::new();
+                        if stream.read_line(&mut request_line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut headers = Vec::new();
+                        loop {
+                            let mut line = String::new();
+                            if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let line = line.trim_end();
+                            if line.is_empty() {
+                                break;
+                            }
+                            let (name, value) = line.split_once(':').unwrap();
+                            headers.push((name.to_string(), value.trim().to_string()));
+                        }
+                        let length = headers
+                            .iter()
+                            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                            .map_or(0, |(_, v)| v.parse::<usize>().unwrap());
+                        let mut body = vec![0; length];
+                        stream.read_exact(&mut body).await.unwrap();
+                        let number = {
+                            let mut all = record.lock().unwrap();
+                            all.push(Seen {
+                                connection,
+                                request_line: request_line.trim_end().to_string(),
+                                headers,
+                                body,
+                            });
+                            all.len() - 1
+                        };
+                        let reply = script(number);
+                        let answer = match reply {
+                            Reply::Created | Reply::CreatedThenHangUp => {
+                                "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}".to_string()
+                            }
+                            Reply::Large(size) => format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n{}",
+                                " ".repeat(size)
+                            ),
+                            Reply::Redirect(status) => format!(
+                                "HTTP/1.1 {status} Elsewhere\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n"
+                            ),
+                            Reply::HeadersThenSilence => {
+                                "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{".to_string()
+                            }
+                            Reply::Silence => String::new(),
+                        };
+                        if stream.get_mut().write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        match reply {
+                            Reply::CreatedThenHangUp => return,
+                            Reply::Silence | Reply::HeadersThenSilence => {
+                                // Holds the connection open without a word until the client
+                                // gives up on it.
+                                let mut rest = Vec::new();
+                                let _ = stream.read_to_end(&mut rest).await;
+                                return;
+                            }
+                            _ => {}
+                        }
+                    }
+                });
+            }
+        });
+        Scripted {
+            root,
+            seen,
+            connections,
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_go_in_origin_form_with_their_headers_on_one_kept_alive_connection() {
+        // Neighbouring API roots: with and without a base path, a trailing slash, a query.
+        for base in ["", "/", "/pc/", "/pc", "/a/b/?x=1"] {
+            let server = scripted(|_| Reply::Created).await;
+            let root = server.root.join(base).unwrap();
+            let client = client_for(root.clone(), "token-for-tests");
+            let mut sent = Vec::new();
+            for _ in 0..5 {
+                let confirmation = confirmation();
+                let request_id = Uuid::new_v4();
+                let outcome = client
+                    .create_agreement(&confirmation, "t", request_id)
+                    .await;
+                assert!(outcome.result.is_ok(), "{base}: {:?}", outcome.result);
+                assert_eq!((outcome.http_status, outcome.sent), (Some(201), 1));
+                sent.push((confirmation.tenant, request_id, outcome.correlation_id));
+            }
+            assert_eq!(server.connections(), 1, "{base}");
+            let seen = server.seen();
+            assert_eq!(seen.len(), 5, "{base}");
+            let authority = &root[url::Position::BeforeHost..url::Position::AfterPort];
+            let path = root.path().trim_end_matches('/');
+            let query = root.query().map_or_else(String::new, |q| format!("?{q}"));
+            for (request, (tenant, request_id, correlation_id)) in seen.iter().zip(&sent) {
+                assert_eq!(
+                    request.request_line,
+                    format!("POST {path}/v1/customers/{tenant}/agreements{query} HTTP/1.1"),
+                    "{base}"
+                );
+                assert_eq!(request.header("host"), Some(authority));
+                assert_eq!(
+                    request.header("content-length"),
+                    Some(request.body.len().to_string().as_str())
+                );
+                assert_eq!(request.header("content-type"), Some("application/json"));
+                assert_eq!(
+                    request.header("ms-requestid"),
+                    Some(request_id.to_string().as_str())
+                );
+                assert_eq!(
+                    request.header("ms-correlationid"),
+                    Some(correlation_id.to_string().as_str())
+                );
+                assert_eq!(
+                    request.header("authorization"),
+                    Some("Bearer token-for-tests")
+                );
+                assert_eq!(request.header("user-agent"), Some(APPLICATION_NAME));
+                let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+                assert_eq!(body["type"], MCA_AGREEMENT_TYPE);
+                assert_eq!(request.connection, 0);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_dropped_while_idle_is_replaced_without_a_failure() {
+        let server = scripted(|_| Reply::CreatedThenHangUp).await;
+        let client = client_for(server.root.clone(), "token-for-tests");
+        for _ in 0..3 {
+            let outcome = client
+                .create_agreement(&confirmation(), "t", Uuid::new_v4())
+                .await;
+            assert_eq!(outcome.http_status, Some(201), "{:?}", outcome.result);
+            // The connection sits idle a moment, long enough for the hang-up to reach it:
+            // the scenario, not a synchronisation.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(server.connections(), 3);
+        // Each request was sent once: none was lost or repeated on the dropped connections.
+        assert_eq!(server.seen().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_answer_not_read_to_its_end_closes_its_connection() {
+        // A create reads at most MAX_DISCARDED_BYTES of its answer; around that bound.
+        for size in [
+            MAX_DISCARDED_BYTES - 1,
+            MAX_DISCARDED_BYTES,
+            MAX_DISCARDED_BYTES + 1,
+            1 << 20,
+            4 << 20,
+        ] {
+            let server = scripted(move |n| {
+                if n == 0 {
+                    Reply::Large(size)
+                } else {
+                    Reply::Created
+                }
+            })
+            .await;
+            let client = client_for(server.root.clone(), "token-for-tests");
+            for _ in 0..2 {
+                let outcome = client
+                    .create_agreement(&confirmation(), "t", Uuid::new_v4())
+                    .await;
+                assert!(outcome.result.is_ok(), "{size}: {:?}", outcome.result);
+            }
+            let seen = server.seen();
+            assert_eq!(seen.len(), 2);
+            if size <= MAX_DISCARDED_BYTES {
+                // Read to its end, the connection went back to the pool.
+                assert_eq!((server.connections(), seen[1].connection), (1, 0), "{size}");
+            } else if size >= 16 * MAX_DISCARDED_BYTES {
+                // The rest of the large body was never taken for the second answer: its
+                // connection was closed. (Just past the bound, the body may have arrived whole
+                // already, and its connection is then fit to be kept.)
+                assert_eq!((server.connections(), seen[1].connection), (2, 1), "{size}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_is_a_timeout() {
+        // Silent before the status, and silent in the middle of a body that is needed.
+        for reply in [Reply::Silence, Reply::HeadersThenSilence] {
+            let server = scripted(move |_| reply).await;
+            let client = client_with(
+                server.root.clone(),
+                "token-for-tests",
+                Duration::from_millis(300),
+            );
+            let error = client.mca_template().await.result.unwrap_err();
+            assert_eq!(error.kind, ApiErrorKind::Timeout, "{reply:?}: {error:?}");
+            assert!(error.is_retryable());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_connect_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let root = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+        drop(listener);
+        let client = client_for(root, "token-for-tests");
+        let outcome = client
+            .create_agreement(&confirmation(), "t", Uuid::new_v4())
+            .await;
+        let error = outcome.result.unwrap_err();
+        assert_eq!(error.kind, ApiErrorKind::Connect, "{error:?}");
+        assert!(!error.message.is_empty());
+        assert!(error.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn https_to_a_server_that_does_not_speak_tls_fails_to_connect() {
+        let server = scripted(|_| Reply::Created).await;
+        let mut secure = server.root.clone();
+        secure.set_scheme("https").unwrap();
+        let client = client_with(secure, "token-for-tests", Duration::from_secs(5));
+        let outcome = client
+            .create_agreement(&confirmation(), "t", Uuid::new_v4())
+            .await;
+        let error = outcome.result.unwrap_err();
+        assert!(
+            matches!(error.kind, ApiErrorKind::Connect | ApiErrorKind::Timeout),
+            "{error:?}"
+        );
+        // The request itself never went out in the clear.
+        assert!(server.seen().iter().all(|s| s.body.is_empty()));
+    }
+
+    #[tokio::test]
+    async fn a_url_outside_the_api_root_is_not_sent() {
+        let server = scripted(|_| Reply::Created).await;
+        let client = client_for(server.root.join("/pc/").unwrap(), "token-for-tests");
+        let port = server.root.port().unwrap();
+        // Another host, scheme or port; the same origin is the only one that may be called.
+        for url in [
+            "http://example.com/v1/agreements".to_string(),
+            format!("http://localhost:{port}/pc/v1/agreements"),
+            format!("https://127.0.0.1:{port}/pc/v1/agreements"),
+            format!("http://127.0.0.1:{}/pc/v1/agreements", port.wrapping_add(1)),
+        ] {
+            let outcome = client
+                .send(
+                    Method::GET,
+                    Url::parse(&url).unwrap(),
+                    Uuid::new_v4(),
+                    None,
+                    true,
+                )
+                .await;
+            let error = outcome.result.unwrap_err();
+            assert_eq!(error.kind, ApiErrorKind::NotSent, "{url}");
+            assert_eq!(outcome.sent, 0);
+        }
+        assert_eq!(server.connections(), 0);
+        assert!(server.seen().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_never_followed_and_fails_the_call() {
+        for status in [300, 301, 302, 303, 307, 308] {
+            let server = scripted(move |_| Reply::Redirect(status)).await;
+            let client = client_for(server.root.clone(), "token-for-tests");
+            let write = client
+                .create_agreement(&confirmation(), "t", Uuid::new_v4())
+                .await;
+            let read = client.mca_template().await.map(|_| Ok(()));
+            for outcome in [write, read] {
+                assert_eq!((outcome.http_status, outcome.sent), (Some(status), 1));
+                let error = outcome.result.unwrap_err();
+                assert_eq!(error.kind, ApiErrorKind::Service, "{status}");
+                assert!(!error.is_retryable(), "{status}");
+                assert!(
+                    error.message.contains("redirected to '/elsewhere'"),
+                    "{status}: {error}"
+                );
+            }
+            // One request per call, and none to where the redirect pointed.
+            let seen = server.seen();
+            assert_eq!(seen.len(), 2, "{status}");
+            assert!(
+                seen.iter().all(|s| !s.request_line.contains("/elsewhere")),
+                "{status}"
+            );
+        }
     }
 }

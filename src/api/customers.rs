@@ -222,20 +222,13 @@ impl PartnerCenterClient {
                 (url, headers)
             }
         };
-        self.send_with(
-            Method::GET,
-            url.into(),
-            Uuid::new_v4(),
-            None,
-            true,
-            Some(headers),
-        )
-        .await
-        .map(|body| {
-            serde_json::from_slice::<RawPage>(&body)
-                .map(RawPage::into_page)
-                .map_err(|e| self.bad_response("customer list", &e))
-        })
+        self.send_with(Method::GET, url, Uuid::new_v4(), None, true, Some(headers))
+            .await
+            .map(|body| {
+                serde_json::from_slice::<RawPage>(&body)
+                    .map(RawPage::into_page)
+                    .map_err(|e| self.bad_response("customer list", &e))
+            })
     }
 }
 

@@ -1,7 +1,47 @@
-//! Plain HTTP pieces the client and the token source share: checking a root URL, showing one
-//! without credentials, and reading a body up to a bound.
+//! Plain HTTP pieces the client and the token source share: the one HTTP client of a run,
+//! checking a root URL, showing one without credentials, and reading a body up to a bound.
+
+use std::time::Duration;
 
 use reqwest::Url;
+
+/// What every request says it comes from.
+pub(crate) const USER_AGENT: &str = concat!("mca-attest/", env!("CARGO_PKG_VERSION"));
+
+/// The HTTP client every call of a run goes through, Partner Center's and the token
+/// authority's alike: reqwest's connection pool, TLS by rustls with the platform's certificate
+/// verifier, and the system's proxy settings (`HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`, ...).
+///
+/// - Redirects are never followed: the API and the authority document none, and a write must
+///   not be sent somewhere else by the client (a 3xx is an answer like any other error status).
+/// - No overall timeout here: each call sets its own (`--timeout`), which covers connecting,
+///   sending and reading the answer to its end; opening a connection is bounded on its own by
+///   `connect_timeout` as well.
+/// - `max_idle` connections are kept open between calls (the run's concurrency).
+pub(crate) fn client(
+    max_idle: usize,
+    connect_timeout: Duration,
+) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(connect_timeout)
+        .pool_max_idle_per_host(max_idle)
+        .build()
+        .map_err(|e| innermost(&e))
+}
+
+/// The innermost cause is the one that says what happened ("connection refused", ...); the
+/// outer ones repeat the URL.
+pub(crate) fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message = s.to_string();
+        source = s.source();
+    }
+    message
+}
 
 /// A body read up to a bound.
 #[derive(Debug)]
@@ -36,7 +76,8 @@ impl BoundedBody {
 
 /// Reads `response`'s body chunk by chunk, keeping at most `limit` bytes and stopping there:
 /// memory stays bounded whatever the server sends. Dropping the response afterwards closes a
-/// connection whose body was not read to the end.
+/// connection whose body was not read to the end, so nothing of it is taken for the next
+/// answer; one read to its end goes back to the pool.
 pub(crate) async fn read_bounded(
     response: &mut reqwest::Response,
     limit: usize,

@@ -6,7 +6,6 @@ pub mod client;
 pub mod customers;
 pub mod error;
 pub mod http;
-mod transport;
 
 use std::future::Future;
 

@@ -2,6 +2,7 @@
 //! started), one client with its rate gate and token source.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -55,10 +56,14 @@ impl Connection {
         let options = ClientOptions {
             base_url: base_url.clone(),
             timeout: api.timeout,
-            max_connections: api.concurrency,
         };
+        // One HTTP client for every call of the run, the token authority's included.
+        let connect_timeout = api.timeout.min(Duration::from_secs(10));
+        let http = crate::api::http::client(api.concurrency, connect_timeout)
+            .map_err(|e| AppError::Usage(format!("cannot set up the HTTP client: {e}")))?;
         let rotates = matches!(credentials, Credentials::RefreshToken(_));
-        let mut tokens = TokenSource::new(credentials, api.timeout).stop_on(stop.clone());
+        let mut tokens =
+            TokenSource::new(credentials, http.clone(), api.timeout).stop_on(stop.clone());
         let rotated = rotates.then(|| Arc::new(RefreshTokenKeeper::from_env()));
         if let Some(keeper) = &rotated {
             if let Err(why) = keeper.check() {
@@ -69,8 +74,7 @@ impl Connection {
         }
         let tokens = Arc::new(tokens);
         let gate = Arc::new(RequestGate::new(api.rate, stop));
-        let client = PartnerCenterClient::new(&options, tokens, gate)
-            .map_err(|e| AppError::Usage(format!("cannot set up the HTTP client: {e}")))?;
+        let client = PartnerCenterClient::new(&options, http, tokens, gate);
         Ok(Connection {
             client,
             base_url: base_url.as_str().trim_end_matches('/').to_string(),
