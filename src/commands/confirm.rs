@@ -191,7 +191,7 @@ fn next_steps(ended: &Ended<RowStatus>, stale: u64) -> Vec<String> {
     let conflicts = ended.tally.get(RowStatus::Conflict);
     if conflicts > 0 {
         hints.push(format!(
-            "{conflicts} row(s) are conflict: their tenant is named with different signers, so none of them was sent. Keep the one right row per tenant (the message names the others), then run again{}",
+            "{conflicts} row(s) are in conflict: their tenant is named with different signers, so none of them was sent. Keep the one right row per tenant (each message names the others), then run again{}",
             if file { " with --resume" } else { "" }
         ));
     }
