@@ -134,7 +134,10 @@ pub fn render() -> std::io::Result<Vec<u8>> {
             // the after-help section EXTRA, and ours holds examples, laid out as written.
             let mut part = String::from_utf8_lossy(&part).into_owned();
             if part.contains(".SH EXTRA\n") {
-                part = format!("{}.fi\n", part.replace(".SH EXTRA\n", ".SH EXAMPLES\n.nf\n"));
+                part = format!(
+                    "{}.fi\n",
+                    part.replace(".SH EXTRA\n", ".SH EXAMPLES\n.nf\n")
+                );
             }
             let part = part.replace("\n.SH ", "\n.SS ");
             let part = part
@@ -242,7 +245,10 @@ mod tests {
         let page = String::from_utf8(render().unwrap()).unwrap();
         assert!(page.is_ascii(), "the page holds non-ASCII characters");
         // The only page there is: this one. No `mca-attest-confirm(1)` and the like.
-        assert!(!page.contains("mca\\-attest\\-"), "a reference to a page that does not exist");
+        assert!(
+            !page.contains("mca\\-attest\\-"),
+            "a reference to a page that does not exist"
+        );
         assert!(!page.contains("(1)"), "a reference to another page");
         assert!(!page.contains(".SS EXTRA"), "an EXTRA subsection");
         for sub in ["confirm", "validate", "status", "report", "completions"] {
@@ -260,8 +266,11 @@ mod tests {
         let piece = prop_oneof![
             "[a-zA-Z0-9 ,.:;()'/-]{1,12}",
             proptest::char::range('\u{A0}', '\u{FF}').prop_map(String::from),
-            proptest::sample::select(vec!['\u{2026}', '\u{2018}', '\u{2019}', '\u{201C}', '\u{201D}', '\u{2013}', '\u{2014}', '\u{2192}'])
-                .prop_map(String::from),
+            proptest::sample::select(vec![
+                '\u{2026}', '\u{2018}', '\u{2019}', '\u{201C}', '\u{201D}', '\u{2013}', '\u{2014}',
+                '\u{2192}'
+            ])
+            .prop_map(String::from),
         ];
         proptest::collection::vec(piece, 1..12).prop_map(|pieces| pieces.concat())
     }
