@@ -357,8 +357,13 @@ pub async fn drive<K: RunKind>(
         .load(std::sync::atomic::Ordering::Relaxed);
     summary.duplicate_index_bytes = (index_bytes > 0).then_some(index_bytes);
     kind.describe_run(job.as_deref(), &mut summary);
-    if let Some(reason) = &abort {
-        tracing::error!("run stopped: {reason}");
+    match &abort {
+        // A stop the user asked for (Ctrl-C, or the service manager's SIGTERM) is no error.
+        Some(AbortReason::Interrupted) => tracing::info!(
+            "run stopped as asked (interrupt): the rows in flight were finished and recorded"
+        ),
+        Some(reason) => tracing::error!("run stopped: {reason}"),
+        None => {}
     }
     publish(&summary, files, written.as_deref())?;
     if let (None, Some(written), Some(report)) = (&abort, &written, files.report.path()) {
@@ -582,7 +587,12 @@ fn resume_hint<S: Status>(ended: &Ended<S>) -> Option<String> {
             partial.display()
         ));
     }
-    if ended.to_file {
+    if ended.to_file && matches!(reason, AbortReason::Interrupted) {
+        hint.push_str(&format!(
+            "every finished row is in the report; to continue where it stopped:\n  {}",
+            resume_command()
+        ));
+    } else if ended.to_file {
         hint.push_str(&format!(
             "every finished row that could be written is in the report; to continue once the cause is fixed:\n  {}",
             resume_command()
