@@ -379,7 +379,9 @@ mod tests {
                         }
                         // The rate: digits, at most one decimal, "/s".
                         let rate = words.iter().find(|w| w.ends_with("/s")).unwrap();
-                        let number = rate.trim_end_matches("/s").trim_end_matches(['M', 'G', 'T', 'P', 'E']);
+                        let number = rate
+                            .trim_end_matches("/s")
+                            .trim_end_matches(['M', 'G', 'T', 'P', 'E']);
                         assert!(
                             number.split('.').nth(1).is_none_or(|d| d.len() == 1),
                             "{line}"
