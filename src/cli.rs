@@ -125,11 +125,17 @@ const SIMULATOR_EXAMPLES: &str = "Examples:
     mca-attest simulator --existing samples/existing.csv --rate-limit 10/s --fail-rate 0.05
     PARTNER_CENTER_ACCESS_TOKEN=any mca-attest confirm samples/customers.csv --base-url http://127.0.0.1:8080";
 
-const COMPLETIONS_EXAMPLES: &str = "Examples:
-    mca-attest completions bash > /etc/bash_completion.d/mca-attest
-    mca-attest completions zsh > \"${fpath[1]}/_mca-attest\"
+const COMPLETIONS_EXAMPLES: &str = "Install: one line per shell, then open a new shell.
+  bash, in ~/.bashrc:
+    source <(mca-attest completions bash)
+  bash with the bash-completion package, instead (once; mkdir -p the folder first):
+    mca-attest completions bash > ~/.local/share/bash-completion/completions/mca-attest
+  zsh, in ~/.zshrc:
+    autoload -Uz compinit && compinit && source <(mca-attest completions zsh)
+  fish, once:
     mca-attest completions fish > ~/.config/fish/completions/mca-attest.fish
-    mca-attest completions powershell >> $PROFILE";
+  PowerShell, in $PROFILE (notepad $PROFILE):
+    mca-attest completions powershell | Out-String | Invoke-Expression";
 
 const REPORT_EXAMPLES: &str = "Examples:
     mca-attest report wave1.results.csv -o wave1.xlsx

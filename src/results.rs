@@ -14,7 +14,9 @@ use crate::domain::{Confirmation, RowNumber, RowStatus, Status, rfc3339};
 use crate::files::private_options;
 use crate::input::{Column, RawRow};
 
+mod invalid;
 mod write_behind;
+pub use invalid::FirstInvalid;
 use write_behind::WriteBehind;
 
 /// The results header, in the contract's order.

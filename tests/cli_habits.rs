@@ -143,30 +143,52 @@ fn bash_completes_flags_after_the_subcommand() {
     assert!(bash_completes(&script, "customers", "--max").contains("--max-attempts"));
 }
 
+/// `validate` and `confirm` list the first ten invalid rows on stderr alike, for a sweep of
+/// invalid-row counts around ten, and say how many more the report holds.
 #[test]
-fn validate_shows_the_first_ten_bad_rows_with_their_messages() {
-    let wd = Workdir::new();
-    let mut customers: Vec<Customer> = (1..=12)
-        .map(|n| Customer::new(n).email(&format!("broken{n}")))
-        .collect();
-    customers.push(Customer::new(13));
-    wd.create_customers("in.csv", &customers);
-    let run = wd.command(["validate", "in.csv", "-o", "v.csv"]).run();
-    run.expect_code(1);
-    let shown: Vec<&str> = run
-        .stderr
-        .lines()
-        .filter(|l| l.trim_start().starts_with("row "))
-        .collect();
-    assert_eq!(shown.len(), 10, "{run}");
-    assert!(
-        shown[0].contains("row 1 (spreadsheet line 2): email") && shown[0].contains("broken1"),
-        "{run}"
-    );
-    run.expect_stderr_contains("and 2 more in the report");
-    let quiet = wd
-        .command(["validate", "in.csv", "-o", "v.csv", "-q"])
-        .run();
-    quiet.expect_code(1);
-    assert_eq!(quiet.stderr, "", "{quiet}");
+fn validate_and_confirm_show_the_first_ten_bad_rows_with_their_messages() {
+    for bad in [0usize, 1, 9, 10, 11, 14] {
+        let wd = Workdir::new();
+        let mut customers: Vec<Customer> = (1..=bad)
+            .map(|n| Customer::new(n).email(&format!("broken{n}")))
+            .collect();
+        customers.push(Customer::new(bad + 1));
+        wd.create_customers("in.csv", &customers);
+        for command in [
+            vec!["validate", "in.csv", "-o", "v.csv"],
+            vec!["confirm", "in.csv", "-o", "r.csv", "--simulator"],
+        ] {
+            let run = wd.command(&command).run();
+            run.expect_code(if bad == 0 { 0 } else { 1 });
+            let shown: Vec<&str> = run
+                .stderr
+                .lines()
+                .filter(|l| l.trim_start().starts_with("row "))
+                .collect();
+            assert_eq!(shown.len(), bad.min(10), "{command:?}{run}");
+            for (n, line) in shown.iter().enumerate() {
+                let row = n + 1;
+                assert!(
+                    line.contains(&format!("row {row} (spreadsheet line {}): email", row + 1))
+                        && line.contains(&format!("broken{row}")),
+                    "{command:?}: {line}{run}"
+                );
+            }
+            let more = bad.saturating_sub(10);
+            assert_eq!(
+                run.stderr
+                    .contains(&format!("and {more} more in the report")),
+                more > 0,
+                "{command:?}{run}"
+            );
+            let mut quiet_command = command.clone();
+            quiet_command.push("-q");
+            if command[0] == "confirm" {
+                // A results file is never replaced: the quiet run resumes it.
+                quiet_command.push("--resume");
+            }
+            let quiet = wd.command(&quiet_command).run();
+            assert_eq!(quiet.stderr, "", "{quiet}");
+        }
+    }
 }

@@ -463,6 +463,9 @@ async fn twenty_rows_in_a_row_failing_with_server_errors_stop_the_run_with_exit_
     );
 }
 
+/// Each stop signal (Ctrl-C's SIGINT, a service manager's SIGTERM, a closed terminal's SIGHUP)
+/// is the user's stop: reported as such, not as an error with a cause to fix, with the command
+/// that continues the run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupted_run_prints_the_command_that_resumes_it() {
     let sim = start_simulator(SimulatorConfig {
@@ -470,27 +473,45 @@ async fn interrupted_run_prints_the_command_that_resumes_it() {
         ..Default::default()
     })
     .await;
-    let wd = Workdir::new();
-    wd.create_customers("in.csv", &Customer::many(20));
-    let mut bg = wd.spawn_confirm("in.csv", "r.csv", &sim.base_url(), "20/s", &[]);
-    wait_until(
-        Duration::from_secs(20),
-        || sim.stats().agreement_posts >= 2,
-        || format!("POSTs in flight{}", bg.describe()),
-    )
-    .await;
+    for signal in ["INT", "TERM", "HUP"] {
+        let wd = Workdir::new();
+        wd.create_customers("in.csv", &Customer::many(20));
+        let posted = sim.stats().agreement_posts;
+        let mut bg = wd.spawn_confirm("in.csv", "r.csv", &sim.base_url(), "20/s", &[]);
+        wait_until(
+            Duration::from_secs(20),
+            || sim.stats().agreement_posts >= posted + 2,
+            || format!("POSTs in flight{}", bg.describe()),
+        )
+        .await;
 
-    bg.interrupt();
-    let status = bg.wait(Duration::from_secs(20)).await;
+        bg.signal(signal);
+        let status = bg.wait(Duration::from_secs(20)).await;
 
-    assert_eq!(status.code(), Some(130), "{status}{}", bg.describe());
-    let stderr = bg.stderr();
-    assert!(
-        stderr.lines().any(|l| l.contains("confirm")
-            && l.contains("in.csv")
-            && l.contains("r.csv")
-            && l.contains("--resume")),
-        "a line gives the command that continues the run{}",
-        bg.describe()
-    );
+        assert_eq!(
+            status.code(),
+            Some(130),
+            "SIG{signal}: {status}{}",
+            bg.describe()
+        );
+        let stderr = bg.stderr();
+        assert!(
+            stderr.lines().any(|l| l.contains("confirm")
+                && l.contains("in.csv")
+                && l.contains("r.csv")
+                && l.contains("--resume")),
+            "SIG{signal}: a line gives the command that continues the run{}",
+            bg.describe()
+        );
+        assert!(
+            stderr.contains("stopped as asked") && stderr.contains("to continue where it stopped"),
+            "SIG{signal}: the stop is reported as the user's{}",
+            bg.describe()
+        );
+        assert!(
+            !stderr.contains("ERROR") && !stderr.contains("once the cause is fixed"),
+            "SIG{signal}: a stop asked for is no error{}",
+            bg.describe()
+        );
+    }
 }

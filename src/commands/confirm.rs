@@ -14,7 +14,7 @@ use crate::error::{AppError, Exit};
 use crate::input::{InputError, InputOptions, InputReader};
 use crate::pipeline::{AbortReason, Job, JobOutcome, RunContext, Work};
 use crate::progress::ReadPosition;
-use crate::results::ResultRecord;
+use crate::results::{FirstInvalid, ResultRecord};
 use crate::resume::{self, ResumeState};
 use crate::retry::{RetryPolicy, with_retries};
 use crate::run::breaker::Breaker;
@@ -43,6 +43,7 @@ pub async fn run(config: ConfirmConfig) -> Result<Exit, AppError> {
         dry_run: config.dry_run,
         cutoff: config.refresh_cutoff,
         stale_rows: AtomicU64::new(0),
+        first_invalid: std::sync::Mutex::default(),
     };
     drive(kind, &config.files, &config.api, config.progress).await
 }
@@ -55,6 +56,8 @@ struct Confirm {
     cutoff: DateTime<Utc>,
     /// Rows failed as AgreementOnRecordIsStale (from the job, for the hints).
     stale_rows: AtomicU64,
+    /// The first invalid rows the reader found, listed on stderr at the end as `validate` does.
+    first_invalid: std::sync::Mutex<FirstInvalid>,
 }
 
 impl RunKind for Confirm {
@@ -143,7 +146,13 @@ impl RunKind for Confirm {
         };
         let on_record = done.as_ref().map_or(&[][..], |d| d.on_record.as_slice());
         classify_rows(&mut reader, &validator, on_record, position, |verdict| {
-            feed(work_for(verdict, done.as_ref()))
+            let work = work_for(verdict, done.as_ref());
+            if let Some(Work::Settled(record)) = &work
+                && let Ok(mut first) = self.first_invalid.lock()
+            {
+                first.note(record);
+            }
+            feed(work)
         })
     }
 
@@ -157,7 +166,15 @@ impl RunKind for Confirm {
     }
 
     fn next_steps(&self, ended: &Ended<RowStatus>) -> Vec<String> {
-        next_steps(ended, self.stale_rows.load(Ordering::Relaxed))
+        let listed = self
+            .first_invalid
+            .lock()
+            .ok()
+            .and_then(|first| first.hint(ended.tally.get(RowStatus::Invalid)));
+        listed
+            .into_iter()
+            .chain(next_steps(ended, self.stale_rows.load(Ordering::Relaxed)))
+            .collect()
     }
 }
 

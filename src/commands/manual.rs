@@ -116,7 +116,7 @@ pub fn render() -> std::io::Result<Vec<u8>> {
     main.render_synopsis_section(&mut page)?;
     main.render_description_section(&mut page)?;
     main.render_options_section(&mut page)?;
-    main.render_subcommands_section(&mut page)?;
+    render_subcommands(&cli, &mut page)?;
     for sub in cli.get_subcommands().filter(|s| s.get_name() != "help") {
         let mut roff = Roff::default();
         roff.control("SH", [format!("mca-attest {}", sub.get_name()).as_str()]);
@@ -130,10 +130,16 @@ pub fn render() -> std::io::Result<Vec<u8>> {
         ] {
             let mut part = Vec::new();
             render(&man, &mut part)?;
-            // Each subcommand's parts become subsections of its own section.
-            let part = String::from_utf8_lossy(&part)
-                .replace("\n.SH ", "\n.SS ")
-                .replace(".SH EXTRA", ".SH EXAMPLES");
+            // Each subcommand's parts become subsections of its own section; clap_mangen calls
+            // the after-help section EXTRA, and ours holds examples, laid out as written.
+            let mut part = String::from_utf8_lossy(&part).into_owned();
+            if part.contains(".SH EXTRA\n") {
+                part = format!(
+                    "{}.fi\n",
+                    part.replace(".SH EXTRA\n", ".SH EXAMPLES\n.nf\n")
+                );
+            }
+            let part = part.replace("\n.SH ", "\n.SS ");
             let part = part
                 .strip_prefix(".SH ")
                 .map_or(part.clone(), |rest| format!(".SS {rest}"));
@@ -155,13 +161,137 @@ pub fn render() -> std::io::Result<Vec<u8>> {
         roff.to_writer(&mut page)?;
     }
     main.render_version_section(&mut page)?;
-    Ok(page)
+    Ok(ascii_only(&String::from_utf8_lossy(&page)).into_bytes())
+}
+
+/// The SUBCOMMANDS section. clap_mangen's own names a page per subcommand (`mca-attest-confirm(1)`),
+/// and there is one page: each subcommand points to its section of this page instead.
+fn render_subcommands(cli: &clap::Command, page: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut roff = Roff::default();
+    roff.control("SH", ["SUBCOMMANDS"]);
+    roff.text([roman("Each is described in its own section below.")]);
+    for sub in cli.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = format!("mca-attest {}", sub.get_name());
+        let about = sub.get_about().map(ToString::to_string).unwrap_or_default();
+        roff.control("TP", []);
+        roff.text([bold(name.as_str())]);
+        roff.text([roman(about)]);
+    }
+    roff.control("TP", []);
+    roff.text([bold("mca-attest help"), roman(" [SUBCOMMAND]")]);
+    roff.text([roman("Print the help of the tool or of a subcommand")]);
+    roff.to_writer(page)
+}
+
+/// The page in ASCII: groff reads its input as Latin-1 (or warns on bytes it cannot place), so
+/// a character beyond ASCII in a help text becomes its ASCII spelling or a groff `\[uXXXX]` escape.
+fn ascii_only(page: &str) -> String {
+    let mut out = String::with_capacity(page.len());
+    for c in page.chars() {
+        match c {
+            c if c.is_ascii() => out.push(c),
+            '\u{2026}' => out.push_str("..."),
+            '\u{2018}' | '\u{2019}' => out.push_str("\\(aq"),
+            '\u{201C}' | '\u{201D}' => out.push('"'),
+            '\u{2013}' => out.push_str("\\(en"),
+            '\u{2014}' => out.push_str("\\(em"),
+            '\u{2192}' => out.push_str("\\(->"),
+            '\u{00A0}' => out.push_str("\\ "),
+            '\u{00AD}' => out.push_str("\\%"),
+            c => out.push_str(&format!("\\[u{:04X}]", u32::from(c))),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::Exit;
+    use proptest::prelude::*;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    /// What `groff -ww -z -man` prints for `page` (every warning enabled, output discarded), or
+    /// None when groff is not installed outside CI (CI installs it: there the test must run).
+    fn groff_warnings(page: &str) -> Option<String> {
+        let spawned = Command::new("groff")
+            .args(["-ww", "-z", "-man"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) if std::env::var_os("CI").is_none() => {
+                eprintln!("skipped: groff is not installed ({e}); apt-get install groff-base");
+                return None;
+            }
+            Err(e) => panic!("groff is needed in CI (apt-get install groff-base): {e}"),
+        };
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(page.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "groff failed: {out:?}");
+        Some(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    #[test]
+    fn groff_reads_the_page_without_a_warning_and_it_names_no_missing_page() {
+        let page = String::from_utf8(render().unwrap()).unwrap();
+        assert!(page.is_ascii(), "the page holds non-ASCII characters");
+        // The only page there is: this one. No `mca-attest-confirm(1)` and the like.
+        assert!(
+            !page.contains("mca\\-attest\\-"),
+            "a reference to a page that does not exist"
+        );
+        assert!(!page.contains("(1)"), "a reference to another page");
+        assert!(!page.contains(".SS EXTRA"), "an EXTRA subsection");
+        for sub in ["confirm", "validate", "status", "report", "completions"] {
+            let entry = format!("\\fBmca\\-attest {sub}\\fR");
+            assert!(page.contains(&entry), "SUBCOMMANDS lacks {sub}");
+        }
+        if let Some(warnings) = groff_warnings(&page) {
+            assert_eq!(warnings, "", "groff -ww -z warns about the page");
+        }
+    }
+
+    /// Text as help strings may hold it: ASCII words, accented Latin letters and the typographic
+    /// punctuation an editor slips in.
+    fn help_text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            "[a-zA-Z0-9 ,.:;()'/-]{1,12}",
+            proptest::char::range('\u{A0}', '\u{FF}').prop_map(String::from),
+            proptest::sample::select(vec![
+                '\u{2026}', '\u{2018}', '\u{2019}', '\u{201C}', '\u{201D}', '\u{2013}', '\u{2014}',
+                '\u{2192}'
+            ])
+            .prop_map(String::from),
+        ];
+        proptest::collection::vec(piece, 1..12).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Any such text, put through the page's ASCII pass as a paragraph, is ASCII, keeps its
+        /// ASCII untouched, and groff takes it without a warning.
+        #[test]
+        fn help_text_becomes_ascii_groff_takes_without_a_warning(text in help_text()) {
+            let page = ascii_only(&format!(".TH T 1\n.SH NAME\nt \\- {text}\n"));
+            prop_assert!(page.is_ascii());
+            if text.is_ascii() {
+                prop_assert!(page.contains(&text));
+            }
+            if let Some(warnings) = groff_warnings(&page) {
+                prop_assert_eq!(warnings, "", "{}", page);
+            }
+        }
+    }
 
     #[test]
     fn the_page_has_every_subcommand_flag_variable_and_exit_code() {

@@ -2,11 +2,11 @@
 //! no credentials; statuses `valid`, `invalid`, `duplicate`, `conflict`.
 
 use crate::config::ValidateConfig;
-use crate::domain::{RowNumber, RowStatus};
+use crate::domain::RowStatus;
 use crate::error::{AppError, Exit};
 use crate::input::{Fingerprinting, InputReader};
 use crate::progress::ReadPosition;
-use crate::results::{ReportFile, ResultRecord};
+use crate::results::{FirstInvalid, ReportFile, ResultRecord};
 use crate::summary::{RunClock, RunSummary};
 use crate::tally::Tally;
 use crate::validation::{Validator, Verdict, classify_rows};
@@ -39,15 +39,13 @@ pub fn run(config: ValidateConfig) -> Result<Exit, AppError> {
     let mut writer = report.into_writer::<ResultRecord>()?;
     let position = ReadPosition::new(reader.size());
     let mut tally = Tally::default();
-    let mut first_invalid = Vec::new();
+    let mut first_invalid = FirstInvalid::default();
     let mut failed = None;
     classify_rows(&mut reader, &validator, &[], &position, |verdict| {
         let record = record_of(verdict);
         let status = record.row_status();
         tally.add(status);
-        if status == RowStatus::Invalid && first_invalid.len() < SHOWN_INVALID {
-            first_invalid.push((record.row.unwrap_or(RowNumber(0)), record.message.clone()));
-        }
+        first_invalid.note(&record);
         match writer.write_buffered(&record) {
             Ok(()) => true,
             Err(e) => {
@@ -94,7 +92,7 @@ pub fn run(config: ValidateConfig) -> Result<Exit, AppError> {
         })?;
     }
     drop(lock);
-    if let Some(hint) = invalid_hint(&first_invalid, tally.get(RowStatus::Invalid)) {
+    if let Some(hint) = first_invalid.hint(tally.get(RowStatus::Invalid)) {
         crate::console::say(crate::console::Kind::Hint, &hint);
     }
     Ok(exit)
@@ -116,27 +114,4 @@ fn record_of(verdict: Verdict) -> ResultRecord {
             record
         }
     }
-}
-
-/// Invalid rows shown on stderr, so the first ones need no digging in the report.
-const SHOWN_INVALID: usize = 10;
-
-/// The first invalid rows with their messages, and how many more the report holds.
-fn invalid_hint(first: &[(RowNumber, String)], invalid: u64) -> Option<String> {
-    if first.is_empty() {
-        return None;
-    }
-    let mut text = String::from("invalid rows (the message names the field and the reason):");
-    for (row, message) in first {
-        text.push_str(&format!(
-            "\n  {}: {}",
-            row.named(),
-            crate::api::error::printable(message)
-        ));
-    }
-    let more = invalid.saturating_sub(first.len() as u64);
-    if more > 0 {
-        text.push_str(&format!("\n  ... and {more} more in the report"));
-    }
-    Some(text)
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use crate::fingerprint::{Hashing, InputFingerprint};
+use crate::progress::ReadPosition;
 
 use super::{InputReader, RecordLimit};
 
@@ -67,6 +68,21 @@ impl Fingerprinting {
                 crate::fingerprint::sha256_file(&path)
                     .map(|sha256| InputFingerprint { sha256, rows: 0 })
             }
+        }))
+    }
+
+    /// Like [`Fingerprinting::start`] with the rows counted, and the count of a regular file
+    /// given to `position` as soon as it is known (the progress line's exact total).
+    pub fn start_counting(reader: &InputReader, position: Arc<ReadPosition>) -> Self {
+        if let Some(slot) = reader.streamed_fingerprint() {
+            return Fingerprinting::WhileReading(slot);
+        }
+        let path = reader.path().to_path_buf();
+        let delimiter = reader.delimiter();
+        Fingerprinting::Beside(std::thread::spawn(move || {
+            let fingerprint = fingerprint_input(&path, delimiter)?;
+            position.set_counted_rows(fingerprint.rows);
+            Ok(fingerprint)
         }))
     }
 

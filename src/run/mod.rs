@@ -165,9 +165,15 @@ pub async fn drive<K: RunKind>(
     // The file this run writes: the report, or the partial file beside a derived report
     // that only a complete run replaces.
     let written = report.regular_path().map(Path::to_path_buf);
-    // A regular input is hashed beside the run; a stream as it is read.
+    let size = match &source {
+        Source::File(reader) => reader.size(),
+        Source::Listing => 0,
+    };
+    let position = Arc::new(ReadPosition::new(size));
+    // A regular input is hashed beside the run, and its row count given to the progress
+    // line; a stream is hashed as it is read.
     let fingerprint = match &source {
-        Source::File(reader) => Some(Fingerprinting::start(reader, true)),
+        Source::File(reader) => Some(Fingerprinting::start_counting(reader, position.clone())),
         Source::Listing => None,
     };
     // A stream cannot be read twice: whether it changed since the last run is known only
@@ -239,11 +245,6 @@ pub async fn drive<K: RunKind>(
         None
     };
 
-    let size = match &source {
-        Source::File(reader) => reader.size(),
-        Source::Listing => 0,
-    };
-    let position = Arc::new(ReadPosition::new(size));
     let (tx, rx) = mpsc::channel(api.concurrency * 4 + 64);
     let kind = Arc::new(kind);
     // What the customer listing held, for the exit code and the summary.
@@ -258,6 +259,7 @@ pub async fn drive<K: RunKind>(
                     Some(work) => pipeline::feed(&tx, work),
                     None => {
                         skipped = skipped.saturating_add(1);
+                        position.skip_done();
                         true
                     }
                 });
@@ -355,8 +357,13 @@ pub async fn drive<K: RunKind>(
         .load(std::sync::atomic::Ordering::Relaxed);
     summary.duplicate_index_bytes = (index_bytes > 0).then_some(index_bytes);
     kind.describe_run(job.as_deref(), &mut summary);
-    if let Some(reason) = &abort {
-        tracing::error!("run stopped: {reason}");
+    match &abort {
+        // A stop the user asked for (Ctrl-C, or the service manager's SIGTERM) is no error.
+        Some(AbortReason::Interrupted) => tracing::info!(
+            "run stopped as asked (interrupt): the rows in flight were finished and recorded"
+        ),
+        Some(reason) => tracing::error!("run stopped: {reason}"),
+        None => {}
     }
     publish(&summary, files, written.as_deref())?;
     if let (None, Some(written), Some(report)) = (&abort, &written, files.report.path()) {
@@ -426,7 +433,10 @@ async fn read_listing<K: RunKind>(
                         break;
                     }
                 }
-                None => skipped = skipped.saturating_add(1),
+                None => {
+                    skipped = skipped.saturating_add(1);
+                    position.skip_done();
+                }
             }
         }
         // Whatever ends the feeding (the run stopped listening) ends the listing too.
@@ -577,7 +587,12 @@ fn resume_hint<S: Status>(ended: &Ended<S>) -> Option<String> {
             partial.display()
         ));
     }
-    if ended.to_file {
+    if ended.to_file && matches!(reason, AbortReason::Interrupted) {
+        hint.push_str(&format!(
+            "every finished row is in the report; to continue where it stopped:\n  {}",
+            resume_command()
+        ));
+    } else if ended.to_file {
         hint.push_str(&format!(
             "every finished row that could be written is in the report; to continue once the cause is fixed:\n  {}",
             resume_command()
