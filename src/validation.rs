@@ -494,8 +494,7 @@ impl TenantIndexBuilder {
         // The estimate comes from the first lines' length: a file whose first lines are short
         // must not reserve memory for rows it does not have (past this, the vector grows).
         const MOST_RESERVED: usize = 1 << 22;
-        let mut seen =
-            Vec::with_capacity(rows.min(MOST_RESERVED).saturating_add(on_record.len()));
+        let mut seen = Vec::with_capacity(rows.min(MOST_RESERVED).saturating_add(on_record.len()));
         seen.extend(on_record.iter().map(|r| Seen {
             tenant: r.tenant.as_uuid().as_u128(),
             signer: r.key.as_u64(),

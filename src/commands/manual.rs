@@ -48,7 +48,7 @@ const ENVIRONMENT: [(&str, &str); 10] = [
 const FILES: [(&str, &str); 8] = [
     (
         "INPUT",
-        "a CSV file; '-' (stdin), a pipe (<(…), /dev/stdin) or a FIFO is read once and hashed as it is read; reports of '-' and <(…) default to stdin.<kind>.csv in the working directory. Rows whose cells are all empty are skipped and counted (empty_rows_skipped)",
+        "a CSV file; '-' (stdin), a pipe (<(…), /dev/stdin) or a FIFO is read once and hashed as it is read; reports of '-' and <(…) default to stdin.<kind>.csv in the working directory. Rows whose cells are all empty are skipped and counted (empty_rows_skipped). UTF-8; a Windows-1252 file (Excel's CSV (Comma delimited)) is refused unless --encoding windows-1252 is given. Messages name a row and its spreadsheet line (row 6 (spreadsheet line 7))",
     ),
     (
         "<input stem>.results.csv",
@@ -64,7 +64,7 @@ const FILES: [(&str, &str); 8] = [
     ),
     (
         "<report>.partial",
-        "the report of a status run that has not completed yet (the last complete report is kept); --resume continues it",
+        "where every report (status, customers -o, validate -o) and the --emit-confirm-input file is written until its run completes; only then is it renamed to its final name, with its manifest (which names the final file). A run that stops early leaves the final name as it was, or absent; --resume continues the partial file",
     ),
     ("<input stem>.validation.csv", "validate's report"),
     (
@@ -85,7 +85,7 @@ const EXIT_STATUS: [(&str, &str); 6] = [
     ),
     (
         "1",
-        "the run finished and some rows are invalid or failed (status: some customers missing, stale or error)",
+        "the run finished and some rows are invalid, conflict (one tenant named with different signers: none of its rows is sent) or failed (status: some customers missing, stale or error; listing items without a usable tenant id; a listing of no customers)",
     ),
     (
         "2",
