@@ -1,0 +1,100 @@
+//! Throttling: a 429's `Retry-After` pauses every new request start, not only the throttled
+//! row's retry, and the run summary says how often the run was throttled and how many requests
+//! it sent.
+
+use std::time::Duration;
+
+use crate::common::{Customer, Results, Workdir, counts, start_simulator};
+use mca_attest::simulator::{RateLimit, Simulator, SimulatorConfig};
+
+/// A simulator accepting two calls per sliding second: the third within a second gets a 429
+/// with `Retry-After: 1`.
+async fn simulator_allowing_two_calls_a_second() -> Simulator {
+    start_simulator(SimulatorConfig {
+        rate_limit: Some(RateLimit {
+            max_requests: 2,
+            window: Duration::from_secs(1),
+        }),
+        ..Default::default()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_request_starts_until_retry_after_has_passed() {
+    let sim = simulator_allowing_two_calls_a_second().await;
+    let wd = Workdir::new();
+    wd.create_customers("in.csv", &Customer::many(4));
+
+    // At 10/s the template GET and the first POST pass, the second POST is throttled, and
+    // without a pause the third and fourth rows would start 100 and 200 ms after it. The
+    // 100 ms between starts leave the 429 ample time to come back before the next start.
+    let run = wd
+        .confirm_at_rate("in.csv", "r.csv", &sim.base_url(), "10/s")
+        .run_async()
+        .await;
+
+    run.expect_code(0);
+    let results = Results::read(&wd.path("r.csv"), &run);
+    assert_eq!(results.counts(), counts(&[("confirmed", 4)]), "{run}");
+    let requests = sim.requests();
+    let throttled: Vec<_> = requests.iter().filter(|r| r.http_status == 429).collect();
+    assert!(
+        !throttled.is_empty(),
+        "at 10/s against 2/s a POST is throttled: {requests:#?}{run}"
+    );
+    for answered_429 in throttled {
+        let after: Vec<_> = requests
+            .iter()
+            .filter(|r| r.received_at > answered_429.received_at)
+            .collect();
+        assert!(
+            !after.is_empty(),
+            "the throttled row is retried afterwards: {requests:#?}{run}"
+        );
+        for next in after {
+            let gap = next.received_at - answered_429.received_at;
+            assert!(
+                gap >= chrono::Duration::milliseconds(900),
+                "a request started {} ms after a 429 with Retry-After: 1: {requests:#?}{run}",
+                gap.num_milliseconds()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summary_reports_throttle_episodes_and_requests_sent() {
+    let sim = simulator_allowing_two_calls_a_second().await;
+    let wd = Workdir::new();
+    wd.create_customers("in.csv", &Customer::many(3));
+
+    let mut cmd = wd.confirm_at_rate("in.csv", "r.csv", &sim.base_url(), "200/s");
+    cmd.args(["--summary-json", "summary.json"]);
+    let run = cmd.run_async().await;
+
+    run.expect_code(0).expect_stderr_contains("throttled");
+    let stats = sim.stats();
+    assert!(stats.throttled >= 1, "a 429 was answered: {stats:?}{run}");
+    let text = wd.read("summary.json");
+    let summary: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("summary.json is not JSON: {e}\n{text}{run}"));
+    let episodes = summary["throttle_episodes"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no throttle_episodes in {text}{run}"));
+    assert!(
+        (1..=stats.throttled).contains(&episodes),
+        "between one episode and one per 429 ({} answered): {text}{run}",
+        stats.throttled
+    );
+    assert_eq!(
+        summary["requests_sent"].as_u64(),
+        Some(stats.template_gets + stats.agreement_posts),
+        "every request the service received, throttled ones and the template included: \
+         {stats:?}\n{text}{run}"
+    );
+    let rate = summary["effective_rate"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no effective_rate in {text}{run}"));
+    assert!(rate > 0.0, "effective_rate {rate}: {text}{run}");
+}
