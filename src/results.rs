@@ -374,16 +374,6 @@ impl ReportFile {
                 mode,
             });
         }
-        let lock = |file: &File, path: &Path| match file.try_lock() {
-            Ok(()) => Ok(()),
-            Err(std::fs::TryLockError::WouldBlock) => Err(OutputError::Busy {
-                path: path.to_path_buf(),
-            }),
-            Err(std::fs::TryLockError::Error(e)) => Err(OutputError::Create {
-                path: path.to_path_buf(),
-                source: e,
-            }),
-        };
         if !mode.is_derived() {
             // A results file: written in place, line by line, an audit record from the start.
             let file = private_options()
@@ -392,7 +382,7 @@ impl ReportFile {
                 .create(true)
                 .open(path)
                 .map_err(create_err)?;
-            lock(&file, path)?;
+            lock_for_run(&file, path)?;
             let holds_lines = file.metadata().map_err(create_err)?.len() > 0;
             if mode == ReportMode::Audit && holds_lines {
                 return Err(OutputError::Exists { path: path.clone() });
@@ -414,7 +404,7 @@ impl ReportFile {
             return Err(OutputError::AuditRecord { path: path.clone() });
         }
         let partial = partial_path(path);
-        let file = stage(path, &partial, mode == ReportMode::DerivedResume, lock)?;
+        let file = stage(path, &partial, mode == ReportMode::DerivedResume)?;
         Ok(ReportFile {
             target: target.clone(),
             opened: Opened::Regular {
@@ -500,16 +490,32 @@ impl ReportFile {
     }
 }
 
+/// Takes a run's exclusive lock on `file`, the output `path` names: a file another run holds
+/// is refused at once.
+fn lock_for_run(file: &File, path: &Path) -> Result<(), OutputError> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(OutputError::Busy {
+            path: path.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(OutputError::Create {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// The partial file a staged side output (`--emit-confirm-input`) is written in until its run
+/// completes; `None` for a device or pipe, written as a stream.
+pub fn staged_path(path: &Path) -> Option<PathBuf> {
+    (!crate::files::is_special(path)).then(|| partial_path(path))
+}
+
 /// Opens (creating, owner-only) and locks `partial`, the file a staged output is written in
 /// until its run completes. A resumed run continues it; when there is none, it starts from
 /// the complete file `target` holds (and its manifest), so `--resume` of a complete report
-/// still replaces it only on completion. `lock` takes the run's lock on the opened file.
-fn stage(
-    target: &Path,
-    partial: &Path,
-    resumes: bool,
-    lock: impl Fn(&File, &Path) -> Result<(), OutputError>,
-) -> Result<File, OutputError> {
+/// still replaces it only on completion. The partial file carries the run's lock.
+fn stage(target: &Path, partial: &Path, resumes: bool) -> Result<File, OutputError> {
     let err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| OutputError::Create { path, source }
@@ -520,7 +526,7 @@ fn stage(
         .create(true)
         .open(partial)
         .map_err(err(partial))?;
-    lock(&file, target)?;
+    lock_for_run(&file, target)?;
     let partial_empty = file.metadata().map_err(err(partial))?.len() == 0;
     if resumes && partial_empty && std::fs::metadata(target).is_ok_and(|m| m.len() > 0) {
         let mut complete = File::open(target).map_err(err(target))?;
@@ -818,8 +824,6 @@ impl ReportWriter {
 /// input's header: owner-only, each line flushed as written, owned by the run's writer task.
 pub struct LineWriter {
     path: PathBuf,
-    /// Its partial file, or `path` itself for a stream.
-    written: PathBuf,
     csv: csv::Writer<BufWriter<File>>,
 }
 
@@ -838,33 +842,22 @@ impl LineWriter {
             path: path.to_path_buf(),
             source,
         };
-        let (file, written) = if crate::files::is_special(path) {
-            let file = OpenOptions::new()
+        let file = match staged_path(path) {
+            None => OpenOptions::new()
                 .write(true)
                 .open(path)
-                .map_err(create_err)?;
-            (file, path.to_path_buf())
-        } else {
-            let partial = partial_path(path);
-            let file = stage(path, &partial, append, |file, path| match file.try_lock() {
-                Ok(()) => Ok(()),
-                Err(std::fs::TryLockError::WouldBlock) => Err(OutputError::Busy {
-                    path: path.to_path_buf(),
-                }),
-                Err(std::fs::TryLockError::Error(source)) => Err(OutputError::Create {
-                    path: path.to_path_buf(),
-                    source,
-                }),
-            })?;
-            if !append {
-                file.set_len(0).map_err(create_err)?;
+                .map_err(create_err)?,
+            Some(partial) => {
+                let file = stage(path, &partial, append)?;
+                if !append {
+                    file.set_len(0).map_err(create_err)?;
+                }
+                file
             }
-            (file, partial)
         };
         let starts_anew = file.metadata().map_err(create_err)?.len() == 0;
         let mut writer = LineWriter {
             path: path.to_path_buf(),
-            written,
             csv: csv::WriterBuilder::new()
                 .delimiter(delimiter)
                 .from_writer(BufWriter::new(file)),
@@ -873,11 +866,6 @@ impl LineWriter {
             writer.write(header)?;
         }
         Ok(writer)
-    }
-
-    /// The final file, and the file written until the run completes.
-    pub fn paths(&self) -> (&Path, &Path) {
-        (&self.path, &self.written)
     }
 
     pub fn write(&mut self, record: &csv::ByteRecord) -> Result<(), OutputError> {

@@ -376,9 +376,8 @@ pub async fn drive<K: RunKind>(
         })?;
     }
     if let (None, Some(emit)) = (&abort, &files.emit)
-        && !crate::files::is_special(emit)
+        && let Some(partial) = crate::results::staged_path(emit)
     {
-        let partial = crate::results::partial_path(emit);
         promote(emit, &partial).map_err(|e| {
             AppError::Aborted(format!(
                 "the run completed, but '{}' could not replace '{}': {e}",
