@@ -21,7 +21,7 @@ use crate::api::http::read_bounded;
 /// The resource the access tokens are for.
 const PARTNER_CENTER_RESOURCE: &str = "https://api.partnercenter.microsoft.com";
 /// Most bytes of a token authority's answer read: a token answer is a few kilobytes.
-pub(crate) const MAX_TOKEN_ANSWER_BYTES: usize = 1024 * 1024;
+const MAX_TOKEN_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// Entra ID error codes that mean "sign in again interactively, with MFA": no renewal can
 /// succeed until a person does. (50076: MFA required; 50079: MFA registration required;

@@ -10,14 +10,14 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::api::http::parse_base_url;
 
 /// Environment variable holding a ready App+User access token.
-pub(crate) const ENV_ACCESS_TOKEN: &str = "PARTNER_CENTER_ACCESS_TOKEN";
+const ENV_ACCESS_TOKEN: &str = "PARTNER_CENTER_ACCESS_TOKEN";
 /// Variables of the refresh-token flow (secure application model).
-pub(crate) const ENV_TENANT_ID: &str = "PARTNER_CENTER_TENANT_ID";
+const ENV_TENANT_ID: &str = "PARTNER_CENTER_TENANT_ID";
 pub(crate) const ENV_CLIENT_ID: &str = "PARTNER_CENTER_CLIENT_ID";
 pub(crate) const ENV_CLIENT_SECRET: &str = "PARTNER_CENTER_CLIENT_SECRET";
 pub(crate) const ENV_REFRESH_TOKEN: &str = "PARTNER_CENTER_REFRESH_TOKEN";
-pub(crate) const ENV_AUTHORITY: &str = "PARTNER_CENTER_AUTHORITY";
-pub(crate) const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
+const ENV_AUTHORITY: &str = "PARTNER_CENTER_AUTHORITY";
+const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
 
 /// The credentials a run uses.
 #[derive(Debug, Clone)]

@@ -26,14 +26,14 @@ use super::lifetime::{
 use super::secrets::Secrets;
 
 /// First wait after a failed renewal; it doubles after each further failure...
-pub(crate) const RENEW_BACKOFF_START: Duration = Duration::from_secs(2);
+const RENEW_BACKOFF_START: Duration = Duration::from_secs(2);
 /// ... up to this.
-pub(crate) const RENEW_BACKOFF_MAX: Duration = Duration::from_secs(60);
+const RENEW_BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// With no valid token left, a call waits this long for a renewal to succeed before it fails
 /// (and the run stops, to be resumed): long enough to ride out an authority restart or a
 /// brief outage, short enough that a run with no way to authenticate ends while someone is
 /// still watching it.
-pub(crate) const RENEW_GIVE_UP: Duration = Duration::from_secs(45);
+const RENEW_GIVE_UP: Duration = Duration::from_secs(45);
 
 /// A bearer token and the renewal it came from (so a 401 invalidates only that one).
 #[derive(Clone)]
@@ -46,7 +46,7 @@ pub(crate) struct Bearer {
 
 /// Called with each rotated refresh token as it arrives (see
 /// [`TokenSource::on_refresh_token_rotated`]).
-pub(crate) type RotationHook = Box<dyn Fn(&SecretString) + Send + Sync>;
+type RotationHook = Box<dyn Fn(&SecretString) + Send + Sync>;
 
 /// Hands out the bearer token for each call.
 ///
