@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -450,8 +450,8 @@ impl ReportFile {
     pub fn into_writer<R: ReportRecord>(self) -> Result<ReportWriter, OutputError> {
         let (out, sync, starts_anew): (Box<dyn Write + Send>, Option<File>, bool) =
             match self.opened {
-                Opened::Stdout => (Box::new(BufWriter::new(io::stdout())), None, true),
-                Opened::Stream(f) => (Box::new(BufWriter::new(f)), None, true),
+                Opened::Stdout => (Box::new(io::stdout()), None, true),
+                Opened::Stream(f) => (Box::new(f), None, true),
                 Opened::Regular { file, writes } => {
                     let err = |source| OutputError::Create {
                         path: writes.clone(),
@@ -463,27 +463,23 @@ impl ReportFile {
                     }
                     let empty = file.metadata().map_err(err)?.len() == 0;
                     let sync = file.try_clone().map_err(err)?;
-                    (
-                        Box::new(BufWriter::with_capacity(64 * 1024, file)),
-                        Some(sync),
-                        empty,
-                    )
+                    (Box::new(file), Some(sync), empty)
                 }
             };
         let mut writer = ReportWriter {
-            out,
-            csv: csv_core::Writer::new(),
-            line: Vec::with_capacity(1024),
+            csv: csv::WriterBuilder::new()
+                .buffer_capacity(64 * 1024)
+                .from_writer(out),
             target: self.target,
             sync,
             unsynced: 0,
             last_sync: Instant::now(),
             redact: false,
-            escaped: String::new(),
             behind: None,
         };
         if starts_anew {
-            writer.write_cells(R::header().iter().map(|h| Cell::Text(h)))?;
+            let header: Vec<Cow<'_, str>> = R::header().iter().map(|h| Cow::Borrowed(*h)).collect();
+            writer.write_cells(&header)?;
             writer.flush()?;
         }
         Ok(writer)
@@ -605,17 +601,12 @@ const WRITE_BEHIND_LINES: u32 = 65_536;
 /// written.
 pub struct ReportWriter {
     target: OutputTarget,
-    out: Box<dyn Write + Send>,
-    /// Escapes the cells of a line (CSV quoting as the `csv` crate writes it).
-    csv: csv_core::Writer,
-    /// The line being made, reused.
-    line: Vec<u8>,
+    /// Quotes the cells where CSV needs it, and buffers the lines until a flush.
+    csv: csv::Writer<Box<dyn Write + Send>>,
     sync: Option<File>,
     unsynced: u32,
     last_sync: Instant,
     redact: bool,
-    /// Reused for cells that need a leading `'`.
-    escaped: String,
     /// The sync thread of a bulk report, started at its first [`WRITE_BEHIND_LINES`] lines.
     behind: Option<WriteBehind>,
 }
@@ -669,7 +660,7 @@ impl ReportWriter {
     /// Writes one record of a run; [`Self::flush_written`] then hands it to the system.
     pub fn write_unflushed<R: ReportRecord>(&mut self, record: &R) -> Result<(), OutputError> {
         let cells = self.cells_of(record);
-        self.write_cells(cells.iter().map(|c| Cell::Text(c)))?;
+        self.write_cells(&cells)?;
         self.unsynced = self.unsynced.saturating_add(1);
         Ok(())
     }
@@ -687,38 +678,7 @@ impl ReportWriter {
     /// Writes one record without flushing (for offline reports written in bulk).
     pub fn write_buffered<R: ReportRecord>(&mut self, record: &R) -> Result<(), OutputError> {
         let cells = self.cells_of(record);
-        self.write_cells(cells.iter().map(|c| Cell::Text(c)))?;
-        self.written_in_bulk()
-    }
-
-    /// Writes one line of `R`'s cells, given as borrowed text in header order, without
-    /// flushing: [`Self::write_buffered`] without building the record's list of cells (for
-    /// reports written in bulk, a line at a time from reused buffers).
-    pub fn write_borrowed_buffered<R: ReportRecord>(
-        &mut self,
-        cells: &[Cell<'_>],
-    ) -> Result<(), OutputError> {
-        if self.redact {
-            let masked: Vec<Cow<'_, str>> = cells
-                .iter()
-                .enumerate()
-                .map(|(i, cell)| {
-                    match (cell, R::personal_cells().iter().find(|(at, _)| *at == i)) {
-                        // A personal cell is masked whichever way it came.
-                        (Cell::Text(text) | Cell::Plain(text), Some((_, kind))) => {
-                            Cow::Owned(kind.mask(text))
-                        }
-                        (Cell::Text(text) | Cell::Plain(text), None) => Cow::Borrowed(*text),
-                    }
-                })
-                .collect();
-            self.write_cells(masked.iter().zip(cells).map(|(text, cell)| match cell {
-                Cell::Text(_) => Cell::Text(text),
-                Cell::Plain(_) => Cell::Plain(text),
-            }))?;
-        } else {
-            self.write_cells(cells.iter().copied())?;
-        }
+        self.write_cells(&cells)?;
         self.written_in_bulk()
     }
 
@@ -743,55 +703,23 @@ impl ReportWriter {
         Ok(())
     }
 
-    /// Makes the line of `cells` and hands it to the output (buffered). Text cells are
-    /// guarded against formulas and quoted where CSV needs it; plain cells are copied as they
-    /// are.
-    fn write_cells<'a>(
-        &mut self,
-        cells: impl Iterator<Item = Cell<'a>>,
-    ) -> Result<(), OutputError> {
-        let mut line = std::mem::take(&mut self.line);
-        line.clear();
-        for (i, cell) in cells.enumerate() {
-            if i > 0 {
-                // Closes a quoted cell before the comma.
-                push_with(&mut line, 2, |out| self.csv.delimiter(out).1);
-            }
-            match cell {
-                Cell::Plain(text) => {
-                    debug_assert!(
-                        !needs_formula_escape(text)
-                            && !text.bytes().any(|b| self.csv.is_special_byte(b)),
-                        "{text:?} is not plain"
-                    );
-                    line.extend_from_slice(text.as_bytes());
-                }
-                Cell::Text(text) if needs_formula_escape(text) => {
-                    // The guard and the text are one field: CSV quoting is decided on both.
-                    self.escaped.clear();
-                    self.escaped.push('\'');
-                    self.escaped.push_str(text);
-                    let field = self.escaped.as_bytes();
-                    push_with(&mut line, quoted_len(field), |out| {
-                        self.csv.field(field, out).2
-                    });
-                }
-                Cell::Text(text) => {
-                    let field = text.as_bytes();
-                    push_with(&mut line, quoted_len(field), |out| {
-                        self.csv.field(field, out).2
-                    });
-                }
-            }
+    /// Writes the line of `cells` (buffered), each guarded against formulas and quoted where
+    /// CSV needs it.
+    fn write_cells(&mut self, cells: &[Cow<'_, str>]) -> Result<(), OutputError> {
+        for cell in cells {
+            // The guard and the text are one field: CSV quoting is decided on both.
+            self.csv
+                .write_field(escape_formula(cell).as_bytes())
+                .map_err(|e| self.error(csv_io(e)))?;
         }
-        push_with(&mut line, 3, |out| self.csv.terminator(out).1);
-        let written = self.out.write_all(&line);
-        self.line = line;
-        written.map_err(|e| self.error(e))
+        // No fields: ends the line of the fields written.
+        self.csv
+            .write_record(None::<&[u8]>)
+            .map_err(|e| self.error(csv_io(e)))
     }
 
     pub fn flush(&mut self) -> Result<(), OutputError> {
-        self.out.flush().map_err(|e| self.error(e))
+        self.csv.flush().map_err(|e| self.error(e))
     }
 
     fn sync(&mut self) -> Result<(), OutputError> {
@@ -824,7 +752,7 @@ impl ReportWriter {
 /// input's header: owner-only, each line flushed as written, owned by the run's writer task.
 pub struct LineWriter {
     path: PathBuf,
-    csv: csv::Writer<BufWriter<File>>,
+    csv: csv::Writer<File>,
 }
 
 impl LineWriter {
@@ -860,7 +788,7 @@ impl LineWriter {
             path: path.to_path_buf(),
             csv: csv::WriterBuilder::new()
                 .delimiter(delimiter)
-                .from_writer(BufWriter::new(file)),
+                .from_writer(file),
         };
         if starts_anew {
             writer.write(header)?;
@@ -885,32 +813,6 @@ impl LineWriter {
             source,
         })
     }
-}
-
-/// A cell of a line given as borrowed text.
-#[derive(Debug, Clone, Copy)]
-pub enum Cell<'a> {
-    /// Text from the input, the service or the operator: guarded against formulas, quoted
-    /// where needed, masked when personal and redacting.
-    Text(&'a str),
-    /// Text the tool made that CSV and spreadsheets take as it is (a number, an id, a date,
-    /// a status): copied without quoting or a formula guard (masked all the same if it sits
-    /// in a personal column of a redacted report).
-    Plain(&'a str),
-}
-
-/// Room a field takes at most once quoted: every byte doubled, and the two quotes.
-fn quoted_len(field: &[u8]) -> usize {
-    field.len().saturating_mul(2).saturating_add(2)
-}
-
-/// Appends what `write` puts into at most `room` bytes at the end of `line`; `write` returns
-/// how many it wrote.
-fn push_with(line: &mut Vec<u8>, room: usize, write: impl FnOnce(&mut [u8]) -> usize) {
-    let start = line.len();
-    line.resize(start.saturating_add(room), 0);
-    let written = line.get_mut(start..).map_or(0, write);
-    line.truncate(start.saturating_add(written));
 }
 
 fn csv_io(e: csv::Error) -> io::Error {
@@ -1002,85 +904,115 @@ mod tests {
         }
     }
 
-    #[test]
-    fn borrowed_cells_are_written_as_records_are() {
-        let dir = tempfile::tempdir().unwrap();
-        let (records, borrowed) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
-        let lines: [[&str; 17]; 3] = [
-            [
-                "1", "t", "=cmd", "a,b", "x\"y", "+1 425", "d", "invalid", "", "", "", "m\nn", "0",
-                "", "", "", "f",
-            ],
-            [
-                "2", "t", "", "", "", "", "d", "valid", "", "", "", "", "0", "", "", "", "f",
-            ],
-            [
-                "3", "t", "'q", "\tx", "@e", "-", "d", "invalid", "", "", "", "", "0", "", "", "",
-                "f",
-            ],
-        ];
-        for redact in [false, true] {
-            let _ = (
-                std::fs::remove_file(&records),
-                std::fs::remove_file(&borrowed),
-            );
-            let mut a = ReportWriter::create::<ResultRecord>(
-                OutputTarget::File(records.clone()),
-                ReportMode::Audit,
+    /// The CSV a spreadsheet reads, modelled apart from any CSV library: a cell is quoted
+    /// when it holds the delimiter, a quote or a line break, its quotes doubled; lines end
+    /// with `\n`.
+    fn model_line(cells: &[Cow<'_, str>]) -> String {
+        let mut line = cells
+            .iter()
+            .map(|cell| {
+                let cell = escape_formula(cell);
+                if cell.contains([',', '"', '\r', '\n']) {
+                    format!("\"{}\"", cell.replace('"', "\"\""))
+                } else {
+                    cell.into_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        line.push('\n');
+        line
+    }
+
+    /// Text a cell may hold: formula starts, CSV's special bytes, quotes, non-ASCII.
+    fn text() -> impl proptest::strategy::Strategy<Value = String> {
+        "[=+\\-@\t\r\n'\",;a é€]{0,6}"
+    }
+
+    fn record() -> impl proptest::strategy::Strategy<Value = ResultRecord> {
+        use proptest::prelude::*;
+        (
+            (proptest::option::of(1u64..1_000_000), text(), text(), text(), text(), text()),
+            (
+                proptest::option::of(prop::sample::select(RowStatus::ALL.to_vec())),
+                proptest::option::of(100u16..600),
+                text(),
+                0u32..20,
+                proptest::option::of(any::<u128>()),
+                proptest::option::of(0i64..4_000_000_000),
+            ),
+        )
+            .prop_map(
+                |((row, tenant, first, last, email, phone), (status, http, message, attempts, id, at))| {
+                    ResultRecord {
+                        row: row.map(RowNumber),
+                        customer_tenant_id: tenant,
+                        first_name: first,
+                        last_name: last,
+                        email,
+                        phone_number: phone,
+                        date_agreed: "2025-01-02T00:00:00Z".into(),
+                        status,
+                        http_status: http,
+                        error_code: String::new(),
+                        error_name: String::new(),
+                        message,
+                        attempts,
+                        template_id: String::new(),
+                        request_id: id.map(Uuid::from_u128),
+                        correlation_id: None,
+                        finished_at: at.and_then(|s| DateTime::from_timestamp(s, 0)),
+                    }
+                },
             )
-            .unwrap();
-            let mut b = ReportWriter::create::<ResultRecord>(
-                OutputTarget::File(borrowed.clone()),
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::with_cases(256)
+        })]
+
+        /// Every way of writing a record (flushed, a run's batch, in bulk), redacted or not,
+        /// gives the header and then exactly the model's line per record.
+        #[test]
+        fn a_results_file_is_the_modelled_csv_byte_for_byte(
+            records in proptest::collection::vec(record(), 0..8),
+            redact: bool,
+            how in 0u8..3,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("r.csv");
+            let mut w = ReportWriter::create::<ResultRecord>(
+                OutputTarget::File(path.clone()),
                 ReportMode::Audit,
             )
             .unwrap();
             if redact {
-                (a, b) = (a.redact(), b.redact());
+                w = w.redact();
             }
-            for line in &lines {
-                let record = ResultRecord {
-                    row: Some(RowNumber(line[0].parse().unwrap())),
-                    first_name: line[2].into(),
-                    last_name: line[3].into(),
-                    email: line[4].into(),
-                    phone_number: line[5].into(),
-                    status: RowStatus::parse(line[7]),
-                    message: line[11].into(),
-                    ..Default::default()
-                };
-                a.write_buffered(&record).unwrap();
-                // The tool's own cells plain, the signer's and the message as text.
-                let cells = [
-                    Cell::Plain(line[0]),
-                    Cell::Plain(""),
-                    Cell::Text(line[2]),
-                    Cell::Text(line[3]),
-                    Cell::Text(line[4]),
-                    Cell::Text(line[5]),
-                    Cell::Plain(""),
-                    Cell::Plain(line[7]),
-                    Cell::Plain(""),
-                    Cell::Plain(""),
-                    Cell::Plain(""),
-                    Cell::Text(line[11]),
-                    Cell::Plain("0"),
-                    Cell::Plain(""),
-                    Cell::Plain(""),
-                    Cell::Plain(""),
-                    Cell::Plain(""),
-                ];
-                b.write_borrowed_buffered::<ResultRecord>(&cells).unwrap();
+            let header: Vec<Cow<'_, str>> =
+                RESULTS_HEADER.iter().map(|h| Cow::Borrowed(*h)).collect();
+            let mut expected = model_line(&header);
+            for record in &records {
+                match how {
+                    0 => w.write(record).unwrap(),
+                    1 => w.write_unflushed(record).unwrap(),
+                    _ => w.write_buffered(record).unwrap(),
+                }
+                let mut cells = record.cells();
+                if redact {
+                    for (i, kind) in ResultRecord::personal_cells() {
+                        cells[*i] = Cow::Owned(kind.mask(&cells[*i]));
+                    }
+                }
+                expected.push_str(&model_line(&cells));
             }
-            a.finish().unwrap();
-            b.finish().unwrap();
-            let (a, b) = (
-                std::fs::read_to_string(&records).unwrap(),
-                std::fs::read_to_string(&borrowed).unwrap(),
-            );
-            assert_eq!(a, b, "redact: {redact}");
-            let email = if redact { "***" } else { "\"x\"\"y\"" };
-            assert!(a.contains(&format!("'=cmd,\"a,b\",{email}")), "{a}");
-            assert!(a.contains("\"m\nn\""), "{a}");
+            if how == 1 {
+                w.flush_written().unwrap();
+            }
+            w.finish().unwrap();
+            proptest::prop_assert_eq!(std::fs::read_to_string(&path).unwrap(), expected);
         }
     }
 }
