@@ -23,4 +23,12 @@ pub enum OutputError {
     Create { path: PathBuf, source: io::Error },
     #[error("cannot write '{path}': {source}")]
     Write { path: String, source: io::Error },
+    #[error("cannot write the manifest beside '{path}': {source}")]
+    Manifest { path: PathBuf, source: io::Error },
+    #[error("the run completed, but '{from}' could not replace '{to}': {source}")]
+    Promote {
+        from: PathBuf,
+        to: PathBuf,
+        source: io::Error,
+    },
 }

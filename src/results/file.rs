@@ -179,10 +179,6 @@ impl ReportFile {
         })
     }
 
-    pub fn target(&self) -> &OutputTarget {
-        &self.target
-    }
-
     /// The regular file this run writes (and `--resume` reads, and the manifest sits beside):
     /// the report, or its partial file.
     pub fn regular_path(&self) -> Option<&Path> {

@@ -6,14 +6,14 @@ mod error;
 mod file;
 mod invalid;
 mod record;
+mod report;
 mod write_behind;
 mod writer;
 
 pub use error::OutputError;
-pub use file::{
-    OutputTarget, ReportFile, ReportMode, RunLock, is_confirm_results, partial_path, promote,
-    staged_path,
-};
+pub use file::{OutputTarget, ReportMode};
+use file::{ReportFile, RunLock};
 pub use invalid::FirstInvalid;
 pub use record::{Personal, RESULTS_HEADER, ReportRecord, ResultRecord, escape_formula};
+pub use report::Report;
 pub use writer::{LineWriter, ReportWriter};
