@@ -312,7 +312,7 @@ pub fn is_confirm_results(path: &Path) -> bool {
         return false;
     }
     if let Some(last) = crate::manifest::runs(path).last() {
-        return last.get("command").and_then(|c| c.as_str()) == Some("confirm");
+        return last.command() == Some("confirm");
     }
     const STATUS_AT: usize = 7;
     while let Ok(true) = reader.read_record(&mut record) {
