@@ -270,7 +270,9 @@ mod tests {
         let ended = match end {
             End::Complete => {
                 writer.finish().unwrap();
-                side.map(|s| s.finish().unwrap());
+                if let Some(side) = side {
+                    side.finish().unwrap();
+                }
                 report.record(&summary()).unwrap();
                 report.complete().unwrap();
                 None
