@@ -32,7 +32,7 @@ use crate::files::{print_stdout, replace_private};
 use crate::input::{Fingerprinting, InputError, InputOptions, InputReader};
 use crate::pipeline::{self, AbortReason, Job, Outputs, RunContext, Work};
 use crate::progress::{Progress, ReadPosition};
-use crate::results::{LineWriter, OutputTarget, ReportFile, ReportRecord, promote};
+use crate::results::{LineWriter, OutputTarget, Report, ReportRecord, ReportWriter};
 use crate::retry::RetryPolicy;
 use crate::summary::{RunClock, RunSummary};
 use crate::tally::Tally;
@@ -160,11 +160,10 @@ pub async fn drive<K: RunKind>(
     let conn = Connection::open(api, stop.clone()).await?;
 
     // The report: locked, its policy applied, and a resumed one read, before anything is sent.
-    let report = ReportFile::open(&files.report, files.mode)?;
-    let created = report.is_empty();
+    let mut report = Report::open(&files.report, files.mode)?;
     // The file this run writes: the report, or the partial file beside a derived report
     // that only a complete run replaces.
-    let written = report.regular_path().map(Path::to_path_buf);
+    let written = report.written().map(Path::to_path_buf);
     let size = match &source {
         Source::File(reader) => reader.size(),
         Source::Listing => 0,
@@ -186,22 +185,13 @@ pub async fn drive<K: RunKind>(
         Some(path) if files.mode.resumes() => load_for_resume(&kind, path, rereadable_input)?,
         _ => None,
     };
-    let lock = report.lock();
-    let mut writer = report.into_writer::<<K::Job as Job>::Record>()?;
-    if files.redact {
-        writer = writer.redact();
-    }
+    let writer = report.writer::<<K::Job as Job>::Record>(files.redact)?;
     let (input_header, delimiter) = match &source {
         Source::File(reader) => (reader.header().clone(), reader.delimiter()),
         Source::Listing => (csv::ByteRecord::from(LISTING_HEADER.to_vec()), b','),
     };
     let side = match &files.emit {
-        Some(path) => Some(LineWriter::open(
-            path,
-            &kind.side_header(&input_header),
-            delimiter,
-            files.mode.resumes(),
-        )?),
+        Some(path) => Some(report.side(path, &kind.side_header(&input_header), delimiter)?),
         None => None,
     };
     let ctx = Arc::new(RunContext::new(stop));
@@ -217,12 +207,7 @@ pub async fn drive<K: RunKind>(
             Err(why) => {
                 signals.abort();
                 // Nothing was recorded: leave no header-only file that would block the next run.
-                drop(writer);
-                drop(side);
-                if let (true, Some(path)) = (created, &written) {
-                    let _ = std::fs::remove_file(path);
-                }
-                drop(lock);
+                report.abandon(writer, side);
                 conn.close().await;
                 return match why {
                     NotStarted::Interrupted => {
@@ -282,7 +267,7 @@ pub async fn drive<K: RunKind>(
         side,
         progress: Progress::new(show_progress, position.clone()),
     };
-    let report = match &job {
+    let ran = match &job {
         Some(job) => {
             pipeline::run(
                 job.clone(),
@@ -304,7 +289,7 @@ pub async fn drive<K: RunKind>(
         }
     };
     signals.abort();
-    let (abort, skipped) = settle(report.abort, reader_task, report.outputs).await;
+    let (abort, skipped) = settle(ran.abort, reader_task, ran.outputs).await;
     let streamed = fingerprint
         .as_ref()
         .is_some_and(Fingerprinting::is_streamed);
@@ -325,7 +310,7 @@ pub async fn drive<K: RunKind>(
     let base_url = conn.base_url.clone();
     let token = conn.close().await;
 
-    let tally = report.tally;
+    let tally = ran.tally;
     let listed = listing.get().copied();
     // Customers the listing could not name, or a listing of none, leave customers unchecked.
     let listing_problems = listed.map_or(0, |l| l.problems());
@@ -365,32 +350,13 @@ pub async fn drive<K: RunKind>(
         Some(reason) => tracing::error!("run stopped: {reason}"),
         None => {}
     }
-    publish(&summary, files, written.as_deref())?;
-    if let (None, Some(written), Some(report)) = (&abort, &written, files.report.path()) {
-        promote(report, written).map_err(|e| {
-            AppError::Aborted(format!(
-                "the run completed, but its report '{}' could not replace '{}': {e}",
-                written.display(),
-                report.display()
-            ))
-        })?;
-    }
-    if let (None, Some(emit)) = (&abort, &files.emit)
-        && let Some(partial) = crate::results::staged_path(emit)
-    {
-        promote(emit, &partial).map_err(|e| {
-            AppError::Aborted(format!(
-                "the run completed, but '{}' could not replace '{}': {e}",
-                partial.display(),
-                emit.display()
-            ))
-        })?;
-    }
-    drop(lock);
-
-    let kept = match (written, files.report.path(), &abort) {
-        (Some(w), Some(r), Some(_)) if r != w => Some((r.to_path_buf(), w)),
-        _ => None,
+    publish(&summary, files, &report)?;
+    let kept = match &abort {
+        None => {
+            report.complete()?;
+            None
+        }
+        Some(_) => report.stop(),
     };
     let ended = Ended {
         tally,
@@ -509,7 +475,7 @@ fn load_for_resume<K: RunKind>(
 async fn settle(
     mut abort: Option<AbortReason>,
     reader: tokio::task::JoinHandle<Result<u64, AbortReason>>,
-    outputs: Option<(crate::results::ReportWriter, Option<LineWriter>)>,
+    outputs: Option<(ReportWriter, Option<LineWriter>)>,
 ) -> (Option<AbortReason>, u64) {
     let skipped = match reader.await {
         Ok(Ok(skipped)) => skipped,
@@ -534,12 +500,8 @@ async fn settle(
 }
 
 /// Prints the summary on stderr, writes `--summary-json` (a file, or stdout for `-`) and the
-/// manifest beside `written`, the regular file the run wrote (none for a stream).
-pub fn publish(
-    summary: &RunSummary,
-    files: &RunFiles,
-    written: Option<&Path>,
-) -> Result<(), AppError> {
+/// manifest beside the file the run wrote.
+pub fn publish(summary: &RunSummary, files: &RunFiles, report: &Report) -> Result<(), AppError> {
     say(Kind::Summary, &summary.describe());
     let json = || {
         summary
@@ -559,16 +521,7 @@ pub fn publish(
         }
         None => {}
     }
-    if let Some(written) = written {
-        let append = files.mode.resumes();
-        let report = files.report.path().unwrap_or(written);
-        crate::manifest::record(written, report, summary, append).map_err(|e| {
-            AppError::Aborted(format!(
-                "cannot write the manifest beside '{}': {e}",
-                written.display()
-            ))
-        })?;
-    }
+    report.record(summary)?;
     Ok(())
 }
 
