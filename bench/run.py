@@ -20,16 +20,27 @@ release binary against it, and prints a table (also written to bench/results.md)
   f. flat memory      confirm and validate on 10,000 and 1,000,000 rows
   g. transient 429s   1,500 rows at --rate 50/s against a stand-in that accepts everything but
                       answers 429 with Retry-After: 1 to four isolated POSTs
+  h. limiter shapes   (issue 20) each run at --rate 100/s --concurrency 16 against the simulator
+                      with one --limiter shape (every refusal 429 + Retry-After: 1): token
+                      buckets 30/s burst 5 and 20/s burst 1, sliding 1-s window 40/s, calendar
+                      1-s windows 40/s, sliding 10-s window 300/10 s, 8 in flight with 200 ms
+                      latency, one 429 at 2, 4, 6 and 8 s otherwise unlimited (at --rate 60/s),
+                      a limit halving (60 -> 30/s) and one doubling (30 -> 60/s) at 20 s. Reported
+                      as shape, limit, used (accepted / what the limit allowed over the wall
+                      time, from the run's start), 429s (share of POSTs), wall time; written to
+                      bench/results.md under its own heading, the rest of the file kept
 
 Usage: python3 bench/run.py [--smoke] [--profile release|debug] [--no-write] [--only d,g]
                             [--steady-rows N] [--timeline]
+       python3 bench/run.py --only limiters     (scenario h alone; rewrites only its section)
   --smoke        seconds-long version with tiny inputs (CI runs it so the script cannot rot);
                  prints the table, checks no target, writes nothing unless asked
-  --only         run only these scenarios (letters a-g; a, b and c share one run); the table
-                 has their rows only, and bench/results.md is left alone
+  --only         run only these scenarios (letters a-h, or the word limiters for h; a, b and
+                 c share one run); the table has their rows only, and bench/results.md is
+                 left alone, but for h's own section when h runs
   --steady-rows  rows of scenario d's run against the unknown 60/s limit (default 4,000)
-  --timeline     print that run second by second (accepted POSTs, 429s) on stderr: where
-                 capacity goes
+  --timeline     print that run (and each of h's) second by second (accepted POSTs, 429s) on
+                 stderr: where capacity goes
 Missing tools (wrk from Debian, aiohttp from PyPI) are installed when possible; a scenario whose
 tool cannot be had is reported as skipped.
 """
@@ -492,6 +503,142 @@ def scenario_memory(binary, work, small, large):
     return out
 
 
+# (issue 20) Each shape: key, shape and limit as the table shows them, --limiter spec, extra
+# simulator flags, rows, --rate, and what the limit allows by t seconds after the first call
+# (None: no limit). Times scale down in a smoke run; so do the rows.
+def limiter_scenarios(smoke):
+    k = 0.1 if smoke else 1.0  # time scale
+    rows = (lambda n: max(20, n // 20)) if smoke else (lambda n: n)
+    change = 20 * k
+
+    def steady(per_s):
+        return lambda t: per_s * t
+
+    def stepped(before, after):
+        return lambda t: before * min(t, change) + after * max(0.0, t - change)
+
+    ms = lambda secs: f"{round(secs * 1000)}ms"
+    return [
+        dict(key="bucket5", shape="token bucket, burst 5", limit="30/s",
+             spec="token-bucket:30/s,burst=5", rows=rows(600), rate=100, allowed=steady(30)),
+        dict(key="bucket1", shape="token bucket, burst 1", limit="20/s",
+             spec="token-bucket:20/s,burst=1", rows=rows(300), rate=100, allowed=steady(20)),
+        dict(key="sliding1", shape="sliding one-second window", limit="40/s",
+             spec="window:40/s", rows=rows(600), rate=100, allowed=steady(40)),
+        dict(key="calendar1", shape="calendar one-second windows", limit="40/s",
+             spec="calendar:40/s", rows=rows(600), rate=100, allowed=steady(40)),
+        dict(key="sliding10", shape="sliding ten-second window", limit="300 / 10 s",
+             spec="window:300/10s", rows=rows(900), rate=100, allowed=steady(30)),
+        dict(key="inflight", shape="8 in flight, 200 ms latency", limit="8 in flight (40/s)",
+             spec="in-flight:8", flags=["--latency-ms", "200"], rows=rows(600), rate=100,
+             allowed=steady(40)),
+        dict(key="transient", shape="no limit; one 429 at "
+             + ", ".join(f"{s * k:g}" for s in (2, 4, 6, 8)) + " s", limit="none",
+             spec="transient:" + ",".join(ms(s * k) for s in (2, 4, 6, 8)), rows=rows(1200),
+             rate=60, allowed=None),
+        dict(key="halves", shape=f"limit halving at {change:g} s", limit="60/s, then 30/s",
+             spec=f"changes:60/s@{ms(change)}=30/s", rows=rows(1800), rate=100,
+             allowed=stepped(60, 30), change=change, new_limit=30, settle=10 * k),
+        dict(key="doubles", shape=f"limit doubling at {change:g} s", limit="30/s, then 60/s",
+             spec=f"changes:30/s@{ms(change)}=60/s", rows=rows(2400), rate=100,
+             allowed=stepped(30, 60), change=change, new_limit=60, settle=30 * k),
+    ]
+
+
+def scenario_limiters(binary, work, smoke, show_timeline=False):
+    """Each limiter shape through the real binary against `mca-attest simulator --limiter`."""
+    out = []
+    for i, sc in enumerate(limiter_scenarios(smoke)):
+        log(f"h: {sc['shape']} ({sc['spec']}), {sc['rows']:,} rows at --rate {sc['rate']}/s")
+        data = make_input(work / f"limiter-{sc['key']}.csv", sc["rows"], 100 + i)
+        with Simulator(binary, "--limiter", sc["spec"], *sc.get("flags", [])) as sim:
+            run = confirm(binary, sim, data, work, f"limiter-{sc['key']}", "--rate",
+                          f"{sc['rate']}/s", "--concurrency", "16")
+            posts = post_log(sim)
+        wall = run["wall"]
+        accepted = [t for t, status in posts if status != 429]
+        # 429s among the POSTs (the share's denominator); the template GET is not recorded.
+        refused = sum(1 for _, status in posts if status == 429)
+        res = dict(sc, wall=wall, posts=len(posts), throttled=refused,
+                   accepted=len(accepted), share_429=refused / max(1, len(posts)),
+                   episodes=run["summary"].get("throttle_episodes"),
+                   failed=sc["rows"] - len(accepted))
+        res.pop("allowed")
+        if sc["allowed"] is not None:
+            res["used"] = len(accepted) / sc["allowed"](wall)
+        else:
+            # Each 429 asks for a one-second pause: the ideal run pays that and nothing more.
+            res["ideal"] = sc["rows"] / sc["rate"] + refused
+            res["ratio"] = wall / res["ideal"]
+            end = accepted[-1] if accepted else None
+            last3 = [t for t in accepted if end and (end - t).total_seconds() <= 3.0]
+            res["end_rate"] = len(last3) / 3.0
+        if "change" in sc and accepted:
+            first = posts[0][0]
+            since = [(t - first).total_seconds() for t in accepted]
+            lo = sc["change"] + sc["settle"]
+            after = [s for s in since if s >= lo]
+            res["settled_rate"] = (len(after) - 1) / (after[-1] - after[0]) if len(after) > 1 \
+                else None
+            res["settled_429"] = sum(1 for t, status in posts
+                                     if status == 429 and (t - first).total_seconds() >= lo)
+        if show_timeline:
+            limit = (sc["allowed"](1.0) if sc["allowed"] else sc["rate"])
+            log(f"h: {sc['shape']}, second by second:")
+            for line in timeline(posts, limit):
+                log("  " + line)
+        out.append(res)
+    return out
+
+
+def limiter_table(h):
+    """The markdown of scenario h: one row per shape, then notes."""
+    lines = ["| limiter | limit | used | 429s | wall |", "|---|---|---|---|---|"]
+    notes = []
+    for r in h:
+        share = f"{r['share_429'] * 100:.1f} % ({r['throttled']} of {r['posts']:,} POSTs)"
+        if "used" in r:
+            used = f"{r['used'] * 100:.0f} %"
+        else:
+            used = (f"wall ×{r['ratio']:.2f} of ideal {r['ideal']:.1f} s; "
+                    f"{r['end_rate']:.1f}/s over the last 3 s")
+        lines.append(f"| {r['shape']} ({r['rows']:,} rows at --rate {r['rate']}/s) | "
+                     f"{r['limit']} | {used} | {share} | {r['wall']:.1f} s |")
+        if "change" in r:
+            at = r["change"] + r["settle"]
+            rate = (f"{r['settled_rate']:.1f}/s ({r['settled_rate'] / r['new_limit'] * 100:.0f} % "
+                    f"of {r['new_limit']}/s)" if r.get("settled_rate") else "the run ended first")
+            notes.append(f"{r['shape']}: from {at:.0f} s after the first POST to the end, "
+                         f"{rate}, {r['settled_429']} × 429 in that time")
+        if r["failed"]:
+            notes.append(f"{r['shape']}: {r['failed']} rows not accepted (failed after retries)")
+        flags = "".join(f" {f}" for f in r.get("flags", []))
+        notes.append(f"{r['shape']}: `mca-attest simulator --limiter {r['spec']}{flags}`, "
+                     f"{r['episodes']} throttling episodes in the run's summary")
+    lines += ["", "Used: POSTs accepted ÷ POSTs the limit allowed over the run's wall time "
+              "(from the binary's start, so the descent from --rate counts; a token bucket's "
+              "burst is not counted as allowance). Every run at --concurrency 16.", ""]
+    lines += [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+LIMITERS_HEADING = "## Rate control against limiter shapes (issue 20)"
+
+
+def write_section(path, heading, body):
+    """Puts `heading` and `body` in the markdown file at `path`, replacing that section if it is
+    there (up to the next heading of its level), keeping every other section."""
+    text = path.read_text() if path.exists() else ""
+    section = f"{heading}\n\n{body}"
+    start = text.find(heading + "\n")
+    if start == -1:
+        text = (text.rstrip("\n") + "\n\n" if text else "") + section
+    else:
+        end = text.find("\n## ", start + len(heading))
+        text = text[:start] + section + ("\n" + text[end + 1:] if end != -1 else "")
+    path.write_text(text)
+
+
 # ---------------------------------------------------------------------------------------------
 # Report
 
@@ -617,7 +764,7 @@ def render(rows, detail, smoke):
     return "\n".join(lines) + "\n"
 
 
-SCENARIOS = "abcdefg"
+SCENARIOS = "abcdefgh"
 
 
 def main():
@@ -626,17 +773,20 @@ def main():
     parser.add_argument("--profile", choices=["release", "debug"], default="release")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results.md")
     parser.add_argument("--only", metavar="LETTERS", default=SCENARIOS,
-                        type=lambda v: "".join(sorted(set(v.replace(",", "").lower()))),
-                        help="run only these scenarios, e.g. d,g (results.md is written only "
-                             "when all of them run)")
+                        type=lambda v: "".join(sorted(set(
+                            v.lower().replace("limiters", "h").replace(",", "")))),
+                        help="run only these scenarios, e.g. d,g, or 'limiters' for h "
+                             "(results.md is written only when all of them run, but for h's "
+                             "section)")
     parser.add_argument("--steady-rows", type=int, metavar="N",
                         help="rows of scenario d's run against the unknown 60/s limit")
     parser.add_argument("--timeline", action="store_true",
-                        help="print scenario d's accepted POSTs and 429s second by second")
+                        help="print scenario d's (and h's) accepted POSTs and 429s second by "
+                             "second")
     args = parser.parse_args()
     unknown = set(args.only) - set(SCENARIOS)
     if unknown or not args.only:
-        parser.error(f"--only takes letters among {','.join(SCENARIOS)}")
+        parser.error(f"--only takes letters among {','.join(SCENARIOS)} (or limiters)")
     only = set(args.only)
 
     binary = build(args.profile)
@@ -663,7 +813,7 @@ def main():
         small=1_000 if args.smoke else 10_000,
         large=10_000 if args.smoke else 1_000_000,
     )
-    a = d = g = e = f = None
+    a = d = g = e = f = h = None
     with tempfile.TemporaryDirectory(prefix="mca-attest-bench-") as tmp:
         work = Path(tmp)
         if only & set("abc"):
@@ -682,12 +832,27 @@ def main():
         if "f" in only:
             log("f: flat memory")
             f = scenario_memory(binary, work, n["small"], n["large"])
-    rows, detail = table(a, d, g, e, f, args.smoke)
-    text = render(rows, detail, args.smoke)
-    print(text)
-    if not args.smoke and not args.no_write and only == set(SCENARIOS):
-        (BENCH / "results.md").write_text(text)
-        log("wrote bench/results.md")
+        if "h" in only:
+            log("h: limiter shapes (issue 20)")
+            h = scenario_limiters(binary, work, args.smoke, args.timeline)
+    write = not args.smoke and not args.no_write
+    if only - {"h"}:
+        rows, detail = table(a, d, g, e, f, args.smoke)
+        text = render(rows, detail, args.smoke)
+        print(text)
+        if write and only == set(SCENARIOS):
+            # The whole file anew; the limiter section is put back below.
+            (BENCH / "results.md").write_text(text)
+            log("wrote bench/results.md")
+    if h is not None:
+        body = (f"Measured {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} on "
+                f"{machine()} with `python3 bench/run.py --only limiters"
+                + (" --profile debug" if args.profile == "debug" else "") + "`.\n\n"
+                + limiter_table(h))
+        print(LIMITERS_HEADING + "\n\n" + body)
+        if write:
+            write_section(BENCH / "results.md", LIMITERS_HEADING, body)
+            log("wrote the limiter section of bench/results.md")
     return 0
 
 

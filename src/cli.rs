@@ -1,10 +1,10 @@
 //! The command line as parsed, before validation (see `config` for the checked form).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-
-use crate::simulator::SimulatorArgs;
+use secrecy::SecretString;
 
 /// Confirm, in bulk and on the record, that Microsoft CSP customers accepted the Microsoft
 /// Customer Agreement.
@@ -357,4 +357,158 @@ pub struct ReportArgs {
     /// The workbook to write (.xlsx); never one of the FILEs
     #[arg(short, long, value_name = "PATH", required = true)]
     pub output: PathBuf,
+}
+
+/// Flags of `mca-attest simulator`: plain values; `commands::simulator` turns them into the
+/// simulator's typed config (and reads the files they name).
+#[derive(Debug, Clone, Args)]
+pub struct SimulatorArgs {
+    /// Address to listen on; loopback only unless --allow-non-loopback.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Allow a non-loopback --listen address (exposes a fake API on the network).
+    #[arg(long)]
+    pub allow_non_loopback: bool,
+
+    /// CSV of agreements already on record (customer_tenant_id,first_name,last_name,email[,phone_number][,date_agreed][,template_id]).
+    #[arg(long, value_name = "FILE")]
+    pub existing: Option<PathBuf>,
+
+    /// Tenant ids answered 404 "Tenant not found" (one per line, or a CSV with a tenant id column).
+    #[arg(long, value_name = "FILE")]
+    pub unknown_tenants: Option<PathBuf>,
+
+    /// Tenant ids without a reseller relationship: POST answers 403 (code 20002).
+    #[arg(long, value_name = "FILE")]
+    pub no_relationship: Option<PathBuf>,
+
+    /// Tenant ids that accepted the MCA themselves (direct-signed status answers isSigned=true).
+    #[arg(long, value_name = "FILE")]
+    pub direct_signed: Option<PathBuf>,
+
+    /// Server-side limit across all API calls, as N/s or N/min (sliding window); excess gets 429.
+    #[arg(long, value_name = "N/s|N/min")]
+    pub rate_limit: Option<String>,
+
+    /// Another server-side limiter shape instead of --rate-limit; every refusal is 429 with
+    /// Retry-After: 1, and times count from the first API call. SHAPE:PARAMS is one of
+    /// token-bucket:RATE[,burst=B] (B tokens, 1 unless given, full at the start, refilled at
+    /// RATE); window:RATE (at most N calls in any sliding window); calendar:RATE (at most N
+    /// in each window counted from the first call); in-flight:N (429 while N calls are being
+    /// answered: give --latency-ms so it binds); changes:RATE@T=RATE[@T=RATE...] (a sliding
+    /// window whose limit changes at each T); transient:T[,T...] (no limit, but the first
+    /// call at or after each T gets 429). RATE is N/s, N/min or N/Ws (W whole seconds, 1 to
+    /// 3600); T is Ns, N.Ns or Nms. Examples: token-bucket:30/s,burst=5, window:300/10s,
+    /// calendar:40/s, in-flight:8, changes:60/s@20s=30/s, transient:2s,4s,6s,8s.
+    #[arg(long, value_name = "SHAPE:PARAMS", conflicts_with = "rate_limit")]
+    pub limiter: Option<String>,
+
+    /// Delay added before answering every API call, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub latency_ms: u64,
+
+    /// Seed of the fault-injection random sequence (same seed, same faults, in request order).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+
+    /// Fraction of calls answered 503 (nothing created).
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_probability)]
+    pub fail_rate: f64,
+
+    /// Fraction of calls whose connection is closed without any response (nothing created).
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_probability)]
+    pub drop_rate: f64,
+
+    /// Fraction of calls that are carried out, then have their connection closed without a response.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_probability)]
+    pub drop_after_commit_rate: f64,
+
+    /// Fraction of calls that are carried out but answered only after --slow-ms.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_probability)]
+    pub slow_rate: f64,
+
+    /// Extra delay of the --slow-rate calls, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 35_000)]
+    pub slow_ms: u64,
+
+    /// Apply faults to GET /v1/agreements too (by default the template call is never faulted).
+    #[arg(long)]
+    pub fault_template: bool,
+
+    /// Accept only this bearer token (repeatable). Default: any non-empty token.
+    #[arg(long = "access-token", value_name = "TOKEN")]
+    pub access_tokens: Vec<String>,
+
+    /// Answer every API call 401 with code 900421 (App+User token without an MFA claim).
+    #[arg(long)]
+    pub mfa_missing: bool,
+
+    /// Client id the token endpoint accepts (enables it, with --client-secret and --refresh-token).
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+
+    /// Client secret the token endpoint accepts.
+    #[arg(long, value_name = "SECRET", value_parser = parse_secret)]
+    pub client_secret: Option<SecretString>,
+
+    /// Refresh token the token endpoint accepts initially.
+    #[arg(long, value_name = "TOKEN", value_parser = parse_secret)]
+    pub refresh_token: Option<SecretString>,
+
+    /// Lifetime of issued access tokens, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 3599)]
+    pub token_ttl: u64,
+
+    /// Issue a new refresh token on every exchange and invalidate the one used.
+    #[arg(long)]
+    pub rotate_refresh_token: bool,
+
+    /// Do not keep the list of agreement POSTs (for benchmarks).
+    #[arg(long)]
+    pub no_record: bool,
+
+    /// CSV of the partner's customers for GET /v1/customers (customer_tenant_id[,company_name][,domain][,relationship_to_partner]); listed first, in file order.
+    #[arg(long, value_name = "FILE")]
+    pub customers: Option<PathBuf>,
+
+    /// Form of links.next.uri in the customer listing: with /v1, without it, or one then the other page by page.
+    #[arg(long, value_name = "FORM", value_enum, default_value_t = NextLink::Alternate)]
+    pub customers_next_link: NextLink,
+
+    /// Largest page of the customer listing; a larger ?size= is clamped to it.
+    // The simulator's MAX_CUSTOMER_PAGE_SIZE (a test in commands::simulator keeps them equal).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub customers_page_size_max: usize,
+}
+
+/// `--customers-next-link`: the form of `links.next.uri` in the simulator's customer listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NextLink {
+    /// `/v1/customers?...` on every page.
+    V1,
+    /// `/customers?...` (no `/v1`) on every page.
+    Bare,
+    /// `/v1/customers?...` on page 1, `/customers?...` on page 2, and so on.
+    Alternate,
+}
+
+fn parse_probability(s: &str) -> Result<f64, String> {
+    let p: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number"))?;
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(format!("{p} is not a probability between 0 and 1"))
+    }
+}
+
+fn parse_secret(s: &str) -> Result<SecretString, String> {
+    if s.is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(SecretString::from(s))
+    }
 }

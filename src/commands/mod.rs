@@ -5,6 +5,7 @@ pub mod confirm;
 pub mod customers;
 mod manual;
 pub mod report;
+pub mod simulator;
 pub mod status;
 pub mod template;
 pub mod validate;
@@ -34,12 +35,7 @@ pub async fn run(cli: Cli) -> Result<Exit, AppError> {
         Command::Template(args) => template::run(args).await,
         Command::Customers(args) => customers::run(CustomersConfig::try_from(&args)?).await,
         Command::Report(args) => report::run(&ReportConfig::try_from(&args)?),
-        Command::Simulator(args) => {
-            crate::simulator::run(args)
-                .await
-                .map_err(|e| AppError::Usage(format!("the simulator failed: {e}")))?;
-            Ok(Exit::Success)
-        }
+        Command::Simulator(args) => simulator::run(&args).await,
         Command::Man => {
             let page = manual::render()
                 .map_err(|e| AppError::Aborted(format!("cannot render the manual page: {e}")))?;

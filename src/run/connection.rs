@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use super::refresh_token::{RefreshTokenKeeper, TokenFile};
@@ -13,7 +12,7 @@ use crate::config::{ApiConfig, Endpoint};
 use crate::console::{Kind, say};
 use crate::error::AppError;
 use crate::rate::RequestGate;
-use crate::simulator::{Simulator, SimulatorArgs, SimulatorConfig};
+use crate::simulator::{DataFiles, Simulator, SimulatorConfig, SimulatorError};
 
 /// A client ready to talk to the configured service, and the in-process simulator behind it
 /// when `--simulator` was given (kept alive as long as the connection).
@@ -38,12 +37,13 @@ impl Connection {
                 direct_signed,
                 customers,
             } => {
-                let files = [
-                    ("--existing", existing),
-                    ("--unknown-tenants", unknown_tenants),
-                    ("--direct-signed", direct_signed),
-                    ("--customers", customers),
-                ];
+                let files = DataFiles {
+                    existing: existing.clone(),
+                    unknown_tenants: unknown_tenants.clone(),
+                    direct_signed: direct_signed.clone(),
+                    customers: customers.clone(),
+                    no_relationship: None,
+                };
                 let sim = start_simulator(&files).await?;
                 let url = reqwest::Url::parse(&sim.base_url())
                     .map_err(|e| AppError::Usage(format!("simulator address: {e}")))?;
@@ -99,30 +99,15 @@ impl Connection {
     }
 }
 
-/// Wraps the simulator's own arguments so its file loading is reused as is.
-#[derive(Debug, Parser)]
-struct InProcessSimulator {
-    #[command(flatten)]
-    args: SimulatorArgs,
-}
-
-async fn start_simulator(
-    files: &[(&str, &Option<std::path::PathBuf>)],
-) -> Result<Simulator, AppError> {
-    let mut argv: Vec<std::ffi::OsString> = vec!["simulator".into()];
-    for (flag, path) in files {
-        if let Some(path) = path {
-            argv.extend([(*flag).into(), path.as_os_str().to_owned()]);
-        }
-    }
-    let parsed = InProcessSimulator::try_parse_from::<_, std::ffi::OsString>(argv)
-        .map_err(|e| AppError::Usage(format!("simulator settings: {e}")))?;
-    let simulator_error =
-        |e: crate::simulator::SimulatorError| AppError::Usage(format!("the simulator failed: {e}"));
-    let mut config = SimulatorConfig::from_args(&parsed.args).map_err(simulator_error)?;
-    config.record_requests = false;
+/// Starts the in-process simulator on a free loopback port with the data files given; it
+/// keeps no request log (nobody reads it in a run).
+async fn start_simulator(files: &DataFiles) -> Result<Simulator, AppError> {
+    let failed = |e: SimulatorError| AppError::Usage(format!("the simulator failed: {e}"));
+    let mut config = SimulatorConfig {
+        record_requests: false,
+        ..SimulatorConfig::default()
+    };
+    config.load(files).map_err(failed)?;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    Simulator::start(config, addr)
-        .await
-        .map_err(simulator_error)
+    Simulator::start(config, addr).await.map_err(failed)
 }

@@ -1,8 +1,7 @@
-//! Simulator settings: the `mca-attest simulator` flags and the plain config they turn into.
+//! Simulator settings: the typed config a simulator starts from, and the data files it reads.
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -14,120 +13,13 @@ use uuid::Uuid;
 use super::customers::{CustomerProfile, ListingInput, MAX_CUSTOMER_PAGE_SIZE, NextLinkForm};
 use super::error::SimulatorError;
 use super::files;
+use super::limiter::Limiter;
 use super::state::StoredAgreement;
 
 /// Longest access-token lifetime accepted (a year); keeps expiry arithmetic far from overflow.
 const MAX_TOKEN_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Upper bound of `--customers-page-size-max`.
 const CUSTOMER_PAGE_SIZE_LIMIT: usize = 100_000;
-
-/// Flags of `mca-attest simulator`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SimulatorArgs {
-    /// Address to listen on; loopback only unless --allow-non-loopback.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-
-    /// Allow a non-loopback --listen address (exposes a fake API on the network).
-    #[arg(long)]
-    pub allow_non_loopback: bool,
-
-    /// CSV of agreements already on record (customer_tenant_id,first_name,last_name,email[,phone_number][,date_agreed][,template_id]).
-    #[arg(long, value_name = "FILE")]
-    pub existing: Option<PathBuf>,
-
-    /// Tenant ids answered 404 "Tenant not found" (one per line, or a CSV with a tenant id column).
-    #[arg(long, value_name = "FILE")]
-    pub unknown_tenants: Option<PathBuf>,
-
-    /// Tenant ids without a reseller relationship: POST answers 403 (code 20002).
-    #[arg(long, value_name = "FILE")]
-    pub no_relationship: Option<PathBuf>,
-
-    /// Tenant ids that accepted the MCA themselves (direct-signed status answers isSigned=true).
-    #[arg(long, value_name = "FILE")]
-    pub direct_signed: Option<PathBuf>,
-
-    /// Server-side limit across all API calls, as N/s or N/min (sliding window); excess gets 429.
-    #[arg(long, value_name = "N/s|N/min")]
-    pub rate_limit: Option<RateLimit>,
-
-    /// Delay added before answering every API call, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 0)]
-    pub latency_ms: u64,
-
-    /// Seed of the fault-injection random sequence (same seed, same faults, in request order).
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub seed: u64,
-
-    /// Fraction of calls answered 503 (nothing created).
-    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_probability)]
-    pub fail_rate: f64,
-
-    /// Fraction of calls whose connection is closed without any response (nothing created).
-    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_probability)]
-    pub drop_rate: f64,
-
-    /// Fraction of calls that are carried out, then have their connection closed without a response.
-    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_probability)]
-    pub drop_after_commit_rate: f64,
-
-    /// Fraction of calls that are carried out but answered only after --slow-ms.
-    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_probability)]
-    pub slow_rate: f64,
-
-    /// Extra delay of the --slow-rate calls, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 35_000)]
-    pub slow_ms: u64,
-
-    /// Apply faults to GET /v1/agreements too (by default the template call is never faulted).
-    #[arg(long)]
-    pub fault_template: bool,
-
-    /// Accept only this bearer token (repeatable). Default: any non-empty token.
-    #[arg(long = "access-token", value_name = "TOKEN")]
-    pub access_tokens: Vec<String>,
-
-    /// Answer every API call 401 with code 900421 (App+User token without an MFA claim).
-    #[arg(long)]
-    pub mfa_missing: bool,
-
-    /// Client id the token endpoint accepts (enables it, with --client-secret and --refresh-token).
-    #[arg(long, value_name = "ID")]
-    pub client_id: Option<String>,
-
-    /// Client secret the token endpoint accepts.
-    #[arg(long, value_name = "SECRET", value_parser = parse_secret)]
-    pub client_secret: Option<SecretString>,
-
-    /// Refresh token the token endpoint accepts initially.
-    #[arg(long, value_name = "TOKEN", value_parser = parse_secret)]
-    pub refresh_token: Option<SecretString>,
-
-    /// Lifetime of issued access tokens, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 3599)]
-    pub token_ttl: u64,
-
-    /// Issue a new refresh token on every exchange and invalidate the one used.
-    #[arg(long)]
-    pub rotate_refresh_token: bool,
-
-    /// Do not keep the list of agreement POSTs (for benchmarks).
-    #[arg(long)]
-    pub no_record: bool,
-
-    /// CSV of the partner's customers for GET /v1/customers (customer_tenant_id[,company_name][,domain][,relationship_to_partner]); listed first, in file order.
-    #[arg(long, value_name = "FILE")]
-    pub customers: Option<PathBuf>,
-
-    /// Form of links.next.uri in the customer listing: with /v1, without it, or one then the other page by page.
-    #[arg(long, value_name = "FORM", value_enum, default_value_t = NextLinkForm::Alternate)]
-    pub customers_next_link: NextLinkForm,
-
-    /// Largest page of the customer listing; a larger ?size= is clamped to it.
-    #[arg(long, value_name = "N", default_value_t = MAX_CUSTOMER_PAGE_SIZE)]
-    pub customers_page_size_max: usize,
-}
 
 /// A request-rate cap: at most `max_requests` accepted per sliding `window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,6 +91,50 @@ impl fmt::Debug for TokenEndpointConfig {
     }
 }
 
+impl TokenEndpointConfig {
+    /// The token endpoint of the three credentials, all or none given.
+    ///
+    /// # Errors
+    /// Some but not all three given.
+    pub fn from_parts(
+        client_id: Option<String>,
+        client_secret: Option<SecretString>,
+        refresh_token: Option<SecretString>,
+        token_ttl: Duration,
+        rotate_refresh_token: bool,
+    ) -> Result<Option<Self>, SimulatorError> {
+        match (client_id, client_secret, refresh_token) {
+            (None, None, None) => Ok(None),
+            (Some(client_id), Some(client_secret), Some(refresh_token)) => Ok(Some(Self {
+                client_id,
+                client_secret,
+                refresh_token,
+                token_ttl,
+                rotate_refresh_token,
+            })),
+            _ => Err(SimulatorError::InvalidArg {
+                arg: "--client-id/--client-secret/--refresh-token",
+                reason: "give all three to enable the token endpoint, or none".into(),
+            }),
+        }
+    }
+}
+
+/// The data files a simulator starts from; each is optional.
+#[derive(Debug, Clone, Default)]
+pub struct DataFiles {
+    /// Agreements on record (CSV).
+    pub existing: Option<PathBuf>,
+    /// Tenant ids answered 404.
+    pub unknown_tenants: Option<PathBuf>,
+    /// Tenant ids whose POST answers 403.
+    pub no_relationship: Option<PathBuf>,
+    /// Tenant ids that accepted the MCA themselves.
+    pub direct_signed: Option<PathBuf>,
+    /// The partner's customers (CSV).
+    pub customers: Option<PathBuf>,
+}
+
 /// One item of the agreement-metadata collection (`GET /v1/agreements`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -219,6 +155,8 @@ pub struct SimulatorConfig {
     pub no_relationship: HashSet<Uuid>,
     pub direct_signed: HashSet<Uuid>,
     pub rate_limit: Option<RateLimit>,
+    /// Another limiter shape (not with `rate_limit`).
+    pub limiter: Option<Limiter>,
     pub latency: Duration,
     pub faults: Faults,
     /// Tokens accepted besides those the token endpoint issued; empty (and no token endpoint)
@@ -247,6 +185,7 @@ impl Default for SimulatorConfig {
             no_relationship: HashSet::new(),
             direct_signed: HashSet::new(),
             rate_limit: None,
+            limiter: None,
             latency: Duration::ZERO,
             faults: Faults::default(),
             access_tokens: Vec::new(),
@@ -276,68 +215,27 @@ impl SimulatorConfig {
         }
     }
 
-    /// Build the config from the flags, loading the data files they name.
+    /// Read the data files `files` names into the config (each one given replaces its part).
     ///
     /// # Errors
-    /// A data file that cannot be read or has a bad line, or flag values that cannot work
-    /// together (fault rates adding up to more than 1, half the token-endpoint flags, ...).
-    pub fn from_args(args: &SimulatorArgs) -> Result<Self, SimulatorError> {
-        let token_endpoint = match (&args.client_id, &args.client_secret, &args.refresh_token) {
-            (None, None, None) => None,
-            (Some(client_id), Some(client_secret), Some(refresh_token)) => {
-                Some(TokenEndpointConfig {
-                    client_id: client_id.clone(),
-                    client_secret: client_secret.clone(),
-                    refresh_token: refresh_token.clone(),
-                    token_ttl: Duration::from_secs(args.token_ttl),
-                    rotate_refresh_token: args.rotate_refresh_token,
-                })
+    /// A data file that cannot be read or has a bad line.
+    pub fn load(&mut self, files: &DataFiles) -> Result<(), SimulatorError> {
+        if let Some(p) = &files.existing {
+            self.existing = files::load_existing(p)?;
+        }
+        for (path, set) in [
+            (&files.unknown_tenants, &mut self.unknown_tenants),
+            (&files.no_relationship, &mut self.no_relationship),
+            (&files.direct_signed, &mut self.direct_signed),
+        ] {
+            if let Some(p) = path {
+                *set = files::load_tenant_list(p)?;
             }
-            _ => {
-                return Err(SimulatorError::InvalidArg {
-                    arg: "--client-id/--client-secret/--refresh-token",
-                    reason: "give all three to enable the token endpoint, or none".into(),
-                });
-            }
-        };
-        let load_set = |path: Option<&PathBuf>| match path {
-            Some(p) => files::load_tenant_list(p),
-            None => Ok(HashSet::new()),
-        };
-        let config = Self {
-            existing: match &args.existing {
-                Some(p) => files::load_existing(p)?,
-                None => Vec::new(),
-            },
-            unknown_tenants: load_set(args.unknown_tenants.as_ref())?,
-            no_relationship: load_set(args.no_relationship.as_ref())?,
-            direct_signed: load_set(args.direct_signed.as_ref())?,
-            rate_limit: args.rate_limit,
-            latency: Duration::from_millis(args.latency_ms),
-            faults: Faults {
-                seed: args.seed,
-                fail_rate: args.fail_rate,
-                drop_rate: args.drop_rate,
-                drop_after_commit_rate: args.drop_after_commit_rate,
-                slow_rate: args.slow_rate,
-                slow: Duration::from_millis(args.slow_ms),
-                include_template: args.fault_template,
-            },
-            access_tokens: args.access_tokens.clone(),
-            mfa_missing: args.mfa_missing,
-            token_endpoint,
-            record_requests: !args.no_record,
-            extra_mca_templates: Vec::new(),
-            allow_non_loopback: args.allow_non_loopback,
-            customers: match &args.customers {
-                Some(p) => files::load_customers(p)?,
-                None => Vec::new(),
-            },
-            customers_next_link: args.customers_next_link,
-            customers_page_size_max: args.customers_page_size_max,
-        };
-        config.validate()?;
-        Ok(config)
+        }
+        if let Some(p) = &files.customers {
+            self.customers = files::load_customers(p)?;
+        }
+        Ok(())
     }
 
     /// Reject values that cannot work, whether they came from flags or from code.
@@ -364,6 +262,12 @@ impl SimulatorConfig {
             return Err(SimulatorError::InvalidArg {
                 arg: "--rate-limit",
                 reason: "must allow at least one request per non-empty window".into(),
+            });
+        }
+        if self.rate_limit.is_some() && self.limiter.is_some() {
+            return Err(SimulatorError::InvalidArg {
+                arg: "--limiter",
+                reason: "give --rate-limit or --limiter, not both".into(),
             });
         }
         if let Some(t) = &self.token_endpoint
@@ -403,38 +307,36 @@ fn check_probability(p: f64) -> Result<f64, String> {
     }
 }
 
-fn parse_probability(s: &str) -> Result<f64, String> {
-    let p: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number"))?;
-    check_probability(p)
-}
-
-fn parse_secret(s: &str) -> Result<SecretString, String> {
-    if s.is_empty() {
-        Err("must not be empty".into())
-    } else {
-        Ok(SecretString::from(s))
-    }
-}
-
-/// Error of parsing a `N/s` or `N/min` rate.
+/// Error of parsing a `N/s`, `N/min` or `N/Ws` rate.
 #[derive(Debug, thiserror::Error)]
 #[error("'{0}' is not a rate: expected N/s or N/min with N >= 1")]
 pub struct RateLimitParseError(String);
 
+/// Longest window of a rate (an hour).
+const MAX_WINDOW_SECS: u64 = 3600;
+
 impl FromStr for RateLimit {
     type Err = RateLimitParseError;
 
+    /// `N/s`, `N/min`, or `N/Ws` for a window of W whole seconds (1 to 3600).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = || RateLimitParseError(s.to_owned());
         let (n, unit) = s.trim().split_once('/').ok_or_else(err)?;
         let max_requests: u32 = n.trim().parse().map_err(|_| err())?;
-        let window = match unit.trim().to_ascii_lowercase().as_str() {
+        let unit = unit.trim().to_ascii_lowercase();
+        let window = match unit.as_str() {
             "s" | "sec" | "second" => Duration::from_secs(1),
             "m" | "min" | "minute" => Duration::from_secs(60),
-            _ => return Err(err()),
+            _ => {
+                let secs: u64 = unit
+                    .strip_suffix('s')
+                    .and_then(|w| w.parse().ok())
+                    .ok_or_else(err)?;
+                if !(1..=MAX_WINDOW_SECS).contains(&secs) {
+                    return Err(err());
+                }
+                Duration::from_secs(secs)
+            }
         };
         if max_requests == 0 {
             return Err(err());
@@ -452,6 +354,8 @@ impl fmt::Display for RateLimit {
             write!(f, "{}/min", self.max_requests)
         } else if self.window == Duration::from_secs(1) {
             write!(f, "{}/s", self.max_requests)
+        } else if self.window.subsec_nanos() == 0 {
+            write!(f, "{}/{}s", self.max_requests, self.window.as_secs())
         } else {
             write!(f, "{}/{}ms", self.max_requests, self.window.as_millis())
         }
@@ -473,6 +377,12 @@ mod tests {
         assert!("0/s".parse::<RateLimit>().is_err());
         assert!("5".parse::<RateLimit>().is_err());
         assert!("5/h".parse::<RateLimit>().is_err());
+        assert!(
+            matches!("300/10s".parse::<RateLimit>(), Ok(r) if r.window == Duration::from_secs(10) && r.max_requests == 300)
+        );
+        for bad in ["5/0s", "5/3601s", "5/xs", "5/-1s"] {
+            assert!(bad.parse::<RateLimit>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -49,7 +49,7 @@ impl CustomerProfile {
 }
 
 /// Which form `links.next.uri` takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NextLinkForm {
     /// `/v1/customers?...` on every page.
     V1,

@@ -96,6 +96,13 @@ impl RateLimiter {
     /// Accept the call at `now`, or say in how many whole seconds (at least 1) a slot frees.
     /// Refused calls are not remembered, so they do not push the window further out.
     pub fn try_acquire(&self, now: Instant) -> Result<(), u64> {
+        self.try_acquire_within(now, self.max)
+    }
+
+    /// [`Self::try_acquire`] with a limit of `max` calls per window for this call (a limit
+    /// that changes over time; at most the one the limiter was made with).
+    pub fn try_acquire_within(&self, now: Instant, max: usize) -> Result<(), u64> {
+        let max = max.min(self.max);
         let mut accepted = self.accepted.lock().unwrap_or_else(PoisonError::into_inner);
         while let Some(&oldest) = accepted.front() {
             if now.saturating_duration_since(oldest) >= self.window {
@@ -104,7 +111,7 @@ impl RateLimiter {
                 break;
             }
         }
-        if accepted.len() < self.max {
+        if accepted.len() < max {
             accepted.push_back(now);
             return Ok(());
         }

@@ -12,6 +12,7 @@ mod dates;
 mod error;
 mod faults;
 mod files;
+mod limiter;
 mod mix;
 mod net;
 mod replies;
@@ -29,13 +30,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
-    Faults, RateLimit, RateLimitParseError, SimulatorArgs, SimulatorConfig, TemplateItem,
+    DataFiles, Faults, RateLimit, RateLimitParseError, SimulatorConfig, TemplateItem,
     TokenEndpointConfig,
 };
 pub use customers::{
     CustomerProfile, DEFAULT_CUSTOMER_PAGE_SIZE, MAX_CUSTOMER_PAGE_SIZE, NextLinkForm,
 };
 pub use error::SimulatorError;
+pub use limiter::{LIMITER_GRAMMAR, Limiter, LimiterParseError};
 pub use state::{AgreementSource, RecordedRequest, SimulatorStats, StoredAgreement};
 
 /// The MCA template id served by the simulator (the real one).
@@ -180,16 +182,15 @@ fn termination_signal() -> io::Result<impl std::future::Future<Output = io::Resu
     }
 }
 
-/// The `mca-attest simulator` subcommand: builds the config from args (loads files), starts,
-/// prints exactly one line `mca-attest simulator listening on http://ADDR` to stdout (flushed;
-/// tests read it to find the port), then serves until SIGINT/SIGTERM and shuts down gracefully.
+/// Serves `config` on `listen` as `mca-attest simulator` does: starts, prints exactly one line
+/// `mca-attest simulator listening on http://ADDR` to stdout (flushed; tests read it to find
+/// the port), then serves until SIGINT/SIGTERM and shuts down gracefully.
 ///
 /// # Errors
-/// Those of [`SimulatorConfig::from_args`] and [`Simulator::start`], and I/O errors writing the
-/// ready line or installing the signal handlers.
-pub async fn run(args: SimulatorArgs) -> Result<(), SimulatorError> {
-    let config = SimulatorConfig::from_args(&args)?;
-    let mut simulator = Simulator::start(config, args.listen).await?;
+/// Those of [`Simulator::start`], and I/O errors writing the ready line or installing the
+/// signal handlers.
+pub async fn serve(config: SimulatorConfig, listen: SocketAddr) -> Result<(), SimulatorError> {
+    let mut simulator = Simulator::start(config, listen).await?;
     let signal = termination_signal()?;
     {
         let mut out = io::stdout().lock();

@@ -14,6 +14,7 @@ use axum::response::Response;
 use serde::Serialize;
 use serde_json::json;
 
+use super::limiter::Slot;
 use super::mix::splitmix64;
 
 pub(crate) const MS_REQUEST_ID: HeaderName = HeaderName::from_static("ms-requestid");
@@ -71,6 +72,8 @@ pub(crate) struct Reply {
     pub drop_connection: bool,
     /// Delay on top of the configured latency (slow fault).
     pub extra_delay: Duration,
+    /// The call's hold on a concurrency cap, kept until the answer is built.
+    pub in_flight: Slot,
 }
 
 impl Reply {
@@ -83,6 +86,7 @@ impl Reply {
             www_authenticate: false,
             drop_connection: false,
             extra_delay: Duration::ZERO,
+            in_flight: Slot::default(),
         }
     }
 

@@ -1,5 +1,5 @@
-//! HTTP routes and the order every API call goes through: authentication, rate limit, fault,
-//! the call itself, then latency and transport-level faults.
+//! HTTP routes and the order every API call goes through: authentication, rate limit (or
+//! limiter shape), fault, the call itself, then latency and transport-level faults.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use super::auth::{Auth, TokenVersion};
 use super::config::SimulatorConfig;
 use super::customers::CustomerListing;
 use super::faults::{Fault, FaultInjector, RateLimiter};
+use super::limiter::{Slot, Throttle};
 use super::net::ConnHandle;
 use super::replies::{
     ALREADY_EXISTS, Echo, INJECTED_FAILURE, NO_RELATIONSHIP, NO_SUCH_ROUTE, Reply, to_bytes,
@@ -40,6 +41,7 @@ pub(crate) struct AppState {
     auth: Auth,
     faults: FaultInjector,
     limiter: Option<RateLimiter>,
+    throttle: Option<Throttle>,
     latency: Duration,
     unknown_tenants: HashSet<Uuid>,
     no_relationship: HashSet<Uuid>,
@@ -74,6 +76,7 @@ impl AppState {
             ),
             faults: FaultInjector::new(config.faults.clone()),
             limiter: config.rate_limit.map(RateLimiter::new),
+            throttle: config.limiter.as_ref().map(Throttle::new),
             latency: config.latency,
             unknown_tenants: config.unknown_tenants.clone(),
             no_relationship: config.no_relationship.clone(),
@@ -90,8 +93,8 @@ impl AppState {
     }
 
     /// Authentication, rate limit and the up-front faults. `Ok` carries the fault still to
-    /// apply once the call has been carried out.
-    fn gate(&self, headers: &HeaderMap, call: Call) -> Result<Fault, Reply> {
+    /// apply once the call has been carried out, and the call's hold on a concurrency cap.
+    fn gate(&self, headers: &HeaderMap, call: Call) -> Result<Pass, Reply> {
         if let Err(reply) = self.auth.check(headers) {
             bump(&self.counters.unauthorized);
             return Err(reply);
@@ -109,13 +112,24 @@ impl AppState {
             bump(&self.counters.throttled);
             return Err(Reply::throttled(secs));
         }
+        let slot = match &self.throttle {
+            None => Slot::default(),
+            Some(throttle) => match throttle.admit(Instant::now()) {
+                Some(slot) => slot,
+                None => {
+                    bump(&self.counters.throttled);
+                    // Every shape answers as the service's gateway does (issue 20's stand-in).
+                    return Err(Reply::throttled(1));
+                }
+            },
+        };
         let fault = if call != Call::Template || self.faults.applies_to_template() {
             self.faults.decide()
         } else {
             Fault::None
         };
         match fault {
-            Fault::None => Ok(fault),
+            Fault::None => Ok(Pass { fault, slot }),
             Fault::Fail => {
                 bump(&self.counters.faults_injected);
                 Err(Reply::error(
@@ -134,7 +148,7 @@ impl AppState {
             }
             Fault::DropAfterCommit | Fault::Slow(_) => {
                 bump(&self.counters.faults_injected);
-                Ok(fault)
+                Ok(Pass { fault, slot })
             }
         }
     }
@@ -218,8 +232,16 @@ impl AppState {
     }
 }
 
-fn apply(fault: Fault, mut reply: Reply) -> Reply {
-    match fault {
+/// A call let through the gate: the fault still to apply and its concurrency slot.
+struct Pass {
+    fault: Fault,
+    slot: Slot,
+}
+
+/// The answer with the call's fault applied; it holds the call's slot until it is sent.
+fn apply(pass: Pass, mut reply: Reply) -> Reply {
+    reply.in_flight = pass.slot;
+    match pass.fault {
         Fault::DropAfterCommit => reply.drop_connection = true,
         Fault::Slow(extra) => reply.extra_delay = extra,
         Fault::None | Fault::Fail | Fault::Drop => {}
@@ -248,14 +270,14 @@ async fn get_templates(
     let echo = Echo::from_headers(&headers);
     let reply = match app.gate(&headers, Call::Template) {
         Err(reply) => reply,
-        Ok(fault) => {
+        Ok(pass) => {
             let answer = match query {
                 Ok(Query(pairs)) => {
                     agreements::type_filter(&pairs).map(|f| app.templates.answer(f))
                 }
                 Err(_) => Err(Reply::invalid_input("The query string is not valid.")),
             };
-            apply(fault, answer.unwrap_or_else(|reply| reply))
+            apply(pass, answer.unwrap_or_else(|reply| reply))
         }
     };
     app.finish(reply, &echo, &conn, seq).await
@@ -276,12 +298,12 @@ async fn post_agreement(
     let bytes = axum::body::to_bytes(body, MAX_BODY).await;
     let reply = match app.gate(&headers, Call::Post) {
         Err(reply) => reply,
-        Ok(fault) => match &bytes {
+        Ok(pass) => match &bytes {
             Ok(bytes) => {
                 let parsed: Option<Value> = serde_json::from_slice(bytes).ok();
                 let request_id = echo.request_id().filter(|id| !id.trim().is_empty());
                 apply(
-                    fault,
+                    pass,
                     app.create_agreement(tenant.as_deref(), request_id, parsed.as_ref()),
                 )
             }
@@ -322,7 +344,7 @@ async fn list_agreements(
     let echo = Echo::from_headers(&headers);
     let reply = match app.gate(&headers, Call::ListAgreements) {
         Err(reply) => reply,
-        Ok(fault) => {
+        Ok(pass) => {
             let tenant = path.ok().map(|Path(t)| t);
             let answer = app.customer(tenant.as_deref()).and_then(|tenant| {
                 let filter = match query {
@@ -334,7 +356,7 @@ async fn list_agreements(
                     .with_agreements(&tenant, |list| agreements::list_body(list, filter));
                 Ok(Reply::json(StatusCode::OK, body))
             });
-            apply(fault, answer.unwrap_or_else(|reply| reply))
+            apply(pass, answer.unwrap_or_else(|reply| reply))
         }
     };
     app.finish(reply, &echo, &conn, seq).await
@@ -350,13 +372,13 @@ async fn direct_signed(
     let echo = Echo::from_headers(&headers);
     let reply = match app.gate(&headers, Call::DirectSigned) {
         Err(reply) => reply,
-        Ok(fault) => {
+        Ok(pass) => {
             let tenant = path.ok().map(|Path(t)| t);
             let answer = app.customer(tenant.as_deref()).map(|tenant| {
                 let signed = app.direct_signed.contains(&tenant);
                 Reply::json(StatusCode::OK, to_bytes(&json!({ "isSigned": signed })))
             });
-            apply(fault, answer.unwrap_or_else(|reply| reply))
+            apply(pass, answer.unwrap_or_else(|reply| reply))
         }
     };
     app.finish(reply, &echo, &conn, seq).await
@@ -373,7 +395,7 @@ async fn list_customers(
     let echo = Echo::from_headers(&headers);
     let reply = match app.gate(&headers, Call::ListCustomers) {
         Err(reply) => reply,
-        Ok(fault) => {
+        Ok(pass) => {
             let answer = match query {
                 Ok(Query(pairs)) => app
                     .customers
@@ -381,7 +403,7 @@ async fn list_customers(
                     .map(|body| Reply::json(StatusCode::OK, body)),
                 Err(_) => Err(Reply::invalid_input("The query string is not valid.")),
             };
-            apply(fault, answer.unwrap_or_else(|reply| reply))
+            apply(pass, answer.unwrap_or_else(|reply| reply))
         }
     };
     app.finish(reply, &echo, &conn, seq).await

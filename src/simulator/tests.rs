@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use clap::Parser;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -11,16 +10,21 @@ use super::*;
 
 const TOKEN: &str = "test-token";
 
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    args: SimulatorArgs,
+/// `mca-attest simulator FLAGS...` as parsed, before it becomes a config.
+fn args_from(flags: &[&str]) -> crate::cli::SimulatorArgs {
+    use clap::Parser;
+    let argv = ["mca-attest", "simulator"]
+        .into_iter()
+        .chain(flags.iter().copied());
+    match crate::cli::Cli::try_parse_from(argv).map(|cli| cli.command) {
+        Ok(crate::cli::Command::Simulator(args)) => args,
+        other => panic!("not a simulator command line: {other:?}"),
+    }
 }
 
+/// The config `mca-attest simulator FLAGS...` builds.
 fn config_from(flags: &[&str]) -> SimulatorConfig {
-    let cli = Cli::try_parse_from(std::iter::once("sim").chain(flags.iter().copied()))
-        .expect("flags parse");
-    SimulatorConfig::from_args(&cli.args).expect("config builds")
+    crate::commands::simulator::config(&args_from(flags)).expect("config builds")
 }
 
 async fn start(config: SimulatorConfig) -> Simulator {
@@ -349,6 +353,80 @@ async fn rate_limit_answers_429_with_retry_after() {
     sim.shutdown().await;
 }
 
+/// One template GET: its status and `Retry-After`, if any.
+async fn status_and_retry_after(sim: &Simulator) -> (u16, Option<String>) {
+    let resp = client()
+        .get(format!("{}/v1/agreements", sim.base_url()))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("answer");
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (resp.status().as_u16(), retry_after)
+}
+
+/// Every shape over HTTP: a quota of N (that nothing refills within the test) lets N calls
+/// through, and the next is 429 with `Retry-After: 1` whatever the shape.
+#[tokio::test]
+async fn limiter_shapes_refuse_with_429_and_retry_after_one() {
+    for n in 1..=3u32 {
+        for spec in [
+            format!("window:{n}/3600s"),
+            format!("calendar:{n}/3600s"),
+            format!("token-bucket:1/3600s,burst={n}"),
+            format!("changes:{n}/3600s@86400s=1/3600s"),
+        ] {
+            let sim = start(config_from(&["--limiter", &spec])).await;
+            for _ in 0..n {
+                assert_eq!(status_and_retry_after(&sim).await, (200, None), "{spec}");
+            }
+            let refused = status_and_retry_after(&sim).await;
+            assert_eq!(refused, (429, Some("1".to_string())), "{spec}");
+            let (_, stats) = get(&sim, "/_simulator/stats", None).await;
+            assert_eq!(stats["throttled"], json!(1), "{spec}");
+            sim.shutdown().await;
+        }
+    }
+    // Transient: the first call at or after the time (here the very first) is refused once.
+    let sim = start(config_from(&["--limiter", "transient:0ms"])).await;
+    assert_eq!(status_and_retry_after(&sim).await, (429, Some("1".into())));
+    for _ in 0..3 {
+        assert_eq!(status_and_retry_after(&sim).await, (200, None));
+    }
+    sim.shutdown().await;
+}
+
+/// The concurrency cap holds a call's slot until its answer (latency included) is out.
+#[tokio::test]
+async fn in_flight_cap_counts_calls_until_answered() {
+    let sim = start(config_from(&[
+        "--limiter",
+        "in-flight:1",
+        "--latency-ms",
+        "1500",
+    ]))
+    .await;
+    let url = format!("{}/v1/agreements", sim.base_url());
+    let first = tokio::spawn(client().get(url).bearer_auth(TOKEN).send());
+    // Wait (by the counter, not the clock) until the first call holds the slot.
+    loop {
+        let (_, stats) = get(&sim, "/_simulator/stats", None).await;
+        if stats["template_gets"] == json!(1) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(status_and_retry_after(&sim).await, (429, Some("1".into())));
+    let first = first.await.expect("task").expect("answer");
+    assert_eq!(first.status().as_u16(), 200);
+    assert_eq!(status_and_retry_after(&sim).await, (200, None));
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn faults() {
     let t = Uuid::new_v4();
@@ -590,8 +668,8 @@ async fn existing_file_dates_render_without_z() {
         "customer_tenant_id,first_name,last_name,email\nnope,a,b,c@d.e\n",
     )
     .expect("write");
-    let cli = Cli::try_parse_from(["sim", "--existing", &bad.to_string_lossy()]).expect("parse");
-    match SimulatorConfig::from_args(&cli.args) {
+    let args = args_from(&["--existing", &bad.to_string_lossy()]);
+    match crate::commands::simulator::config(&args) {
         Err(SimulatorError::FileContent { line, .. }) => assert_eq!(line, 2),
         other => panic!("expected a file error, got {other:?}"),
     }
@@ -831,9 +909,9 @@ async fn customer_page_sizes_are_clamped() {
     assert_eq!(count(&page), 50);
     sim.shutdown().await;
 
-    let cli = Cli::try_parse_from(["sim", "--customers-page-size-max", "0"]).expect("parse");
+    let args = args_from(&["--customers-page-size-max", "0"]);
     assert!(matches!(
-        SimulatorConfig::from_args(&cli.args),
+        crate::commands::simulator::config(&args),
         Err(SimulatorError::InvalidArg { .. })
     ));
 }

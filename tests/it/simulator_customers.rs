@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use crate::common::{Workdir, start_simulator};
 use clap::Parser;
-use mca_attest::simulator::{SimulatorArgs, SimulatorConfig};
+use mca_attest::cli::{Cli, Command as CliCommand};
+use mca_attest::simulator::SimulatorConfig;
 use reqwest::StatusCode;
 use serde_json::Value;
 use url::Url;
@@ -21,12 +22,6 @@ const TOKEN: &str = "test-token";
 const CUSTOMERS: usize = 1234;
 /// A walk that takes more tries than this is stuck.
 const MAX_TRIES: usize = 400;
-
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    args: SimulatorArgs,
-}
 
 /// One customer as written to the file and expected back.
 #[derive(Debug, Clone)]
@@ -106,9 +101,14 @@ fn customers_csv(customers: &[Expected]) -> String {
 
 /// The config `mca-attest simulator --customers FILE FLAGS...` would build.
 fn config_from_flags(flags: &[&str]) -> SimulatorConfig {
-    let cli = Cli::try_parse_from(std::iter::once("simulator").chain(flags.iter().copied()))
-        .expect("the flags parse");
-    SimulatorConfig::from_args(&cli.args).expect("the config builds")
+    let argv = ["mca-attest", "simulator"]
+        .into_iter()
+        .chain(flags.iter().copied());
+    let args = match Cli::try_parse_from(argv).map(|cli| cli.command) {
+        Ok(CliCommand::Simulator(args)) => args,
+        other => panic!("not a simulator command line: {other:?}"),
+    };
+    mca_attest::commands::simulator::config(&args).expect("the config builds")
 }
 
 /// Joins a `links.next.uri` to the API root (`https://host`, no `/v1`), whichever form it
