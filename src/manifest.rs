@@ -17,10 +17,21 @@ pub const SCHEMA: &str = "mca-attest/manifest/v1";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Manifest {
+    #[serde(default)]
     schema: String,
     /// The report file this manifest describes.
+    #[serde(default)]
     report: String,
     runs: Vec<Recorded>,
+}
+
+/// What the manifest beside a file says.
+#[derive(Debug, Clone)]
+pub enum History {
+    Missing,
+    /// The manifest is there but cannot be read (the reason).
+    Unreadable(String),
+    Runs(Vec<Recorded>),
 }
 
 /// A run as the manifest holds it.
@@ -38,7 +49,69 @@ impl Recorded {
     pub fn command(&self) -> Option<&str> {
         match self {
             Recorded::Run(run) => Some(&run.command),
-            Recorded::Other(value) => value.get("command").and_then(serde_json::Value::as_str),
+            Recorded::Other(_) => self.text("command"),
+        }
+    }
+
+    /// Whether the run wrote its report with `--redact` (a run that does not say: no).
+    pub fn redacted(&self) -> bool {
+        match self {
+            Recorded::Run(run) => run.redacted,
+            Recorded::Other(value) => {
+                value.get("redacted").and_then(serde_json::Value::as_bool) == Some(true)
+            }
+        }
+    }
+
+    /// The SHA-256 of the input the run read, when it recorded one.
+    pub fn input_sha256(&self) -> Option<&str> {
+        match self {
+            Recorded::Run(run) => run.input_sha256.as_deref(),
+            Recorded::Other(_) => self.text("input_sha256"),
+        }
+    }
+
+    /// The run's exit code, when recorded.
+    pub fn exit_code(&self) -> Option<u8> {
+        match self {
+            Recorded::Run(run) => Some(run.exit_code),
+            Recorded::Other(value) => value
+                .get("exit_code")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|code| u8::try_from(code).ok()),
+        }
+    }
+
+    /// The run's id, the input it read and when it started, as text (empty when not
+    /// recorded), for a report of the history.
+    pub fn run_id(&self) -> String {
+        match self {
+            Recorded::Run(run) => run.run_id.to_string(),
+            Recorded::Other(_) => self.text("run_id").unwrap_or_default().to_string(),
+        }
+    }
+
+    pub fn input(&self) -> &str {
+        match self {
+            Recorded::Run(run) => &run.input,
+            Recorded::Other(_) => self.text("input").unwrap_or_default(),
+        }
+    }
+
+    pub fn started_at(&self) -> String {
+        match self {
+            Recorded::Run(run) => run
+                .started_at
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            Recorded::Other(_) => self.text("started_at").unwrap_or_default().to_string(),
+        }
+    }
+
+    /// A text field of an entry another version wrote.
+    fn text(&self, name: &str) -> Option<&str> {
+        match self {
+            Recorded::Run(_) => None,
+            Recorded::Other(value) => value.get(name).and_then(serde_json::Value::as_str),
         }
     }
 }
@@ -96,11 +169,23 @@ pub fn manifest_path(report: &Path) -> PathBuf {
 
 /// The runs recorded beside `report`, oldest first (none when there is no readable manifest).
 pub fn runs(report: &Path) -> Vec<Recorded> {
-    std::fs::read_to_string(manifest_path(report))
-        .ok()
-        .and_then(|text| serde_json::from_str::<Manifest>(&text).ok())
-        .map(|m| m.runs)
-        .unwrap_or_default()
+    match history(report) {
+        History::Runs(runs) => runs,
+        History::Missing | History::Unreadable(_) => Vec::new(),
+    }
+}
+
+/// What the manifest beside `report` says: its runs, oldest first, or why there are none.
+pub fn history(report: &Path) -> History {
+    let text = match std::fs::read_to_string(manifest_path(report)) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return History::Missing,
+        Err(e) => return History::Unreadable(e.to_string()),
+    };
+    match serde_json::from_str::<Manifest>(&text) {
+        Ok(manifest) => History::Runs(manifest.runs),
+        Err(e) => History::Unreadable(e.to_string()),
+    }
 }
 
 /// Adds `summary` to the manifest beside `written`, the file the run wrote: appended to the

@@ -12,7 +12,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::domain::{FingerprintState, RowNumber, RowStatus, Signer, SignerKey, TenantId};
-use crate::manifest::manifest_path;
+use crate::manifest::{self, Recorded, manifest_path};
 use crate::results::RESULTS_HEADER;
 use crate::validation::OnRecord;
 
@@ -302,18 +302,14 @@ fn looks_masked(email: &str) -> bool {
 /// unreadable manifest, or runs without the field, say no: the content check in [`load`] still
 /// catches a redacted results file.
 pub fn manifest_says_redacted(report: &Path) -> bool {
-    manifest_runs(report).is_some_and(|runs| {
-        runs.iter()
-            .any(|run| run.get("redacted").and_then(serde_json::Value::as_bool) == Some(true))
-    })
+    manifest::runs(report).iter().any(Recorded::redacted)
 }
 
 /// The input's SHA-256 as the last run recorded it in the manifest beside `report`.
 pub fn last_input_sha256(report: &Path) -> Option<String> {
-    manifest_runs(report)?
+    manifest::runs(report)
         .last()?
-        .get("input_sha256")?
-        .as_str()
+        .input_sha256()
         .map(str::to_string)
 }
 
@@ -332,16 +328,6 @@ pub fn input_changed_warning(report: &Path, current_sha256: &str) -> Option<Stri
         short(&previous),
         manifest_path(report).display()
     ))
-}
-
-/// The `runs` of the manifest beside `report`, if it can be read.
-fn manifest_runs(report: &Path) -> Option<Vec<serde_json::Value>> {
-    let text = std::fs::read_to_string(manifest_path(report)).ok()?;
-    let mut manifest: serde_json::Value = serde_json::from_str(&text).ok()?;
-    match manifest.get_mut("runs")?.take() {
-        serde_json::Value::Array(runs) => Some(runs),
-        _ => None,
-    }
 }
 
 /// The signer key of a line whose status says the customer is done.

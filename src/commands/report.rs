@@ -30,7 +30,7 @@ use crate::config::ReportConfig;
 use crate::console::{Kind as Say, say};
 use crate::domain::RowStatus;
 use crate::error::{AppError, Exit};
-use crate::manifest::manifest_path;
+use crate::manifest::{self, History};
 use crate::reconcile::CustomerState;
 use crate::results::RESULTS_HEADER;
 use crate::resume::unescape;
@@ -143,14 +143,6 @@ pub struct LastLine {
     pub at: u64,
 }
 
-/// What a file's manifest says.
-#[derive(Debug, Clone)]
-pub enum Runs {
-    Missing,
-    Unreadable(String),
-    Recorded(Vec<serde_json::Value>),
-}
-
 /// One file read and checked: what it is and where the line that counts for each row starts.
 /// The file stays open, so the second pass reads what the first one checked even if the file
 /// is renamed over meanwhile.
@@ -162,7 +154,7 @@ pub struct Source {
     pub lines: u64,
     /// The last line recorded for each row, in row order: one entry per row.
     pub rows: Vec<LastLine>,
-    pub runs: Runs,
+    pub runs: History,
     file: File,
 }
 
@@ -287,7 +279,7 @@ pub fn read_source(path: &Path) -> Result<Source, AppError> {
         kind,
         lines,
         rows: last_lines(entries),
-        runs: read_runs(path),
+        runs: manifest::history(path),
         file,
     })
 }
@@ -327,22 +319,6 @@ fn each_row(
         visit(&cells)?;
     }
     Ok(())
-}
-
-fn read_runs(path: &Path) -> Runs {
-    let manifest = manifest_path(path);
-    let text = match std::fs::read_to_string(&manifest) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Runs::Missing,
-        Err(e) => return Runs::Unreadable(e.to_string()),
-    };
-    match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(v) => match v.get("runs").and_then(serde_json::Value::as_array) {
-            Some(runs) => Runs::Recorded(runs.clone()),
-            None => Runs::Unreadable("no list of runs".to_string()),
-        },
-        Err(e) => Runs::Unreadable(e.to_string()),
-    }
 }
 
 /// Rows per status (or state): the contract's words first, zeros included, then any other
@@ -815,9 +791,9 @@ fn write_summary(
         )?;
         sheet.write_number(r, 1, s.lines as f64)?;
         let manifest = match &s.runs {
-            Runs::Missing => "none".to_string(),
-            Runs::Unreadable(e) => format!("unreadable: {e}"),
-            Runs::Recorded(runs) => format!(
+            History::Missing => "none".to_string(),
+            History::Unreadable(e) => format!("unreadable: {e}"),
+            History::Runs(runs) => format!(
                 "{} run{}",
                 runs.len(),
                 if runs.len() == 1 { "" } else { "s" }
@@ -850,16 +826,11 @@ fn write_summary(
     r += 1;
     let mut any = false;
     for s in sources {
-        let Runs::Recorded(runs) = &s.runs else {
+        let History::Runs(runs) = &s.runs else {
             continue;
         };
         for run in runs {
             any = true;
-            let field = |name: &str| match run.get(name) {
-                Some(serde_json::Value::String(v)) => v.clone(),
-                Some(serde_json::Value::Null) | None => String::new(),
-                Some(v) => v.to_string(),
-            };
             put(
                 sheet,
                 &mut widths,
@@ -868,9 +839,16 @@ fn write_summary(
                 &s.path.display().to_string(),
                 None,
             )?;
-            put(sheet, &mut widths, r, 2, &field("run_id"), None)?;
-            put(sheet, &mut widths, r, 3, &field("command"), None)?;
-            let started = field("started_at");
+            put(sheet, &mut widths, r, 2, &run.run_id(), None)?;
+            put(
+                sheet,
+                &mut widths,
+                r,
+                3,
+                run.command().unwrap_or_default(),
+                None,
+            )?;
+            let started = run.started_at();
             match parse_datetime(&started) {
                 Some((at, _)) => {
                     sheet.write_datetime_with_format(r, 4, at, &f.datetime)?;
@@ -878,14 +856,18 @@ fn write_summary(
                 }
                 None => put(sheet, &mut widths, r, 4, &started, None)?,
             }
-            match run.get("exit_code").and_then(serde_json::Value::as_f64) {
-                Some(code) => {
-                    sheet.write_number(r, 1, code)?;
-                }
-                None => put(sheet, &mut widths, r, 1, &field("exit_code"), None)?,
+            if let Some(code) = run.exit_code() {
+                sheet.write_number(r, 1, f64::from(code))?;
             }
-            put(sheet, &mut widths, r, 5, &field("input_sha256"), None)?;
-            put(sheet, &mut widths, r, 6, &field("input"), None)?;
+            put(
+                sheet,
+                &mut widths,
+                r,
+                5,
+                run.input_sha256().unwrap_or_default(),
+                None,
+            )?;
+            put(sheet, &mut widths, r, 6, run.input(), None)?;
             r += 1;
         }
     }
