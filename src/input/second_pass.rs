@@ -1,6 +1,7 @@
 //! Reading the rows a second time. Whether a row may be sent depends on every other row of
 //! its tenant (two signers for one tenant send neither), so the rows are read once to learn
-//! that and once more to check and send them. A regular file is simply opened again; standard
+//! that and once more to check and send them. A regular file is simply opened again
+//! ([`InputReader::second_reader`]); standard
 //! input, a pipe or a FIFO can be read only once, so its rows are kept in a temporary file
 //! (deleted when dropped) as they are read the first time, and read back from there.
 
@@ -11,17 +12,6 @@ use csv::ByteRecord;
 
 use super::{InputError, InputReader, RawRow};
 use crate::domain::RowNumber;
-
-impl InputReader {
-    /// A reader over the same file from its first data row, or `None` for an input that can
-    /// be read only once (keep its rows in a [`RowSpool`] instead).
-    pub fn second_reader(&self) -> Result<Option<InputReader>, InputError> {
-        if self.streamed.is_some() {
-            return Ok(None);
-        }
-        InputReader::open_as(&self.path, &self.options, true).map(Some)
-    }
-}
 
 /// The rows of a stream kept on disk for their second reading, each as a CSV record of its
 /// own: its row number, its structural problem (if any), then its cells as read.
