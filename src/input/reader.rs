@@ -46,7 +46,6 @@ pub struct InputReader {
     header: ByteRecord,
     columns: ColumnMap,
     next_row: u64,
-    record: ByteRecord,
     /// A row read ahead by [`InputReader::has_rows`].
     pending: Option<RawRow>,
     /// Average bytes per line in the first few KiB, to estimate the row count.
@@ -189,7 +188,6 @@ impl InputReader {
             header,
             columns: columns.clone(),
             next_row: 1,
-            record: ByteRecord::new(),
             pending: None,
             bytes_per_line,
             delimiter,
@@ -286,26 +284,29 @@ impl InputReader {
     }
 
     /// The next data record, `None` at the end of the file. An I/O error ends the file.
+    /// (To read every row, [`InputReader::for_each_row`] lends them from one buffer.)
     pub fn next_row(&mut self) -> Option<Result<RawRow, InputError>> {
-        // The row takes the reader's buffer; a buffer of the same size stays for the next.
-        let fresh = ByteRecord::with_capacity(self.record.as_slice().len(), self.record.len());
-        let mut row = RawRow {
-            row: RowNumber(0),
-            problem: None,
-            record: std::mem::replace(&mut self.record, fresh),
-            columns: ColumnMap::default(),
-        };
-        match self.next_row_into(&mut row) {
+        let mut row = self.blank_row();
+        match self.read_into(&mut row) {
             Ok(true) => Some(Ok(row)),
             Ok(false) => None,
             Err(e) => Some(Err(e)),
         }
     }
 
+    /// A row to read records into, with the reader's columns.
+    fn blank_row(&self) -> RawRow {
+        RawRow {
+            row: RowNumber(0),
+            problem: None,
+            record: ByteRecord::with_capacity(1024, self.header.len().max(1)),
+            columns: self.columns.clone(),
+        }
+    }
+
     /// Reads the next data record into `out`, reusing its buffers (no allocation per record
-    /// once they have grown); the same rows, numbers and problems as [`InputReader::next_row`].
-    /// `Ok(false)` at the end of the file. An I/O error ends the file.
-    pub fn next_row_into(&mut self, out: &mut RawRow) -> Result<bool, InputError> {
+    /// once they have grown). `Ok(false)` at the end of the file. An I/O error ends the file.
+    fn read_into(&mut self, out: &mut RawRow) -> Result<bool, InputError> {
         if let Some(row) = self.pending.take() {
             *out = row;
             return Ok(true);
@@ -364,49 +365,23 @@ impl InputReader {
         }
     }
 
-    /// Like [`InputReader::for_each_row`], but lends each row to `f` from one buffer that is
-    /// reused for the next (clone what must outlive the call).
-    pub fn for_each_row_ref(
+    /// Hands every remaining row to `f` until it returns false, reporting progress through
+    /// `position` (marked finished at the end). Each row is lent from one buffer that is
+    /// reused for the next, so reading costs no allocation per row: clone what must outlive
+    /// the call.
+    pub fn for_each_row(
         &mut self,
         position: &ReadPosition,
         mut f: impl FnMut(&RawRow) -> bool,
     ) -> Result<(), InputError> {
-        let mut raw = RawRow {
-            row: RowNumber(0),
-            problem: None,
-            record: ByteRecord::with_capacity(1024, self.header.len().max(1)),
-            columns: self.columns.clone(),
-        };
+        let mut raw = self.blank_row();
         let mut rows = 0u64;
-        while self.next_row_into(&mut raw)? {
-            rows += 1;
+        while self.read_into(&mut raw)? {
+            rows = rows.saturating_add(1);
             if rows.is_multiple_of(64) {
                 position.update(self.position(), rows);
             }
             if !f(&raw) {
-                break;
-            }
-        }
-        position.update(self.position(), rows);
-        position.finish(self.empty_rows);
-        Ok(())
-    }
-
-    /// Hands every remaining row to `f` until it returns false, reporting progress through
-    /// `position` (marked finished at the end).
-    pub fn for_each_row(
-        &mut self,
-        position: &ReadPosition,
-        mut f: impl FnMut(RawRow) -> bool,
-    ) -> Result<(), InputError> {
-        let mut rows = 0u64;
-        while let Some(next) = self.next_row() {
-            let raw = next?;
-            rows += 1;
-            if rows.is_multiple_of(64) {
-                position.update(self.position(), rows);
-            }
-            if !f(raw) {
                 break;
             }
         }
