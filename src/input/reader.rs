@@ -729,4 +729,88 @@ mod tests {
         let mut r = InputReader::open(f.path(), &opts()).unwrap();
         assert!(r.next_row().is_none());
     }
+
+    /// A cell as a spreadsheet writes it: plain, quoted with separators, quotes and line
+    /// breaks inside, blank, accented.
+    fn cell() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::strategy::Strategy;
+        proptest::sample::select(vec![
+            "",
+            "a",
+            " ",
+            "Tania",
+            "\"x,y\"",
+            "\"two\nlines\"",
+            "\"say \"\"hi\"\"\"",
+            "José",
+            "\"\"",
+            "1",
+        ])
+        .prop_map(str::to_string)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever the rows (ragged, all-empty, blank lines, quoted separators and line
+        /// breaks), `for_each_row` lends exactly the rows `next_row` gives one by one (same
+        /// numbers, problems and cells), stops at the row `f` refuses, and a reading to the
+        /// end leaves the position finished with the rows and empty rows counted.
+        #[test]
+        fn lent_rows_are_the_rows_read_one_by_one(
+            rows in proptest::collection::vec(proptest::collection::vec(cell(), 0..6), 0..40),
+            line_end in proptest::sample::select(vec!["\n", "\r\n"]),
+            stop_after in 0usize..48,
+        ) {
+            use proptest::prelude::*;
+            let mut text = format!("tenant_id,first_name,last_name,email{line_end}");
+            for cells in &rows {
+                text.push_str(&cells.join(","));
+                text.push_str(line_end);
+            }
+            let f = write(text.as_bytes());
+            let mut one_by_one = InputReader::open(f.path(), &opts()).unwrap();
+            let expected: Vec<RawRow> = std::iter::from_fn(|| one_by_one.next_row())
+                .map(Result::unwrap)
+                .collect();
+            let same = |a: &RawRow, b: &RawRow| {
+                a.row == b.row
+                    && a.problem == b.problem
+                    && a.record.iter().eq(b.record.iter())
+                    && a.fields().email == b.fields().email
+            };
+
+            let mut lending = InputReader::open(f.path(), &opts()).unwrap();
+            let position = ReadPosition::new(lending.size());
+            let mut lent = Vec::new();
+            lending
+                .for_each_row(&position, |raw| {
+                    lent.push(raw.clone());
+                    true
+                })
+                .unwrap();
+            prop_assert_eq!(lent.len(), expected.len());
+            prop_assert!(lent.iter().zip(&expected).all(|(a, b)| same(a, b)));
+            prop_assert!(position.finished.load(std::sync::atomic::Ordering::Relaxed));
+            prop_assert_eq!(
+                position.rows.load(std::sync::atomic::Ordering::Relaxed),
+                expected.len() as u64
+            );
+            prop_assert_eq!(
+                position.empty_rows.load(std::sync::atomic::Ordering::Relaxed),
+                one_by_one.empty_rows()
+            );
+            prop_assert_eq!(lending.position(), text.len() as u64);
+
+            let mut stopping = InputReader::open(f.path(), &opts()).unwrap();
+            let mut seen = 0usize;
+            stopping
+                .for_each_row(&ReadPosition::new(0), |_| {
+                    seen += 1;
+                    seen <= stop_after
+                })
+                .unwrap();
+            prop_assert_eq!(seen, expected.len().min(stop_after + 1));
+        }
+    }
 }

@@ -258,3 +258,136 @@ async fn read_listing<K: RunKind>(feed: Feed<K>) -> Fed {
     };
     Fed { skipped, listed }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::RowStatus;
+    use crate::error::AppError;
+    use crate::input::{Column, InputOptions};
+    use crate::pipeline::{Job, JobOutcome, RunContext};
+    use crate::results::ResultRecord;
+    use crate::retry::RetryPolicy;
+    use crate::run::{Ended, NotStarted};
+
+    /// A run kind that does nothing: what a source says of its rows does not depend on the
+    /// command.
+    struct Idle;
+
+    impl Job for Idle {
+        type Input = ();
+        type Record = ResultRecord;
+
+        async fn run(&self, _: RowNumber, _: (), _: &RunContext) -> JobOutcome<ResultRecord> {
+            JobOutcome::NotStarted
+        }
+    }
+
+    impl RunKind for Idle {
+        type Job = Idle;
+        type Done = ();
+        const COMMAND: &'static str = "idle";
+        const ORDER: &'static [RowStatus] = &[RowStatus::Valid];
+
+        fn input_options(&self) -> InputOptions {
+            InputOptions::default()
+        }
+
+        fn load_resume(&self, _: &std::path::Path) -> Result<Option<()>, AppError> {
+            Ok(None)
+        }
+
+        async fn prepare(
+            &self,
+            _: &PartnerCenterClient,
+            _: &RunContext,
+        ) -> Result<Idle, NotStarted> {
+            Ok(Idle)
+        }
+
+        fn policy(&self) -> RetryPolicy {
+            RetryPolicy::new(1)
+        }
+
+        fn read(
+            &self,
+            _: InputReader,
+            _: Option<()>,
+            _: &ReadPosition,
+            _: &mut dyn FnMut(Option<WorkOf<Self>>) -> bool,
+        ) -> Result<(), InputError> {
+            Ok(())
+        }
+
+        fn next_steps(&self, _: &Ended<RowStatus>) -> Vec<String> {
+            Vec::new()
+        }
+    }
+
+    fn as_source(reader: InputReader) -> Box<dyn RowSource<Idle>> {
+        Box::new(reader)
+    }
+
+    /// Sweeps separators, line ends, and inputs of no row, only all-empty rows, and rows
+    /// among all-empty ones: the file source says what its reader read (header, separator,
+    /// size in bytes), has rows exactly when a row is not all empty, and counts the empty
+    /// ones it read past to find one.
+    #[test]
+    fn an_input_file_says_what_its_reader_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = InputOptions {
+            delimiter: None,
+            required: vec![Column::TenantId],
+            ..InputOptions::default()
+        };
+        for sep in [",", ";", "\t"] {
+            for end in ["\n", "\r\n"] {
+                for (data, has_rows, empty_before) in [
+                    (vec![], false, 0),
+                    (vec![["", ""]], false, 1),
+                    (vec![["", ""], [" ", ""]], false, 2),
+                    (vec![["1", "a"]], true, 0),
+                    (vec![["", ""], ["1", "a"], ["", ""]], true, 1),
+                ] {
+                    let mut text = format!("tenant_id{sep}name{end}");
+                    for cells in &data {
+                        text.push_str(&cells.join(sep));
+                        text.push_str(end);
+                    }
+                    let path = dir.path().join("in.csv");
+                    std::fs::write(&path, &text).unwrap();
+                    let mut source = as_source(InputReader::open(&path, &options).unwrap());
+                    let case = format!("{sep:?} {end:?} {data:?}");
+                    assert_eq!(source.delimiter(), sep.as_bytes()[0], "{case}");
+                    let header: Vec<&[u8]> = source.header().iter().collect();
+                    assert_eq!(header, [&b"tenant_id"[..], b"name"], "{case}");
+                    assert_eq!(source.size(), text.len() as u64, "{case}");
+                    let position = Arc::new(ReadPosition::new(source.size()));
+                    let fingerprint = source.fingerprint(&position).expect("a file is hashed");
+                    assert!(!fingerprint.is_streamed(), "{case}");
+                    assert_eq!(source.has_rows().unwrap(), has_rows, "{case}");
+                    assert_eq!(source.empty_rows(), empty_before, "{case}");
+                    let counted = fingerprint.finish().expect("a fingerprint");
+                    assert_eq!(counted.rows, data.len() as u64, "{case}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_customer_listing_is_no_file_and_always_has_rows_to_ask_for() {
+        let mut source: Box<dyn RowSource<Idle>> = Box::new(CustomerListing::new());
+        let header: Vec<&[u8]> = source.header().iter().collect();
+        let expected: Vec<&[u8]> = LISTING_HEADER.iter().map(|h| h.as_bytes()).collect();
+        assert_eq!(header, expected);
+        assert_eq!(source.delimiter(), b',');
+        assert_eq!(source.size(), 0);
+        assert!(
+            source
+                .fingerprint(&Arc::new(ReadPosition::new(0)))
+                .is_none()
+        );
+        assert!(source.has_rows().unwrap());
+        assert_eq!(source.empty_rows(), 0);
+    }
+}
