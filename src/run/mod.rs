@@ -6,6 +6,8 @@
 //! - reads what a resumed report already holds (refusing a redacted one, warning when the
 //!   input changed since the last run);
 //! - watches SIGINT, SIGTERM and SIGHUP;
+//! - reads its rows from a [`source::RowSource`] (the input file, or the partner's customer
+//!   listing) that feeds the pipeline on a task of its own;
 //! - runs the pipeline, settles the reader and the writers, maps the outcome to the exit code
 //!   from the rows' status type, and publishes the summary (stderr, `--summary-json`, the
 //!   manifest) while it still holds the lock.
