@@ -215,9 +215,9 @@ pub async fn drive<K: RunKind>(
         side,
         progress: Progress::new(show_progress, position.clone()),
     };
-    let report = run_rows::<K>(job.clone(), ctx.clone(), api.concurrency, rx, outputs).await;
+    let ran = run_rows::<K>(job.clone(), ctx.clone(), api.concurrency, rx, outputs).await;
     signals.abort();
-    let (abort, settled) = settle(report.abort, feeding, report.outputs).await;
+    let (abort, settled) = settle(ran.abort, feeding, ran.outputs).await;
     let reading = Reading {
         settled,
         fingerprint: finish_fingerprint(fingerprint, files, written.as_deref()).await,
@@ -227,7 +227,7 @@ pub async fn drive<K: RunKind>(
     let base_url = conn.base_url.clone();
     let token = conn.close().await;
 
-    let tally = report.tally;
+    let tally = ran.tally;
     let exit = token.exit(Exit::of_run(
         abort.as_ref(),
         tally.problems().saturating_add(reading.listing_problems()),
@@ -271,7 +271,18 @@ pub async fn drive<K: RunKind>(
     }
     drop(lock);
 
-    say_next_steps(&*kind, files, written, tally, abort);
+    let kept = match (written, files.report.path(), &abort) {
+        (Some(w), Some(r), Some(_)) if r != w => Some((r.to_path_buf(), w)),
+        _ => None,
+    };
+    let ended = Ended {
+        tally,
+        abort,
+        to_file: files.report.path().is_some(),
+        resumed: files.mode.resumes(),
+        kept,
+    };
+    say_next_steps(&*kind, &ended);
     Ok(exit)
 }
 
@@ -318,28 +329,8 @@ fn log_stop(abort: Option<&AbortReason>) {
 }
 
 /// The driver's hints, then the command's: what the operator should do next.
-fn say_next_steps<K: RunKind>(
-    kind: &K,
-    files: &RunFiles,
-    written: Option<std::path::PathBuf>,
-    tally: Tally<StatusOf<K>>,
-    abort: Option<AbortReason>,
-) {
-    let kept = match (written, files.report.path(), &abort) {
-        (Some(w), Some(r), Some(_)) if r != w => Some((r.to_path_buf(), w)),
-        _ => None,
-    };
-    let ended = Ended {
-        tally,
-        abort,
-        to_file: files.report.path().is_some(),
-        resumed: files.mode.resumes(),
-        kept,
-    };
-    for hint in resume_hint(&ended)
-        .into_iter()
-        .chain(kind.next_steps(&ended))
-    {
+fn say_next_steps<K: RunKind>(kind: &K, ended: &Ended<StatusOf<K>>) {
+    for hint in resume_hint(ended).into_iter().chain(kind.next_steps(ended)) {
         say(Kind::Hint, &hint);
     }
 }
