@@ -96,7 +96,12 @@ impl AppError {
                 | OutputError::Directory { .. }
                 | OutputError::Create { .. },
             ) => Exit::Usage,
-            AppError::Output(OutputError::Write { .. }) | AppError::Aborted(_) => Exit::Aborted,
+            AppError::Output(
+                OutputError::Write { .. }
+                | OutputError::Manifest { .. }
+                | OutputError::Promote { .. },
+            )
+            | AppError::Aborted(_) => Exit::Aborted,
         }
     }
 }

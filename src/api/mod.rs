@@ -1,7 +1,7 @@
 //! Partner Center API: the client, its typed errors, credentials, and the seam behind which
 //! the agreement write call sits.
 
-pub mod auth;
+pub(crate) mod auth;
 pub mod client;
 pub mod customers;
 pub mod error;
@@ -11,7 +11,8 @@ use std::future::Future;
 
 use uuid::Uuid;
 
-pub use auth::{Credentials, TokenSource};
+pub(crate) use auth::Credentials;
+pub use auth::TokenSource;
 pub use client::{AgreementTemplate, CallOutcome, ClientOptions, PartnerCenterClient};
 pub use error::{ApiError, ApiErrorKind};
 

@@ -13,7 +13,7 @@ use crate::console::{Kind, say};
 use crate::domain::Status;
 use crate::error::{AppError, Exit};
 use crate::pipeline::{AbortReason, RunContext};
-use crate::results::{ReportFile, ReportMode, ReportRecord, promote};
+use crate::results::{Report, ReportMode, ReportRecord};
 use crate::retry::RetryPolicy;
 use crate::run::connection::Connection;
 use crate::run::credentials_message;
@@ -73,10 +73,8 @@ impl ReportRecord for Customer {
 pub async fn run(config: CustomersConfig) -> Result<Exit, AppError> {
     let stop = CancellationToken::new();
     let conn = Connection::open(&config.api, stop.clone()).await?;
-    let report = ReportFile::open(&config.output, ReportMode::Derived)?;
-    let written = report.regular_path().map(std::path::Path::to_path_buf);
-    let lock = report.lock();
-    let mut writer = report.into_writer::<Customer>()?;
+    let mut report = Report::open(&config.output, ReportMode::Derived)?;
+    let mut writer = report.writer::<Customer>(false)?;
     let ctx = Arc::new(RunContext::new(stop));
     let signals = tokio::spawn(crate::signals::watch(ctx.clone()));
 
@@ -108,12 +106,7 @@ pub async fn run(config: CustomersConfig) -> Result<Exit, AppError> {
     };
     match outcome {
         Ok(listed) => {
-            if let (Some(written), Some(path)) = (&written, config.output.path()) {
-                promote(path, written).map_err(|e| {
-                    AppError::Aborted(format!("cannot replace '{}': {e}", path.display()))
-                })?;
-            }
-            drop(lock);
+            report.complete()?;
             for warning in listed.warnings() {
                 tracing::warn!("{warning}");
             }

@@ -6,7 +6,7 @@ use crate::domain::RowStatus;
 use crate::error::{AppError, Exit};
 use crate::input::{Fingerprinting, InputReader};
 use crate::progress::ReadPosition;
-use crate::results::{FirstInvalid, ReportFile, ResultRecord};
+use crate::results::{FirstInvalid, Report, ResultRecord};
 use crate::summary::{RunClock, RunSummary};
 use crate::tally::Tally;
 use crate::validation::{Validator, Verdict, classify_rows};
@@ -33,10 +33,8 @@ pub fn run(config: ValidateConfig) -> Result<Exit, AppError> {
     };
     // A validation report is derived data: it may be replaced, unlike a results file (which
     // `into_writer` refuses to replace).
-    let report = ReportFile::open(&files.report, files.mode)?;
-    let written = report.regular_path().map(std::path::Path::to_path_buf);
-    let lock = report.lock();
-    let mut writer = report.into_writer::<ResultRecord>()?;
+    let mut report = Report::open(&files.report, files.mode)?;
+    let mut writer = report.writer::<ResultRecord>(false)?;
     let position = ReadPosition::new(reader.size());
     let mut tally = Tally::default();
     let mut first_invalid = FirstInvalid::default();
@@ -85,13 +83,8 @@ pub fn run(config: ValidateConfig) -> Result<Exit, AppError> {
             .index_bytes
             .load(std::sync::atomic::Ordering::Relaxed),
     );
-    crate::run::publish(&summary, files, written.as_deref())?;
-    if let (Some(written), Some(report)) = (&written, files.report.path()) {
-        crate::results::promote(report, written).map_err(|e| {
-            AppError::Aborted(format!("cannot replace '{}': {e}", report.display()))
-        })?;
-    }
-    drop(lock);
+    crate::run::publish(&summary, files, &report)?;
+    report.complete()?;
     if let Some(hint) = first_invalid.hint(tally.get(RowStatus::Invalid)) {
         crate::console::say(crate::console::Kind::Hint, &hint);
     }

@@ -164,6 +164,29 @@ impl<A: Limiter, B: Limiter> Limiter for Changing<A, B> {
     }
 }
 
+/// No limit, but the requests that arrive `n`-th (counting from 1) for each `n` of `nths` are
+/// refused.
+pub struct RefuseNth {
+    nths: Vec<usize>,
+    arrived: usize,
+}
+
+impl RefuseNth {
+    pub fn new(nths: &[usize]) -> Self {
+        RefuseNth {
+            nths: nths.to_vec(),
+            arrived: 0,
+        }
+    }
+}
+
+impl Limiter for RefuseNth {
+    fn arrive(&mut self, _t: f64) -> bool {
+        self.arrived += 1;
+        !self.nths.contains(&self.arrived)
+    }
+}
+
 /// No limit, but the first request at or after each of `times` is refused.
 pub struct Transient {
     times: VecDeque<f64>,
@@ -602,5 +625,46 @@ mod family {
             "short of the targets:\n{}",
             short.join("\n")
         );
+    }
+
+    /// The run of `tests/it/rate_recovery.rs` in model time: 305 rows at `--rate 20/s`, the
+    /// 40th, 100th, 160th and 220th request refused with `Retry-After: 1`. Every isolated 429
+    /// costs its pause and little more, and the rate is back near `--rate` after the last.
+    #[test]
+    fn isolated_429s_at_20_per_s_cost_their_pauses() {
+        for latency in [0.001, 0.02, 0.1] {
+            for concurrency in [4, 8, 16] {
+                let setup = Setup {
+                    rate: 20,
+                    concurrency,
+                    latency,
+                    end: 600.0,
+                    rows: Some(301),
+                };
+                let outcome = run(setup, &mut RefuseNth::new(&[40, 100, 160, 220]));
+                let refused = outcome.refused().len();
+                assert_eq!(refused, 4, "latency {latency}, {concurrency} workers");
+                assert_eq!(outcome.controller.episodes(), 4);
+                // Ideal: 305 starts at 20/s, 15.2 s, plus four pauses of 1 s.
+                let span = outcome.last_accepted();
+                assert!(
+                    span < 22.0,
+                    "latency {latency}, {concurrency} workers: the run took {span:.1} s \
+                     (ideal 19.2 s)"
+                );
+                let accepted: Vec<f64> = outcome
+                    .starts
+                    .iter()
+                    .filter(|(_, ok)| *ok)
+                    .map(|(t, _)| *t)
+                    .collect();
+                let tail = &accepted[accepted.len() - 50..];
+                let tail_rate = 49.0 / (tail[49] - tail[0]);
+                assert!(
+                    (15.0..=20.01).contains(&tail_rate),
+                    "latency {latency}, {concurrency} workers: the last 50 at {tail_rate:.1}/s"
+                );
+            }
+        }
     }
 }

@@ -37,7 +37,7 @@ use crate::fingerprint::InputFingerprint;
 use crate::input::{Fingerprinting, InputError, InputOptions, InputReader};
 use crate::pipeline::{self, AbortReason, Job, Outputs, RunContext, Work};
 use crate::progress::{Progress, ReadPosition};
-use crate::results::{LineWriter, OutputTarget, ReportFile, ReportRecord, promote};
+use crate::results::{LineWriter, OutputTarget, Report, ReportRecord, ReportWriter};
 use crate::retry::RetryPolicy;
 use crate::summary::{RunClock, RunSummary};
 use crate::tally::Tally;
@@ -148,11 +148,10 @@ pub async fn drive<K: RunKind>(
     let conn = Connection::open(api, stop.clone()).await?;
 
     // The report: locked, its policy applied, and a resumed one read, before anything is sent.
-    let report = ReportFile::open(&files.report, files.mode)?;
-    let created = report.is_empty();
+    let mut report = Report::open(&files.report, files.mode)?;
     // The file this run writes: the report, or the partial file beside a derived report
     // that only a complete run replaces.
-    let written = report.regular_path().map(Path::to_path_buf);
+    let written = report.written().map(Path::to_path_buf);
     let position = Arc::new(ReadPosition::new(source.size()));
     let fingerprint = source.fingerprint(&position);
     let done = match &written {
@@ -161,18 +160,11 @@ pub async fn drive<K: RunKind>(
         }
         _ => None,
     };
-    let lock = report.lock();
-    let mut writer = report.into_writer::<<K::Job as Job>::Record>()?;
-    if files.redact {
-        writer = writer.redact();
-    }
+    let writer = report.writer::<<K::Job as Job>::Record>(files.redact)?;
     let side = match &files.emit {
-        Some(path) => Some(LineWriter::open(
-            path,
-            &kind.side_header(source.header()),
-            source.delimiter(),
-            files.mode.resumes(),
-        )?),
+        Some(path) => {
+            Some(report.side(path, &kind.side_header(source.header()), source.delimiter())?)
+        }
         None => None,
     };
     let ctx = Arc::new(RunContext::new(stop));
@@ -183,12 +175,7 @@ pub async fn drive<K: RunKind>(
         Err(why) => {
             signals.abort();
             // Nothing was recorded: leave no header-only file that would block the next run.
-            drop(writer);
-            drop(side);
-            if let (true, Some(path)) = (created, &written) {
-                let _ = std::fs::remove_file(path);
-            }
-            drop(lock);
+            report.abandon(writer, side);
             conn.close().await;
             return match why {
                 NotStarted::Interrupted => {
@@ -248,32 +235,13 @@ pub async fn drive<K: RunKind>(
     reading.describe(files, &mut summary);
     kind.describe_run(job.as_deref(), &mut summary);
     log_stop(abort.as_ref());
-    publish(&summary, files, written.as_deref())?;
-    if let (None, Some(written), Some(report)) = (&abort, &written, files.report.path()) {
-        promote(report, written).map_err(|e| {
-            AppError::Aborted(format!(
-                "the run completed, but its report '{}' could not replace '{}': {e}",
-                written.display(),
-                report.display()
-            ))
-        })?;
-    }
-    if let (None, Some(emit)) = (&abort, &files.emit)
-        && let Some(partial) = crate::results::staged_path(emit)
-    {
-        promote(emit, &partial).map_err(|e| {
-            AppError::Aborted(format!(
-                "the run completed, but '{}' could not replace '{}': {e}",
-                partial.display(),
-                emit.display()
-            ))
-        })?;
-    }
-    drop(lock);
-
-    let kept = match (written, files.report.path(), &abort) {
-        (Some(w), Some(r), Some(_)) if r != w => Some((r.to_path_buf(), w)),
-        _ => None,
+    publish(&summary, files, &report)?;
+    let kept = match &abort {
+        None => {
+            report.complete()?;
+            None
+        }
+        Some(_) => report.stop(),
     };
     let ended = Ended {
         tally,
@@ -446,7 +414,7 @@ fn load_for_resume<K: RunKind>(
 async fn settle(
     mut abort: Option<AbortReason>,
     reader: tokio::task::JoinHandle<Fed>,
-    outputs: Option<(crate::results::ReportWriter, Option<LineWriter>)>,
+    outputs: Option<(ReportWriter, Option<LineWriter>)>,
 ) -> (Option<AbortReason>, Settled) {
     let (skipped, listed) = match reader.await {
         Ok(fed) => (fed.skipped, fed.listed),
@@ -479,12 +447,8 @@ struct Settled {
 }
 
 /// Prints the summary on stderr, writes `--summary-json` (a file, or stdout for `-`) and the
-/// manifest beside `written`, the regular file the run wrote (none for a stream).
-pub fn publish(
-    summary: &RunSummary,
-    files: &RunFiles,
-    written: Option<&Path>,
-) -> Result<(), AppError> {
+/// manifest beside the file the run wrote.
+pub fn publish(summary: &RunSummary, files: &RunFiles, report: &Report) -> Result<(), AppError> {
     say(Kind::Summary, &summary.describe());
     let json = || {
         summary
@@ -504,16 +468,7 @@ pub fn publish(
         }
         None => {}
     }
-    if let Some(written) = written {
-        let append = files.mode.resumes();
-        let report = files.report.path().unwrap_or(written);
-        crate::manifest::record(written, report, summary, append).map_err(|e| {
-            AppError::Aborted(format!(
-                "cannot write the manifest beside '{}': {e}",
-                written.display()
-            ))
-        })?;
-    }
+    report.record(summary)?;
     Ok(())
 }
 

@@ -7,7 +7,7 @@
 //! records when each POST arrived.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::common::fake::{self, FakeServer};
 use crate::common::{Customer, Results, Workdir, counts};
@@ -118,32 +118,12 @@ async fn isolated_429s(retry_after: Option<&'static str>) {
         "each 429 retried once: {run}"
     );
 
-    // Ideal: 305 POSTs at 20/s is 15.2 s, plus four 1 s pauses. The rate controller of old,
-    // which compounded the decreases and then climbed slowly, needed ~27 s here; a run that
-    // crawls after the bursts takes longer still. The bound is generous for a loaded machine
-    // yet well short of that.
-    let first = posts[0].0;
-    let (last, _) = posts[posts.len() - 1];
-    let span = last.duration_since(first);
-    assert!(
-        span < Duration::from_secs(23),
-        "the POSTs took {span:?} (ideal 15.2 s + 4 s of pauses){run}"
-    );
-    assert!(
-        run.elapsed < Duration::from_secs(26),
-        "the run took {:?}{run}",
-        run.elapsed
-    );
-
-    // After the last burst the rate is back near --rate: the last 50 POSTs (all well after
-    // the last pause) arrive at 15/s or more.
+    // How long the run takes and how fast it returns are properties of the rate controller,
+    // asserted in model time (`rate::limiter_models`, `isolated_429s_at_20_per_s_cost_their_pauses`)
+    // rather than against this machine's clock; here, through the binary: the POSTs after the
+    // last pause never come faster than --rate (the gate's schedule allows a few ms of jitter).
     let tail = &posts[posts.len() - 50..];
     let tail_span = tail[49].0.duration_since(tail[0].0).as_secs_f64();
     let tail_rate = 49.0 / tail_span;
-    assert!(
-        tail_rate >= 15.0,
-        "the last 50 POSTs came at {tail_rate:.1}/s (--rate 20/s){run}"
-    );
-    // ... and never faster than --rate (the gate's schedule allows a few ms of jitter).
     assert!(tail_rate <= 21.0, "{tail_rate:.1}/s{run}");
 }

@@ -1,0 +1,19 @@
+//! The reports this tool writes, the results file first: the audit record of a run. One line
+//! per row, written and flushed as the row finishes, so a killed run leaves a valid file of
+//! every finished row.
+
+mod error;
+mod file;
+mod invalid;
+mod record;
+mod report;
+mod write_behind;
+mod writer;
+
+pub use error::OutputError;
+pub use file::{OutputTarget, ReportMode};
+use file::{ReportFile, RunLock};
+pub use invalid::FirstInvalid;
+pub use record::{Personal, RESULTS_HEADER, ReportRecord, ResultRecord, escape_formula};
+pub use report::Report;
+pub use writer::{LineWriter, ReportWriter};
