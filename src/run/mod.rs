@@ -205,83 +205,91 @@ pub async fn drive<K: RunKind>(
     let ran = run_rows::<K>(job.clone(), ctx.clone(), api.concurrency, rx, outputs).await;
     signals.abort();
     let (abort, settled) = settle(ran.abort, feeding, ran.outputs).await;
-    let reading = Reading {
+    let facts = RunFacts {
         settled,
         fingerprint: finish_fingerprint(fingerprint, files, written.as_deref()).await,
         position,
+        client: conn.client.clone(),
+        base_url: conn.base_url.clone(),
     };
-    let client = conn.client.clone();
-    let base_url = conn.base_url.clone();
     let token = conn.close().await;
 
-    let tally = ran.tally;
+    let mut ended = Ended {
+        tally: ran.tally,
+        abort,
+        to_file: files.report.path().is_some(),
+        resumed: files.mode.resumes(),
+        kept: None,
+    };
+    let problems = ended.tally.problems();
     let exit = token.exit(Exit::of_run(
-        abort.as_ref(),
-        tally.problems().saturating_add(reading.listing_problems()),
+        ended.abort.as_ref(),
+        problems.saturating_add(facts.listing_problems()),
     ));
-    let mut summary = RunSummary::new(
-        K::COMMAND,
-        &clock,
-        &tally,
-        K::ORDER,
-        files.input.to_string(),
-        files.report.to_string(),
-        exit.code(),
-    );
-    summary.base_url = Some(base_url);
-    summary.redacted = files.redact;
-    summary.aborted = abort.as_ref().map(ToString::to_string);
-    summary.set_gate(client.gate());
-    reading.describe(files, &mut summary);
-    kind.describe_run(job.as_deref(), &mut summary);
-    log_stop(abort.as_ref());
+    let summary = summarise(&*kind, job.as_deref(), files, &clock, &ended, exit, facts);
+    log_stop(ended.abort.as_ref());
     publish(&summary, files, &report)?;
-    let kept = match &abort {
+    ended.kept = match &ended.abort {
         None => {
             report.complete()?;
             None
         }
         Some(_) => report.stop(),
     };
-    let ended = Ended {
-        tally,
-        abort,
-        to_file: files.report.path().is_some(),
-        resumed: files.mode.resumes(),
-        kept,
-    };
     say_next_steps(&*kind, &ended);
     Ok(exit)
 }
 
-/// What the run's reading left for its summary.
-struct Reading {
+/// What a run left besides its rows' tally: the reader's end, the input's fingerprint, and
+/// the service it talked to.
+struct RunFacts {
     settled: Settled,
     fingerprint: Option<InputFingerprint>,
     position: Arc<ReadPosition>,
+    client: PartnerCenterClient,
+    base_url: String,
 }
 
-impl Reading {
+impl RunFacts {
     /// Customers the listing could not name, or a listing of none: each leaves customers
     /// unchecked, as a row with a problem would.
     fn listing_problems(&self) -> u64 {
         self.settled.listed.map_or(0, |l| l.problems())
     }
+}
 
-    /// Fills in what the summary says of the input.
-    fn describe(self, files: &RunFiles, summary: &mut RunSummary) {
-        let Reading {
-            settled,
-            fingerprint,
-            position,
-        } = self;
-        summary.unreadable_customers = settled.listed.map(|l| l.unreadable);
-        summary.resumed_skipped = files.mode.resumes().then_some(settled.skipped);
-        summary.set_input(fingerprint);
-        summary.empty_rows_skipped = position.empty_rows.load(Ordering::Relaxed);
-        let index_bytes = position.index_bytes.load(Ordering::Relaxed);
-        summary.duplicate_index_bytes = (index_bytes > 0).then_some(index_bytes);
-    }
+/// The run's summary: its rows and exit, how it stopped, what it read, the service's gate,
+/// and what the command adds.
+fn summarise<K: RunKind>(
+    kind: &K,
+    job: Option<&K::Job>,
+    files: &RunFiles,
+    clock: &RunClock,
+    ended: &Ended<StatusOf<K>>,
+    exit: Exit,
+    facts: RunFacts,
+) -> RunSummary {
+    let mut summary = RunSummary::new(
+        K::COMMAND,
+        clock,
+        &ended.tally,
+        K::ORDER,
+        files.input.to_string(),
+        files.report.to_string(),
+        exit.code(),
+    );
+    summary.base_url = Some(facts.base_url);
+    summary.redacted = files.redact;
+    summary.aborted = ended.abort.as_ref().map(ToString::to_string);
+    summary.set_gate(facts.client.gate());
+    summary.unreadable_customers = facts.settled.listed.map(|l| l.unreadable);
+    summary.resumed_skipped = files.mode.resumes().then_some(facts.settled.skipped);
+    summary.set_input(facts.fingerprint);
+    summary.empty_rows_skipped = facts.position.empty_rows.load(Ordering::Relaxed);
+    let index_bytes = facts.position.index_bytes.load(Ordering::Relaxed);
+    summary.duplicate_index_bytes = (index_bytes > 0).then_some(index_bytes);
+    kind.describe_run(job, &mut summary);
+    summary
 }
 
 /// Logs why a run stopped early.
