@@ -637,12 +637,12 @@ pub enum Verdict {
 
 impl Validator {
     /// The verdict on a row by itself, as of the time `clock` tells: `Valid` or `Invalid`
-    /// (duplicates and conflicts are the index's call).
-    pub fn check(&self, raw: RawRow, clock: &mut Clock) -> Verdict {
-        let checked = self.check_lent(&raw, clock).map(|c| c.to_confirmation());
+    /// (duplicates and conflicts are the index's call). Only an invalid row is copied.
+    pub fn check(&self, raw: &RawRow, clock: &mut Clock) -> Verdict {
+        let checked = self.check_lent(raw, clock).map(|c| c.to_confirmation());
         match checked {
             Ok(c) => Verdict::Valid(raw.row, c),
-            Err(message) => Verdict::Invalid(Box::new(raw), message),
+            Err(message) => Verdict::Invalid(Box::new(raw.clone()), message),
         }
     }
 
@@ -682,7 +682,7 @@ pub fn classify_rows(
     };
     match reader.second_reader()? {
         Some(mut first) => {
-            first.for_each_row_ref(&ReadPosition::new(first.size()), |raw| {
+            first.for_each_row(&ReadPosition::new(first.size()), |raw| {
                 learn(raw, &mut clock);
                 true
             })?;
@@ -696,7 +696,7 @@ pub fn classify_rows(
             // A stream: its rows are kept on disk as they are read, and read back from there.
             let mut spool = RowSpool::new(reader)?;
             let mut kept = Ok(());
-            reader.for_each_row_ref(position, |raw| {
+            reader.for_each_row(position, |raw| {
                 learn(raw, &mut clock);
                 kept = spool.push(raw);
                 kept.is_ok()

@@ -1,34 +1,26 @@
 //! Reading the rows a second time. Whether a row may be sent depends on every other row of
 //! its tenant (two signers for one tenant send neither), so the rows are read once to learn
-//! that and once more to check and send them. A regular file is simply opened again; standard
+//! that and once more to check and send them. A regular file is simply opened again
+//! ([`InputReader::second_reader`]); standard
 //! input, a pipe or a FIFO can be read only once, so its rows are kept in a temporary file
 //! (deleted when dropped) as they are read the first time, and read back from there.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::io::{BufReader, Seek, SeekFrom};
 
 use csv::ByteRecord;
 
-use super::{InputError, InputReader, RawRow};
+use super::{ColumnMap, InputError, InputReader, RawRow};
 use crate::domain::RowNumber;
-
-impl InputReader {
-    /// A reader over the same file from its first data row, or `None` for an input that can
-    /// be read only once (keep its rows in a [`RowSpool`] instead).
-    pub fn second_reader(&self) -> Result<Option<InputReader>, InputError> {
-        if self.streamed.is_some() {
-            return Ok(None);
-        }
-        InputReader::open_as(&self.path, &self.options, true).map(Some)
-    }
-}
 
 /// The rows of a stream kept on disk for their second reading, each as a CSV record of its
 /// own: its row number, its structural problem (if any), then its cells as read.
 pub struct RowSpool {
-    file: BufWriter<File>,
+    file: csv::Writer<File>,
+    /// Where each kept record is assembled, reused.
+    scratch: ByteRecord,
     /// The reader's column map and path, for the rows read back.
-    template: RawRow,
+    columns: ColumnMap,
     path: std::path::PathBuf,
 }
 
@@ -40,13 +32,13 @@ impl RowSpool {
             source: csv::Error::from(source),
         })?;
         Ok(RowSpool {
-            file: BufWriter::with_capacity(256 * 1024, file),
-            template: RawRow {
-                row: RowNumber(0),
-                problem: None,
-                record: ByteRecord::new(),
-                columns: reader.columns().clone(),
-            },
+            file: csv::WriterBuilder::new()
+                .flexible(true)
+                .has_headers(false)
+                .buffer_capacity(256 * 1024)
+                .from_writer(file),
+            scratch: ByteRecord::new(),
+            columns: reader.columns().clone(),
             path: reader.path().to_path_buf(),
         })
     }
@@ -60,25 +52,21 @@ impl RowSpool {
 
     /// Keeps `raw` for the second reading.
     pub fn push(&mut self, raw: &RawRow) -> Result<(), InputError> {
-        let mut writer = csv::WriterBuilder::new()
-            .flexible(true)
-            .has_headers(false)
-            .from_writer(&mut self.file);
-        let row = raw.row.0.to_string();
-        let mut record = ByteRecord::with_capacity(raw.record.as_slice().len() + 32, 0);
-        record.push_field(row.as_bytes());
+        let record = &mut self.scratch;
+        record.clear();
+        record.push_field(raw.row.0.to_string().as_bytes());
         match &raw.problem {
             Some(problem) => record.push_field(format!("!{problem}").as_bytes()),
             None => record.push_field(b""),
         }
         record.extend(raw.record.iter());
-        let written = writer.write_byte_record(&record);
-        drop(writer);
+        let written = self.file.write_byte_record(record);
         written.map_err(|e| self.error(e))
     }
 
-    /// Hands every kept row to `f`, in the order they were kept, until it returns false.
-    pub fn for_each_row(mut self, mut f: impl FnMut(RawRow) -> bool) -> Result<(), InputError> {
+    /// Hands every kept row to `f`, in the order they were kept, until it returns false;
+    /// lent from one buffer, as [`InputReader::for_each_row`] lends the rows it reads.
+    pub fn for_each_row(mut self, mut f: impl FnMut(&RawRow) -> bool) -> Result<(), InputError> {
         self.file.flush().map_err(|e| self.error(e))?;
         let mut file = self.file.get_ref().try_clone().map_err(|e| self.error(e))?;
         file.seek(SeekFrom::Start(0)).map_err(|e| self.error(e))?;
@@ -87,6 +75,12 @@ impl RowSpool {
             .has_headers(false)
             .from_reader(BufReader::with_capacity(256 * 1024, file));
         let mut kept = ByteRecord::new();
+        let mut raw = RawRow {
+            row: RowNumber(0),
+            problem: None,
+            record: ByteRecord::new(),
+            columns: self.columns.clone(),
+        };
         while reader
             .read_byte_record(&mut kept)
             .map_err(|e| self.error(e))?
@@ -100,19 +94,14 @@ impl RowSpool {
                         "the row spool holds a damaged record",
                     ))
                 })?;
-            let problem = kept
+            raw.row = RowNumber(row);
+            raw.problem = kept
                 .get(1)
                 .and_then(|p| p.strip_prefix(b"!"))
                 .map(|p| String::from_utf8_lossy(p).into_owned());
-            let mut record = ByteRecord::with_capacity(kept.as_slice().len(), kept.len());
-            record.extend(kept.iter().skip(2));
-            let raw = RawRow {
-                row: RowNumber(row),
-                problem,
-                record,
-                columns: self.template.columns.clone(),
-            };
-            if !f(raw) {
+            raw.record.clear();
+            raw.record.extend(kept.iter().skip(2));
+            if !f(&raw) {
                 break;
             }
         }
@@ -125,6 +114,7 @@ mod tests {
     use super::*;
     use crate::input::{Column, InputOptions};
     use proptest::prelude::*;
+    use std::io::Write;
 
     fn reader_of(text: &[u8]) -> (tempfile::NamedTempFile, InputReader) {
         let mut f = tempfile::NamedTempFile::new().unwrap();
@@ -167,7 +157,7 @@ mod tests {
                 originals.push(raw);
             }
             let mut back = Vec::new();
-            spool.for_each_row(|raw| { back.push(raw); true }).unwrap();
+            spool.for_each_row(|raw| { back.push(raw.clone()); true }).unwrap();
             prop_assert_eq!(back.len(), originals.len());
             for (a, b) in originals.iter().zip(&back) {
                 prop_assert_eq!(a.row, b.row);

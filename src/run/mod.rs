@@ -6,6 +6,8 @@
 //! - reads what a resumed report already holds (refusing a redacted one, warning when the
 //!   input changed since the last run);
 //! - watches SIGINT, SIGTERM and SIGHUP;
+//! - reads its rows from a [`source::RowSource`] (the input file, or the partner's customer
+//!   listing) that feeds the pipeline on a task of its own;
 //! - runs the pipeline, settles the reader and the writers, maps the outcome to the exit code
 //!   from the rows' status type, and publishes the summary (stderr, `--summary-json`, the
 //!   manifest) while it still holds the lock.
@@ -14,21 +16,24 @@ pub mod breaker;
 pub mod connection;
 pub mod listing;
 pub mod refresh_token;
+mod source;
 
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::customers::Customer;
 use crate::api::{ApiError, ApiErrorKind, PartnerCenterClient};
-use crate::config::{ApiConfig, RunFiles, RunInput};
+use crate::config::{ApiConfig, RunFiles};
 use crate::console::{Kind, say};
 use crate::domain::{RowNumber, Status};
 use crate::error::{AppError, Exit};
 use crate::files::{print_stdout, replace_private};
+use crate::fingerprint::InputFingerprint;
 use crate::input::{Fingerprinting, InputError, InputOptions, InputReader};
 use crate::pipeline::{self, AbortReason, Job, Outputs, RunContext, Work};
 use crate::progress::{Progress, ReadPosition};
@@ -37,6 +42,8 @@ use crate::retry::RetryPolicy;
 use crate::summary::{RunClock, RunSummary};
 use crate::tally::Tally;
 use connection::Connection;
+use listing::Listed;
+use source::{Fed, Feed, RowSource};
 
 /// The status type of a run kind's report.
 pub type StatusOf<K> = <<<K as RunKind>::Job as Job>::Record as ReportRecord>::Status;
@@ -128,20 +135,6 @@ pub struct Ended<S: Status> {
     pub kept: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
-/// Where the rows come from: an input file, or the partner's customer listing.
-enum Source {
-    File(Box<InputReader>),
-    Listing,
-}
-
-/// The header of the side output for a run over the customer listing.
-const LISTING_HEADER: [&str; 4] = [
-    "customer_tenant_id",
-    "company_name",
-    "domain",
-    "relationship_to_partner",
-];
-
 /// Runs `kind` over `files.input` against the service of `api`.
 pub async fn drive<K: RunKind>(
     kind: K,
@@ -150,12 +143,7 @@ pub async fn drive<K: RunKind>(
     show_progress: bool,
 ) -> Result<Exit, AppError> {
     let clock = RunClock::start();
-    let mut source = match &files.input {
-        RunInput::File(path) => {
-            Source::File(Box::new(InputReader::open(path, &kind.input_options())?))
-        }
-        RunInput::AllCustomers => Source::Listing,
-    };
+    let mut source = source::open(&kind, &files.input)?;
     let stop = CancellationToken::new();
     let conn = Connection::open(api, stop.clone()).await?;
 
@@ -164,121 +152,212 @@ pub async fn drive<K: RunKind>(
     // The file this run writes: the report, or the partial file beside a derived report
     // that only a complete run replaces.
     let written = report.written().map(Path::to_path_buf);
-    let size = match &source {
-        Source::File(reader) => reader.size(),
-        Source::Listing => 0,
-    };
-    let position = Arc::new(ReadPosition::new(size));
-    // A regular input is hashed beside the run, and its row count given to the progress
-    // line; a stream is hashed as it is read.
-    let fingerprint = match &source {
-        Source::File(reader) => Some(Fingerprinting::start_counting(reader, position.clone())),
-        Source::Listing => None,
-    };
-    // A stream cannot be read twice: whether it changed since the last run is known only
-    // once it has been read.
-    let rereadable_input = files
-        .input
-        .path()
-        .filter(|_| fingerprint.as_ref().is_some_and(|f| !f.is_streamed()));
+    let position = Arc::new(ReadPosition::new(source.size()));
+    let fingerprint = source.fingerprint(&position);
     let done = match &written {
-        Some(path) if files.mode.resumes() => load_for_resume(&kind, path, rereadable_input)?,
+        Some(path) if files.mode.resumes() => {
+            load_for_resume(&kind, path, rereadable(files, fingerprint.as_ref()))?
+        }
         _ => None,
     };
     let writer = report.writer::<<K::Job as Job>::Record>(files.redact)?;
-    let (input_header, delimiter) = match &source {
-        Source::File(reader) => (reader.header().clone(), reader.delimiter()),
-        Source::Listing => (csv::ByteRecord::from(LISTING_HEADER.to_vec()), b','),
-    };
     let side = match &files.emit {
-        Some(path) => Some(report.side(path, &kind.side_header(&input_header), delimiter)?),
+        Some(path) => {
+            Some(report.side(path, &kind.side_header(source.header()), source.delimiter())?)
+        }
         None => None,
     };
     let ctx = Arc::new(RunContext::new(stop));
     let signals = tokio::spawn(crate::signals::watch(ctx.clone()));
 
-    let (has_rows, empty_rows) = match &mut source {
-        Source::File(reader) => (reader.has_rows()?, reader.empty_rows()),
-        Source::Listing => (true, 0),
-    };
-    let job = if has_rows {
-        match kind.prepare(&conn.client, &ctx).await {
-            Ok(job) => Some(Arc::new(job)),
-            Err(why) => {
-                signals.abort();
-                // Nothing was recorded: leave no header-only file that would block the next run.
-                report.abandon(writer, side);
-                conn.close().await;
-                return match why {
-                    NotStarted::Interrupted => {
-                        say(Kind::Note, "interrupted before anything was sent");
-                        Ok(Exit::Interrupted)
-                    }
-                    NotStarted::Aborted(message) => Err(AppError::Aborted(message)),
-                };
-            }
+    let job = match prepare(&kind, &mut *source, &conn, &ctx, files).await? {
+        Ok(job) => job,
+        Err(why) => {
+            signals.abort();
+            // Nothing was recorded: leave no header-only file that would block the next run.
+            report.abandon(writer, side);
+            conn.close().await;
+            return match why {
+                NotStarted::Interrupted => {
+                    say(Kind::Note, "interrupted before anything was sent");
+                    Ok(Exit::Interrupted)
+                }
+                NotStarted::Aborted(message) => Err(AppError::Aborted(message)),
+            };
         }
-    } else {
-        say(
-            Kind::Note,
-            &format!(
-                "note: '{}' has a header but no data rows{}: nothing to do",
-                files.input,
-                crate::summary::empty_rows_note(empty_rows)
-            ),
-        );
-        None
     };
 
     let (tx, rx) = mpsc::channel(api.concurrency * 4 + 64);
     let kind = Arc::new(kind);
-    // What the customer listing held, for the exit code and the summary.
-    let listing = Arc::new(std::sync::OnceLock::new());
-    let reader_task = match source {
-        Source::File(reader) => {
-            let kind = kind.clone();
-            let position = position.clone();
-            tokio::task::spawn_blocking(move || {
-                let mut skipped = 0u64;
-                let read = kind.read(*reader, done, &position, &mut |work| match work {
-                    Some(work) => pipeline::feed(&tx, work),
-                    None => {
-                        skipped = skipped.saturating_add(1);
-                        position.skip_done();
-                        true
-                    }
-                });
-                read.map(|()| skipped)
-                    .map_err(|e| AbortReason::Input(e.to_string()))
-            })
-        }
-        Source::Listing => tokio::spawn(read_listing(
-            kind.clone(),
-            conn.client.clone(),
-            ctx.stop.clone(),
-            done,
-            position.clone(),
-            tx,
-            listing.clone(),
-        )),
-    };
+    let feeding = source.feed(Feed {
+        kind: kind.clone(),
+        done,
+        position: position.clone(),
+        work: tx,
+        client: conn.client.clone(),
+        stop: ctx.stop.clone(),
+    });
     let outputs = Outputs {
         report: writer,
         side,
         progress: Progress::new(show_progress, position.clone()),
     };
-    let ran = match &job {
-        Some(job) => {
-            pipeline::run(
-                job.clone(),
-                ctx.clone(),
-                api.concurrency,
-                K::ORDER,
-                rx,
-                outputs,
-            )
-            .await
+    let ran = run_rows::<K>(job.clone(), ctx.clone(), api.concurrency, rx, outputs).await;
+    signals.abort();
+    let (abort, settled) = settle(ran.abort, feeding, ran.outputs).await;
+    let facts = RunFacts {
+        settled,
+        fingerprint: finish_fingerprint(fingerprint, files, written.as_deref()).await,
+        position,
+        client: conn.client.clone(),
+        base_url: conn.base_url.clone(),
+    };
+    let token = conn.close().await;
+
+    let mut ended = Ended {
+        tally: ran.tally,
+        abort,
+        to_file: files.report.path().is_some(),
+        resumed: files.mode.resumes(),
+        kept: None,
+    };
+    let problems = ended.tally.problems();
+    let exit = token.exit(Exit::of_run(
+        ended.abort.as_ref(),
+        problems.saturating_add(facts.listing_problems()),
+    ));
+    let summary = summarise(&*kind, job.as_deref(), files, &clock, &ended, exit, facts);
+    log_stop(ended.abort.as_ref());
+    publish(&summary, files, &report)?;
+    ended.kept = match &ended.abort {
+        None => {
+            report.complete()?;
+            None
         }
+        Some(_) => report.stop(),
+    };
+    say_next_steps(&*kind, &ended);
+    Ok(exit)
+}
+
+/// What a run left besides its rows' tally: the reader's end, the input's fingerprint, and
+/// the service it talked to.
+struct RunFacts {
+    settled: Settled,
+    fingerprint: Option<InputFingerprint>,
+    position: Arc<ReadPosition>,
+    client: PartnerCenterClient,
+    base_url: String,
+}
+
+impl RunFacts {
+    /// Customers the listing could not name, or a listing of none: each leaves customers
+    /// unchecked, as a row with a problem would.
+    fn listing_problems(&self) -> u64 {
+        self.settled.listed.map_or(0, |l| l.problems())
+    }
+}
+
+/// The run's summary: its rows and exit, how it stopped, what it read, the service's gate,
+/// and what the command adds.
+fn summarise<K: RunKind>(
+    kind: &K,
+    job: Option<&K::Job>,
+    files: &RunFiles,
+    clock: &RunClock,
+    ended: &Ended<StatusOf<K>>,
+    exit: Exit,
+    facts: RunFacts,
+) -> RunSummary {
+    let mut summary = RunSummary::new(
+        K::COMMAND,
+        clock,
+        &ended.tally,
+        K::ORDER,
+        files.input.to_string(),
+        files.report.to_string(),
+        exit.code(),
+    );
+    summary.base_url = Some(facts.base_url);
+    summary.redacted = files.redact;
+    summary.aborted = ended.abort.as_ref().map(ToString::to_string);
+    summary.set_gate(facts.client.gate());
+    summary.unreadable_customers = facts.settled.listed.map(|l| l.unreadable);
+    summary.resumed_skipped = files.mode.resumes().then_some(facts.settled.skipped);
+    summary.set_input(facts.fingerprint);
+    summary.empty_rows_skipped = facts.position.empty_rows.load(Ordering::Relaxed);
+    let index_bytes = facts.position.index_bytes.load(Ordering::Relaxed);
+    summary.duplicate_index_bytes = (index_bytes > 0).then_some(index_bytes);
+    kind.describe_run(job, &mut summary);
+    summary
+}
+
+/// Logs why a run stopped early.
+fn log_stop(abort: Option<&AbortReason>) {
+    match abort {
+        // A stop the user asked for (Ctrl-C, or the service manager's SIGTERM) is no error.
+        Some(AbortReason::Interrupted) => tracing::info!(
+            "run stopped as asked (interrupt): the rows in flight were finished and recorded"
+        ),
+        Some(reason) => tracing::error!("run stopped: {reason}"),
+        None => {}
+    }
+}
+
+/// The driver's hints, then the command's: what the operator should do next.
+fn say_next_steps<K: RunKind>(kind: &K, ended: &Ended<StatusOf<K>>) {
+    for hint in resume_hint(ended).into_iter().chain(kind.next_steps(ended)) {
+        say(Kind::Hint, &hint);
+    }
+}
+
+/// The input file, when it can be read again before the run reads it (to tell whether it
+/// changed since the report being resumed): a stream cannot be, and whether it changed is
+/// known only once it has been read.
+fn rereadable<'a>(files: &'a RunFiles, fingerprint: Option<&Fingerprinting>) -> Option<&'a Path> {
+    files
+        .input
+        .path()
+        .filter(|_| fingerprint.is_some_and(|f| !f.is_streamed()))
+}
+
+/// After connecting, before the first row: the command's job, or `None` when the source has
+/// no rows (nothing to do, said so). The inner `Err` is why the run could not start.
+async fn prepare<K: RunKind>(
+    kind: &K,
+    source: &mut dyn RowSource<K>,
+    conn: &Connection,
+    ctx: &RunContext,
+    files: &RunFiles,
+) -> Result<Result<Option<Arc<K::Job>>, NotStarted>, InputError> {
+    if !source.has_rows()? {
+        say(
+            Kind::Note,
+            &format!(
+                "note: '{}' has a header but no data rows{}: nothing to do",
+                files.input,
+                crate::summary::empty_rows_note(source.empty_rows())
+            ),
+        );
+        return Ok(Ok(None));
+    }
+    Ok(kind
+        .prepare(&conn.client, ctx)
+        .await
+        .map(|job| Some(Arc::new(job))))
+}
+
+/// Runs the pipeline over the rows fed to `rx`; with no job (no rows), only hands the
+/// outputs back.
+async fn run_rows<K: RunKind>(
+    job: Option<Arc<K::Job>>,
+    ctx: Arc<RunContext>,
+    concurrency: usize,
+    rx: mpsc::Receiver<WorkOf<K>>,
+    outputs: Outputs,
+) -> pipeline::PipelineReport<StatusOf<K>> {
+    match job {
+        Some(job) => pipeline::run(job, ctx, concurrency, K::ORDER, rx, outputs).await,
         None => {
             drop(rx);
             pipeline::PipelineReport {
@@ -287,9 +366,16 @@ pub async fn drive<K: RunKind>(
                 outputs: Some((outputs.report, outputs.side)),
             }
         }
-    };
-    signals.abort();
-    let (abort, skipped) = settle(ran.abort, reader_task, ran.outputs).await;
+    }
+}
+
+/// The input's fingerprint once the run is over. A stream's is known only now: whether it
+/// changed since the report being resumed is told here.
+async fn finish_fingerprint(
+    fingerprint: Option<Fingerprinting>,
+    files: &RunFiles,
+    written: Option<&Path>,
+) -> Option<InputFingerprint> {
     let streamed = fingerprint
         .as_ref()
         .is_some_and(Fingerprinting::is_streamed);
@@ -301,151 +387,12 @@ pub async fn drive<K: RunKind>(
         None => None,
     };
     if let (true, true, Some(f), Some(path)) =
-        (streamed, files.mode.resumes(), &fingerprint, &written)
+        (streamed, files.mode.resumes(), &fingerprint, written)
         && let Some(warning) = crate::resume::input_changed_warning(path, &f.sha256)
     {
         tracing::warn!("{warning}");
     }
-    let client = conn.client.clone();
-    let base_url = conn.base_url.clone();
-    let token = conn.close().await;
-
-    let tally = ran.tally;
-    let listed = listing.get().copied();
-    // Customers the listing could not name, or a listing of none, leave customers unchecked.
-    let listing_problems = listed.map_or(0, |l| l.problems());
-    let exit = token.exit(Exit::of_run(
-        abort.as_ref(),
-        tally.problems().saturating_add(listing_problems),
-    ));
-    let mut summary = RunSummary::new(
-        K::COMMAND,
-        &clock,
-        &tally,
-        K::ORDER,
-        files.input.to_string(),
-        files.report.to_string(),
-        exit.code(),
-    );
-    summary.base_url = Some(base_url);
-    summary.unreadable_customers = listed.map(|l| l.unreadable);
-    summary.redacted = files.redact;
-    summary.aborted = abort.as_ref().map(ToString::to_string);
-    summary.resumed_skipped = (files.mode.resumes()).then_some(skipped);
-    summary.set_gate(client.gate());
-    summary.set_input(fingerprint);
-    summary.empty_rows_skipped = position
-        .empty_rows
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let index_bytes = position
-        .index_bytes
-        .load(std::sync::atomic::Ordering::Relaxed);
-    summary.duplicate_index_bytes = (index_bytes > 0).then_some(index_bytes);
-    kind.describe_run(job.as_deref(), &mut summary);
-    match &abort {
-        // A stop the user asked for (Ctrl-C, or the service manager's SIGTERM) is no error.
-        Some(AbortReason::Interrupted) => tracing::info!(
-            "run stopped as asked (interrupt): the rows in flight were finished and recorded"
-        ),
-        Some(reason) => tracing::error!("run stopped: {reason}"),
-        None => {}
-    }
-    publish(&summary, files, &report)?;
-    let kept = match &abort {
-        None => {
-            report.complete()?;
-            None
-        }
-        Some(_) => report.stop(),
-    };
-    let ended = Ended {
-        tally,
-        abort,
-        to_file: files.report.path().is_some(),
-        resumed: files.mode.resumes(),
-        kept,
-    };
-    for hint in resume_hint(&ended)
-        .into_iter()
-        .chain(kind.next_steps(&ended))
-    {
-        say(Kind::Hint, &hint);
-    }
-    Ok(exit)
-}
-
-/// Feeds the pipeline from the partner's customer listing, page by page as it arrives.
-async fn read_listing<K: RunKind>(
-    kind: Arc<K>,
-    client: PartnerCenterClient,
-    stop: CancellationToken,
-    done: Option<K::Done>,
-    position: Arc<ReadPosition>,
-    work: mpsc::Sender<WorkOf<K>>,
-    listed_out: Arc<std::sync::OnceLock<listing::Listed>>,
-) -> Result<u64, AbortReason> {
-    let (customers, mut listed) = mpsc::channel(64);
-    let policy = kind.policy();
-    let listing = listing::list_customers(&client, &policy, &stop, customers);
-    let feeding = async {
-        let (mut rows, mut skipped) = (0u64, 0u64);
-        while let Some(customer) = listed.recv().await {
-            rows = rows.saturating_add(1);
-            position.update(0, rows);
-            match kind.listed(RowNumber(rows), customer, done.as_ref()) {
-                Some(w) => {
-                    if work.send(w).await.is_err() {
-                        break;
-                    }
-                }
-                None => {
-                    skipped = skipped.saturating_add(1);
-                    position.skip_done();
-                }
-            }
-        }
-        // Whatever ends the feeding (the run stopped listening) ends the listing too.
-        drop(listed);
-        skipped
-    };
-    let (ended, skipped) = tokio::join!(listing, feeding);
-    position
-        .finished
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    if let Some(l) = ended.as_ref().map_or_else(|e| e.listed(), |l| Some(*l)) {
-        let _ = listed_out.set(l);
-    }
-    match ended {
-        Ok(l) => {
-            tracing::info!(
-                customers = l.customers,
-                pages = l.pages,
-                "listed the partner's customers"
-            );
-            // A listing the run stopped short says nothing about the service.
-            if !stop.is_cancelled() {
-                for warning in l.warnings() {
-                    tracing::warn!("{warning}");
-                }
-            }
-            if l.unreadable > 0 {
-                tracing::warn!(
-                    "{} item(s) of the customer listing have no tenant id that is a GUID: those customers could not be checked",
-                    l.unreadable
-                );
-            }
-            Ok(skipped)
-        }
-        Err(listing::ListingError::Credentials(e)) => {
-            let credentials = client.tokens().credentials().describe();
-            Err(AbortReason::Credentials(credentials_message(
-                &e,
-                &credentials,
-            )))
-        }
-        // The service's listing, not the user's input, failed or could not be trusted.
-        Err(e) => Err(AbortReason::Systemic(e.to_string())),
-    }
+    fingerprint
 }
 
 /// Reads a report for `--resume`, warning when the input changed since the last run.
@@ -474,20 +421,20 @@ fn load_for_resume<K: RunKind>(
 /// the run stopped for (the pipeline's, then the reader's, then the outputs').
 async fn settle(
     mut abort: Option<AbortReason>,
-    reader: tokio::task::JoinHandle<Result<u64, AbortReason>>,
+    reader: tokio::task::JoinHandle<Fed>,
     outputs: Option<(ReportWriter, Option<LineWriter>)>,
-) -> (Option<AbortReason>, u64) {
-    let skipped = match reader.await {
-        Ok(Ok(skipped)) => skipped,
-        Ok(Err(reason)) => {
-            abort.get_or_insert(reason);
-            0
-        }
-        Err(e) => {
-            abort.get_or_insert(AbortReason::Internal(format!("the reader stopped: {e}")));
-            0
-        }
+) -> (Option<AbortReason>, Settled) {
+    let (skipped, listed) = match reader.await {
+        Ok(fed) => (fed.skipped, fed.listed),
+        Err(e) => (
+            Err(AbortReason::Internal(format!("the reader stopped: {e}"))),
+            None,
+        ),
     };
+    let skipped = skipped.unwrap_or_else(|reason| {
+        abort.get_or_insert(reason);
+        0
+    });
     if let Some((writer, side)) = outputs {
         if let Err(e) = writer.finish() {
             abort.get_or_insert(AbortReason::Output(e.to_string()));
@@ -496,7 +443,15 @@ async fn settle(
             abort.get_or_insert(AbortReason::Output(e.to_string()));
         }
     }
-    (abort, skipped)
+    (abort, Settled { skipped, listed })
+}
+
+/// What the reader of a settled run came to.
+struct Settled {
+    /// Rows a resumed report already had done.
+    skipped: u64,
+    /// What the customer listing held, as far as it was read.
+    listed: Option<Listed>,
 }
 
 /// Prints the summary on stderr, writes `--summary-json` (a file, or stdout for `-`) and the

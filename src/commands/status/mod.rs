@@ -315,7 +315,7 @@ struct RowColumns<'a> {
 /// The work for a row, or `None` when a resumed run already has its line. A tenant's first
 /// row still to do is checked; its later rows take that answer.
 fn status_work(
-    raw: RawRow,
+    raw: &RawRow,
     columns: &RowColumns<'_>,
     answers: &Answers,
     resume: Option<&StatusDone>,

@@ -1,13 +1,5 @@
-//! Streaming CSV input: opens and sniffs the file, maps the header onto the columns the tool
-//! knows (with the contract's aliases), and yields one [`RawRow`] per data record without
-//! holding more than that record in memory: records longer than [`MAX_RECORD_BYTES`] are cut
-//! short on the way in (see [`RecordLimit`]) and come out as invalid rows. A file that is not
-//! UTF-8 is refused unless `--encoding windows-1252` says how to read it (see [`Encoding`]).
-
-mod encoding;
-mod fingerprinting;
-mod record_limit;
-mod second_pass;
+//! The streaming reader: opens the input (a file, or a stream read once), reads its header,
+//! and yields its data records one at a time, each with its number and structural problem.
 
 use std::fs::File;
 use std::io::{Cursor, Read, Seek, SeekFrom};
@@ -16,284 +8,32 @@ use std::sync::{Arc, OnceLock};
 
 use csv::ByteRecord;
 
+use super::columns::map_columns;
+use super::encoding;
+use super::problems::StructureCheck;
+use super::sniff::{SNIFF_BYTES, bytes_per_line, detect_delimiter, sniff};
+use super::{
+    ColumnMap, Encoding, InputError, InputOptions, MAX_HEADER_BYTES, RawRow, RecordLimit, is_stdin,
+};
 use crate::domain::RowNumber;
-use crate::progress::ReadPosition;
-
-pub use encoding::{Encoding, ForeignByte};
-pub use fingerprinting::{Fingerprinting, fingerprint_input};
-pub use record_limit::{Cut, RecordLimit};
-pub use second_pass::RowSpool;
-
 use crate::fingerprint::{Hashing, InputFingerprint};
-
-/// INPUT `-`: the rows come from standard input.
-pub const STDIN: &str = "-";
-
-/// Whether `path` is INPUT `-` (standard input).
-pub fn is_stdin(path: &Path) -> bool {
-    path.as_os_str() == STDIN
-}
-
-/// Whether INPUT is standard input or a pipe the shell made for it (`-`, `/dev/stdin`,
-/// `/dev/fd/63` from `<(…)`, `/proc/self/fd/N`): no report can be written beside it. A regular
-/// file under `/dev` (say `/dev/shm/wave.csv`) is a file like any other.
-pub fn is_shell_stream(path: &Path) -> bool {
-    is_stdin(path)
-        || ((path.starts_with("/dev") || path.starts_with("/proc"))
-            && !std::fs::metadata(path).is_ok_and(|m| m.is_file()))
-}
-
-/// A column the tool reads; every other column of the input is carried along but ignored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Column {
-    TenantId,
-    FirstName,
-    LastName,
-    Email,
-    PhoneNumber,
-    DateAgreed,
-}
-
-impl Column {
-    pub const ALL: [Column; 6] = [
-        Column::TenantId,
-        Column::FirstName,
-        Column::LastName,
-        Column::Email,
-        Column::PhoneNumber,
-        Column::DateAgreed,
-    ];
-
-    /// The contract's name of the column.
-    pub fn name(self) -> &'static str {
-        match self {
-            Column::TenantId => "customer_tenant_id",
-            Column::FirstName => "first_name",
-            Column::LastName => "last_name",
-            Column::Email => "email",
-            Column::PhoneNumber => "phone_number",
-            Column::DateAgreed => "date_agreed",
-        }
-    }
-
-    /// Accepted header spellings, already normalised (see [`normalise_header`]).
-    fn aliases(self) -> &'static [&'static str] {
-        match self {
-            Column::TenantId => &["customertenantid", "tenantid", "customerid", "microsoftid"],
-            Column::FirstName => &["firstname"],
-            Column::LastName => &["lastname"],
-            Column::Email => &["email", "emailaddress"],
-            Column::PhoneNumber => &["phonenumber", "phone"],
-            Column::DateAgreed => &["dateagreed"],
-        }
-    }
-
-    fn alias_hint(self) -> &'static str {
-        match self {
-            Column::TenantId => " (also accepted: tenant_id, customer_id, microsoft_id)",
-            Column::Email => " (also accepted: email_address)",
-            Column::PhoneNumber => " (also accepted: phone)",
-            _ => "",
-        }
-    }
-}
-
-/// Header names match case-insensitively, ignoring spaces, `_` and `-`.
-pub fn normalise_header(raw: &str) -> String {
-    raw.trim_start_matches('\u{feff}')
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '_' | '-') && !c.is_whitespace())
-        .flat_map(char::to_lowercase)
-        .collect()
-}
-
-/// Problems with the input file as a whole: nothing is sent when one of these occurs.
-#[derive(Debug, thiserror::Error)]
-pub enum InputError {
-    #[error("cannot open input file '{path}': {source}")]
-    Open {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("input file '{path}' is a directory, not a CSV file")]
-    Directory { path: PathBuf },
-    #[error(
-        "input file '{path}' is empty: expected a header line such as 'customer_tenant_id,first_name,last_name,email,phone_number,date_agreed'"
-    )]
-    Empty { path: PathBuf },
-    #[error(
-        "input file '{path}' is UTF-16 text (Excel's \"Unicode text\"): save it as \"CSV UTF-8 (comma delimited)\" and try again"
-    )]
-    Utf16 { path: PathBuf },
-    #[error(
-        "input file '{path}' is not a CSV text file (it contains binary data near byte {offset})"
-    )]
-    Binary { path: PathBuf, offset: usize },
-    #[error(
-        "input file '{path}' is an Excel workbook, not a CSV file: in Excel choose File > Save As > \"CSV UTF-8 (Comma delimited) (*.csv)\" and give that file"
-    )]
-    Workbook { path: PathBuf },
-    #[error(
-        "input file '{path}' is not UTF-8: it reads as Windows-1252, the encoding of Excel's \"CSV (Comma delimited)\" (line {line} holds {byte}). Either save it from Excel with File > Save As > \"CSV UTF-8 (Comma delimited) (*.csv)\", or pass --encoding windows-1252 to read it as such (the results are UTF-8 either way)"
-    )]
-    Windows1252 {
-        path: PathBuf,
-        line: u64,
-        byte: ForeignByte,
-    },
-    #[error(
-        "input file '{path}' is not UTF-8 (line {line} holds {byte}, which is not text in UTF-8 or in Windows-1252): save it from Excel with File > Save As > \"CSV UTF-8 (Comma delimited) (*.csv)\" and give that file"
-    )]
-    NotUtf8 {
-        path: PathBuf,
-        line: u64,
-        byte: ForeignByte,
-    },
-    #[error(
-        "input file '{path}': the header line is not valid UTF-8: save the file as \"CSV UTF-8 (Comma delimited)\", or pass --encoding windows-1252 if it is Excel's \"CSV (Comma delimited)\""
-    )]
-    HeaderNotUtf8 { path: PathBuf },
-    #[error(
-        "input file '{path}': the header line is longer than {limit_kib} KiB: an unbalanced quote, or not a CSV file?"
-    )]
-    HeaderTooLong { path: PathBuf, limit_kib: usize },
-    #[error(
-        "input file '{path}' has no '{column}' column{hint}; its header is: {header}{delimiter_hint}"
-    )]
-    MissingColumn {
-        path: PathBuf,
-        column: &'static str,
-        hint: &'static str,
-        header: String,
-        delimiter_hint: &'static str,
-    },
-    #[error("input file '{path}': columns '{first}' and '{second}' both name {column}: keep one")]
-    AmbiguousColumn {
-        path: PathBuf,
-        column: &'static str,
-        first: String,
-        second: String,
-    },
-    #[error("cannot read input file '{path}': {source}")]
-    Read { path: PathBuf, source: csv::Error },
-}
-
-/// Where each known column sits in the input's records.
-#[derive(Debug, Clone, Default)]
-pub struct ColumnMap {
-    positions: [Option<usize>; 6],
-}
-
-impl ColumnMap {
-    pub fn get(&self, column: Column) -> Option<usize> {
-        self.positions[column as usize]
-    }
-}
-
-/// The known cells of one record, as text, before validation (borrowed from the record).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RawFields<'a> {
-    pub tenant_id: &'a str,
-    pub first_name: &'a str,
-    pub last_name: &'a str,
-    pub email: &'a str,
-    pub phone_number: &'a str,
-    pub date_agreed: &'a str,
-}
-
-/// One data record of the input.
-#[derive(Debug, Clone)]
-pub struct RawRow {
-    pub row: RowNumber,
-    /// A structural problem (wrong field count, bad UTF-8, oversized record) that makes the
-    /// row invalid whatever its values.
-    pub problem: Option<String>,
-    /// The whole record as read, every column.
-    pub record: ByteRecord,
-    columns: ColumnMap,
-}
-
-impl RawRow {
-    fn cell(&self, column: Column) -> &[u8] {
-        self.columns
-            .get(column)
-            .and_then(|p| self.record.get(p))
-            .unwrap_or_default()
-    }
-
-    /// The known cells as text. A cell that is not valid UTF-8 reads as empty: the row's
-    /// `problem` says so.
-    pub fn fields(&self) -> RawFields<'_> {
-        // The record's cells lie one after the other in one buffer: checked as UTF-8 in one
-        // pass, far cheaper than cell by cell. Only a record that fails is checked per cell.
-        let whole = std::str::from_utf8(self.record.as_slice()).ok();
-        let text = |c| match whole {
-            Some(whole) => self
-                .columns
-                .get(c)
-                .and_then(|p| self.record.range(p))
-                .and_then(|r| whole.get(r))
-                .unwrap_or_default(),
-            None => std::str::from_utf8(self.cell(c)).unwrap_or_default(),
-        };
-        RawFields {
-            tenant_id: text(Column::TenantId),
-            first_name: text(Column::FirstName),
-            last_name: text(Column::LastName),
-            email: text(Column::Email),
-            phone_number: text(Column::PhoneNumber),
-            date_agreed: text(Column::DateAgreed),
-        }
-    }
-
-    /// A cell for showing in a report: bad UTF-8 replaced, cut at 1 KiB so a huge cell cannot
-    /// bloat the report.
-    pub fn cell_for_display(&self, column: Column) -> String {
-        let bytes = self.cell(column);
-        let cut = &bytes[..bytes.len().min(1024)];
-        let mut text = String::from_utf8_lossy(cut).into_owned();
-        if cut.len() < bytes.len() {
-            text.push('…');
-        }
-        text
-    }
-}
-
-/// Records longer than this (in the file, quotes and separators included) are cut short as
-/// they are read and rejected without looking at their cells: no real signer row comes near
-/// it, and an unbalanced quote or an endless line would otherwise cost as much memory as the
-/// rest of the file.
-pub const MAX_RECORD_BYTES: usize = 64 * 1024;
-
-/// The header line may be longer: it is read once, and a file may carry thousands of columns
-/// the tool does not read.
-pub const MAX_HEADER_BYTES: usize = 1024 * 1024;
-
-/// How the input file is to be read.
-#[derive(Debug, Clone, Default)]
-pub struct InputOptions {
-    /// `None`: detected from the header line.
-    pub delimiter: Option<u8>,
-    /// Columns whose absence is a file-level error.
-    pub required: Vec<Column>,
-    pub encoding: Encoding,
-}
+use crate::progress::ReadPosition;
 
 /// A stream read once: its sniffed first bytes, then the rest, hashed as they pass.
 type Stream = Hashing<std::io::Chain<Cursor<Vec<u8>>, Box<dyn Read + Send>>>;
 
 /// What the reader reads: a regular file, or a stream that can be read only once (standard
 /// input, a pipe, a FIFO), hashed as it is read.
-enum Source {
+enum InputBytes {
     File(File),
     Stream(Box<Stream>),
 }
 
-impl Read for Source {
+impl Read for InputBytes {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
-            Source::File(f) => f.read(buf),
-            Source::Stream(s) => s.read(buf),
+            InputBytes::File(f) => f.read(buf),
+            InputBytes::Stream(s) => s.read(buf),
         }
     }
 }
@@ -302,11 +42,10 @@ impl Read for Source {
 pub struct InputReader {
     path: PathBuf,
     size: u64,
-    reader: csv::Reader<RecordLimit<Source>>,
+    reader: csv::Reader<RecordLimit<InputBytes>>,
     header: ByteRecord,
     columns: ColumnMap,
     next_row: u64,
-    record: ByteRecord,
     /// A row read ahead by [`InputReader::has_rows`].
     pending: Option<RawRow>,
     /// Average bytes per line in the first few KiB, to estimate the row count.
@@ -321,14 +60,8 @@ pub struct InputReader {
     encoding: Encoding,
     /// Where a Windows-1252 record is decoded to, reused.
     decoded: ByteRecord,
-    /// Whether a row's problem has already said that the file seems to be Windows-1252.
-    told_encoding: bool,
-    /// A reader of the first of two readings (see [`InputReader::second_reader`]): the
-    /// second reading warns about what both find, once.
-    quiet: bool,
-    /// Whether the file's head is ASCII only: a Windows-1252 byte after UTF-8 letters is
-    /// damage or a mix, not a Windows-1252 file.
-    head_ascii: bool,
+    /// What makes a record invalid whatever its values.
+    check: StructureCheck,
 }
 
 impl std::fmt::Debug for InputReader {
@@ -339,11 +72,6 @@ impl std::fmt::Debug for InputReader {
             .finish()
     }
 }
-
-/// The file's first bytes, looked at before it is read as CSV: its kind (text, UTF-16, a
-/// workbook), its encoding, its separator. 64 KiB holds the header and hundreds of rows of a
-/// real file, so an export in the wrong encoding is told at once, before anything is sent.
-const SNIFF_BYTES: usize = 64 * 1024;
 
 impl InputReader {
     /// Opens the file (`-`: standard input), checks that it is CSV text and that the required
@@ -399,10 +127,10 @@ impl InputReader {
             Some(mut file) => {
                 drop(inner);
                 file.seek(SeekFrom::Start(0)).map_err(open_err)?;
-                (Source::File(file), None)
+                (InputBytes::File(file), None)
             }
             None => (
-                Source::Stream(Box::new(Hashing::new(Cursor::new(head).chain(inner)))),
+                InputBytes::Stream(Box::new(Hashing::new(Cursor::new(head).chain(inner)))),
                 Some(Arc::new(OnceLock::new())),
             ),
         };
@@ -452,14 +180,14 @@ impl InputReader {
                 path: path.to_path_buf(),
             })?;
         let columns = map_columns(path, &names, options, delimiter)?;
+        let header_len = header.len();
         Ok(InputReader {
             path: path.to_path_buf(),
             size,
             reader,
             header,
-            columns,
+            columns: columns.clone(),
             next_row: 1,
-            record: ByteRecord::new(),
             pending: None,
             bytes_per_line,
             delimiter,
@@ -471,10 +199,25 @@ impl InputReader {
             },
             encoding: options.encoding,
             decoded,
-            told_encoding: false,
-            quiet,
-            head_ascii,
+            check: StructureCheck {
+                path: path.to_path_buf(),
+                header_len,
+                columns,
+                encoding: options.encoding,
+                head_ascii,
+                quiet,
+                told_encoding: false,
+            },
         })
+    }
+
+    /// A reader over the same file from its first data row, or `None` for an input that can
+    /// be read only once (keep its rows in a [`RowSpool`] instead).
+    pub fn second_reader(&self) -> Result<Option<InputReader>, InputError> {
+        if self.streamed.is_some() {
+            return Ok(None);
+        }
+        InputReader::open_as(&self.path, &self.options, true).map(Some)
     }
 
     pub fn path(&self) -> &Path {
@@ -541,26 +284,29 @@ impl InputReader {
     }
 
     /// The next data record, `None` at the end of the file. An I/O error ends the file.
+    /// (To read every row, [`InputReader::for_each_row`] lends them from one buffer.)
     pub fn next_row(&mut self) -> Option<Result<RawRow, InputError>> {
-        // The row takes the reader's buffer; a buffer of the same size stays for the next.
-        let fresh = ByteRecord::with_capacity(self.record.as_slice().len(), self.record.len());
-        let mut row = RawRow {
-            row: RowNumber(0),
-            problem: None,
-            record: std::mem::replace(&mut self.record, fresh),
-            columns: ColumnMap::default(),
-        };
-        match self.next_row_into(&mut row) {
+        let mut row = self.blank_row();
+        match self.read_into(&mut row) {
             Ok(true) => Some(Ok(row)),
             Ok(false) => None,
             Err(e) => Some(Err(e)),
         }
     }
 
+    /// A row to read records into, with the reader's columns.
+    fn blank_row(&self) -> RawRow {
+        RawRow {
+            row: RowNumber(0),
+            problem: None,
+            record: ByteRecord::with_capacity(1024, self.header.len().max(1)),
+            columns: self.columns.clone(),
+        }
+    }
+
     /// Reads the next data record into `out`, reusing its buffers (no allocation per record
-    /// once they have grown); the same rows, numbers and problems as [`InputReader::next_row`].
-    /// `Ok(false)` at the end of the file. An I/O error ends the file.
-    pub fn next_row_into(&mut self, out: &mut RawRow) -> Result<bool, InputError> {
+    /// once they have grown). `Ok(false)` at the end of the file. An I/O error ends the file.
+    fn read_into(&mut self, out: &mut RawRow) -> Result<bool, InputError> {
         if let Some(row) = self.pending.take() {
             *out = row;
             return Ok(true);
@@ -598,7 +344,7 @@ impl InputReader {
                 continue;
             }
             out.row = row;
-            out.problem = self.problem(&out.record, row, cut);
+            out.problem = self.check.problem(&out.record, row, cut);
             if self.encoding == Encoding::Windows1252 {
                 encoding::decode_1252(&mut out.record, &mut self.decoded);
             }
@@ -609,7 +355,7 @@ impl InputReader {
 
     /// At the end of a stream: its fingerprint, from the bytes it held and the records read.
     fn reached_end(&mut self) {
-        if let (Some(slot), Source::Stream(stream)) =
+        if let (Some(slot), InputBytes::Stream(stream)) =
             (&self.streamed, self.reader.get_mut().get_mut())
         {
             let _ = slot.set(InputFingerprint {
@@ -619,22 +365,19 @@ impl InputReader {
         }
     }
 
-    /// Like [`InputReader::for_each_row`], but lends each row to `f` from one buffer that is
-    /// reused for the next (clone what must outlive the call).
-    pub fn for_each_row_ref(
+    /// Hands every remaining row to `f` until it returns false, reporting progress through
+    /// `position` (marked finished at the end). Each row is lent from one buffer that is
+    /// reused for the next, so reading costs no allocation per row: clone what must outlive
+    /// the call.
+    pub fn for_each_row(
         &mut self,
         position: &ReadPosition,
         mut f: impl FnMut(&RawRow) -> bool,
     ) -> Result<(), InputError> {
-        let mut raw = RawRow {
-            row: RowNumber(0),
-            problem: None,
-            record: ByteRecord::with_capacity(1024, self.header.len().max(1)),
-            columns: self.columns.clone(),
-        };
+        let mut raw = self.blank_row();
         let mut rows = 0u64;
-        while self.next_row_into(&mut raw)? {
-            rows += 1;
+        while self.read_into(&mut raw)? {
+            rows = rows.saturating_add(1);
             if rows.is_multiple_of(64) {
                 position.update(self.position(), rows);
             }
@@ -646,300 +389,12 @@ impl InputReader {
         position.finish(self.empty_rows);
         Ok(())
     }
-
-    /// Hands every remaining row to `f` until it returns false, reporting progress through
-    /// `position` (marked finished at the end).
-    pub fn for_each_row(
-        &mut self,
-        position: &ReadPosition,
-        mut f: impl FnMut(RawRow) -> bool,
-    ) -> Result<(), InputError> {
-        let mut rows = 0u64;
-        while let Some(next) = self.next_row() {
-            let raw = next?;
-            rows += 1;
-            if rows.is_multiple_of(64) {
-                position.update(self.position(), rows);
-            }
-            if !f(raw) {
-                break;
-            }
-        }
-        position.update(self.position(), rows);
-        position.finish(self.empty_rows);
-        Ok(())
-    }
-
-    /// A structural problem of `record` that makes the row invalid whatever its values.
-    fn problem(&mut self, record: &ByteRecord, row: RowNumber, cut: Option<Cut>) -> Option<String> {
-        if let Some(cut) = cut {
-            // Name the cell that makes it so large: the one the user has to look at. Only the
-            // record's first MAX_RECORD_BYTES were read, so its sizes are lower bounds.
-            let (field, largest) = self.largest_cell(record);
-            Some(format!(
-                "{field}: {} is longer than {} KiB (it starts at byte {} of the file; this cell holds {largest} bytes and more): an unbalanced quote?",
-                row.named(),
-                MAX_RECORD_BYTES / 1024,
-                cut.input_start
-            ))
-        } else if record.as_slice().len() > MAX_RECORD_BYTES {
-            // Cannot happen (a record's cells are no longer than the record), kept so that no
-            // oversized record passes should the reading change.
-            let (field, largest) = self.largest_cell(record);
-            Some(format!(
-                "{field}: the cell is {largest} bytes long (the record {} bytes, more than {} KiB): an unbalanced quote?",
-                record.as_slice().len(),
-                MAX_RECORD_BYTES / 1024
-            ))
-        } else if record.len() != self.header.len() {
-            let line_break = record.iter().any(|cell| cell.contains(&b'\n'));
-            Some(format!(
-                "the record has {} fields, the header has {}{}",
-                record.len(),
-                self.header.len(),
-                if line_break {
-                    " (a cell holds a line break: an unbalanced quote may have swallowed the lines after it)"
-                } else {
-                    ""
-                }
-            ))
-        } else if self.encoding == Encoding::Windows1252
-            || std::str::from_utf8(record.as_slice()).is_ok()
-        {
-            // A Windows-1252 record is decoded after this: every byte of it is text.
-            None
-        } else {
-            let (column, byte) = Column::ALL.into_iter().find_map(|c| {
-                let cell = self.columns.get(c).and_then(|p| record.get(p))?;
-                ForeignByte::first_in(cell, true).map(|byte| (c, byte))
-            })?;
-            Some(self.not_utf8(column, byte, row))
-        }
-    }
-
-    /// The problem of a cell that is not UTF-8 in a file whose head is (else opening it would
-    /// have failed): after a head of plain ASCII, a Windows-1252 file whose first accented
-    /// letter comes late. The first
-    /// such row says so in full, on stderr too; the later ones name the fix.
-    fn not_utf8(&mut self, column: Column, byte: ForeignByte, row: RowNumber) -> String {
-        let name = column.name();
-        if byte.in_1252().is_none() || !self.head_ascii {
-            return format!("{name}: the cell is not valid UTF-8 ({byte})");
-        }
-        if self.told_encoding {
-            return format!(
-                "{name}: the cell is not valid UTF-8 ({byte}): the file seems to be Windows-1252; save it as \"CSV UTF-8 (Comma delimited)\" or pass --encoding windows-1252"
-            );
-        }
-        self.told_encoding = true;
-        if !self.quiet {
-            tracing::warn!(
-                "input file '{}': {} is not UTF-8 ({byte}) though the file's first {} KiB are: the file seems to be Windows-1252, the encoding of Excel's \"CSV (Comma delimited)\", and every row like it is invalid. Save it from Excel with File > Save As > \"CSV UTF-8 (Comma delimited) (*.csv)\", or pass --encoding windows-1252 to read it as such",
-                self.path.display(),
-                row.named(),
-                SNIFF_BYTES / 1024
-            );
-        }
-        format!(
-            "{name}: the cell is not valid UTF-8 ({byte}): the file seems to be Windows-1252, the encoding of Excel's \"CSV (Comma delimited)\". Save it from Excel with File > Save As > \"CSV UTF-8 (Comma delimited) (*.csv)\", or pass --encoding windows-1252 to read it as such"
-        )
-    }
-
-    /// The name of the record's largest cell (its column number if the tool does not read it)
-    /// and its length.
-    fn largest_cell(&self, record: &ByteRecord) -> (String, usize) {
-        let (pos, largest) = record
-            .iter()
-            .enumerate()
-            .max_by_key(|(_, cell)| cell.len())
-            .map_or((0, 0), |(i, cell)| (i, cell.len()));
-        let field = Column::ALL
-            .into_iter()
-            .find(|c| self.columns.get(*c) == Some(pos))
-            .map_or_else(|| format!("column {}", pos + 1), |c| c.name().to_string());
-        (field, largest)
-    }
-}
-
-/// The separator of the header line: ',' unless the line holds no comma and does hold ';'
-/// (European spreadsheet exports) or tabs. Quoted text is not counted.
-fn detect_delimiter(head: &[u8]) -> u8 {
-    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
-    let (mut quoted, mut counts) = (false, [0usize; 3]);
-    for b in line {
-        match b {
-            b'"' => quoted = !quoted,
-            b',' if !quoted => counts[0] += 1,
-            b';' if !quoted => counts[1] += 1,
-            b'\t' if !quoted => counts[2] += 1,
-            _ => {}
-        }
-    }
-    match counts {
-        [0, s, t] if s > 0 && s >= t => b';',
-        [0, _, t] if t > 0 => b'\t',
-        _ => b',',
-    }
-}
-
-fn bytes_per_line(head: &[u8]) -> f64 {
-    // Blank lines are not rows: counting them would make rows look short and oversize the
-    // duplicate index.
-    let (bytes, lines) = head
-        .split(|b| *b == b'\n')
-        .filter(|line| !line.trim_ascii().is_empty())
-        .fold((0usize, 0usize), |(b, n), line| (b + line.len() + 1, n + 1));
-    if lines < 2 {
-        head.len().max(64) as f64
-    } else {
-        (bytes as f64 / lines as f64).max(16.0)
-    }
-}
-
-/// Checks the file's first bytes (`complete`: the whole file) for what is not CSV text the
-/// tool can read, with a message that says what to do.
-fn sniff(
-    path: &Path,
-    head: &[u8],
-    complete: bool,
-    encoding: Encoding,
-    quiet: bool,
-) -> Result<(), InputError> {
-    // An .xlsx workbook is a zip archive; an .xls one an OLE compound file.
-    const WORKBOOKS: [&[u8]; 2] = [b"PK\x03\x04", b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1"];
-    if WORKBOOKS.iter().any(|magic| head.starts_with(magic)) {
-        return Err(InputError::Workbook {
-            path: path.to_path_buf(),
-        });
-    }
-    if head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]) {
-        return Err(InputError::Utf16 {
-            path: path.to_path_buf(),
-        });
-    }
-    // UTF-16 without a BOM: every other byte of ASCII text is zero.
-    let zeros = head.iter().filter(|b| **b == 0).count();
-    if head.len() >= 4
-        && zeros * 3 >= head.len()
-        && head.iter().step_by(2).any(|b| *b == 0)
-            != head.iter().skip(1).step_by(2).any(|b| *b == 0)
-    {
-        return Err(InputError::Utf16 {
-            path: path.to_path_buf(),
-        });
-    }
-    if let Some(offset) = head.iter().position(|b| *b == 0) {
-        return Err(InputError::Binary {
-            path: path.to_path_buf(),
-            offset,
-        });
-    }
-    let body = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(InputError::Empty {
-            path: path.to_path_buf(),
-        });
-    }
-    // Control bytes other than tab/CR/LF/FF do not occur in text exports.
-    if let Some(offset) = head
-        .iter()
-        .position(|b| b.is_ascii_control() && !matches!(b, b'\t' | b'\r' | b'\n' | 0x0c))
-    {
-        return Err(InputError::Binary {
-            path: path.to_path_buf(),
-            offset,
-        });
-    }
-    sniff_encoding(path, head, complete, encoding, quiet)
-}
-
-/// A file that is not UTF-8 is refused as a whole: read as UTF-8, every accented letter
-/// would make its row invalid, and one cell in the wrong encoding is the whole file in it.
-/// Excel's "CSV (Comma delimited)" writes Windows-1252 on Western Windows, hence the two
-/// fixes the message names.
-fn sniff_encoding(
-    path: &Path,
-    head: &[u8],
-    complete: bool,
-    encoding: Encoding,
-    quiet: bool,
-) -> Result<(), InputError> {
-    let foreign = ForeignByte::first_in(head, complete);
-    match (encoding, foreign) {
-        (Encoding::Utf8, Some(byte)) => {
-            let line = encoding::line_of(head, byte.offset);
-            let path = path.to_path_buf();
-            Err(if encoding::reads_as_1252(head) {
-                InputError::Windows1252 { path, line, byte }
-            } else {
-                InputError::NotUtf8 { path, line, byte }
-            })
-        }
-        (Encoding::Windows1252, None) if !head.is_ascii() && !quiet => {
-            // Asked for, so done; but UTF-8 read as Windows-1252 turns 'é' into 'Ã©'.
-            tracing::warn!(
-                "input file '{}' reads as UTF-8, yet --encoding windows-1252 reads it as Windows-1252: if it is UTF-8 (\"CSV UTF-8\"), leave --encoding out, or 'é' becomes 'Ã©'",
-                path.display()
-            );
-            Ok(())
-        }
-        _ => Ok(()),
-    }
-}
-
-fn map_columns(
-    path: &Path,
-    names: &[String],
-    options: &InputOptions,
-    delimiter: u8,
-) -> Result<ColumnMap, InputError> {
-    let mut map = ColumnMap::default();
-    for (pos, name) in names.iter().enumerate() {
-        let norm = normalise_header(name);
-        let Some(column) = Column::ALL
-            .into_iter()
-            .find(|c| c.aliases().contains(&norm.as_str()))
-        else {
-            continue;
-        };
-        if let Some(prev) = map.positions[column as usize] {
-            return Err(InputError::AmbiguousColumn {
-                path: path.to_path_buf(),
-                column: column.name(),
-                first: names[prev].clone(),
-                second: name.clone(),
-            });
-        }
-        map.positions[column as usize] = Some(pos);
-    }
-    for column in &options.required {
-        if map.get(*column).is_none() {
-            let header = names.join(&*(delimiter as char).to_string());
-            let other = if delimiter == b',' { ';' } else { ',' };
-            let delimiter_hint = if names.len() == 1 && names[0].contains(other) {
-                if other == ';' {
-                    " (the header looks semicolon-separated: try --delimiter ';')"
-                } else {
-                    " (the header looks comma-separated: try --delimiter ',')"
-                }
-            } else {
-                ""
-            };
-            return Err(InputError::MissingColumn {
-                path: path.to_path_buf(),
-                column: column.name(),
-                hint: column.alias_hint(),
-                header: crate::domain::shorten(&header),
-                delimiter_hint,
-            });
-        }
-    }
-    Ok(map)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::input::{Column, MAX_RECORD_BYTES, fingerprint_input};
 
     fn write(content: &[u8]) -> tempfile::NamedTempFile {
         let mut f = tempfile::NamedTempFile::new().unwrap();
@@ -1208,23 +663,6 @@ mod tests {
         assert!(matches!(err, InputError::HeaderTooLong { .. }), "{err}");
     }
 
-    #[cfg(unix)]
-    #[test]
-    fn only_standard_input_and_shell_pipes_count_as_shell_streams() {
-        assert!(is_shell_stream(Path::new("-")));
-        assert!(is_shell_stream(Path::new("/dev/stdin")));
-        assert!(is_shell_stream(Path::new("/dev/fd/63")));
-        assert!(!is_shell_stream(Path::new("wave.csv")));
-        assert!(!is_shell_stream(Path::new("dev/wave.csv")));
-        let shm = tempfile::Builder::new().tempfile_in("/dev/shm");
-        if let Ok(file) = shm {
-            assert!(
-                !is_shell_stream(file.path()),
-                "a regular file under /dev/shm"
-            );
-        }
-    }
-
     #[test]
     fn workbooks_are_named_as_such() {
         for head in [
@@ -1290,5 +728,89 @@ mod tests {
         let f = write(b"tenant_id,first_name,last_name,email\r\n");
         let mut r = InputReader::open(f.path(), &opts()).unwrap();
         assert!(r.next_row().is_none());
+    }
+
+    /// A cell as a spreadsheet writes it: plain, quoted with separators, quotes and line
+    /// breaks inside, blank, accented.
+    fn cell() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::strategy::Strategy;
+        proptest::sample::select(vec![
+            "",
+            "a",
+            " ",
+            "Tania",
+            "\"x,y\"",
+            "\"two\nlines\"",
+            "\"say \"\"hi\"\"\"",
+            "José",
+            "\"\"",
+            "1",
+        ])
+        .prop_map(str::to_string)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever the rows (ragged, all-empty, blank lines, quoted separators and line
+        /// breaks), `for_each_row` lends exactly the rows `next_row` gives one by one (same
+        /// numbers, problems and cells), stops at the row `f` refuses, and a reading to the
+        /// end leaves the position finished with the rows and empty rows counted.
+        #[test]
+        fn lent_rows_are_the_rows_read_one_by_one(
+            rows in proptest::collection::vec(proptest::collection::vec(cell(), 0..6), 0..40),
+            line_end in proptest::sample::select(vec!["\n", "\r\n"]),
+            stop_after in 0usize..48,
+        ) {
+            use proptest::prelude::*;
+            let mut text = format!("tenant_id,first_name,last_name,email{line_end}");
+            for cells in &rows {
+                text.push_str(&cells.join(","));
+                text.push_str(line_end);
+            }
+            let f = write(text.as_bytes());
+            let mut one_by_one = InputReader::open(f.path(), &opts()).unwrap();
+            let expected: Vec<RawRow> = std::iter::from_fn(|| one_by_one.next_row())
+                .map(Result::unwrap)
+                .collect();
+            let same = |a: &RawRow, b: &RawRow| {
+                a.row == b.row
+                    && a.problem == b.problem
+                    && a.record.iter().eq(b.record.iter())
+                    && a.fields().email == b.fields().email
+            };
+
+            let mut lending = InputReader::open(f.path(), &opts()).unwrap();
+            let position = ReadPosition::new(lending.size());
+            let mut lent = Vec::new();
+            lending
+                .for_each_row(&position, |raw| {
+                    lent.push(raw.clone());
+                    true
+                })
+                .unwrap();
+            prop_assert_eq!(lent.len(), expected.len());
+            prop_assert!(lent.iter().zip(&expected).all(|(a, b)| same(a, b)));
+            prop_assert!(position.finished.load(std::sync::atomic::Ordering::Relaxed));
+            prop_assert_eq!(
+                position.rows.load(std::sync::atomic::Ordering::Relaxed),
+                expected.len() as u64
+            );
+            prop_assert_eq!(
+                position.empty_rows.load(std::sync::atomic::Ordering::Relaxed),
+                one_by_one.empty_rows()
+            );
+            prop_assert_eq!(lending.position(), text.len() as u64);
+
+            let mut stopping = InputReader::open(f.path(), &opts()).unwrap();
+            let mut seen = 0usize;
+            stopping
+                .for_each_row(&ReadPosition::new(0), |_| {
+                    seen += 1;
+                    seen <= stop_after
+                })
+                .unwrap();
+            prop_assert_eq!(seen, expected.len().min(stop_after + 1));
+        }
     }
 }
