@@ -112,8 +112,14 @@ mod tests {
         let aborts = [
             None,
             Some(AbortReason::Interrupted),
-            Some(AbortReason::Credentials("refused".into())),
-            Some(AbortReason::Output("disk full".into())),
+            Some(AbortReason::credentials(
+                crate::api::ApiError::transport(crate::api::ApiErrorKind::Credentials, "refused"),
+                "the token",
+            )),
+            Some(AbortReason::from(OutputError::Write {
+                path: "r.csv".into(),
+                source: std::io::Error::other("disk full"),
+            })),
             Some(AbortReason::Systemic("down".into())),
         ];
         for abort in &aborts {

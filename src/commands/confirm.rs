@@ -12,13 +12,14 @@ use crate::config::{ConfirmConfig, InputConfig};
 use crate::domain::{Confirmation, RowNumber, RowStatus};
 use crate::error::{AppError, Exit};
 use crate::input::{InputError, InputOptions, InputReader};
+use crate::pipeline::credentials_message;
 use crate::pipeline::{AbortReason, Job, JobOutcome, RunContext, Work};
 use crate::progress::ReadPosition;
 use crate::results::{FirstInvalid, ResultRecord};
 use crate::resume::{self, ResumeState};
 use crate::retry::{RetryPolicy, with_retries};
 use crate::run::breaker::Breaker;
-use crate::run::{Ended, NotStarted, RunKind, WorkOf, credentials_message, drive};
+use crate::run::{Ended, NotStarted, RunKind, WorkOf, drive};
 use crate::summary::RunSummary;
 use crate::validation::{Validator, Verdict, classify_rows};
 
@@ -296,10 +297,9 @@ impl<W: AgreementWriter> Job for ConfirmJob<W> {
             // Nothing left the machine for the row (the run stopped, or no token could be
             // had): no line, so a resumed run takes the row up.
             return match outcome.result {
-                Err(e) if e.is_unauthorized() && !attempts.stopped => JobOutcome::Abort(
-                    None,
-                    AbortReason::Credentials(credentials_message(&e, &self.credentials)),
-                ),
+                Err(e) if e.is_unauthorized() && !attempts.stopped => {
+                    JobOutcome::Abort(None, AbortReason::credentials(e, &self.credentials))
+                }
                 _ => JobOutcome::NotStarted,
             };
         }
@@ -334,7 +334,7 @@ impl<W: AgreementWriter> Job for ConfirmJob<W> {
             tracing::error!(row = row.0, spreadsheet_line = row.spreadsheet_line(), %tenant, "credentials refused: {error}");
             return JobOutcome::Abort(
                 Some(record),
-                AbortReason::Credentials(credentials_message(&error, &self.credentials)),
+                AbortReason::credentials(error, &self.credentials),
             );
         } else if attempts.stopped {
             record.message = format!(

@@ -12,11 +12,11 @@ use crate::config::CustomersConfig;
 use crate::console::{Kind, say};
 use crate::domain::Status;
 use crate::error::{AppError, Exit};
+use crate::pipeline::credentials_message;
 use crate::pipeline::{AbortReason, RunContext};
 use crate::results::{ReportFile, ReportMode, ReportRecord, promote};
 use crate::retry::RetryPolicy;
 use crate::run::connection::Connection;
-use crate::run::credentials_message;
 use crate::run::listing::{ListingError, list_customers};
 
 /// The listing's columns, in order.

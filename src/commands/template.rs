@@ -6,8 +6,8 @@ use crate::commands::stdout_error;
 use crate::config::ApiConfig;
 use crate::error::{AppError, Exit};
 use crate::files::print_stdout;
+use crate::pipeline::credentials_message;
 use crate::run::connection::Connection;
-use crate::run::credentials_message;
 
 pub async fn run(args: TemplateArgs) -> Result<Exit, AppError> {
     let api = ApiConfig::try_from(&args.api)?;

@@ -22,8 +22,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::PartnerCenterClient;
 use crate::api::customers::Customer;
-use crate::api::{ApiError, ApiErrorKind, PartnerCenterClient};
 use crate::config::{ApiConfig, RunFiles, RunInput};
 use crate::console::{Kind, say};
 use crate::domain::{RowNumber, Status};
@@ -263,8 +263,7 @@ pub async fn drive<K: RunKind>(
                         true
                     }
                 });
-                read.map(|()| skipped)
-                    .map_err(|e| AbortReason::Input(e.to_string()))
+                read.map(|()| skipped).map_err(AbortReason::from)
             })
         }
         Source::Listing => tokio::spawn(read_listing(
@@ -472,13 +471,10 @@ async fn read_listing<K: RunKind>(
         }
         Err(listing::ListingError::Credentials(e)) => {
             let credentials = client.tokens().credentials().describe();
-            Err(AbortReason::Credentials(credentials_message(
-                &e,
-                &credentials,
-            )))
+            Err(AbortReason::credentials(e, &credentials))
         }
         // The service's listing, not the user's input, failed or could not be trusted.
-        Err(e) => Err(AbortReason::Systemic(e.to_string())),
+        Err(e) => Err(AbortReason::Listing(Arc::new(e))),
     }
 }
 
@@ -518,16 +514,16 @@ async fn settle(
             0
         }
         Err(e) => {
-            abort.get_or_insert(AbortReason::Internal(format!("the reader stopped: {e}")));
+            abort.get_or_insert(AbortReason::Reader(Arc::new(e)));
             0
         }
     };
     if let Some((writer, side)) = outputs {
         if let Err(e) = writer.finish() {
-            abort.get_or_insert(AbortReason::Output(e.to_string()));
+            abort.get_or_insert(e.into());
         }
         if let Some(Err(e)) = side.map(LineWriter::finish) {
-            abort.get_or_insert(AbortReason::Output(e.to_string()));
+            abort.get_or_insert(e.into());
         }
     }
     (abort, skipped)
@@ -626,23 +622,6 @@ pub fn shell_quote(arg: &str) -> String {
     } else {
         format!("'{}'", arg.replace('\'', r"'\''"))
     }
-}
-
-/// The message for credentials Partner Center (or the token authority) refused.
-pub fn credentials_message(error: &ApiError, credentials: &str) -> String {
-    if error.kind == ApiErrorKind::Credentials {
-        return format!("no access token: {}", error.message);
-    }
-    let mfa = if error
-        .code
-        .as_deref()
-        .is_some_and(|c| c == "10001" || c == "900421")
-    {
-        " The sign-in behind the token did not use multi-factor authentication (error 10001: MFA required; 900421: the token has no MFA claim, enforced since 2026-04-01): sign in again with MFA and get a new App+User token."
-    } else {
-        " Check that it is a current App+User token for the partner tenant, issued with multi-factor authentication (errors 10001 and 900421 mean MFA is missing)."
-    };
-    format!("Partner Center refused {credentials} ({error}).{mfa}")
 }
 
 #[cfg(test)]
