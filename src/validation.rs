@@ -199,6 +199,9 @@ fn parse_name(column: Column, raw: &str) -> Result<&str, FieldError> {
     Ok(name)
 }
 
+/// What an address may hold before the `@` besides letters, digits and dots.
+const LOCAL_SIGNS: &[u8] = b"!#$%&'*+/=?^_`{|}~-";
+
 /// The address rules: one `@`, at most 64 characters before it (letters, digits and
 /// ``!#$%&'*+/=?^_`{|}~.-``, no dot at either end or twice in a row), a domain of at least two
 /// labels (letters, digits and inner hyphens, at most 63 bytes each) whose last is not all
@@ -225,16 +228,24 @@ fn parse_email(raw: &str) -> Result<&str, FieldError> {
     if local.contains('@') {
         return Err(bad("has more than one @"));
     }
-    if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    // Each check reads bytes while they are ASCII, and characters only for other text.
+    let blank = |c: char| c.is_whitespace() || c.is_control();
+    if !email.bytes().all(|b| b.is_ascii_graphic()) && email.chars().any(blank) {
         return Err(bad("contains a space or control character"));
     }
     if more_chars_than(local, 64) {
         return Err(bad("has more than 64 characters before the @"));
     }
-    let local_ok = local
-        .chars()
-        .all(|c| c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
-    if !local_ok || local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+    // Dotted atoms: no dot at either end or twice in a row.
+    let atom_ok = |atom: &str| {
+        let sign = |b: u8| LOCAL_SIGNS.contains(&b);
+        !atom.is_empty()
+            && (atom.bytes().all(|b| b.is_ascii_alphanumeric() || sign(b))
+                || atom
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || u8::try_from(c).is_ok_and(sign)))
+    };
+    if !local.split('.').all(atom_ok) {
         return Err(bad(
             "has characters before the @ that an address cannot have",
         ));
@@ -250,7 +261,8 @@ fn parse_email(raw: &str) -> Result<&str, FieldError> {
             && l.len() <= 63
             && !l.starts_with('-')
             && !l.ends_with('-')
-            && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+            && (l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                || l.chars().all(|c| c.is_alphanumeric() || c == '-'))
     };
     if !domain.split('.').all(label_ok) {
         return Err(bad("has an invalid domain"));
