@@ -78,14 +78,12 @@ impl RunKind for Confirm {
     fn load_resume(&self, path: &Path) -> Result<Option<ResumeState>, AppError> {
         // Masked emails match no input row: every row would be sent again.
         if resume::manifest_says_redacted(path) {
-            return Err(AppError::Usage(
-                resume::ResumeError::Redacted {
-                    path: path.to_path_buf(),
-                }
-                .to_string(),
-            ));
+            return Err(resume::ResumeError::Redacted {
+                path: path.to_path_buf(),
+            }
+            .into());
         }
-        let state = resume::load(path).map_err(|e| AppError::Usage(e.to_string()))?;
+        let state = resume::load(path)?;
         if let Some(state) = &state
             && state.truncated_bytes > 0
         {

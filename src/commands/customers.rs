@@ -12,7 +12,6 @@ use crate::config::CustomersConfig;
 use crate::console::{Kind, say};
 use crate::domain::Status;
 use crate::error::{AppError, Exit};
-use crate::pipeline::credentials_message;
 use crate::pipeline::{AbortReason, RunContext};
 use crate::results::{ReportFile, ReportMode, ReportRecord, promote};
 use crate::retry::RetryPolicy;
@@ -101,10 +100,10 @@ pub async fn run(config: CustomersConfig) -> Result<Exit, AppError> {
         Ok(_) if ctx.abort_reason().is_some() => Err(Exit::Interrupted),
         Ok(l) => Ok(l),
         Err(ListingError::Credentials(e)) => {
-            return Err(AppError::Aborted(credentials_message(&e, &credentials)));
+            return Err(AbortReason::credentials(e, &credentials).into());
         }
         // The error says how many customers were listed (each written once) before it.
-        Err(e) => return Err(AppError::Aborted(e.to_string())),
+        Err(e) => return Err(AbortReason::Listing(Arc::new(e)).into()),
     };
     match outcome {
         Ok(listed) => {

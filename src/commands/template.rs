@@ -6,7 +6,7 @@ use crate::commands::stdout_error;
 use crate::config::ApiConfig;
 use crate::error::{AppError, Exit};
 use crate::files::print_stdout;
-use crate::pipeline::credentials_message;
+use crate::pipeline::AbortReason;
 use crate::run::connection::Connection;
 
 pub async fn run(args: TemplateArgs) -> Result<Exit, AppError> {
@@ -29,11 +29,10 @@ pub async fn run(args: TemplateArgs) -> Result<Exit, AppError> {
             Ok(token.exit(Exit::Success))
         }
         Ok(Err(e)) => Err(AppError::Aborted(format!("cannot print the template: {e}"))),
-        Err(e) if e.is_unauthorized() => {
-            Err(AppError::Aborted(credentials_message(&e, &credentials)))
-        }
-        Err(e) => Err(AppError::Aborted(format!(
-            "could not fetch the {MCA_AGREEMENT_TYPE} template: {e}"
-        ))),
+        Err(e) if e.is_unauthorized() => Err(AbortReason::credentials(e, &credentials).into()),
+        Err(e) => Err(AppError::Api {
+            what: format!("could not fetch the {MCA_AGREEMENT_TYPE} template"),
+            source: e,
+        }),
     }
 }
