@@ -101,7 +101,7 @@ pub enum AppError {
     Api {
         what: String,
         #[source]
-        source: ApiError,
+        source: Box<ApiError>,
     },
     /// The report to resume cannot be read as one.
     #[error(transparent)]
@@ -206,7 +206,7 @@ mod tests {
             (
                 AppError::Api {
                     what: "could not fetch the template".into(),
-                    source: ApiError::transport(ApiErrorKind::Timeout, "no answer"),
+                    source: Box::new(ApiError::transport(ApiErrorKind::Timeout, "no answer")),
                 },
                 format!(
                     "could not fetch the template: {}",

@@ -38,7 +38,7 @@ pub enum AbortReason {
     #[error("{}", credentials_message(.error, .credentials))]
     Credentials {
         #[source]
-        error: ApiError,
+        error: Box<ApiError>,
         credentials: String,
     },
     #[error("the results file could not be written: {0}")]
@@ -69,7 +69,7 @@ impl AbortReason {
     /// The run's credentials were refused with `error`.
     pub fn credentials(error: ApiError, credentials: &str) -> Self {
         AbortReason::Credentials {
-            error,
+            error: Box::new(error),
             credentials: credentials.to_string(),
         }
     }

@@ -32,7 +32,7 @@ pub async fn run(args: TemplateArgs) -> Result<Exit, AppError> {
         Err(e) if e.is_unauthorized() => Err(AbortReason::credentials(e, &credentials).into()),
         Err(e) => Err(AppError::Api {
             what: format!("could not fetch the {MCA_AGREEMENT_TYPE} template"),
-            source: e,
+            source: Box::new(e),
         }),
     }
 }
