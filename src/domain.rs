@@ -120,8 +120,9 @@ pub fn rfc3339(at: DateTime<Utc>) -> String {
 /// Center returns.
 pub fn parse_datetime(raw: &str) -> Option<DateTime<Utc>> {
     // A date alone stands for midnight UTC, a time without a zone for that time in UTC: both
-    // are read as the RFC 3339 text they stand for, by chrono's RFC 3339 parser (a quarter of
-    // the cost of its general one), whose date part is exactly `YYYY-MM-DD`.
+    // are read as the RFC 3339 text they stand for, by chrono's RFC 3339 parser (a third of
+    // the cost of its general one), whose date part is exactly `YYYY-MM-DD`. It also takes a
+    // lower-case `t`, which the UTC spellings never took: only ` ` and `T` go that way.
     if raw.len() == 10 {
         return rfc3339_with(raw, "T00:00:00Z");
     }
