@@ -9,14 +9,14 @@ use reqwest::Url;
 
 use crate::api::client::{DEFAULT_BASE_URL, parse_base_url};
 use crate::cli::{ApiArgs, ConfirmArgs, InputArgs, InputEncoding, StatusArgs, ValidateArgs};
-use crate::domain::DateAgreed;
+use crate::domain::{DateAgreed, parse_datetime};
 use crate::error::AppError;
 use crate::files::{is_null_device, is_special, same_file};
 use crate::input::{Column, Encoding, InputOptions};
 use crate::manifest::manifest_path;
 use crate::rate::Rate;
 use crate::results::{OutputTarget, ReportMode};
-use crate::validation::{parse_date_agreed, parse_datetime};
+use crate::validation::parse_date_agreed;
 
 /// Where requests go and how fast.
 #[derive(Debug, Clone)]

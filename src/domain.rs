@@ -4,6 +4,7 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
+use chrono::format::{Item, Numeric, Pad, Parsed};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use uuid::Uuid;
@@ -111,6 +112,76 @@ impl fmt::Display for DateAgreed {
 /// RFC 3339, UTC, whole seconds, with `Z` (the form Partner Center and the contract use).
 pub fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Parses the contract's date forms into UTC: `YYYY-MM-DD` (midnight UTC), RFC 3339 with any
+/// offset, or `YYYY-MM-DD HH:MM:SS` (also with a `T`) in UTC. `None` for anything else. Every
+/// date that comes in goes through here: input cells, the date flags, and the dates Partner
+/// Center returns.
+pub fn parse_datetime(raw: &str) -> Option<DateTime<Utc>> {
+    // A date alone stands for midnight UTC, a time without a zone for that time in UTC: both
+    // are read as the RFC 3339 text they stand for, by chrono's RFC 3339 parser (a third of
+    // the cost of its general one), whose date part is exactly `YYYY-MM-DD`. It also takes a
+    // lower-case `t`, which the UTC spellings never took: only ` ` and `T` go that way.
+    if raw.len() == 10 {
+        return rfc3339_with(raw, "T00:00:00Z");
+    }
+    if let Some(at) = rfc3339_with(raw, "") {
+        return Some(at);
+    }
+    if raw.len() == 19
+        && matches!(raw.as_bytes().get(10), Some(b' ' | b'T'))
+        && let Some(at) = rfc3339_with(raw, "Z")
+    {
+        return Some(at);
+    }
+    // What the format strings `%Y-%m-%d %H:%M:%S` and `%Y-%m-%dT%H:%M:%S` have always taken
+    // besides: numbers of one digit, a signed year.
+    [UTC_SPACED, UTC_T].iter().find_map(|items| {
+        let mut parsed = Parsed::new();
+        chrono::format::parse(&mut parsed, raw, items.iter()).ok()?;
+        parsed
+            .to_naive_datetime_with_offset(0)
+            .ok()
+            .map(|n| n.and_utc())
+    })
+}
+
+/// `raw` followed by `suffix`, read as RFC 3339 (joined on the stack: no allocation per date).
+fn rfc3339_with(raw: &str, suffix: &str) -> Option<DateTime<Utc>> {
+    let at = if suffix.is_empty() {
+        DateTime::parse_from_rfc3339(raw)
+    } else {
+        let mut buffer = [0u8; 32];
+        let end = raw.len().checked_add(suffix.len())?;
+        let text = buffer.get_mut(..end)?;
+        let (head, tail) = text.split_at_mut(raw.len());
+        head.copy_from_slice(raw.as_bytes());
+        tail.copy_from_slice(suffix.as_bytes());
+        DateTime::parse_from_rfc3339(std::str::from_utf8(text).ok()?)
+    };
+    at.ok().map(|at| at.with_timezone(&Utc))
+}
+
+/// `%Y-%m-%d %H:%M:%S` and `%Y-%m-%dT%H:%M:%S` as chrono's items, so no format string is
+/// parsed per date (a test checks they are what chrono makes of those strings).
+const UTC_SPACED: &[Item<'static>] = &utc_items(Item::Space(" "));
+const UTC_T: &[Item<'static>] = &utc_items(Item::Literal("T"));
+
+const fn utc_items(separator: Item<'static>) -> [Item<'static>; 11] {
+    [
+        Item::Numeric(Numeric::Year, Pad::Zero),
+        Item::Literal("-"),
+        Item::Numeric(Numeric::Month, Pad::Zero),
+        Item::Literal("-"),
+        Item::Numeric(Numeric::Day, Pad::Zero),
+        separator,
+        Item::Numeric(Numeric::Hour, Pad::Zero),
+        Item::Literal(":"),
+        Item::Numeric(Numeric::Minute, Pad::Zero),
+        Item::Literal(":"),
+        Item::Numeric(Numeric::Second, Pad::Zero),
+    ]
 }
 
 /// The person at the customer who accepted the agreement.
@@ -425,6 +496,7 @@ pub fn shorten(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn signer(first: &str, email: &str, phone: Option<&str>) -> Signer {
         Signer {
@@ -496,6 +568,202 @@ mod tests {
             assert_eq!(st.index(), i);
             assert_eq!(RowStatus::parse(st.as_str()), Some(st));
             assert_eq!(serde_json::to_value(st).unwrap(), st.as_str());
+        }
+    }
+
+    /// What chrono's own entry points make of `raw`, composed as the contract reads dates: a
+    /// ten-character text of the `YYYY-MM-DD` shape through the format string `%Y-%m-%d`, else
+    /// RFC 3339, else the two UTC spellings through their format strings.
+    fn chrono_oracle(raw: &str) -> Option<DateTime<Utc>> {
+        use chrono::{NaiveDate, NaiveDateTime};
+        if raw.len() == 10 {
+            let shaped = raw.char_indices().all(|(i, c)| match i {
+                4 | 7 => c == '-',
+                _ => c.is_ascii_digit(),
+            });
+            return NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+                .ok()
+                .filter(|_| shaped)
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|n| n.and_utc());
+        }
+        DateTime::parse_from_rfc3339(raw)
+            .map(|d| d.with_timezone(&Utc))
+            .ok()
+            .or_else(|| {
+                ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"]
+                    .into_iter()
+                    .find_map(|f| NaiveDateTime::parse_from_str(raw, f).ok())
+                    .map(|n| n.and_utc())
+            })
+    }
+
+    /// How a generated date is spelled after its date part.
+    #[derive(Debug, Clone)]
+    enum Tail {
+        /// `YYYY-MM-DD` alone.
+        None,
+        /// A time in UTC with this separator (` ` or `T`), perhaps with a fraction.
+        Utc(&'static str),
+        /// A time with this separator and zone (`Z`, `z` or `+HH:MM`), perhaps with a fraction.
+        Zoned(&'static str, Zone),
+    }
+
+    #[derive(Debug, Clone)]
+    enum Zone {
+        Z(&'static str),
+        Offset(i32, u32, u32),
+    }
+
+    /// Dates in every form, each part sometimes out of range (month 13, day 32, Feb 29 of
+    /// common and leap years, hour 24, minute 60, offsets past 23:59), with and without
+    /// fractions of a second: the text and what the contract's rule makes of it.
+    fn shaped_date() -> impl Strategy<Value = (String, Option<DateTime<Utc>>)> {
+        let year = prop_oneof![
+            prop::sample::select(vec![1900, 1999, 2000, 2023, 2024, 2100, 0, 9999]),
+            0i32..=9999
+        ];
+        let day = prop_oneof![Just((2u32, 29u32)), (0u32..=13, 0u32..=32)];
+        let zone = prop_oneof![
+            prop::sample::select(vec!["Z", "z"]).prop_map(Zone::Z),
+            (prop::sample::select(vec![1, -1]), 0u32..=25, 0u32..=61)
+                .prop_map(|(sign, h, m)| Zone::Offset(sign, h, m)),
+        ];
+        let tail = prop_oneof![
+            Just(Tail::None),
+            prop::sample::select(vec![" ", "T"]).prop_map(Tail::Utc),
+            (prop::sample::select(vec!["T", "t", " "]), zone).prop_map(|(s, z)| Tail::Zoned(s, z)),
+        ];
+        let fraction = prop::option::weighted(0.3, "[0-9]{1,12}");
+        (year, day, 0u32..=24, 0u32..=60, 0u32..=59, fraction, tail).prop_map(
+            |(y, (mo, d), h, mi, s, fraction, tail)| {
+                let date = format!("{y:04}-{mo:02}-{d:02}");
+                let time = format!("{h:02}:{mi:02}:{s:02}");
+                let frac = fraction
+                    .as_deref()
+                    .map(|f| format!(".{f}"))
+                    .unwrap_or_default();
+                // The first nine digits of a fraction are nanoseconds; later ones are dropped.
+                let nanos = fraction
+                    .as_deref()
+                    .map(|f| {
+                        format!("{:0<9}", &f[..f.len().min(9)])
+                            .parse::<u32>()
+                            .unwrap()
+                    })
+                    .unwrap_or(0);
+                let day = chrono::NaiveDate::from_ymd_opt(y, mo, d);
+                let (text, want) = match tail {
+                    Tail::None => (
+                        date.clone(),
+                        day.and_then(|d| d.and_hms_opt(0, 0, 0))
+                            .map(|n| n.and_utc()),
+                    ),
+                    Tail::Utc(sep) => (
+                        format!("{date}{sep}{time}{frac}"),
+                        day.and_then(|d| d.and_hms_opt(h, mi, s))
+                            .filter(|_| fraction.is_none())
+                            .map(|n| n.and_utc()),
+                    ),
+                    Tail::Zoned(sep, zone) => {
+                        let (spelled, offset) = match zone {
+                            Zone::Z(z) => (z.to_string(), Some(0)),
+                            Zone::Offset(sign, oh, om) => (
+                                format!("{}{oh:02}:{om:02}", if sign < 0 { '-' } else { '+' }),
+                                (oh <= 23 && om <= 59)
+                                    .then(|| sign * i32::try_from(oh * 3600 + om * 60).unwrap()),
+                            ),
+                        };
+                        let want = day
+                            .and_then(|d| d.and_hms_nano_opt(h, mi, s, nanos))
+                            .zip(offset)
+                            .and_then(|(n, off)| {
+                                n.and_utc()
+                                    .checked_sub_signed(chrono::TimeDelta::seconds(off.into()))
+                            });
+                        (format!("{date}{sep}{time}{frac}{spelled}"), want)
+                    }
+                };
+                (text, want)
+            },
+        )
+    }
+
+    /// Texts near dates: a shaped date with one character dropped, doubled or replaced,
+    /// numbers of any width with any punctuation, and anything at all.
+    fn near_date() -> impl Strategy<Value = String> {
+        let edited = (
+            shaped_date(),
+            any::<prop::sample::Index>(),
+            0u8..3,
+            prop::sample::select(vec!['0', '9', '-', ':', 'T', ' ', 'Z', '+', '.', 'é', '\t']),
+        )
+            .prop_map(|((text, _), at, edit, c)| {
+                let mut chars: Vec<char> = text.chars().collect();
+                let i = at.index(chars.len());
+                match edit {
+                    0 => {
+                        chars.remove(i);
+                    }
+                    1 => chars.insert(i, c),
+                    _ => chars[i] = c,
+                }
+                chars.into_iter().collect()
+            });
+        prop_oneof![
+            edited,
+            "[+\\-]?[0-9]{1,6}-[0-9]{1,3}-[0-9]{1,3}([Tt ]{0,2}[0-9]{1,2}:[0-9]{1,2}(:[0-9]{1,2}(\\.[0-9]{0,10})?)?)?(Z|z|[+\\-][0-9]{1,2}:?[0-9]{2})?",
+            " ?[0-9]{4}-[0-9 ]{2}-[0-9 ]{2}",
+            any::<String>(),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Every form the contract names is read as its rule says: a real day of the calendar,
+        /// hours to 23, minutes and seconds to 59, offsets to 23:59, fractions only with a
+        /// zone; and chrono's own parsers agree.
+        #[test]
+        fn dates_in_every_shape_follow_the_contract_rule((text, want) in shaped_date()) {
+            prop_assert_eq!(parse_datetime(&text), want, "{:?}", text);
+            prop_assert_eq!(parse_datetime(&text), chrono_oracle(&text), "{:?}", text);
+        }
+
+        /// Near misses and junk are read exactly as chrono's own entry points read them.
+        #[test]
+        fn texts_near_dates_are_read_as_chrono_reads_them(text in near_date()) {
+            prop_assert_eq!(parse_datetime(&text), chrono_oracle(&text), "{:?}", text);
+        }
+    }
+
+    #[test]
+    fn the_utc_items_are_chronos_reading_of_the_format_strings() {
+        use chrono::format::StrftimeItems;
+        let spaced: Vec<Item> = StrftimeItems::new("%Y-%m-%d %H:%M:%S").collect();
+        let t: Vec<Item> = StrftimeItems::new("%Y-%m-%dT%H:%M:%S").collect();
+        assert_eq!(spaced, UTC_SPACED);
+        assert_eq!(t, UTC_T);
+    }
+
+    #[test]
+    fn named_dates_are_read_as_the_contract_says() {
+        let cases = [
+            ("2024-02-29", Some("2024-02-29T00:00:00Z")),
+            ("2023-02-29", None),
+            ("2024-06-14T09:30:00+02:00", Some("2024-06-14T07:30:00Z")),
+            ("2024-06-14 09:30:00", Some("2024-06-14T09:30:00Z")),
+            ("2024-06-14T09:30:00", Some("2024-06-14T09:30:00Z")),
+            ("2025-12-31T23:59:59-23:59", Some("2026-01-01T23:58:59Z")),
+            ("2025-05-06T17:00:00+24:00", None),
+            ("2025-05-06 24:00:00", None),
+            ("2024-6-14 9:30:00", Some("2024-06-14T09:30:00Z")),
+            ("2024-6-14", None),
+            ("14/06/2024", None),
+            ("2024-06-14 09:30:00.5", None),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(parse_datetime(raw).map(rfc3339).as_deref(), want, "{raw}");
         }
     }
 }

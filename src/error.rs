@@ -2,8 +2,11 @@
 
 use std::process::ExitCode;
 
+use crate::api::ApiError;
 use crate::input::InputError;
+use crate::pipeline::AbortReason;
 use crate::results::OutputError;
+use crate::resume::ResumeError;
 
 /// The contract's exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,8 +29,7 @@ pub enum Exit {
 impl Exit {
     /// The exit code of a run that stopped for `abort` (if it did) with `problems` rows whose
     /// status makes the run exit 1.
-    pub fn of_run(abort: Option<&crate::pipeline::AbortReason>, problems: u64) -> Exit {
-        use crate::pipeline::AbortReason;
+    pub fn of_run(abort: Option<&AbortReason>, problems: u64) -> Exit {
         match abort {
             Some(AbortReason::Interrupted) => Exit::Interrupted,
             Some(_) => Exit::Aborted,
@@ -83,12 +85,39 @@ pub enum AppError {
     /// The run started and had to stop.
     #[error("{0}")]
     Aborted(String),
+    /// The command stopped for a reason a run stops for (refused credentials, a failed
+    /// listing).
+    #[error(transparent)]
+    Stopped(#[from] AbortReason),
+    /// Standard output, or a file the command writes, could not be written.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Partner Center did not give what the command asked for.
+    #[error("{what}: {source}")]
+    Api {
+        what: String,
+        #[source]
+        source: Box<ApiError>,
+    },
+    /// The report to resume cannot be read as one.
+    #[error(transparent)]
+    Resume(#[from] ResumeError),
+    /// A bug: the command's task stopped unexpectedly.
+    #[error("an internal error stopped the command: {0}")]
+    Internal(#[source] tokio::task::JoinError),
 }
 
 impl AppError {
     pub fn exit(&self) -> Exit {
         match self {
-            AppError::Usage(_) | AppError::Input(_) | AppError::Credentials(_) => Exit::Usage,
+            AppError::Usage(_)
+            | AppError::Input(_)
+            | AppError::Credentials(_)
+            | AppError::Resume(_) => Exit::Usage,
             AppError::Output(
                 OutputError::Exists { .. }
                 | OutputError::AuditRecord { .. }
@@ -101,7 +130,11 @@ impl AppError {
                 | OutputError::Manifest { .. }
                 | OutputError::Promote { .. },
             )
-            | AppError::Aborted(_) => Exit::Aborted,
+            | AppError::Aborted(_)
+            | AppError::Io { .. }
+            | AppError::Api { .. }
+            | AppError::Internal(_) => Exit::Aborted,
+            AppError::Stopped(reason) => Exit::of_run(Some(reason), 0),
         }
     }
 }
@@ -109,7 +142,6 @@ impl AppError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::AbortReason;
 
     /// Every way a run can end, with and without an unsaved token: 4 replaces exactly 0 and 1.
     #[test]
@@ -117,8 +149,14 @@ mod tests {
         let aborts = [
             None,
             Some(AbortReason::Interrupted),
-            Some(AbortReason::Credentials("refused".into())),
-            Some(AbortReason::Output("disk full".into())),
+            Some(AbortReason::credentials(
+                crate::api::ApiError::transport(crate::api::ApiErrorKind::Credentials, "refused"),
+                "the token",
+            )),
+            Some(AbortReason::from(OutputError::Write {
+                path: "r.csv".into(),
+                source: std::io::Error::other("disk full"),
+            })),
             Some(AbortReason::Systemic("down".into())),
         ];
         for abort in &aborts {
@@ -135,5 +173,66 @@ mod tests {
             assert_eq!(kept.with_token_unsaved(), kept);
         }
         assert_eq!(Exit::TokenUnsaved.with_token_unsaved().code(), 4);
+    }
+
+    /// The typed errors print as the strings they replaced did, and exit as they did: a
+    /// refused token or a failed listing 3, an interrupted run 130, an unreadable report to
+    /// resume 2, what could not be written or fetched 3.
+    #[test]
+    fn typed_errors_keep_their_message_and_exit_code() {
+        use crate::api::ApiErrorKind;
+        let refused = ApiError::transport(ApiErrorKind::Credentials, "refused");
+        let io = || std::io::Error::other("broken pipe");
+        let cases: Vec<(AppError, String, Exit)> = vec![
+            (
+                AbortReason::credentials(refused.clone(), "the token").into(),
+                crate::pipeline::credentials_message(&refused, "the token"),
+                Exit::Aborted,
+            ),
+            (
+                AbortReason::Listing(std::sync::Arc::new(io())).into(),
+                "broken pipe".into(),
+                Exit::Aborted,
+            ),
+            (
+                AbortReason::Interrupted.into(),
+                "interrupted".into(),
+                Exit::Interrupted,
+            ),
+            (
+                AppError::Io {
+                    what: "cannot write to standard output".into(),
+                    source: io(),
+                },
+                "cannot write to standard output: broken pipe".into(),
+                Exit::Aborted,
+            ),
+            (
+                AppError::Api {
+                    what: "could not fetch the template".into(),
+                    source: Box::new(ApiError::transport(ApiErrorKind::Timeout, "no answer")),
+                },
+                format!(
+                    "could not fetch the template: {}",
+                    ApiError::transport(ApiErrorKind::Timeout, "no answer")
+                ),
+                Exit::Aborted,
+            ),
+            (
+                ResumeError::Redacted {
+                    path: "r.csv".into(),
+                }
+                .into(),
+                ResumeError::Redacted {
+                    path: "r.csv".into(),
+                }
+                .to_string(),
+                Exit::Usage,
+            ),
+        ];
+        for (error, message, exit) in cases {
+            assert_eq!(error.to_string(), message);
+            assert_eq!(error.exit(), exit, "{error}");
+        }
     }
 }

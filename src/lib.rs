@@ -59,11 +59,7 @@ pub fn main_with(cli: cli::Cli) -> ExitCode {
     // `block_on`'s future would have to be woken across threads (a futex call and a context
     // switch) for every row.
     let outcome = runtime.block_on(runtime.spawn(commands::run(cli)));
-    let outcome = outcome.unwrap_or_else(|e| {
-        Err(error::AppError::Aborted(format!(
-            "an internal error stopped the command: {e}"
-        )))
-    });
+    let outcome = outcome.unwrap_or_else(|e| Err(error::AppError::Internal(e)));
     match outcome {
         Ok(exit) => exit.into(),
         Err(e) => {

@@ -14,9 +14,11 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+use crate::api::{ApiError, ApiErrorKind};
 use crate::domain::RowNumber;
+use crate::input::InputError;
 use crate::progress::Progress;
-use crate::results::{LineWriter, ReportRecord, ReportWriter};
+use crate::results::{LineWriter, OutputError, ReportRecord, ReportWriter};
 use crate::tally::Tally;
 
 /// One unit of work from the reader.
@@ -28,25 +30,78 @@ pub enum Work<I, R> {
     Settled(R),
 }
 
-/// Why a run stopped before the end of its input.
+/// Why a run stopped before the end of its input, with the error behind it where there was
+/// one (shared, as every task of the run may ask why it stopped).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AbortReason {
-    #[error("{0}")]
-    Credentials(String),
+    /// Partner Center (or the token authority) refused `credentials`, as the run describes them.
+    #[error("{}", credentials_message(.error, .credentials))]
+    Credentials {
+        #[source]
+        error: Box<ApiError>,
+        credentials: String,
+    },
     #[error("the results file could not be written: {0}")]
-    Output(String),
+    Output(#[source] Arc<OutputError>),
     #[error("the input file could not be read to the end: {0}")]
-    Input(String),
+    Input(#[source] Arc<InputError>),
     #[error("interrupted")]
     Interrupted,
-    /// The service is down, or refuses every row the same way.
+    /// The service is down, or refuses every row the same way (the breaker's verdict).
     #[error("{0}")]
     Systemic(String),
-    /// A bug: a worker or the writer stopped unexpectedly.
+    /// The service's customer listing failed or could not be trusted.
+    #[error("{0}")]
+    Listing(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// A bug: a worker or the writer stopped unexpectedly (a panic's text is all there is).
     #[error(
         "an internal error stopped the run ({0}); the row it was working on has no line, so --resume takes it up"
     )]
     Internal(String),
+    /// A bug: the reader's task stopped unexpectedly.
+    #[error(
+        "an internal error stopped the run (the reader stopped: {0}); the row it was working on has no line, so --resume takes it up"
+    )]
+    Reader(#[source] Arc<JoinError>),
+}
+
+impl AbortReason {
+    /// The run's credentials were refused with `error`.
+    pub fn credentials(error: ApiError, credentials: &str) -> Self {
+        AbortReason::Credentials {
+            error: Box::new(error),
+            credentials: credentials.to_string(),
+        }
+    }
+}
+
+impl From<OutputError> for AbortReason {
+    fn from(e: OutputError) -> Self {
+        AbortReason::Output(Arc::new(e))
+    }
+}
+
+impl From<InputError> for AbortReason {
+    fn from(e: InputError) -> Self {
+        AbortReason::Input(Arc::new(e))
+    }
+}
+
+/// The message for credentials Partner Center (or the token authority) refused.
+pub fn credentials_message(error: &ApiError, credentials: &str) -> String {
+    if error.kind == ApiErrorKind::Credentials {
+        return format!("no access token: {}", error.message);
+    }
+    let mfa = if error
+        .code
+        .as_deref()
+        .is_some_and(|c| c == "10001" || c == "900421")
+    {
+        " The sign-in behind the token did not use multi-factor authentication (error 10001: MFA required; 900421: the token has no MFA claim, enforced since 2026-04-01): sign in again with MFA and get a new App+User token."
+    } else {
+        " Check that it is a current App+User token for the partner tenant, issued with multi-factor authentication (errors 10001 and 900421 mean MFA is missing)."
+    };
+    format!("Partner Center refused {credentials} ({error}).{mfa}")
 }
 
 /// What a job did with one row.
@@ -274,13 +329,12 @@ async fn write_records<R: ReportRecord>(
         let mut batch = 0usize;
         while let Some(record) = next.take() {
             if !failed {
-                let written = writer
-                    .write_unflushed(&record)
-                    .map_err(|e| e.to_string())
-                    .and_then(|()| match (record.side_line(), side.as_mut()) {
-                        (Some(line), Some(side)) => side.write(line).map_err(|e| e.to_string()),
+                let written = writer.write_unflushed(&record).and_then(|()| {
+                    match (record.side_line(), side.as_mut()) {
+                        (Some(line), Some(side)) => side.write(line),
                         _ => Ok(()),
-                    });
+                    }
+                });
                 match written {
                     Ok(()) => {
                         tally.add(record.status());
@@ -289,7 +343,7 @@ async fn write_records<R: ReportRecord>(
                     Err(e) => {
                         // The file can no longer be written; keep draining so workers finish.
                         failed = true;
-                        ctx.abort(AbortReason::Output(e));
+                        ctx.abort(e.into());
                     }
                 }
             }
@@ -300,7 +354,7 @@ async fn write_records<R: ReportRecord>(
         }
         if !failed && let Err(e) = writer.flush_written() {
             failed = true;
-            ctx.abort(AbortReason::Output(e.to_string()));
+            ctx.abort(e.into());
         }
     }
     progress.finish();
@@ -341,6 +395,71 @@ pub fn feed<I, R>(tx: &mpsc::Sender<Work<I, R>>, work: Work<I, R>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every reason prints what it printed when it carried its cause as text, and hands the
+    /// typed cause on as its source; the credentials message follows the error's kind and code.
+    #[test]
+    fn abort_reasons_print_their_message_and_keep_their_source() {
+        use std::error::Error as _;
+        let io = || std::io::Error::other("disk full");
+        let output = OutputError::Write {
+            path: "r.csv".into(),
+            source: io(),
+        };
+        let input = InputError::Open {
+            path: "in.csv".into(),
+            source: io(),
+        };
+        let listing: Arc<dyn std::error::Error + Send + Sync> = Arc::new(io());
+        let cases: Vec<(AbortReason, String, bool)> = vec![
+            (
+                AbortReason::from(output),
+                "the results file could not be written: cannot write 'r.csv': disk full".into(),
+                true,
+            ),
+            (
+                AbortReason::from(input),
+                "the input file could not be read to the end: cannot open input file 'in.csv': disk full"
+                    .into(),
+                true,
+            ),
+            (AbortReason::Listing(listing), "disk full".into(), true),
+            (AbortReason::Systemic("down".into()), "down".into(), false),
+            (AbortReason::Interrupted, "interrupted".into(), false),
+            (
+                AbortReason::Internal("boom".into()),
+                "an internal error stopped the run (boom); the row it was working on has no line, so --resume takes it up".into(),
+                false,
+            ),
+        ];
+        for (reason, want, sourced) in cases {
+            assert_eq!(reason.to_string(), want);
+            assert_eq!(reason.source().is_some(), sourced, "{reason:?}");
+        }
+        for (kind, code) in [
+            (ApiErrorKind::Credentials, None),
+            (ApiErrorKind::Service, Some("10001")),
+            (ApiErrorKind::Service, Some("900421")),
+            (ApiErrorKind::Service, Some("42")),
+            (ApiErrorKind::Service, None),
+        ] {
+            let mut error = ApiError::transport(kind, "refused");
+            error.code = code.map(str::to_string);
+            let reason = AbortReason::credentials(error.clone(), "the token in T");
+            assert_eq!(
+                reason.to_string(),
+                credentials_message(&error, "the token in T")
+            );
+            let source = reason.source().map(ToString::to_string);
+            assert_eq!(source, Some(error.to_string()));
+            let mfa = code.is_some_and(|c| c == "10001" || c == "900421");
+            assert_eq!(
+                reason.to_string().contains("did not use multi-factor"),
+                mfa,
+                "{reason}"
+            );
+        }
+    }
     use crate::domain::RowStatus;
     use crate::results::{OutputTarget, ReportMode, ResultRecord};
 

@@ -101,7 +101,7 @@ impl AgreementRecord {
     /// `dateAgreed` in UTC; a value without an offset is UTC.
     pub fn date_agreed_utc(&self) -> Option<chrono::DateTime<chrono::Utc>> {
         let raw = self.date_agreed.trim();
-        crate::validation::parse_datetime(raw).or_else(|| {
+        crate::domain::parse_datetime(raw).or_else(|| {
             // Fractional seconds without a zone, e.g. 2019-08-26T00:00:00.000
             chrono::NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S%.f")
                 .ok()

@@ -12,13 +12,13 @@ use crate::config::{ConfirmConfig, InputConfig};
 use crate::domain::{Confirmation, RowNumber, RowStatus};
 use crate::error::{AppError, Exit};
 use crate::input::{InputError, InputOptions, InputReader};
-use crate::pipeline::{AbortReason, Job, JobOutcome, RunContext, Work};
+use crate::pipeline::{AbortReason, Job, JobOutcome, RunContext, Work, credentials_message};
 use crate::progress::ReadPosition;
 use crate::results::{FirstInvalid, ResultRecord};
 use crate::resume::{self, ResumeState};
 use crate::retry::{RetryPolicy, with_retries};
 use crate::run::breaker::Breaker;
-use crate::run::{Ended, NotStarted, RunKind, WorkOf, credentials_message, drive};
+use crate::run::{Ended, NotStarted, RunKind, WorkOf, drive};
 use crate::summary::RunSummary;
 use crate::validation::{Validator, Verdict, classify_rows};
 
@@ -77,14 +77,12 @@ impl RunKind for Confirm {
     fn load_resume(&self, path: &Path) -> Result<Option<ResumeState>, AppError> {
         // Masked emails match no input row: every row would be sent again.
         if resume::manifest_says_redacted(path) {
-            return Err(AppError::Usage(
-                resume::ResumeError::Redacted {
-                    path: path.to_path_buf(),
-                }
-                .to_string(),
-            ));
+            return Err(resume::ResumeError::Redacted {
+                path: path.to_path_buf(),
+            }
+            .into());
         }
-        let state = resume::load(path).map_err(|e| AppError::Usage(e.to_string()))?;
+        let state = resume::load(path)?;
         if let Some(state) = &state
             && state.truncated_bytes > 0
         {
@@ -296,10 +294,9 @@ impl<W: AgreementWriter> Job for ConfirmJob<W> {
             // Nothing left the machine for the row (the run stopped, or no token could be
             // had): no line, so a resumed run takes the row up.
             return match outcome.result {
-                Err(e) if e.is_unauthorized() && !attempts.stopped => JobOutcome::Abort(
-                    None,
-                    AbortReason::Credentials(credentials_message(&e, &self.credentials)),
-                ),
+                Err(e) if e.is_unauthorized() && !attempts.stopped => {
+                    JobOutcome::Abort(None, AbortReason::credentials(e, &self.credentials))
+                }
                 _ => JobOutcome::NotStarted,
             };
         }
@@ -334,7 +331,7 @@ impl<W: AgreementWriter> Job for ConfirmJob<W> {
             tracing::error!(row = row.0, spreadsheet_line = row.spreadsheet_line(), %tenant, "credentials refused: {error}");
             return JobOutcome::Abort(
                 Some(record),
-                AbortReason::Credentials(credentials_message(&error, &self.credentials)),
+                AbortReason::credentials(error, &self.credentials),
             );
         } else if attempts.stopped {
             record.message = format!(

@@ -16,7 +16,6 @@ use crate::pipeline::{AbortReason, RunContext};
 use crate::results::{Report, ReportMode, ReportRecord};
 use crate::retry::RetryPolicy;
 use crate::run::connection::Connection;
-use crate::run::credentials_message;
 use crate::run::listing::{ListingError, list_customers};
 
 /// The listing's columns, in order.
@@ -99,10 +98,10 @@ pub async fn run(config: CustomersConfig) -> Result<Exit, AppError> {
         Ok(_) if ctx.abort_reason().is_some() => Err(Exit::Interrupted),
         Ok(l) => Ok(l),
         Err(ListingError::Credentials(e)) => {
-            return Err(AppError::Aborted(credentials_message(&e, &credentials)));
+            return Err(AbortReason::credentials(e, &credentials).into());
         }
         // The error says how many customers were listed (each written once) before it.
-        Err(e) => return Err(AppError::Aborted(e.to_string())),
+        Err(e) => return Err(AbortReason::Listing(Arc::new(e)).into()),
     };
     match outcome {
         Ok(listed) => {

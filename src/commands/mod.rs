@@ -56,7 +56,10 @@ pub async fn run(cli: Cli) -> Result<Exit, AppError> {
 
 /// The error for standard output that cannot be written.
 pub fn stdout_error(e: std::io::Error) -> AppError {
-    AppError::Aborted(format!("cannot write to standard output: {e}"))
+    AppError::Io {
+        what: "cannot write to standard output".into(),
+        source: e,
+    }
 }
 
 /// clap_complete's bash script names the state after a subcommand `mca__attest__subcmd__X`

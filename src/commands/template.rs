@@ -6,8 +6,8 @@ use crate::commands::stdout_error;
 use crate::config::ApiConfig;
 use crate::error::{AppError, Exit};
 use crate::files::print_stdout;
+use crate::pipeline::AbortReason;
 use crate::run::connection::Connection;
-use crate::run::credentials_message;
 
 pub async fn run(args: TemplateArgs) -> Result<Exit, AppError> {
     let api = ApiConfig::try_from(&args.api)?;
@@ -29,11 +29,10 @@ pub async fn run(args: TemplateArgs) -> Result<Exit, AppError> {
             Ok(token.exit(Exit::Success))
         }
         Ok(Err(e)) => Err(AppError::Aborted(format!("cannot print the template: {e}"))),
-        Err(e) if e.is_unauthorized() => {
-            Err(AppError::Aborted(credentials_message(&e, &credentials)))
-        }
-        Err(e) => Err(AppError::Aborted(format!(
-            "could not fetch the {MCA_AGREEMENT_TYPE} template: {e}"
-        ))),
+        Err(e) if e.is_unauthorized() => Err(AbortReason::credentials(e, &credentials).into()),
+        Err(e) => Err(AppError::Api {
+            what: format!("could not fetch the {MCA_AGREEMENT_TYPE} template"),
+            source: Box::new(e),
+        }),
     }
 }

@@ -26,8 +26,8 @@ use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::PartnerCenterClient;
 use crate::api::customers::Customer;
-use crate::api::{ApiError, ApiErrorKind, PartnerCenterClient};
 use crate::config::{ApiConfig, RunFiles};
 use crate::console::{Kind, say};
 use crate::domain::{RowNumber, Status};
@@ -426,10 +426,7 @@ async fn settle(
 ) -> (Option<AbortReason>, Settled) {
     let (skipped, listed) = match reader.await {
         Ok(fed) => (fed.skipped, fed.listed),
-        Err(e) => (
-            Err(AbortReason::Internal(format!("the reader stopped: {e}"))),
-            None,
-        ),
+        Err(e) => (Err(AbortReason::Reader(Arc::new(e))), None),
     };
     let skipped = skipped.unwrap_or_else(|reason| {
         abort.get_or_insert(reason);
@@ -437,10 +434,10 @@ async fn settle(
     });
     if let Some((writer, side)) = outputs {
         if let Err(e) = writer.finish() {
-            abort.get_or_insert(AbortReason::Output(e.to_string()));
+            abort.get_or_insert(e.into());
         }
         if let Some(Err(e)) = side.map(LineWriter::finish) {
-            abort.get_or_insert(AbortReason::Output(e.to_string()));
+            abort.get_or_insert(e.into());
         }
     }
     (abort, Settled { skipped, listed })
@@ -534,23 +531,6 @@ pub fn shell_quote(arg: &str) -> String {
     } else {
         format!("'{}'", arg.replace('\'', r"'\''"))
     }
-}
-
-/// The message for credentials Partner Center (or the token authority) refused.
-pub fn credentials_message(error: &ApiError, credentials: &str) -> String {
-    if error.kind == ApiErrorKind::Credentials {
-        return format!("no access token: {}", error.message);
-    }
-    let mfa = if error
-        .code
-        .as_deref()
-        .is_some_and(|c| c == "10001" || c == "900421")
-    {
-        " The sign-in behind the token did not use multi-factor authentication (error 10001: MFA required; 900421: the token has no MFA claim, enforced since 2026-04-01): sign in again with MFA and get a new App+User token."
-    } else {
-        " Check that it is a current App+User token for the partner tenant, issued with multi-factor authentication (errors 10001 and 900421 mean MFA is missing)."
-    };
-    format!("Partner Center refused {credentials} ({error}).{mfa}")
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::listing::{self, Listed, ListingError};
-use super::{RunKind, WorkOf, credentials_message};
+use super::{RunKind, WorkOf};
 use crate::api::PartnerCenterClient;
 use crate::config::RunInput;
 use crate::domain::RowNumber;
@@ -125,9 +125,7 @@ impl<K: RunKind> RowSource<K> for InputReader {
                 }
             });
             Fed {
-                skipped: read
-                    .map(|()| skipped)
-                    .map_err(|e| AbortReason::Input(e.to_string())),
+                skipped: read.map(|()| skipped).map_err(AbortReason::from),
                 listed: None,
             }
         })
@@ -248,13 +246,10 @@ async fn read_listing<K: RunKind>(feed: Feed<K>) -> Fed {
         }
         Err(ListingError::Credentials(e)) => {
             let credentials = client.tokens().credentials().describe();
-            Err(AbortReason::Credentials(credentials_message(
-                &e,
-                &credentials,
-            )))
+            Err(AbortReason::credentials(e, &credentials))
         }
         // The service's listing, not the user's input, failed or could not be trusted.
-        Err(e) => Err(AbortReason::Systemic(e.to_string())),
+        Err(e) => Err(AbortReason::Listing(Arc::new(e))),
     };
     Fed { skipped, listed }
 }

@@ -6,14 +6,16 @@
 use std::path::Path;
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
-use mca_attest::domain::{RowNumber, RowStatus, Signer, SignerKey, TenantId, rfc3339};
+use mca_attest::domain::{
+    RowNumber, RowStatus, Signer, SignerKey, TenantId, parse_datetime, rfc3339,
+};
 use mca_attest::input::{Column, Encoding, InputOptions, InputReader, RawFields};
 use mca_attest::results::{
     OutputTarget, RESULTS_HEADER, ReportMode, ReportRecord, ReportWriter, ResultRecord,
     escape_formula,
 };
 use mca_attest::resume::{self, unescape};
-use mca_attest::validation::{Validator, parse_date_agreed, parse_datetime};
+use mca_attest::validation::{Validator, parse_date_agreed};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use uuid::Uuid;

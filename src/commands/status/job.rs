@@ -15,7 +15,6 @@ use crate::pipeline::{AbortReason, Job, JobOutcome, RunContext};
 use crate::reconcile::{CustomerState, decide, read_records, same_contact};
 use crate::retry::{RetryPolicy, with_retries};
 use crate::run::breaker::Breaker;
-use crate::run::credentials_message;
 
 /// A customer to check.
 #[derive(Debug)]
@@ -163,10 +162,9 @@ impl StatusJob {
     /// and the run stops if no token could be had.
     fn not_sent(&self, error: Option<ApiError>, stopped: bool) -> JobOutcome<StatusRecord> {
         match error {
-            Some(e) if e.is_unauthorized() && !stopped => JobOutcome::Abort(
-                None,
-                AbortReason::Credentials(credentials_message(&e, &self.credentials)),
-            ),
+            Some(e) if e.is_unauthorized() && !stopped => {
+                JobOutcome::Abort(None, AbortReason::credentials(e, &self.credentials))
+            }
             _ => JobOutcome::NotStarted,
         }
     }
@@ -183,7 +181,7 @@ impl StatusJob {
         if error.is_unauthorized() {
             return JobOutcome::Abort(
                 Some(record),
-                AbortReason::Credentials(credentials_message(error, &self.credentials)),
+                AbortReason::credentials(error.clone(), &self.credentials),
             );
         }
         tracing::warn!(row = row.0, spreadsheet_line = row.spreadsheet_line(), tenant = %tenant, "could not check: {error}");

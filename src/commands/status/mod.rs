@@ -128,8 +128,7 @@ impl RunKind for Reconcile {
             *tenants.borrow_mut().entry(tenant).or_insert(false) |=
                 checked && state.needs_confirmation();
             Some((row, tenant))
-        })
-        .map_err(|e| AppError::Usage(e.to_string()))?;
+        })?;
         Ok(rows.map(|rows| StatusDone {
             rows,
             tenants: tenants.into_inner(),

@@ -20,10 +20,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use mca_attest::domain::{DateAgreed, RowNumber};
+use mca_attest::domain::{DateAgreed, RowNumber, parse_datetime};
 use mca_attest::input::{Column, Encoding, InputOptions, InputReader};
 use mca_attest::progress::ReadPosition;
-use mca_attest::validation::{Clock, Validator, Verdict, classify_rows, parse_datetime};
+use mca_attest::validation::{Clock, Validator, Verdict, classify_rows};
 
 /// The file every iteration of this process writes its input to.
 fn scratch_file() -> &'static Path {
