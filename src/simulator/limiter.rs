@@ -415,7 +415,18 @@ mod tests {
             let span = Duration::from_secs(span_s);
             let got = accepted(&throttle, STEP, span).len() as f64;
             let want = f64::from(burst) + f64::from(rate) * span.as_secs_f64();
-            prop_assert!((got - want).abs() <= 1.0, "got {got}, want {want}");
+            // A bucket of one token is full whenever it is not empty: a call arriving up to a
+            // step after the token was earned finds the overflow spilled, as a real bucket
+            // would; at most a step's refill lost per token.
+            let spilled = if burst == 1 {
+                want * f64::from(rate) * STEP.as_secs_f64()
+            } else {
+                0.0
+            };
+            prop_assert!(
+                got <= want + 1.0 && got >= want - 1.0 - spilled,
+                "got {got}, want {want} (up to {spilled:.1} spilled)"
+            );
         }
 
         /// A sliding window of N per W never holds more than N, and a dense load gets N in
