@@ -41,7 +41,7 @@ pub struct Cli {
 }
 
 /// The version with the git revision it was built from.
-pub const VERSION: &str = concat!(
+pub(crate) const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (",
     env!("MCA_ATTEST_GIT_REV"),

@@ -20,7 +20,7 @@ use crate::validation::parse_date_agreed;
 
 /// Where requests go and how fast.
 #[derive(Debug, Clone)]
-pub struct ApiConfig {
+pub(crate) struct ApiConfig {
     pub endpoint: Endpoint,
     pub rate: Rate,
     pub concurrency: usize,
@@ -29,7 +29,7 @@ pub struct ApiConfig {
 
 /// The service a run talks to.
 #[derive(Debug, Clone)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     /// Partner Center (or anything at this URL), with credentials from the environment.
     Remote(Url),
     /// An in-process simulator started for this run.
@@ -85,7 +85,7 @@ impl TryFrom<&ApiArgs> for ApiConfig {
 
 /// How to read the input.
 #[derive(Debug, Clone)]
-pub struct InputConfig {
+pub(crate) struct InputConfig {
     /// `None`: detected from the header line.
     pub delimiter: Option<u8>,
     pub encoding: Encoding,
@@ -111,7 +111,7 @@ impl TryFrom<&InputArgs> for InputConfig {
 impl InputConfig {
     /// The columns `validate` and `confirm` require: `date_agreed` only when no default
     /// fills it.
-    pub fn signer_options(&self) -> InputOptions {
+    pub(crate) fn signer_options(&self) -> InputOptions {
         let mut required = vec![
             Column::TenantId,
             Column::FirstName,
@@ -140,7 +140,7 @@ impl From<InputEncoding> for Encoding {
 
 /// Where a run's rows come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RunInput {
+pub(crate) enum RunInput {
     /// An input CSV file.
     File(PathBuf),
     /// Every customer of the partner, listed by Partner Center (`status --all-customers`).
@@ -148,7 +148,7 @@ pub enum RunInput {
 }
 
 impl RunInput {
-    pub fn path(&self) -> Option<&Path> {
+    pub(crate) fn path(&self) -> Option<&Path> {
         match self {
             RunInput::File(p) => Some(p),
             RunInput::AllCustomers => None,
@@ -169,7 +169,7 @@ impl std::fmt::Display for RunInput {
 
 /// Every file a run reads or writes, checked against each other before anything is sent.
 #[derive(Debug, Clone)]
-pub struct RunFiles {
+pub(crate) struct RunFiles {
     pub input: RunInput,
     /// The results or report file.
     pub report: OutputTarget,
@@ -185,7 +185,7 @@ pub struct RunFiles {
 impl RunFiles {
     /// Plans a run's files: the report at `-o` or `<input stem>.<suffix>` beside the input.
     /// Refuses (exit 2) `--resume` on standard output, and any two paths that are one file.
-    pub fn plan(
+    pub(crate) fn plan(
         input: RunInput,
         output: Option<&Path>,
         suffix: &str,
@@ -214,7 +214,7 @@ impl RunFiles {
     }
 
     /// The manifest beside a report written to a regular file.
-    pub fn manifest(&self) -> Option<PathBuf> {
+    pub(crate) fn manifest(&self) -> Option<PathBuf> {
         match &self.report {
             OutputTarget::File(p) if !is_special(p) => Some(manifest_path(p)),
             _ => None,
@@ -238,7 +238,7 @@ impl RunFiles {
 
     /// Refuses a run whose outputs overlap the input or each other: writing one would destroy
     /// the input while it is read, or two writers would interleave in one file.
-    pub fn check(&self) -> Result<(), AppError> {
+    pub(crate) fn check(&self) -> Result<(), AppError> {
         let outputs = self.outputs();
         for (i, (what, target)) in outputs.iter().enumerate() {
             if let OutputTarget::File(path) = target {
@@ -297,7 +297,7 @@ fn max_attempts(n: u32) -> Result<u32, AppError> {
 
 /// `confirm`, checked.
 #[derive(Debug, Clone)]
-pub struct ConfirmConfig {
+pub(crate) struct ConfirmConfig {
     pub api: ApiConfig,
     pub input: InputConfig,
     pub files: RunFiles,
@@ -346,7 +346,7 @@ impl TryFrom<&ConfirmArgs> for ConfirmConfig {
 
 /// `status`, checked.
 #[derive(Debug, Clone)]
-pub struct StatusConfig {
+pub(crate) struct StatusConfig {
     pub api: ApiConfig,
     pub delimiter: Option<u8>,
     pub encoding: Encoding,
@@ -394,7 +394,7 @@ impl TryFrom<&StatusArgs> for StatusConfig {
 
 /// `customers`, checked.
 #[derive(Debug, Clone)]
-pub struct CustomersConfig {
+pub(crate) struct CustomersConfig {
     pub api: ApiConfig,
     pub output: OutputTarget,
     pub max_attempts: u32,
@@ -414,7 +414,7 @@ impl TryFrom<&crate::cli::CustomersArgs> for CustomersConfig {
 
 /// `validate`, checked.
 #[derive(Debug, Clone)]
-pub struct ValidateConfig {
+pub(crate) struct ValidateConfig {
     pub input: InputConfig,
     pub files: RunFiles,
 }
@@ -438,7 +438,7 @@ impl TryFrom<&ValidateArgs> for ValidateConfig {
     }
 }
 
-pub fn parse_delimiter(raw: &str) -> Result<u8, AppError> {
+pub(crate) fn parse_delimiter(raw: &str) -> Result<u8, AppError> {
     let d = match raw {
         "\\t" | "tab" | "\t" => b'\t',
         s if s.len() == 1 && s.is_ascii() => s.as_bytes()[0],
@@ -493,7 +493,7 @@ fn output_target(input: &Path, explicit: Option<&Path>, suffix: &str) -> OutputT
 
 /// `report`, checked: the files to read and a workbook path that is none of them.
 #[derive(Debug, Clone)]
-pub struct ReportConfig {
+pub(crate) struct ReportConfig {
     pub files: Vec<PathBuf>,
     pub output: PathBuf,
 }

@@ -9,7 +9,7 @@ use crate::cli::LogFormat;
 
 /// What a line is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Note,
     Summary,
     Hint,
@@ -36,12 +36,12 @@ struct Mode {
 static MODE: OnceLock<Mode> = OnceLock::new();
 
 /// Sets how lines are shown for the rest of the process (the first call wins).
-pub fn init(format: LogFormat, quiet: bool) {
+pub(crate) fn init(format: LogFormat, quiet: bool) {
     let _ = MODE.set(Mode { format, quiet });
 }
 
 /// Shows `text` as a line (or lines) of `kind` on stderr.
-pub fn say(kind: Kind, text: &str) {
+pub(crate) fn say(kind: Kind, text: &str) {
     let mode = MODE.get().copied().unwrap_or(Mode {
         format: LogFormat::Text,
         quiet: false,
@@ -66,7 +66,7 @@ pub fn say(kind: Kind, text: &str) {
 
 /// Whether `args` (the raw command line) ask for JSON log lines, for messages shown before
 /// the command line could be parsed.
-pub fn json_requested(args: &[std::ffi::OsString]) -> bool {
+pub(crate) fn json_requested(args: &[std::ffi::OsString]) -> bool {
     let mut json = false;
     let mut next_is_format = false;
     for arg in args.iter().map(|a| a.to_string_lossy()) {

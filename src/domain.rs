@@ -23,7 +23,7 @@ impl RowNumber {
     /// The line a spreadsheet shows the row on: the header is line 1, so data row 6 is on
     /// line 7. An operator told "row 6" opens the file in Excel and edits line 6, another
     /// customer; messages therefore name both.
-    pub fn spreadsheet_line(self) -> u64 {
+    pub(crate) fn spreadsheet_line(self) -> u64 {
         self.0.saturating_add(1)
     }
 
@@ -71,7 +71,7 @@ impl TenantId {
             .map_err(|_| format!("'{}' is not a GUID", shorten(trimmed)))
     }
 
-    pub fn as_uuid(&self) -> Uuid {
+    pub(crate) fn as_uuid(&self) -> Uuid {
         self.0
     }
 }
@@ -202,7 +202,7 @@ pub struct Confirmation {
 }
 
 impl Confirmation {
-    pub fn key(&self) -> SignerKey {
+    pub(crate) fn key(&self) -> SignerKey {
         SignerKey::new(&self.tenant, &self.signer)
     }
 }
@@ -226,7 +226,7 @@ impl Hash for SignerKey {
 /// A hasher for [`SignerKey`] tables: the key is a hash already, so hashing it again (as the
 /// default SipHash would) only costs time.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct FingerprintHasher(u64);
+pub(crate) struct FingerprintHasher(u64);
 
 impl Hasher for FingerprintHasher {
     fn finish(&self) -> u64 {
@@ -245,12 +245,12 @@ impl Hasher for FingerprintHasher {
 }
 
 /// Builds [`FingerprintHasher`]s.
-pub type FingerprintState = std::hash::BuildHasherDefault<FingerprintHasher>;
+pub(crate) type FingerprintState = std::hash::BuildHasherDefault<FingerprintHasher>;
 
 impl SignerKey {
     /// 64 of the key's bits: enough to tell two signers of one tenant apart (a collision
     /// is about 1 in 10^19).
-    pub fn as_u64(self) -> u64 {
+    pub(crate) fn as_u64(self) -> u64 {
         (u64::from(self.0[0]) << 32) | u64::from(self.0[1])
     }
 
@@ -265,7 +265,7 @@ impl SignerKey {
     }
 
     /// The key of a tenant and a signer given by its values (a blank phone for none).
-    pub fn of(
+    pub(crate) fn of(
         tenant: &TenantId,
         first_name: &str,
         last_name: &str,
@@ -291,7 +291,7 @@ impl SignerKey {
 
 /// `str::trim`, without its work for the common cell that starts and ends with a visible ASCII
 /// character.
-pub fn trim_cell(raw: &str) -> &str {
+pub(crate) fn trim_cell(raw: &str) -> &str {
     match (raw.as_bytes().first(), raw.as_bytes().last()) {
         (Some(a), Some(b)) if a.is_ascii_graphic() && b.is_ascii_graphic() => raw,
         _ => raw.trim(),
@@ -445,7 +445,7 @@ impl RowStatus {
         RowStatus::Conflict,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RowStatus::Confirmed => "confirmed",
             RowStatus::AlreadyConfirmed => "already_confirmed",
@@ -463,7 +463,7 @@ impl RowStatus {
     }
 
     /// Whether a row with this status makes the run exit 1.
-    pub fn is_problem(self) -> bool {
+    pub(crate) fn is_problem(self) -> bool {
         matches!(
             self,
             RowStatus::Invalid | RowStatus::Failed | RowStatus::Conflict
@@ -483,7 +483,7 @@ impl fmt::Display for RowStatus {
 }
 
 /// Cuts a value for use inside a message, so a huge cell cannot flood a log line.
-pub fn shorten(s: &str) -> String {
+pub(crate) fn shorten(s: &str) -> String {
     const MAX: usize = 60;
     if s.chars().count() <= MAX {
         s.to_string()

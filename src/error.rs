@@ -10,7 +10,7 @@ use crate::resume::ResumeError;
 
 /// The contract's exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
+pub(crate) enum Exit {
     /// Every row confirmed, already confirmed, would confirm or valid (duplicates aside).
     Success,
     /// The run finished, and some rows are `invalid` or `failed`.
@@ -29,7 +29,7 @@ pub enum Exit {
 impl Exit {
     /// The exit code of a run that stopped for `abort` (if it did) with `problems` rows whose
     /// status makes the run exit 1.
-    pub fn of_run(abort: Option<&AbortReason>, problems: u64) -> Exit {
+    pub(crate) fn of_run(abort: Option<&AbortReason>, problems: u64) -> Exit {
         match abort {
             Some(AbortReason::Interrupted) => Exit::Interrupted,
             Some(_) => Exit::Aborted,
@@ -38,7 +38,7 @@ impl Exit {
         }
     }
 
-    pub fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         match self {
             Exit::Success => 0,
             Exit::RowProblems => 1,
@@ -56,7 +56,7 @@ impl Exit {
     /// interrupted keeps its code (2, 3, 130), since its own cause needs fixing first and
     /// `--resume` is its next step either way (the error line about the token is printed all
     /// the same).
-    pub fn with_token_unsaved(self) -> Exit {
+    pub(crate) fn with_token_unsaved(self) -> Exit {
         match self {
             Exit::Success | Exit::RowProblems => Exit::TokenUnsaved,
             other => other,
@@ -72,7 +72,7 @@ impl From<Exit> for ExitCode {
 
 /// A command that could not run (exit 2) or had to stop (exit 3).
 #[derive(Debug, thiserror::Error)]
-pub enum AppError {
+pub(crate) enum AppError {
     /// A flag or environment value is wrong.
     #[error("{0}")]
     Usage(String),
@@ -112,7 +112,7 @@ pub enum AppError {
 }
 
 impl AppError {
-    pub fn exit(&self) -> Exit {
+    pub(crate) fn exit(&self) -> Exit {
         match self {
             AppError::Usage(_)
             | AppError::Input(_)

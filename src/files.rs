@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// Options that create files readable by their owner only.
-pub fn private_options() -> OpenOptions {
+pub(crate) fn private_options() -> OpenOptions {
     // Elsewhere (Windows) a new file inherits its folder's access control list.
     #[cfg_attr(not(unix), allow(unused_mut))]
     let mut options = OpenOptions::new();
@@ -22,7 +22,7 @@ pub fn private_options() -> OpenOptions {
 /// Replaces `path` with `bytes` at once: written to a uniquely named temporary file in the
 /// same folder (never a fixed name two runs could share), synced, then renamed over `path`,
 /// so a reader or a crash never sees half a file. Devices and pipes are written directly.
-pub fn replace_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn replace_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     if is_special(path) {
         let mut f = OpenOptions::new().write(true).open(path)?;
         return f.write_all(bytes).and_then(|()| f.flush());
@@ -32,7 +32,7 @@ pub fn replace_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Like [`replace_private`] for a regular file, the content written by `write` into the
 /// temporary file (which it may seek in) rather than held in memory first.
-pub fn replace_private_with(
+pub(crate) fn replace_private_with(
     path: &Path,
     write: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<()> {
@@ -57,7 +57,7 @@ pub fn replace_private_with(
 
 /// Replaces the file at `path` (following a symbolic link to the file it names) with `bytes`
 /// at once, keeping its permissions: for a secret that the tool itself renews.
-pub fn replace_keeping_mode(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn replace_keeping_mode(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let (target, mut tmp) = temp_beside_target(path)?;
     let permissions = std::fs::metadata(&target)?.permissions();
     tmp.write_all(bytes)?;
@@ -69,7 +69,7 @@ pub fn replace_keeping_mode(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Whether [`replace_keeping_mode`] could replace `path` now: the file it names exists and its
 /// folder takes a new file (an empty one is created and removed).
-pub fn can_replace_keeping_mode(path: &Path) -> io::Result<()> {
+pub(crate) fn can_replace_keeping_mode(path: &Path) -> io::Result<()> {
     temp_beside_target(path)?.1.close()
 }
 
@@ -86,14 +86,14 @@ fn temp_beside_target(path: &Path) -> io::Result<(PathBuf, tempfile::NamedTempFi
 
 /// Whether `path` exists and is not a regular file or folder (a device such as /dev/null, a
 /// FIFO, a socket): written as a stream, never locked, synced or given a manifest.
-pub fn is_special(path: &Path) -> bool {
+pub(crate) fn is_special(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
 /// The identity of a path for comparing outputs: the canonical path of an existing file,
 /// else its canonical folder joined with its name (so `./r.csv` and `r.csv` are one file
 /// before either exists).
-pub fn identity(path: &Path) -> PathBuf {
+pub(crate) fn identity(path: &Path) -> PathBuf {
     if let Ok(p) = std::fs::canonicalize(path) {
         return p;
     }
@@ -108,7 +108,7 @@ pub fn identity(path: &Path) -> PathBuf {
 }
 
 /// Whether two paths name the same file (hard links included, on Unix).
-pub fn same_file(a: &Path, b: &Path) -> bool {
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
@@ -120,12 +120,12 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 /// `/dev/null` takes any number of writers: two outputs sent there do not collide.
-pub fn is_null_device(path: &Path) -> bool {
+pub(crate) fn is_null_device(path: &Path) -> bool {
     is_special(path) && identity(path) == Path::new("/dev/null")
 }
 
 /// Writes to stdout; a reader that went away (`| head`) is not an error.
-pub fn print_stdout(bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn print_stdout(bytes: &[u8]) -> io::Result<()> {
     let mut out = io::stdout().lock();
     match out.write_all(bytes).and_then(|()| out.flush()) {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e),

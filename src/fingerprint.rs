@@ -10,13 +10,13 @@ use sha2::{Digest, Sha256};
 
 /// What ties a report to its input: the file's SHA-256 and its number of data rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InputFingerprint {
+pub(crate) struct InputFingerprint {
     pub sha256: String,
     pub rows: u64,
 }
 
 /// SHA-256 of a file, lowercase hex.
-pub fn sha256_file(path: &Path) -> io::Result<String> {
+pub(crate) fn sha256_file(path: &Path) -> io::Result<String> {
     // Read in large pieces: `io::copy` alone reads 8 KiB at a time, a system call each (13,000
     // of them for a 110 MB file).
     let mut hashing = io::BufReader::with_capacity(READ_BYTES, Hashing::new(File::open(path)?));
@@ -28,7 +28,7 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
 const READ_BYTES: usize = 256 * 1024;
 
 /// A reader that hashes every byte read through it.
-pub struct Hashing<R> {
+pub(crate) struct Hashing<R> {
     inner: R,
     hasher: Sha256,
 }
@@ -42,7 +42,7 @@ impl<R> Hashing<R> {
     }
 
     /// The SHA-256 of what was read so far, lowercase hex; the hash starts again from empty.
-    pub fn take_sha256(&mut self) -> String {
+    pub(crate) fn take_sha256(&mut self) -> String {
         format!("{:x}", std::mem::take(&mut self.hasher).finalize())
     }
 

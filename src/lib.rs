@@ -7,30 +7,30 @@
 //! subcommand under [`commands`]; [`reconcile`] decides a customer's state; and the Partner
 //! Center [`simulator`] on its own.
 
-pub mod api;
+pub(crate) mod api;
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod console;
+pub(crate) mod console;
 pub mod domain;
-pub mod error;
-pub mod files;
-pub mod fingerprint;
+pub(crate) mod error;
+pub(crate) mod files;
+pub(crate) mod fingerprint;
 pub mod input;
-pub mod logging;
-pub mod manifest;
-pub mod pipeline;
+pub(crate) mod logging;
+pub(crate) mod manifest;
+pub(crate) mod pipeline;
 pub mod progress;
 pub mod rate;
-pub mod reconcile;
+pub(crate) mod reconcile;
 pub mod results;
 pub mod resume;
-pub mod retry;
-pub mod run;
-pub mod signals;
+pub(crate) mod retry;
+pub(crate) mod run;
+pub(crate) mod signals;
 pub mod simulator;
-pub mod summary;
-pub mod tally;
+pub(crate) mod summary;
+pub(crate) mod tally;
 pub mod validation;
 
 use std::process::ExitCode;

@@ -8,7 +8,7 @@ use crate::progress::BarSafeStderr;
 
 /// Installs the global subscriber; a second call (tests running in-process) is a no-op. The
 /// level is `RUST_LOG` when set, else from `-q` (errors only) and `-v` (debug, then trace).
-pub fn init(format: LogFormat, quiet: bool, verbose: u8) {
+pub(crate) fn init(format: LogFormat, quiet: bool, verbose: u8) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "info",

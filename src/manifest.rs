@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::summary::RunSummary;
 
 /// Identifies the manifest format for tools that read it.
-pub const SCHEMA: &str = "mca-attest/manifest/v1";
+pub(crate) const SCHEMA: &str = "mca-attest/manifest/v1";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Manifest {
@@ -27,7 +27,7 @@ struct Manifest {
 
 /// What the manifest beside a file says.
 #[derive(Debug, Clone)]
-pub enum History {
+pub(crate) enum History {
     Missing,
     /// The manifest is there but cannot be read (the reason).
     Unreadable(String),
@@ -37,7 +37,7 @@ pub enum History {
 /// A run as the manifest holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum Recorded {
+pub(crate) enum Recorded {
     /// A run with every field this version records.
     Run(Box<RunEntry>),
     /// A run recorded otherwise (another version's fields): kept as it was written.
@@ -46,7 +46,7 @@ pub enum Recorded {
 
 impl Recorded {
     /// The command that ran (`confirm`, `status`, `validate`).
-    pub fn command(&self) -> Option<&str> {
+    pub(crate) fn command(&self) -> Option<&str> {
         match self {
             Recorded::Run(run) => Some(&run.command),
             Recorded::Other(_) => self.text("command"),
@@ -54,7 +54,7 @@ impl Recorded {
     }
 
     /// Whether the run wrote its report with `--redact` (a run that does not say: no).
-    pub fn redacted(&self) -> bool {
+    pub(crate) fn redacted(&self) -> bool {
         match self {
             Recorded::Run(run) => run.redacted,
             Recorded::Other(value) => {
@@ -64,7 +64,7 @@ impl Recorded {
     }
 
     /// The SHA-256 of the input the run read, when it recorded one.
-    pub fn input_sha256(&self) -> Option<&str> {
+    pub(crate) fn input_sha256(&self) -> Option<&str> {
         match self {
             Recorded::Run(run) => run.input_sha256.as_deref(),
             Recorded::Other(_) => self.text("input_sha256"),
@@ -72,7 +72,7 @@ impl Recorded {
     }
 
     /// The run's exit code, when recorded.
-    pub fn exit_code(&self) -> Option<u8> {
+    pub(crate) fn exit_code(&self) -> Option<u8> {
         match self {
             Recorded::Run(run) => Some(run.exit_code),
             Recorded::Other(value) => value
@@ -84,21 +84,21 @@ impl Recorded {
 
     /// The run's id, the input it read and when it started, as text (empty when not
     /// recorded), for a report of the history.
-    pub fn run_id(&self) -> String {
+    pub(crate) fn run_id(&self) -> String {
         match self {
             Recorded::Run(run) => run.run_id.to_string(),
             Recorded::Other(_) => self.text("run_id").unwrap_or_default().to_string(),
         }
     }
 
-    pub fn input(&self) -> &str {
+    pub(crate) fn input(&self) -> &str {
         match self {
             Recorded::Run(run) => &run.input,
             Recorded::Other(_) => self.text("input").unwrap_or_default(),
         }
     }
 
-    pub fn started_at(&self) -> String {
+    pub(crate) fn started_at(&self) -> String {
         match self {
             Recorded::Run(run) => run
                 .started_at
@@ -119,7 +119,7 @@ impl Recorded {
 /// One run's entry: the fields of [`RunSummary`] as `--summary-json` writes them. Declared in
 /// alphabetical order, the order manifests have always had on disk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunEntry {
+pub(crate) struct RunEntry {
     pub aborted: Option<String>,
     pub base_url: Option<String>,
     pub command: String,
@@ -155,20 +155,20 @@ pub struct RunEntry {
 impl RunEntry {
     /// The entry of a run: its summary as `--summary-json` has it, field for field (a field
     /// the summary gains and this entry does not name is kept in `other`).
-    pub fn of(summary: &RunSummary) -> Result<Self, serde_json::Error> {
+    pub(crate) fn of(summary: &RunSummary) -> Result<Self, serde_json::Error> {
         serde_json::to_value(summary).and_then(serde_json::from_value)
     }
 }
 
 /// Where the manifest of `report` lives.
-pub fn manifest_path(report: &Path) -> PathBuf {
+pub(crate) fn manifest_path(report: &Path) -> PathBuf {
     let mut name = report.as_os_str().to_owned();
     name.push(".manifest.json");
     PathBuf::from(name)
 }
 
 /// The runs recorded beside `report`, oldest first (none when there is no readable manifest).
-pub fn runs(report: &Path) -> Vec<Recorded> {
+pub(crate) fn runs(report: &Path) -> Vec<Recorded> {
     match history(report) {
         History::Runs(runs) => runs,
         History::Missing | History::Unreadable(_) => Vec::new(),
@@ -176,7 +176,7 @@ pub fn runs(report: &Path) -> Vec<Recorded> {
 }
 
 /// What the manifest beside `report` says: its runs, oldest first, or why there are none.
-pub fn history(report: &Path) -> History {
+pub(crate) fn history(report: &Path) -> History {
     let text = match std::fs::read_to_string(manifest_path(report)) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return History::Missing,
@@ -194,7 +194,7 @@ pub fn history(report: &Path) -> History {
 /// with its manifest, when the run completes). Replaced atomically through a temporary file
 /// of its own, so a crash never leaves a torn manifest and two writers never share a scratch
 /// name.
-pub fn record(
+pub(crate) fn record(
     written: &Path,
     report: &Path,
     summary: &RunSummary,

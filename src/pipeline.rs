@@ -23,7 +23,7 @@ use crate::tally::Tally;
 
 /// One unit of work from the reader.
 #[derive(Debug)]
-pub enum Work<I, R> {
+pub(crate) enum Work<I, R> {
     /// A row that needs the network.
     Send { row: RowNumber, input: I },
     /// A row whose outcome is known without the network (invalid, duplicate, ...).
@@ -33,7 +33,7 @@ pub enum Work<I, R> {
 /// Why a run stopped before the end of its input, with the error behind it where there was
 /// one (shared, as every task of the run may ask why it stopped).
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum AbortReason {
+pub(crate) enum AbortReason {
     /// Partner Center (or the token authority) refused `credentials`, as the run describes them.
     #[error("{}", credentials_message(.error, .credentials))]
     Credentials {
@@ -67,7 +67,7 @@ pub enum AbortReason {
 
 impl AbortReason {
     /// The run's credentials were refused with `error`.
-    pub fn credentials(error: ApiError, credentials: &str) -> Self {
+    pub(crate) fn credentials(error: ApiError, credentials: &str) -> Self {
         AbortReason::Credentials {
             error: Box::new(error),
             credentials: credentials.to_string(),
@@ -88,7 +88,7 @@ impl From<InputError> for AbortReason {
 }
 
 /// The message for credentials Partner Center (or the token authority) refused.
-pub fn credentials_message(error: &ApiError, credentials: &str) -> String {
+pub(crate) fn credentials_message(error: &ApiError, credentials: &str) -> String {
     if error.kind == ApiErrorKind::Credentials {
         return format!("no access token: {}", error.message);
     }
@@ -106,7 +106,7 @@ pub fn credentials_message(error: &ApiError, credentials: &str) -> String {
 
 /// What a job did with one row.
 #[derive(Debug)]
-pub enum JobOutcome<R> {
+pub(crate) enum JobOutcome<R> {
     Done(R),
     /// The whole run must stop; the row's record, if anything was sent for it.
     Abort(Option<R>, AbortReason),
@@ -117,7 +117,7 @@ pub enum JobOutcome<R> {
 
 /// What every job shares: the stop signal and why the run stopped.
 #[derive(Debug, Default)]
-pub struct RunContext {
+pub(crate) struct RunContext {
     /// Cancelled when the run must stop starting new work.
     pub stop: CancellationToken,
     abort: Mutex<Option<AbortReason>>,
@@ -132,7 +132,7 @@ impl RunContext {
     }
 
     /// Stops the run; the first reason given is the one reported.
-    pub fn abort(&self, reason: AbortReason) {
+    pub(crate) fn abort(&self, reason: AbortReason) {
         if let Ok(mut slot) = self.abort.lock() {
             slot.get_or_insert(reason);
         }
@@ -140,13 +140,13 @@ impl RunContext {
     }
 
     /// Why the run stopped, if it did.
-    pub fn abort_reason(&self) -> Option<AbortReason> {
+    pub(crate) fn abort_reason(&self) -> Option<AbortReason> {
         self.abort.lock().ok().and_then(|a| a.clone())
     }
 }
 
 /// A kind of network work done per row (confirming, checking status, ...).
-pub trait Job: Send + Sync + 'static {
+pub(crate) trait Job: Send + Sync + 'static {
     type Input: Send + 'static;
     type Record: ReportRecord;
 
@@ -162,7 +162,7 @@ pub trait Job: Send + Sync + 'static {
 type StatusOf<J> = <<J as Job>::Record as ReportRecord>::Status;
 
 /// Where a pipeline's records go.
-pub struct Outputs {
+pub(crate) struct Outputs {
     pub report: ReportWriter,
     /// The side output (`--emit-confirm-input`), if any.
     pub side: Option<LineWriter>,
@@ -170,7 +170,7 @@ pub struct Outputs {
 }
 
 /// How a pipeline run ended, with its outputs to finish (none if the writer task died).
-pub struct PipelineReport<S: crate::domain::Status> {
+pub(crate) struct PipelineReport<S: crate::domain::Status> {
     pub tally: Tally<S>,
     pub abort: Option<AbortReason>,
     pub outputs: Option<(ReportWriter, Option<LineWriter>)>,
@@ -181,7 +181,7 @@ pub struct PipelineReport<S: crate::domain::Status> {
 /// `concurrency` workers, started once, take the rows one at a time from the source: a row is
 /// a step of a worker's loop, not a task of its own, so a row costs no task to allocate, move
 /// and free (its future is large: the request, its retries and the record).
-pub async fn run<J: Job>(
+pub(crate) async fn run<J: Job>(
     job: Arc<J>,
     ctx: Arc<RunContext>,
     concurrency: usize,
@@ -367,7 +367,7 @@ async fn write_records<R: ReportRecord>(
 /// The reader is faster than the network, so the channel is mostly full. Waiting for one free
 /// slot would wake the reader thread once per row (two futex calls and two context switches a
 /// row); waiting for room for half the channel wakes it once per batch.
-pub fn feed<I, R>(tx: &mpsc::Sender<Work<I, R>>, work: Work<I, R>) -> bool {
+pub(crate) fn feed<I, R>(tx: &mpsc::Sender<Work<I, R>>, work: Work<I, R>) -> bool {
     match tx.try_send(work) {
         Ok(()) => true,
         Err(TrySendError::Closed(_)) => false,

@@ -37,7 +37,7 @@ impl ReadPosition {
         }
     }
 
-    pub fn update(&self, bytes: u64, rows: u64) {
+    pub(crate) fn update(&self, bytes: u64, rows: u64) {
         self.bytes.store(bytes, Ordering::Relaxed);
         self.rows.store(rows, Ordering::Relaxed);
     }
@@ -48,23 +48,23 @@ impl ReadPosition {
         self.finished.store(true, Ordering::Relaxed);
     }
 
-    pub fn set_index_bytes(&self, bytes: usize) {
+    pub(crate) fn set_index_bytes(&self, bytes: usize) {
         self.index_bytes.store(bytes as u64, Ordering::Relaxed);
     }
 
     /// A row the resumed report already has done, skipped by the reader.
-    pub fn skip_done(&self) {
+    pub(crate) fn skip_done(&self) {
         self.done_before.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The input's data rows, counted by the fingerprinting.
-    pub fn set_counted_rows(&self, rows: u64) {
+    pub(crate) fn set_counted_rows(&self, rows: u64) {
         self.counted_rows.store(rows, Ordering::Relaxed);
     }
 
     /// The number of rows of the input: exact once read to the end or counted, else
     /// estimated from the byte position; `None` before anything is known.
-    pub fn total(&self) -> Option<Total> {
+    pub(crate) fn total(&self) -> Option<Total> {
         let rows = self.rows.load(Ordering::Relaxed);
         if self.finished.load(Ordering::Relaxed) {
             return Some(Total::Exact(rows));
@@ -98,7 +98,7 @@ static ACTIVE_BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
 
 /// Progress of one run: a bar when stderr is a terminal and progress is wanted, else nothing.
 #[derive(Debug, Clone)]
-pub struct Progress {
+pub(crate) struct Progress {
     bar: Option<ProgressBar>,
 }
 
@@ -134,7 +134,7 @@ impl Progress {
     }
 
     /// Called by the writer after each record.
-    pub fn record<S: Status>(&self, tally: &Tally<S>, order: &[S]) {
+    pub(crate) fn record<S: Status>(&self, tally: &Tally<S>, order: &[S]) {
         if let Some(bar) = &self.bar {
             bar.set_position(tally.total());
             bar.set_message(format!("  {}", tally.describe(order)));
@@ -153,7 +153,7 @@ impl Progress {
 
 /// The input's number of rows, as far as it is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Total {
+pub(crate) enum Total {
     /// Read to the end, or counted.
     Exact(u64),
     /// Estimated from the byte position.
@@ -162,7 +162,7 @@ pub enum Total {
 
 /// What the progress line shows, at one moment.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// Rows a resumed report already had done: the count starts there.
     pub done_before: u64,
     /// Rows this run finished.
@@ -184,17 +184,18 @@ impl Snapshot {
     }
 }
 
-/// The widest [`line`] can be: the statuses get the rest of an 80-column terminal (typically
+/// The widest [`line`] can be (a test holds it to this): the statuses get the rest of an 80-column terminal (typically
 /// some 30 columns; the line is this wide only with million-row counts and a days-long eta).
-pub const LINE_MAX: usize = 64;
+#[cfg(test)]
+const LINE_MAX: usize = 64;
 
 /// Width of the bar in [`line`].
 const BAR: usize = 12;
 
-/// The progress line before the statuses, at most [`LINE_MAX`] characters:
+/// The progress line before the statuses, at most 64 characters:
 /// `[00:01:05] ########-------- 148/301 rows 4.9/s eta 31s`. The count includes the rows a
 /// resumed report already had; the rate and the eta are this run's.
-pub fn line(s: &Snapshot) -> String {
+pub(crate) fn line(s: &Snapshot) -> String {
     let done = s.done_before.saturating_add(s.done_now);
     let (total, about) = match s.total {
         Some(Total::Exact(n)) => (Some(n.max(done)), ""),
@@ -282,7 +283,7 @@ fn duration(secs: f64) -> String {
 
 /// Writes to stderr, hiding the progress bar while it does, so log lines never tear it.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct BarSafeStderr;
+pub(crate) struct BarSafeStderr;
 
 impl Write for BarSafeStderr {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {

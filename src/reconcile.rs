@@ -8,12 +8,12 @@ use crate::api::client::{AgreementRecord, MCA_AGREEMENT_TYPE, RecordContact};
 use crate::domain::{Signer, Status, rfc3339};
 
 /// Microsoft's MCA refresh: acceptances before this date must be renewed.
-pub const DEFAULT_REFRESH_CUTOFF: &str = "2023-04-01";
+pub(crate) const DEFAULT_REFRESH_CUTOFF: &str = "2023-04-01";
 
 /// What Partner Center has on record for a customer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum CustomerState {
+pub(crate) enum CustomerState {
     /// A partner-confirmed MCA dated on or after the cutoff.
     Attested,
     /// The newest partner-confirmed MCA predates the cutoff: the customer must accept again.
@@ -35,7 +35,7 @@ impl CustomerState {
         CustomerState::Error,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             CustomerState::Attested => "attested",
             CustomerState::Stale => "stale",
@@ -46,12 +46,12 @@ impl CustomerState {
     }
 
     /// Whether the customer can transact (no action needed).
-    pub fn is_current(self) -> bool {
+    pub(crate) fn is_current(self) -> bool {
         matches!(self, CustomerState::Attested | CustomerState::DirectSigned)
     }
 
     /// Whether `confirm` should be run for the customer.
-    pub fn needs_confirmation(self) -> bool {
+    pub(crate) fn needs_confirmation(self) -> bool {
         matches!(self, CustomerState::Stale | CustomerState::Missing)
     }
 }
@@ -82,7 +82,7 @@ impl std::fmt::Display for CustomerState {
 
 /// What the partner-confirmed records alone say.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Finding {
+pub(crate) enum Finding {
     /// The newest MCA record is dated on or after the cutoff.
     Current(Latest),
     /// The newest MCA record predates the cutoff.
@@ -95,18 +95,18 @@ pub enum Finding {
 
 /// The newest MCA record and its date.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Latest {
+pub(crate) struct Latest {
     pub date: DateTime<Utc>,
     pub record: AgreementRecord,
 }
 
 impl Finding {
     /// Whether the direct-signed status decides the state (nothing current on record).
-    pub fn needs_direct_check(&self) -> bool {
+    pub(crate) fn needs_direct_check(&self) -> bool {
         matches!(self, Finding::Stale(_) | Finding::None)
     }
 
-    pub fn latest(&self) -> Option<&Latest> {
+    pub(crate) fn latest(&self) -> Option<&Latest> {
         match self {
             Finding::Current(l) | Finding::Stale(l) => Some(l),
             Finding::None | Finding::Unreadable(_) => None,
@@ -122,7 +122,7 @@ fn is_mca(record: &AgreementRecord) -> bool {
 }
 
 /// Reads a customer's agreement records against the refresh cutoff.
-pub fn read_records(items: &[AgreementRecord], cutoff: DateTime<Utc>) -> Finding {
+pub(crate) fn read_records(items: &[AgreementRecord], cutoff: DateTime<Utc>) -> Finding {
     let mut latest: Option<Latest> = None;
     for record in items.iter().filter(|r| is_mca(r)) {
         let Some(date) = record.date_agreed_utc() else {
@@ -145,7 +145,7 @@ pub fn read_records(items: &[AgreementRecord], cutoff: DateTime<Utc>) -> Finding
 
 /// The state of a customer from what is on record and, where it was asked, whether the
 /// customer accepted the MCA directly. A direct acceptance wins over a stale confirmation.
-pub fn decide(
+pub(crate) fn decide(
     finding: &Finding,
     direct_signed: Option<bool>,
     cutoff: DateTime<Utc>,
@@ -175,7 +175,7 @@ pub fn decide(
 
 /// The key Partner Center's "already exists" rule compares for a record: tenant, names,
 /// email and phone, normalised as for the input's rows.
-pub fn record_key(
+pub(crate) fn record_key(
     tenant: &crate::domain::TenantId,
     a: &AgreementRecord,
 ) -> crate::domain::SignerKey {
@@ -190,12 +190,12 @@ pub fn record_key(
 }
 
 /// Whether a record's contact is the input's signer (names and email, case-insensitively).
-pub fn same_contact(a: &AgreementRecord, s: &Signer) -> bool {
+pub(crate) fn same_contact(a: &AgreementRecord, s: &Signer) -> bool {
     same_person(&a.primary_contact, s)
 }
 
 /// Whether a contact is the input's signer (names and email, case-insensitively).
-pub fn same_person(c: &RecordContact, s: &Signer) -> bool {
+pub(crate) fn same_person(c: &RecordContact, s: &Signer) -> bool {
     c.first_name
         .trim()
         .eq_ignore_ascii_case(s.first_name.trim())

@@ -53,7 +53,8 @@ impl<K: Eq + std::hash::Hash> ResumeState<K> {
         self.done.contains(key)
     }
 
-    pub fn done_count(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn done_count(&self) -> usize {
         self.done.len()
     }
 }
@@ -73,7 +74,7 @@ pub fn load(path: &Path) -> Result<Option<ResumeState>, ResumeError> {
 
 /// Reads any report for resuming: `header` must match, and `done` gives the key of each line
 /// that needs no redo. Nothing in the file is changed unless every check passes.
-pub fn load_with<K: Eq + std::hash::Hash>(
+pub(crate) fn load_with<K: Eq + std::hash::Hash>(
     path: &Path,
     header: &[&str],
     mut done: impl FnMut(&csv::StringRecord) -> Option<K>,
@@ -301,12 +302,12 @@ fn looks_masked(email: &str) -> bool {
 /// Whether the manifest beside `report` says a run wrote it with `--redact`. An absent or
 /// unreadable manifest, or runs without the field, say no: the content check in [`load`] still
 /// catches a redacted results file.
-pub fn manifest_says_redacted(report: &Path) -> bool {
+pub(crate) fn manifest_says_redacted(report: &Path) -> bool {
     manifest::runs(report).iter().any(Recorded::redacted)
 }
 
 /// The input's SHA-256 as the last run recorded it in the manifest beside `report`.
-pub fn last_input_sha256(report: &Path) -> Option<String> {
+pub(crate) fn last_input_sha256(report: &Path) -> Option<String> {
     manifest::runs(report)
         .last()?
         .input_sha256()
@@ -316,7 +317,7 @@ pub fn last_input_sha256(report: &Path) -> Option<String> {
 /// A warning for the log when the input to resume with differs from the one the last run read:
 /// rows are matched by tenant and signer, so a changed input still works, but the audit trail
 /// should say so.
-pub fn input_changed_warning(report: &Path, current_sha256: &str) -> Option<String> {
+pub(crate) fn input_changed_warning(report: &Path, current_sha256: &str) -> Option<String> {
     let previous = last_input_sha256(report)?;
     if previous.eq_ignore_ascii_case(current_sha256) {
         return None;

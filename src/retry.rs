@@ -13,7 +13,7 @@ use crate::api::{ApiError, ApiErrorKind, CallOutcome};
 
 /// Exponential backoff with full jitter, honouring `Retry-After`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Most attempts per row, the first included.
     pub max_attempts: u32,
     pub base: Duration,
@@ -31,7 +31,12 @@ impl RetryPolicy {
 
     /// After attempt number `attempt` (1-based) failed with `error`: how long to wait before
     /// the next one, or `None` when the row is finished.
-    pub fn next_delay(&self, attempt: u32, error: &ApiError, random: f64) -> Option<Duration> {
+    pub(crate) fn next_delay(
+        &self,
+        attempt: u32,
+        error: &ApiError,
+        random: f64,
+    ) -> Option<Duration> {
         if attempt >= self.max_attempts || !error.is_retryable() {
             return None;
         }
@@ -48,7 +53,7 @@ impl RetryPolicy {
     }
 
     /// Full jitter: uniform in [0, min(cap, base * 2^(attempt-1))]; `random` in [0, 1).
-    pub fn backoff(&self, attempt: u32, random: f64) -> Duration {
+    pub(crate) fn backoff(&self, attempt: u32, random: f64) -> Duration {
         let exp = self
             .base
             .saturating_mul(
@@ -74,14 +79,14 @@ fn scaled(d: Duration, random: f64) -> Duration {
 
 /// A uniform random number in [0, 1) from the operating system's generator (through uuid,
 /// which the crate already uses), so concurrent rows do not retry in lockstep.
-pub fn jitter() -> f64 {
+pub(crate) fn jitter() -> f64 {
     let bits = uuid::Uuid::new_v4().as_u64_pair().0 >> 11;
     bits as f64 / (1u64 << 53) as f64
 }
 
 /// The last outcome of a call made under a retry policy, and how many requests it took.
 #[derive(Debug)]
-pub struct Attempts<T> {
+pub(crate) struct Attempts<T> {
     pub outcome: CallOutcome<T>,
     /// Requests sent in all (each retry, and each resend after a token renewal).
     pub sent: u32,
@@ -91,7 +96,7 @@ pub struct Attempts<T> {
 
 /// Makes `call` until it succeeds, fails for good, or the policy gives up; waits between
 /// attempts as the policy says, and gives up waiting when the run stops.
-pub async fn with_retries<T, F, Fut>(
+pub(crate) async fn with_retries<T, F, Fut>(
     policy: &RetryPolicy,
     stop: &CancellationToken,
     mut call: F,

@@ -7,7 +7,7 @@ use crate::pipeline::{AbortReason, RunContext};
 
 /// First SIGINT/SIGTERM/SIGHUP: stop starting rows and let the in-flight ones finish. Second: exit at
 /// once (every finished row is already on disk).
-pub async fn watch(ctx: Arc<RunContext>) {
+pub(crate) async fn watch(ctx: Arc<RunContext>) {
     let mut received = 0;
     loop {
         if !next_signal().await {

@@ -14,7 +14,7 @@ use crate::tally::Tally;
 
 /// What a run did, in one place.
 #[derive(Debug, Clone, Serialize)]
-pub struct RunSummary {
+pub(crate) struct RunSummary {
     pub tool_version: &'static str,
     pub command: &'static str,
     /// The command line, with the values of secret-bearing options removed (credentials only
@@ -64,14 +64,14 @@ pub struct RunSummary {
 
 /// Start of a run, for timing and ids.
 #[derive(Debug, Clone)]
-pub struct RunClock {
+pub(crate) struct RunClock {
     pub run_id: Uuid,
     pub started_at: DateTime<Utc>,
     started: Instant,
 }
 
 impl RunClock {
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         RunClock {
             run_id: Uuid::new_v4(),
             started_at: Utc::now(),
@@ -79,7 +79,7 @@ impl RunClock {
         }
     }
 
-    pub fn elapsed_seconds(&self) -> f64 {
+    pub(crate) fn elapsed_seconds(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
     }
 }
@@ -134,7 +134,7 @@ impl RunSummary {
     }
 
     /// The human summary for stderr.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut text = format!(
             "{} rows in {:.1} s ({} rows/s): {}",
             self.rows, self.elapsed_seconds, self.rows_per_second, self.counts_line,
@@ -173,21 +173,21 @@ impl RunSummary {
         text
     }
 
-    pub fn to_json(&self) -> std::io::Result<String> {
+    pub(crate) fn to_json(&self) -> std::io::Result<String> {
         let mut text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
         text.push('\n');
         Ok(text)
     }
 
     /// Fills in what the rate gate saw: requests sent, their rate, throttling episodes.
-    pub fn set_gate(&mut self, gate: &crate::rate::RequestGate) {
+    pub(crate) fn set_gate(&mut self, gate: &crate::rate::RequestGate) {
         self.requests_sent = gate.sent();
         self.effective_rate = (gate.effective_rate() * 10.0).round() / 10.0;
         self.throttle_episodes = gate.episodes();
     }
 
     /// Fills in the input's fingerprint (computed beside the run).
-    pub fn set_input(&mut self, fingerprint: Option<InputFingerprint>) {
+    pub(crate) fn set_input(&mut self, fingerprint: Option<InputFingerprint>) {
         if let Some(f) = fingerprint {
             self.input_sha256 = Some(f.sha256);
             self.input_rows = Some(f.rows);
@@ -196,7 +196,7 @@ impl RunSummary {
 }
 
 /// ` (N empty rows skipped)` for a message about the rows read, or nothing.
-pub fn empty_rows_note(empty_rows: u64) -> String {
+pub(crate) fn empty_rows_note(empty_rows: u64) -> String {
     match empty_rows {
         0 => String::new(),
         n => format!(" ({n} empty row(s) skipped)"),
@@ -205,7 +205,7 @@ pub fn empty_rows_note(empty_rows: u64) -> String {
 
 /// The command line as run, with the values of options that carry secrets replaced. An
 /// argument that is not UTF-8 (a file name from a Windows share) is shown lossily.
-pub fn redacted_command_line() -> Vec<String> {
+pub(crate) fn redacted_command_line() -> Vec<String> {
     redact(std::env::args_os().map(|a| a.to_string_lossy().into_owned()))
 }
 

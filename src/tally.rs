@@ -7,7 +7,7 @@ use crate::domain::Status;
 
 /// Rows per status of one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tally<S: Status> {
+pub(crate) struct Tally<S: Status> {
     counts: Vec<u64>,
     _status: std::marker::PhantomData<S>,
 }
@@ -22,22 +22,22 @@ impl<S: Status> Default for Tally<S> {
 }
 
 impl<S: Status> Tally<S> {
-    pub fn add(&mut self, status: S) {
+    pub(crate) fn add(&mut self, status: S) {
         if let Some(n) = self.counts.get_mut(status.index()) {
             *n = n.saturating_add(1);
         }
     }
 
-    pub fn get(&self, status: S) -> u64 {
+    pub(crate) fn get(&self, status: S) -> u64 {
         self.counts.get(status.index()).copied().unwrap_or(0)
     }
 
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.counts.iter().fold(0u64, |a, n| a.saturating_add(*n))
     }
 
     /// Rows whose status makes the run exit 1.
-    pub fn problems(&self) -> u64 {
+    pub(crate) fn problems(&self) -> u64 {
         S::ALL
             .iter()
             .filter(|s| s.is_problem())
@@ -46,7 +46,7 @@ impl<S: Status> Tally<S> {
 
     /// `confirmed 40, invalid 3`, in the order of `order`, zero counts left out (and any
     /// status outside `order` that has rows, after them).
-    pub fn describe(&self, order: &[S]) -> String {
+    pub(crate) fn describe(&self, order: &[S]) -> String {
         let listed = order
             .iter()
             .chain(S::ALL.iter().filter(|s| !order.contains(s)));
@@ -65,7 +65,7 @@ impl<S: Status> Tally<S> {
 
     /// Every status of `order` with its count (zeros included), and any other status that has
     /// rows, for JSON summaries.
-    pub fn to_map(&self, order: &[S]) -> BTreeMap<&'static str, u64> {
+    pub(crate) fn to_map(&self, order: &[S]) -> BTreeMap<&'static str, u64> {
         S::ALL
             .iter()
             .filter(|s| order.contains(s) || self.get(**s) > 0)

@@ -14,10 +14,10 @@ use crate::input::{Column, InputError, InputReader, RawFields, RawRow, RowSpool}
 use crate::progress::ReadPosition;
 
 /// Longest first or last name accepted.
-pub const MAX_NAME_CHARS: usize = 256;
+pub(crate) const MAX_NAME_CHARS: usize = 256;
 /// RFC 5321's limit for a forward path.
-pub const MAX_EMAIL_CHARS: usize = 254;
-pub const MAX_PHONE_CHARS: usize = 40;
+pub(crate) const MAX_EMAIL_CHARS: usize = 254;
+pub(crate) const MAX_PHONE_CHARS: usize = 40;
 const MAX_DATE_CHARS: usize = 64;
 
 /// Why a row cannot be sent.
@@ -46,7 +46,7 @@ impl Validator {
     /// Validates a row read from the input. `Err` carries the message for the results file.
     pub fn validate_row(&self, row: &RawRow) -> Result<Confirmation, String> {
         self.check_lent(row, &mut Clock::fixed(Utc::now()))
-            .map(|c| c.to_confirmation())
+            .map(Checked::to_confirmation)
     }
 
     /// Validates the cells of a row as of `now` (dates after it are in the future).
@@ -56,12 +56,12 @@ impl Validator {
 
     /// Validates the cells of a row as of the time `clock` tells.
     fn validate_at(&self, f: &RawFields, clock: &mut Clock) -> Result<Confirmation, FieldError> {
-        self.check_fields(f, clock).map(|c| c.to_confirmation())
+        self.check_fields(f, clock).map(Checked::to_confirmation)
     }
 
     /// The one place the rules are applied: a valid row's values, borrowed from its cells
     /// (trimmed), or the first field that is wrong and why.
-    pub fn check_fields<'a>(
+    pub(crate) fn check_fields<'a>(
         &self,
         f: &RawFields<'a>,
         clock: &mut Clock,
@@ -94,7 +94,7 @@ impl Validator {
 
 /// A valid row's values, borrowed from the cells they were read from.
 #[derive(Debug, Clone, Copy)]
-pub struct Checked<'a> {
+pub(crate) struct Checked<'a> {
     pub tenant: TenantId,
     pub first_name: &'a str,
     pub last_name: &'a str,
@@ -105,7 +105,7 @@ pub struct Checked<'a> {
 
 impl Checked<'_> {
     /// The row's duplicate key (see [`SignerKey`]).
-    pub fn key(&self) -> SignerKey {
+    pub(crate) fn key(&self) -> SignerKey {
         SignerKey::of(
             &self.tenant,
             self.first_name,
@@ -115,7 +115,7 @@ impl Checked<'_> {
         )
     }
 
-    pub fn to_confirmation(&self) -> Confirmation {
+    pub(crate) fn to_confirmation(self) -> Confirmation {
         Confirmation {
             tenant: self.tenant,
             signer: Signer {
@@ -374,7 +374,7 @@ pub struct OnRecord {
 /// could put a stranger's acceptance on the wrong customer's record, and the input cannot
 /// say which row is right.
 #[derive(Debug, Default)]
-pub struct TenantIndex {
+pub(crate) struct TenantIndex {
     repeated: HashMap<TenantId, Group>,
     /// Bytes the first reading held at its peak.
     peak_bytes: usize,
@@ -392,7 +392,7 @@ struct Group {
 
 /// Gathers the rows of the first reading; [`TenantIndexBuilder::finish`] makes the index.
 #[derive(Debug, Default)]
-pub struct TenantIndexBuilder {
+pub(crate) struct TenantIndexBuilder {
     seen: Vec<Seen>,
 }
 
@@ -413,7 +413,7 @@ impl TenantIndexBuilder {
     }
 
     /// Takes a valid row into account.
-    pub fn add(&mut self, row: RowNumber, tenant: TenantId, key: SignerKey) {
+    pub(crate) fn add(&mut self, row: RowNumber, tenant: TenantId, key: SignerKey) {
         self.seen.push(Seen {
             tenant: tenant.as_uuid().as_u128(),
             signer: key.as_u64(),
@@ -469,7 +469,7 @@ const NAMED_ROWS: usize = 5;
 impl TenantIndex {
     /// Turns a `Valid` verdict into `Duplicate` (same tenant and signer as an earlier row)
     /// or `Conflict` (the tenant named with another signer anywhere in the input).
-    pub fn classify(&self, verdict: Verdict) -> Verdict {
+    pub(crate) fn classify(&self, verdict: Verdict) -> Verdict {
         let Verdict::Valid(row, c) = verdict else {
             return verdict;
         };
@@ -486,13 +486,8 @@ impl TenantIndex {
         }
     }
 
-    /// Tenants named by more than one row with different signers.
-    pub fn conflicts(&self) -> usize {
-        self.repeated.values().filter(|g| g.conflict).count()
-    }
-
     /// Approximate heap bytes the first reading held at its peak.
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         self.peak_bytes
     }
 }
@@ -546,8 +541,8 @@ pub enum Verdict {
 impl Validator {
     /// The verdict on a row by itself, as of the time `clock` tells: `Valid` or `Invalid`
     /// (duplicates and conflicts are the index's call). Only an invalid row is copied.
-    pub fn check(&self, raw: &RawRow, clock: &mut Clock) -> Verdict {
-        let checked = self.check_lent(raw, clock).map(|c| c.to_confirmation());
+    pub(crate) fn check(&self, raw: &RawRow, clock: &mut Clock) -> Verdict {
+        let checked = self.check_lent(raw, clock).map(Checked::to_confirmation);
         match checked {
             Ok(c) => Verdict::Valid(raw.row, c),
             Err(message) => Verdict::Invalid(Box::new(raw.clone()), message),
@@ -556,7 +551,7 @@ impl Validator {
 
     /// [`Validator::check`] on a lent row, as of the time `clock` tells, without copying
     /// anything: a valid row's values borrowed from it, or the message for an invalid one.
-    pub fn check_lent<'a>(
+    pub(crate) fn check_lent<'a>(
         &self,
         raw: &'a RawRow,
         clock: &mut Clock,

@@ -19,16 +19,16 @@ use uuid::Uuid;
 use super::auth::{AuthError, TokenSource};
 use super::error::{ApiError, ApiErrorKind, server_text};
 use super::http::{USER_AGENT as APPLICATION_NAME, innermost, read_bounded};
-pub use super::http::{parse_base_url, without_userinfo};
+pub(crate) use super::http::{parse_base_url, without_userinfo};
 use crate::domain::{Confirmation, TenantId};
 use crate::rate::RequestGate;
 
-pub const DEFAULT_BASE_URL: &str = "https://api.partnercenter.microsoft.com";
-pub const MCA_AGREEMENT_TYPE: &str = "MicrosoftCustomerAgreement";
+pub(crate) const DEFAULT_BASE_URL: &str = "https://api.partnercenter.microsoft.com";
+pub(crate) const MCA_AGREEMENT_TYPE: &str = "MicrosoftCustomerAgreement";
 /// Most bytes of an answer read. The largest real answer (a page of 500 customers) is a few
 /// hundred kilobytes; past this, a GET's answer is refused as not what the API documents,
 /// and an error's body is cut.
-pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 const MS_REQUEST_ID: HeaderName = HeaderName::from_static("ms-requestid");
 const MS_CORRELATION_ID: HeaderName = HeaderName::from_static("ms-correlationid");
 const X_LOCALE: HeaderName = HeaderName::from_static("x-locale");
@@ -42,7 +42,7 @@ const MAX_DISCARDED_BYTES: usize = 64 * 1024;
 /// One agreement template as listed by `GET /v1/agreements`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AgreementTemplate {
+pub(crate) struct AgreementTemplate {
     pub template_id: String,
     pub agreement_type: String,
     #[serde(default)]
@@ -62,7 +62,7 @@ pub(crate) struct Collection<T> {
 /// missing key: the service sends either for a value it does not have.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AgreementRecord {
+pub(crate) struct AgreementRecord {
     #[serde(default, deserialize_with = "null_as_default")]
     pub primary_contact: RecordContact,
     #[serde(default, deserialize_with = "null_as_default")]
@@ -76,7 +76,7 @@ pub struct AgreementRecord {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RecordContact {
+pub(crate) struct RecordContact {
     #[serde(default, deserialize_with = "null_as_default")]
     pub first_name: String,
     #[serde(default, deserialize_with = "null_as_default")]
@@ -99,7 +99,7 @@ where
 
 impl AgreementRecord {
     /// `dateAgreed` in UTC; a value without an offset is UTC.
-    pub fn date_agreed_utc(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+    pub(crate) fn date_agreed_utc(&self) -> Option<chrono::DateTime<chrono::Utc>> {
         let raw = self.date_agreed.trim();
         crate::domain::parse_datetime(raw).or_else(|| {
             // Fractional seconds without a zone, e.g. 2019-08-26T00:00:00.000
@@ -112,7 +112,7 @@ impl AgreementRecord {
 
 /// What came back from one call, success or not: the ids Microsoft support asks for.
 #[derive(Debug, Clone)]
-pub struct CallOutcome<T> {
+pub(crate) struct CallOutcome<T> {
     pub correlation_id: Uuid,
     pub http_status: Option<u16>,
     /// HTTP requests actually sent for this call (a 401 renewal resends once; 0 when the run
@@ -159,7 +159,7 @@ impl<T> CallOutcome<T> {
 
 /// Client settings.
 #[derive(Debug, Clone)]
-pub struct ClientOptions {
+pub(crate) struct ClientOptions {
     pub base_url: Url,
     /// The whole call, from connecting to the answer's last byte.
     pub timeout: Duration,
@@ -167,7 +167,7 @@ pub struct ClientOptions {
 
 /// A Partner Center client shared by every worker.
 #[derive(Debug, Clone)]
-pub struct PartnerCenterClient {
+pub(crate) struct PartnerCenterClient {
     /// The run's HTTP client (see [`super::http::client`]).
     http: reqwest::Client,
     base_url: Url,
@@ -441,21 +441,21 @@ impl PartnerCenterClient {
     }
 
     /// The API root every call is made under.
-    pub fn base_url(&self) -> &Url {
+    pub(crate) fn base_url(&self) -> &Url {
         &self.base_url
     }
 
-    pub fn gate(&self) -> &RequestGate {
+    pub(crate) fn gate(&self) -> &RequestGate {
         &self.gate
     }
 
-    pub fn tokens(&self) -> &TokenSource {
+    pub(crate) fn tokens(&self) -> &TokenSource {
         &self.tokens
     }
 
     /// Lists agreement templates of one type (`*` for all). The type is always sent: without
     /// it Partner Center answers for the retired Microsoft Cloud Agreement.
-    pub async fn agreement_templates(
+    pub(crate) async fn agreement_templates(
         &self,
         agreement_type: &str,
     ) -> CallOutcome<Vec<AgreementTemplate>> {
@@ -472,7 +472,7 @@ impl PartnerCenterClient {
     }
 
     /// Fetches the current MCA template: among the items of type MCA, the highest `versionRank`.
-    pub async fn mca_template(&self) -> CallOutcome<AgreementTemplate> {
+    pub(crate) async fn mca_template(&self) -> CallOutcome<AgreementTemplate> {
         self.agreement_templates(MCA_AGREEMENT_TYPE)
             .await
             .map(|items| {
@@ -487,7 +487,7 @@ impl PartnerCenterClient {
 
     /// `GET /v1/customers/{id}/agreements`: the customer's MCA confirmations on record. The
     /// type is always sent: without it only Microsoft Cloud Agreement records come back.
-    pub async fn customer_agreements(
+    pub(crate) async fn customer_agreements(
         &self,
         tenant: &TenantId,
     ) -> CallOutcome<Vec<AgreementRecord>> {
@@ -505,7 +505,7 @@ impl PartnerCenterClient {
 
     /// `GET /v1/customers/{id}/directSignedMicrosoftCustomerAgreementStatus`: whether the
     /// customer accepted the MCA themselves.
-    pub async fn direct_signed(&self, tenant: &TenantId) -> CallOutcome<bool> {
+    pub(crate) async fn direct_signed(&self, tenant: &TenantId) -> CallOutcome<bool> {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Status {
@@ -524,7 +524,7 @@ impl PartnerCenterClient {
     }
 
     /// `POST /v1/customers/{id}/agreements`: confirms the customer's acceptance.
-    pub async fn create_agreement(
+    pub(crate) async fn create_agreement(
         &self,
         confirmation: &Confirmation,
         template_id: &str,
@@ -568,7 +568,7 @@ fn uuid_header(id: Uuid) -> HeaderValue {
 
 /// Picks the MCA item with the highest `versionRank`; items of other types are ignored, since
 /// the template id decides which agreement type Partner Center records.
-pub fn choose_mca_template(items: Vec<AgreementTemplate>) -> Option<AgreementTemplate> {
+pub(crate) fn choose_mca_template(items: Vec<AgreementTemplate>) -> Option<AgreementTemplate> {
     items
         .into_iter()
         .filter(|t| {

@@ -15,11 +15,11 @@ use super::error::{ApiError, ApiErrorKind};
 use crate::domain::TenantId;
 
 /// Customers per page: what partners use (no maximum is documented).
-pub const PAGE_SIZE: u32 = 500;
+pub(crate) const PAGE_SIZE: u32 = 500;
 
 /// One customer of the partner.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Customer {
+pub(crate) struct Customer {
     pub tenant: TenantId,
     pub company_name: String,
     pub domain: String,
@@ -28,7 +28,7 @@ pub struct Customer {
 
 /// Which page to ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PageRequest {
+pub(crate) enum PageRequest {
     First,
     /// The previous page's `links.next`.
     Next(NextLink),
@@ -43,14 +43,14 @@ pub struct NextLink {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct LinkHeader {
+pub(crate) struct LinkHeader {
     pub key: String,
     pub value: String,
 }
 
 impl NextLink {
     /// The continuation token the link carries (`MS-ContinuationToken`), if any.
-    pub fn continuation_token(&self) -> Option<&str> {
+    pub(crate) fn continuation_token(&self) -> Option<&str> {
         self.headers
             .iter()
             .find(|h| h.key.trim().eq_ignore_ascii_case(CONTINUATION_TOKEN))
@@ -59,11 +59,11 @@ impl NextLink {
 }
 
 /// The header that carries a next page's continuation token.
-pub const CONTINUATION_TOKEN: &str = "MS-ContinuationToken";
+pub(crate) const CONTINUATION_TOKEN: &str = "MS-ContinuationToken";
 
 /// One page of customers, and the link to the next page (none on the last).
 #[derive(Debug, Clone)]
-pub struct CustomerPage {
+pub(crate) struct CustomerPage {
     pub total_count: Option<u64>,
     pub customers: Vec<Customer>,
     /// Items that could not be read as a customer (no tenant id that is a GUID), in page order.
@@ -73,7 +73,7 @@ pub struct CustomerPage {
 
 /// An item of a page that names no customer: where it was and what it held.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnreadableItem {
+pub(crate) struct UnreadableItem {
     /// 1-based place of the item on its page.
     pub position: u64,
     /// The item as JSON, shortened and printable, for a warning.
@@ -158,7 +158,7 @@ const RESERVED: [&str; 6] = [
 /// Joins a next link's URI to the API root: `/v1/customers?…`, `/customers?…` and
 /// `customers?…` all name `{root}/v1/customers?…`; an absolute URI is taken only when it is on
 /// the API's own scheme, host and port.
-pub fn join_next(base: &Url, uri: &str) -> Result<Url, String> {
+pub(crate) fn join_next(base: &Url, uri: &str) -> Result<Url, String> {
     let uri = uri.trim();
     if let Ok(absolute) = Url::parse(uri) {
         let same_origin = absolute.scheme() == base.scheme()
@@ -188,7 +188,7 @@ pub fn join_next(base: &Url, uri: &str) -> Result<Url, String> {
 
 impl PartnerCenterClient {
     /// One page of the partner's customers.
-    pub async fn customers_page(&self, page: &PageRequest) -> CallOutcome<CustomerPage> {
+    pub(crate) async fn customers_page(&self, page: &PageRequest) -> CallOutcome<CustomerPage> {
         let (url, headers) = match page {
             PageRequest::First => {
                 let mut url = self.url("/v1/customers");

@@ -14,27 +14,27 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 /// The longest `Retry-After` honoured; it lives with the rate gate, which turns it into a pause.
-pub use crate::rate::MAX_RETRY_AFTER;
+pub(crate) use crate::rate::MAX_RETRY_AFTER;
 
 /// Most characters of server text kept in one field: enough for any real message, bounded so
 /// that a hostile answer cannot fill the results file or the log.
-pub const MAX_SERVER_TEXT_CHARS: usize = 1000;
+pub(crate) const MAX_SERVER_TEXT_CHARS: usize = 1000;
 
 /// Error codes this tool acts on.
-pub mod codes {
+pub(crate) mod codes {
     /// An agreement with this contact already exists: for this tool, already done.
-    pub const ALREADY_EXISTS: &str = "600061";
+    pub(crate) const ALREADY_EXISTS: &str = "600061";
     /// The date of agreement is in the future.
-    pub const DATE_IN_FUTURE: &str = "600002";
+    pub(crate) const DATE_IN_FUTURE: &str = "600002";
     /// App+User call without multi-factor authentication.
-    pub const MFA_REQUIRED: &str = "10001";
+    pub(crate) const MFA_REQUIRED: &str = "10001";
     /// App+User call whose token carries no MFA claim (enforced since 2026-04-01).
-    pub const MFA_CLAIM_MISSING: &str = "900421";
+    pub(crate) const MFA_CLAIM_MISSING: &str = "900421";
 }
 
 /// What kind of failure a call ended in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ApiErrorKind {
+pub(crate) enum ApiErrorKind {
     /// The service answered with an error status.
     Service,
     /// No answer within the per-request timeout.
@@ -53,7 +53,7 @@ pub enum ApiErrorKind {
 
 /// A failed Partner Center call.
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     pub kind: ApiErrorKind,
     pub http_status: Option<u16>,
     /// The `code` field, number or string alike, as text.
@@ -67,7 +67,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn transport(kind: ApiErrorKind, message: impl Into<String>) -> Self {
+    pub(crate) fn transport(kind: ApiErrorKind, message: impl Into<String>) -> Self {
         ApiError {
             kind,
             http_status: None,
@@ -83,13 +83,14 @@ impl ApiError {
     /// the current one (`code`, `errorName`, `message`, `isRetryable`), the older one (`code`,
     /// `description`, `source`), and the throttling one (`statusCode`, `message`); `code` can be
     /// a number or a string. Anything else keeps the status and a cut of the body.
-    pub fn from_response(status: u16, retry_after: Option<&str>, body: &[u8]) -> Self {
+    #[cfg(test)]
+    pub(crate) fn from_response(status: u16, retry_after: Option<&str>, body: &[u8]) -> Self {
         Self::from_response_scrubbed(status, retry_after, body, &|t: &str| t.to_string())
     }
 
     /// Like [`ApiError::from_response`], with `scrub` removing the credentials the server may
     /// echo (see `TokenSource::scrub`) from every piece of server text kept.
-    pub fn from_response_scrubbed(
+    pub(crate) fn from_response_scrubbed(
         status: u16,
         retry_after: Option<&str>,
         body: &[u8],
@@ -133,29 +134,29 @@ impl ApiError {
         self.code.as_deref() == Some(code)
     }
 
-    pub fn is_already_exists(&self) -> bool {
+    pub(crate) fn is_already_exists(&self) -> bool {
         self.has_code(codes::ALREADY_EXISTS)
     }
 
-    pub fn is_date_in_future(&self) -> bool {
+    pub(crate) fn is_date_in_future(&self) -> bool {
         self.has_code(codes::DATE_IN_FUTURE)
     }
 
     /// The credentials were refused: nothing else in the run can succeed with them.
-    pub fn is_unauthorized(&self) -> bool {
+    pub(crate) fn is_unauthorized(&self) -> bool {
         self.kind == ApiErrorKind::Credentials
             || self.http_status == Some(401)
             || self.has_code(codes::MFA_REQUIRED)
             || self.has_code(codes::MFA_CLAIM_MISSING)
     }
 
-    pub fn is_throttled(&self) -> bool {
+    pub(crate) fn is_throttled(&self) -> bool {
         self.http_status == Some(429)
     }
 
     /// Whether the same request may succeed if sent again: throttling, timeouts, 5xx, broken
     /// connections and anything the service itself marks retryable. Other 4xx never are.
-    pub fn is_retryable(&self) -> bool {
+    pub(crate) fn is_retryable(&self) -> bool {
         if self.is_retryable == Some(true) {
             return true;
         }
@@ -167,7 +168,7 @@ impl ApiError {
     }
 
     /// A short explanation for the results file's `message` column.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self.kind {
             ApiErrorKind::Service => self.message.clone(),
             ApiErrorKind::Timeout => format!("no answer in time: {}", self.message),
@@ -202,7 +203,7 @@ impl std::error::Error for ApiError {}
 /// accepted without panicking: a number too large for a `Duration` (say 10^20) comes back as
 /// `Duration::MAX`, a date in the past as zero; a negative number or anything unreadable is
 /// `None` (as if the header were absent). Not capped: see [`capped_retry_after`].
-pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let value = value.trim();
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         // Only digits: whole seconds, however many (an overflow is simply "very long").
@@ -231,7 +232,7 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
 
 /// [`parse_retry_after`], cut to [`MAX_RETRY_AFTER`]; a cut value is logged once, here, with
 /// the value the server sent.
-pub fn capped_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+pub(crate) fn capped_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let wait = parse_retry_after(value, now)?;
     if wait > MAX_RETRY_AFTER {
         tracing::warn!(
@@ -257,7 +258,7 @@ fn describe_wait(wait: Duration) -> String {
 /// (line breaks, ESC, DEL, C1 controls) and every character that reorders or breaks lines
 /// when shown (U+2028, U+2029, the bidirectional overrides and isolates) is replaced by its
 /// Rust escape (`\n`, `\u{1b}`, ...), so one message stays one line and shows as sent.
-pub fn printable(text: &str) -> String {
+pub(crate) fn printable(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_control()
@@ -274,7 +275,7 @@ pub fn printable(text: &str) -> String {
 /// Server text as stored in an error: credentials removed by `scrub` (before and after
 /// escaping: an escape could otherwise complete a secret's spelling), control characters
 /// escaped, and at most [`MAX_SERVER_TEXT_CHARS`] characters kept.
-pub fn server_text(raw: &str, scrub: &dyn Fn(&str) -> String) -> String {
+pub(crate) fn server_text(raw: &str, scrub: &dyn Fn(&str) -> String) -> String {
     let clean = scrub(&printable(&scrub(raw)));
     if clean.chars().count() <= MAX_SERVER_TEXT_CHARS {
         return clean;

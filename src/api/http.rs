@@ -92,7 +92,7 @@ pub(crate) async fn read_bounded(
 }
 
 /// Checks an API root: https, or http only to a loopback host (the simulator).
-pub fn parse_base_url(raw: &str) -> Result<Url, String> {
+pub(crate) fn parse_base_url(raw: &str) -> Result<Url, String> {
     let shown = without_userinfo(raw.trim());
     let url = Url::parse(raw.trim()).map_err(|e| format!("'{shown}' is not a URL: {e}"))?;
     if !url.username().is_empty() || url.password().is_some() {
@@ -122,7 +122,7 @@ pub fn parse_base_url(raw: &str) -> Result<Url, String> {
 }
 
 /// A URL as text with any `user:password@` removed, for messages and records.
-pub fn without_userinfo(raw: &str) -> String {
+pub(crate) fn without_userinfo(raw: &str) -> String {
     let Some(scheme_end) = raw.find("://").map(|i| i + 3) else {
         return raw.to_string();
     };

@@ -2,19 +2,19 @@
 //! the agreement write call sits.
 
 pub(crate) mod auth;
-pub mod client;
-pub mod customers;
-pub mod error;
-pub mod http;
+pub(crate) mod client;
+pub(crate) mod customers;
+pub(crate) mod error;
+pub(crate) mod http;
 
 use std::future::Future;
 
 use uuid::Uuid;
 
 pub(crate) use auth::Credentials;
-pub use auth::TokenSource;
-pub use client::{AgreementTemplate, CallOutcome, ClientOptions, PartnerCenterClient};
-pub use error::{ApiError, ApiErrorKind};
+pub(crate) use auth::TokenSource;
+pub(crate) use client::{CallOutcome, ClientOptions, PartnerCenterClient};
+pub(crate) use error::{ApiError, ApiErrorKind};
 
 use crate::domain::Confirmation;
 
@@ -23,7 +23,7 @@ use crate::domain::Confirmation;
 /// Microsoft deprecated the partner-confirmation POST on 2026-01-05 in favour of an
 /// "enhanced attestation" flow whose schema is not yet public; keeping the write behind this
 /// trait lets a second path be added without touching the pipeline.
-pub trait AgreementWriter: Send + Sync + 'static {
+pub(crate) trait AgreementWriter: Send + Sync + 'static {
     /// Sends one attempt for `confirmation`. `request_id` is the row's idempotency key: the
     /// same on every attempt of the row.
     fn write_agreement(

@@ -23,10 +23,10 @@ use crate::summary::RunSummary;
 use crate::validation::{Validator, Verdict, classify_rows};
 
 /// The `error_name` of a row whose acceptance on record is older than the refresh cutoff.
-pub const STALE_ON_RECORD: &str = "AgreementOnRecordIsStale";
+pub(crate) const STALE_ON_RECORD: &str = "AgreementOnRecordIsStale";
 
 /// Statuses of a results file, in the order summaries list them.
-pub const STATUSES: [RowStatus; 7] = [
+pub(crate) const STATUSES: [RowStatus; 7] = [
     RowStatus::Confirmed,
     RowStatus::AlreadyConfirmed,
     RowStatus::WouldConfirm,
@@ -36,7 +36,7 @@ pub const STATUSES: [RowStatus; 7] = [
     RowStatus::Failed,
 ];
 
-pub async fn run(config: ConfirmConfig) -> Result<Exit, AppError> {
+pub(crate) async fn run(config: ConfirmConfig) -> Result<Exit, AppError> {
     let kind = Confirm {
         input: config.input.clone(),
         policy: RetryPolicy::new(config.max_attempts),
@@ -252,7 +252,7 @@ fn work_for(
 }
 
 /// Confirms one customer: one MS-RequestId for the row, kept across its retries.
-pub struct ConfirmJob<W> {
+pub(crate) struct ConfirmJob<W> {
     writer: W,
     /// Reads the record behind an "already exists" answer.
     records: PartnerCenterClient,

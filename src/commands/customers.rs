@@ -19,7 +19,7 @@ use crate::run::connection::Connection;
 use crate::run::listing::{ListingError, list_customers};
 
 /// The listing's columns, in order.
-pub const CUSTOMERS_HEADER: [&str; 4] = [
+pub(crate) const CUSTOMERS_HEADER: [&str; 4] = [
     "customer_tenant_id",
     "company_name",
     "domain",
@@ -28,7 +28,7 @@ pub const CUSTOMERS_HEADER: [&str; 4] = [
 
 /// A customer line has one status: listed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listed {
+pub(crate) enum Listed {
     Listed,
 }
 
@@ -69,7 +69,7 @@ impl ReportRecord for Customer {
     }
 }
 
-pub async fn run(config: CustomersConfig) -> Result<Exit, AppError> {
+pub(crate) async fn run(config: CustomersConfig) -> Result<Exit, AppError> {
     let stop = CancellationToken::new();
     let conn = Connection::open(&config.api, stop.clone()).await?;
     let mut report = Report::open(&config.output, ReportMode::Derived)?;

@@ -106,7 +106,7 @@ const EXIT_STATUS: [(&str, &str); 6] = [
 ];
 
 /// The whole manual page, as roff.
-pub fn render() -> std::io::Result<Vec<u8>> {
+pub(crate) fn render() -> std::io::Result<Vec<u8>> {
     let mut cli = Cli::command();
     cli.build();
     let mut page = Vec::new();

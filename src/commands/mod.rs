@@ -1,13 +1,13 @@
 //! One module per subcommand, each with a `run` that takes its checked configuration; this
 //! module dispatches. What runs share lives below, in `run`.
 
-pub mod confirm;
-pub mod customers;
+pub(crate) mod confirm;
+pub(crate) mod customers;
 mod manual;
-pub mod report;
+pub(crate) mod report;
 pub mod simulator;
-pub mod status;
-pub mod template;
+pub(crate) mod status;
+pub(crate) mod template;
 pub mod validate;
 
 use clap::CommandFactory;
@@ -18,7 +18,7 @@ use crate::error::{AppError, Exit};
 use crate::files::print_stdout;
 
 /// Runs the parsed command line.
-pub async fn run(cli: Cli) -> Result<Exit, AppError> {
+pub(crate) async fn run(cli: Cli) -> Result<Exit, AppError> {
     let progress = !(cli.no_progress || cli.quiet);
     match cli.command {
         Command::Confirm(args) => {
@@ -55,7 +55,7 @@ pub async fn run(cli: Cli) -> Result<Exit, AppError> {
 }
 
 /// The error for standard output that cannot be written.
-pub fn stdout_error(e: std::io::Error) -> AppError {
+pub(crate) fn stdout_error(e: std::io::Error) -> AppError {
     AppError::Io {
         what: "cannot write to standard output".into(),
         source: e,

@@ -48,7 +48,7 @@ const HEADER_FILL: u32 = 0xD9E1F2;
 
 /// What a file is, told by its header line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileKind {
+pub(crate) enum FileKind {
     /// A `confirm` results file.
     Results,
     /// A `status` report.
@@ -57,7 +57,7 @@ pub enum FileKind {
 
 impl FileKind {
     /// The kind whose header is `header`, if any.
-    pub fn detect(header: &[String]) -> Option<FileKind> {
+    pub(crate) fn detect(header: &[String]) -> Option<FileKind> {
         let is = |expected: &[&str]| {
             header.len() == expected.len() && header.iter().zip(expected).all(|(a, b)| a == b)
         };
@@ -70,7 +70,7 @@ impl FileKind {
         }
     }
 
-    pub fn header(self) -> &'static [&'static str] {
+    pub(crate) fn header(self) -> &'static [&'static str] {
         match self {
             FileKind::Results => &RESULTS_HEADER,
             FileKind::Status => &STATUS_HEADER,
@@ -137,7 +137,7 @@ fn cell_type(column: &str) -> CellType {
 
 /// Where the line that counts for one row starts in its file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct LastLine {
+pub(crate) struct LastLine {
     pub row: u64,
     /// Byte offset of the line in the file.
     pub at: u64,
@@ -147,7 +147,7 @@ pub struct LastLine {
 /// The file stays open, so the second pass reads what the first one checked even if the file
 /// is renamed over meanwhile.
 #[derive(Debug)]
-pub struct Source {
+pub(crate) struct Source {
     pub path: PathBuf,
     pub kind: FileKind,
     /// Lines read, superseded ones included.
@@ -183,7 +183,7 @@ fn row_number(record: &ByteRecord) -> Option<u64> {
 
 /// Keeps, for each row, the entry of its last line: sorted by row, ties by offset, the
 /// greatest offset (the line written last) of each row stays.
-pub fn last_lines(mut entries: Vec<LastLine>) -> Vec<LastLine> {
+pub(crate) fn last_lines(mut entries: Vec<LastLine>) -> Vec<LastLine> {
     entries.sort_unstable();
     entries.dedup_by(|later, kept| {
         let same = later.row == kept.row;
@@ -198,7 +198,7 @@ pub fn last_lines(mut entries: Vec<LastLine>) -> Vec<LastLine> {
 
 /// Reads and checks one file: its kind, every line, its manifest; keeps where the last line
 /// of each row starts.
-pub fn read_source(path: &Path) -> Result<Source, AppError> {
+pub(crate) fn read_source(path: &Path) -> Result<Source, AppError> {
     let shown = path.display();
     let cannot_read = |e: &dyn std::fmt::Display| usage(format!("cannot read '{shown}': {e}"));
     let file = File::open(path).map_err(|e| cannot_read(&e))?;
@@ -324,7 +324,7 @@ fn each_row(
 /// Rows per status (or state): the contract's words first, zeros included, then any other
 /// word found, in the order first seen.
 #[derive(Debug, Clone)]
-pub struct Counts(Vec<(String, u64)>);
+pub(crate) struct Counts(Vec<(String, u64)>);
 
 impl Counts {
     pub fn new(kind: FileKind) -> Self {
@@ -336,20 +336,20 @@ impl Counts {
         )
     }
 
-    pub fn add(&mut self, word: &str) {
+    pub(crate) fn add(&mut self, word: &str) {
         match self.0.iter_mut().find(|(w, _)| w == word) {
             Some((_, n)) => *n = n.saturating_add(1),
             None => self.0.push((word.to_string(), 1)),
         }
     }
 
-    pub fn words(&self) -> &[(String, u64)] {
+    pub(crate) fn words(&self) -> &[(String, u64)] {
         &self.0
     }
 }
 
 /// Runs `report`.
-pub fn run(config: &ReportConfig) -> Result<Exit, AppError> {
+pub(crate) fn run(config: &ReportConfig) -> Result<Exit, AppError> {
     for (i, path) in config.files.iter().enumerate() {
         let id = crate::files::identity(path);
         if let Some(earlier) = config.files[..i]

@@ -10,7 +10,7 @@ use crate::simulator::{
 };
 
 /// Serves the simulator the flags describe until SIGINT/SIGTERM.
-pub async fn run(args: &SimulatorArgs) -> Result<Exit, AppError> {
+pub(crate) async fn run(args: &SimulatorArgs) -> Result<Exit, AppError> {
     let failed = |e: SimulatorError| AppError::Usage(format!("the simulator failed: {e}"));
     let config = config(args).map_err(failed)?;
     simulator::serve(config, args.listen)

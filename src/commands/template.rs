@@ -9,7 +9,7 @@ use crate::files::print_stdout;
 use crate::pipeline::AbortReason;
 use crate::run::connection::Connection;
 
-pub async fn run(args: TemplateArgs) -> Result<Exit, AppError> {
+pub(crate) async fn run(args: TemplateArgs) -> Result<Exit, AppError> {
     let api = ApiConfig::try_from(&args.api)?;
     let conn = Connection::open(&api, Default::default()).await?;
     let credentials = conn.client.tokens().credentials().describe();

@@ -11,14 +11,14 @@ use crate::summary::{RunClock, RunSummary};
 use crate::tally::Tally;
 use crate::validation::{Validator, Verdict, classify_rows};
 
-pub const STATUSES: [RowStatus; 4] = [
+pub(crate) const STATUSES: [RowStatus; 4] = [
     RowStatus::Valid,
     RowStatus::Invalid,
     RowStatus::Duplicate,
     RowStatus::Conflict,
 ];
 
-pub fn run(config: ValidateConfig) -> Result<Exit, AppError> {
+pub(crate) fn run(config: ValidateConfig) -> Result<Exit, AppError> {
     let clock = RunClock::start();
     let files = &config.files;
     let input = files

@@ -61,7 +61,7 @@ impl Column {
 }
 
 /// Header names match case-insensitively, ignoring spaces, `_` and `-`.
-pub fn normalise_header(raw: &str) -> String {
+pub(crate) fn normalise_header(raw: &str) -> String {
     raw.trim_start_matches('\u{feff}')
         .chars()
         .filter(|c| !matches!(c, ' ' | '_' | '-') && !c.is_whitespace())
@@ -71,12 +71,12 @@ pub fn normalise_header(raw: &str) -> String {
 
 /// Where each known column sits in the input's records.
 #[derive(Debug, Clone, Default)]
-pub struct ColumnMap {
+pub(crate) struct ColumnMap {
     positions: [Option<usize>; 6],
 }
 
 impl ColumnMap {
-    pub fn get(&self, column: Column) -> Option<usize> {
+    pub(crate) fn get(&self, column: Column) -> Option<usize> {
         self.positions[column as usize]
     }
 }

@@ -45,7 +45,7 @@ pub struct ForeignByte {
 impl ForeignByte {
     /// The first byte of `text` that is not UTF-8. A character cut short by the end of `text`
     /// counts only when `text` is complete: a file's head may end in the middle of one.
-    pub fn first_in(text: &[u8], complete: bool) -> Option<ForeignByte> {
+    pub(crate) fn first_in(text: &[u8], complete: bool) -> Option<ForeignByte> {
         match std::str::from_utf8(text) {
             Ok(_) => None,
             Err(e) if e.error_len().is_none() && !complete => None,
@@ -57,7 +57,7 @@ impl ForeignByte {
     }
 
     /// The character Windows-1252 makes of the byte; `None` where it leaves it undefined.
-    pub fn in_1252(self) -> Option<char> {
+    pub(crate) fn in_1252(self) -> Option<char> {
         if UNDEFINED_IN_1252.contains(&self.byte) {
             return None;
         }
@@ -81,19 +81,19 @@ impl fmt::Display for ForeignByte {
 /// Whether text that is not UTF-8 reads as Windows-1252: it holds none of the bytes
 /// Windows-1252 leaves undefined. (Any other byte decodes, so this is all that can be told
 /// from bytes alone; a file holding one of them is in another encoding, or damaged.)
-pub fn reads_as_1252(text: &[u8]) -> bool {
+pub(crate) fn reads_as_1252(text: &[u8]) -> bool {
     !text.iter().any(|b| UNDEFINED_IN_1252.contains(b))
 }
 
 /// The 1-based line of the file that byte `offset` of `head` (the file's first bytes) is on.
-pub fn line_of(head: &[u8], offset: usize) -> u64 {
+pub(crate) fn line_of(head: &[u8], offset: usize) -> u64 {
     let before = head.get(..offset).unwrap_or(head);
     (before.iter().filter(|b| **b == b'\n').count() as u64).saturating_add(1)
 }
 
 /// Decodes a record read from a Windows-1252 file to UTF-8, in place (`scratch` is reused
 /// from record to record). A record of ASCII only, most of them, is left as it is.
-pub fn decode_1252(record: &mut ByteRecord, scratch: &mut ByteRecord) {
+pub(crate) fn decode_1252(record: &mut ByteRecord, scratch: &mut ByteRecord) {
     if record.as_slice().is_ascii() {
         return;
     }

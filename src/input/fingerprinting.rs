@@ -15,7 +15,7 @@ use super::{InputReader, RecordLimit};
 
 /// Hashes the input and counts its data records (as the input reader counts them: the header
 /// and empty lines are not rows) in one pass.
-pub fn fingerprint_input(path: &Path, delimiter: u8) -> io::Result<InputFingerprint> {
+pub(crate) fn fingerprint_input(path: &Path, delimiter: u8) -> io::Result<InputFingerprint> {
     let file = BufReader::with_capacity(256 * 1024, File::open(path)?);
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
@@ -44,7 +44,7 @@ pub fn fingerprint_input(path: &Path, delimiter: u8) -> io::Result<InputFingerpr
 
 /// The input's fingerprint, on its way.
 #[derive(Debug)]
-pub enum Fingerprinting {
+pub(crate) enum Fingerprinting {
     /// A regular file, hashed on a thread of its own (counted too, unless the run counts).
     Beside(std::thread::JoinHandle<io::Result<InputFingerprint>>),
     /// Standard input, a pipe or a FIFO: set by the reader when it reaches the end. A run that
@@ -55,7 +55,7 @@ pub enum Fingerprinting {
 impl Fingerprinting {
     /// Starts fingerprinting `reader`'s input. With `count_rows` false a regular file is only
     /// hashed, and its row count is 0 until [`Fingerprinting::finish_with_rows`] gives it.
-    pub fn start(reader: &InputReader, count_rows: bool) -> Self {
+    pub(crate) fn start(reader: &InputReader, count_rows: bool) -> Self {
         if let Some(slot) = reader.streamed_fingerprint() {
             return Fingerprinting::WhileReading(slot);
         }
@@ -73,7 +73,7 @@ impl Fingerprinting {
 
     /// Like [`Fingerprinting::start`] with the rows counted, and the count of a regular file
     /// given to `position` as soon as it is known (the progress line's exact total).
-    pub fn start_counting(reader: &InputReader, position: Arc<ReadPosition>) -> Self {
+    pub(crate) fn start_counting(reader: &InputReader, position: Arc<ReadPosition>) -> Self {
         if let Some(slot) = reader.streamed_fingerprint() {
             return Fingerprinting::WhileReading(slot);
         }
@@ -113,12 +113,12 @@ impl Fingerprinting {
     }
 
     /// Like [`Fingerprinting::finish`], with the row count the run made.
-    pub fn finish_with_rows(self, rows: u64) -> Option<InputFingerprint> {
+    pub(crate) fn finish_with_rows(self, rows: u64) -> Option<InputFingerprint> {
         self.finish().map(|f| InputFingerprint { rows, ..f })
     }
 
     /// Whether the input is read only once (standard input, a pipe or a FIFO).
-    pub fn is_streamed(&self) -> bool {
+    pub(crate) fn is_streamed(&self) -> bool {
         matches!(self, Fingerprinting::WhileReading(_))
     }
 }

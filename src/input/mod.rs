@@ -17,27 +17,30 @@ mod sniff;
 
 use std::path::Path;
 
-pub use columns::{Column, ColumnMap, normalise_header};
-pub use encoding::{Encoding, ForeignByte};
-pub use error::InputError;
-pub use fingerprinting::{Fingerprinting, fingerprint_input};
+pub use columns::Column;
+pub(crate) use columns::{ColumnMap, normalise_header};
+pub use encoding::Encoding;
+pub(crate) use encoding::ForeignByte;
+pub(crate) use error::InputError;
+pub(crate) use fingerprinting::Fingerprinting;
 pub use reader::InputReader;
-pub use record_limit::{Cut, RecordLimit};
-pub use row::{RawFields, RawRow};
-pub use second_pass::RowSpool;
+pub(crate) use record_limit::{Cut, RecordLimit};
+pub use row::RawFields;
+pub(crate) use row::RawRow;
+pub(crate) use second_pass::RowSpool;
 
 /// INPUT `-`: the rows come from standard input.
-pub const STDIN: &str = "-";
+pub(crate) const STDIN: &str = "-";
 
 /// Whether `path` is INPUT `-` (standard input).
-pub fn is_stdin(path: &Path) -> bool {
+pub(crate) fn is_stdin(path: &Path) -> bool {
     path.as_os_str() == STDIN
 }
 
 /// Whether INPUT is standard input or a pipe the shell made for it (`-`, `/dev/stdin`,
 /// `/dev/fd/63` from `<(…)`, `/proc/self/fd/N`): no report can be written beside it. A regular
 /// file under `/dev` (say `/dev/shm/wave.csv`) is a file like any other.
-pub fn is_shell_stream(path: &Path) -> bool {
+pub(crate) fn is_shell_stream(path: &Path) -> bool {
     is_stdin(path)
         || ((path.starts_with("/dev") || path.starts_with("/proc"))
             && !std::fs::metadata(path).is_ok_and(|m| m.is_file()))
@@ -47,11 +50,11 @@ pub fn is_shell_stream(path: &Path) -> bool {
 /// they are read and rejected without looking at their cells: no real signer row comes near
 /// it, and an unbalanced quote or an endless line would otherwise cost as much memory as the
 /// rest of the file.
-pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_RECORD_BYTES: usize = 64 * 1024;
 
 /// The header line may be longer: it is read once, and a file may carry thousands of columns
 /// the tool does not read.
-pub const MAX_HEADER_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 1024 * 1024;
 
 /// How the input file is to be read.
 #[derive(Debug, Clone, Default)]

@@ -213,49 +213,49 @@ impl InputReader {
 
     /// A reader over the same file from its first data row, or `None` for an input that can
     /// be read only once (keep its rows in a [`RowSpool`] instead).
-    pub fn second_reader(&self) -> Result<Option<InputReader>, InputError> {
+    pub(crate) fn second_reader(&self) -> Result<Option<InputReader>, InputError> {
         if self.streamed.is_some() {
             return Ok(None);
         }
         InputReader::open_as(&self.path, &self.options, true).map(Some)
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
-    pub fn columns(&self) -> &ColumnMap {
+    pub(crate) fn columns(&self) -> &ColumnMap {
         &self.columns
     }
 
     /// The header record as read (BOM included, if the file had one).
-    pub fn header(&self) -> &ByteRecord {
+    pub(crate) fn header(&self) -> &ByteRecord {
         &self.header
     }
 
     /// The field separator in use (given, or detected from the header line).
-    pub fn delimiter(&self) -> u8 {
+    pub(crate) fn delimiter(&self) -> u8 {
         self.delimiter
     }
 
     /// For standard input, a pipe or a FIFO (read only once): where its fingerprint will be
     /// once the reader reaches its end. `None` for a regular file.
-    pub fn streamed_fingerprint(&self) -> Option<Arc<OnceLock<InputFingerprint>>> {
+    pub(crate) fn streamed_fingerprint(&self) -> Option<Arc<OnceLock<InputFingerprint>>> {
         self.streamed.clone()
     }
 
     /// Data records read so far, the skipped empty ones included (row numbers count them).
-    pub fn records_read(&self) -> u64 {
+    pub(crate) fn records_read(&self) -> u64 {
         self.next_row.saturating_sub(1)
     }
 
     /// Data records whose cells were all empty, skipped so far.
-    pub fn empty_rows(&self) -> u64 {
+    pub(crate) fn empty_rows(&self) -> u64 {
         self.empty_rows
     }
 
     /// File size in bytes, for estimating progress (0 for a stream).
-    pub fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.size
     }
 
@@ -369,7 +369,7 @@ impl InputReader {
     /// `position` (marked finished at the end). Each row is lent from one buffer that is
     /// reused for the next, so reading costs no allocation per row: clone what must outlive
     /// the call.
-    pub fn for_each_row(
+    pub(crate) fn for_each_row(
         &mut self,
         position: &ReadPosition,
         mut f: impl FnMut(&RawRow) -> bool,
@@ -394,7 +394,8 @@ impl InputReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::{Column, MAX_RECORD_BYTES, fingerprint_input};
+    use crate::input::fingerprinting::fingerprint_input;
+    use crate::input::{Column, MAX_RECORD_BYTES};
 
     fn write(content: &[u8]) -> tempfile::NamedTempFile {
         let mut f = tempfile::NamedTempFile::new().unwrap();

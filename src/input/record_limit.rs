@@ -17,7 +17,7 @@ use super::{MAX_HEADER_BYTES, MAX_RECORD_BYTES};
 
 /// Where a record was cut, found again by [`RecordLimit::take_cut`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cut {
+pub(crate) struct Cut {
     /// Offset in the output stream at which the record's bytes stop.
     pub output_at: u64,
     /// Offset in the input at which the cut record starts.
@@ -138,7 +138,7 @@ fn find_quote_or_line_end(data: &[u8]) -> Option<usize> {
 /// counted): one for the header (the first record that is not a blank line), one for the
 /// records after it. A cut record ends with the bytes that were kept, a quote if a quoted field
 /// was open, and the record's own line end (none at the end of the file).
-pub struct RecordLimit<R> {
+pub(crate) struct RecordLimit<R> {
     inner: R,
     delimiter: u8,
     header_limit: usize,
@@ -180,7 +180,7 @@ impl<R: Read> RecordLimit<R> {
         )
     }
 
-    pub fn with_limits(
+    pub(crate) fn with_limits(
         inner: R,
         delimiter: u8,
         header_limit: usize,
@@ -209,12 +209,12 @@ impl<R: Read> RecordLimit<R> {
     }
 
     /// The reader underneath (reading from it directly loses this reader's place).
-    pub fn get_mut(&mut self) -> &mut R {
+    pub(crate) fn get_mut(&mut self) -> &mut R {
         &mut self.inner
     }
 
     /// The reader underneath; what was read from it and not yet handed on is lost.
-    pub fn into_inner(self) -> R {
+    pub(crate) fn into_inner(self) -> R {
         self.inner
     }
 
@@ -222,7 +222,7 @@ impl<R: Read> RecordLimit<R> {
     /// per record, in order, with the reader's position after the record: a cut lies a limit's
     /// worth of bytes into its record, so it is before the end of its own record and past the
     /// end of any earlier one.
-    pub fn take_cut(&mut self, record_end: u64) -> Option<Cut> {
+    pub(crate) fn take_cut(&mut self, record_end: u64) -> Option<Cut> {
         if self.cuts.front()?.output_at > record_end {
             return None;
         }
@@ -233,7 +233,7 @@ impl<R: Read> RecordLimit<R> {
 
     /// The input offset that output offset `output` of an already read record corresponds to
     /// (exact between records, once their cuts are taken).
-    pub fn input_position(&self, output: u64) -> u64 {
+    pub(crate) fn input_position(&self, output: u64) -> u64 {
         output.saturating_add_signed(self.taken_delta)
     }
 

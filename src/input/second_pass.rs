@@ -15,7 +15,7 @@ use crate::domain::RowNumber;
 
 /// The rows of a stream kept on disk for their second reading, each as a CSV record of its
 /// own: its row number, its structural problem (if any), then its cells as read.
-pub struct RowSpool {
+pub(crate) struct RowSpool {
     file: csv::Writer<File>,
     /// Where each kept record is assembled, reused.
     scratch: ByteRecord,
@@ -51,7 +51,7 @@ impl RowSpool {
     }
 
     /// Keeps `raw` for the second reading.
-    pub fn push(&mut self, raw: &RawRow) -> Result<(), InputError> {
+    pub(crate) fn push(&mut self, raw: &RawRow) -> Result<(), InputError> {
         let record = &mut self.scratch;
         record.clear();
         record.push_field(raw.row.0.to_string().as_bytes());
@@ -66,7 +66,10 @@ impl RowSpool {
 
     /// Hands every kept row to `f`, in the order they were kept, until it returns false;
     /// lent from one buffer, as [`InputReader::for_each_row`] lends the rows it reads.
-    pub fn for_each_row(mut self, mut f: impl FnMut(&RawRow) -> bool) -> Result<(), InputError> {
+    pub(crate) fn for_each_row(
+        mut self,
+        mut f: impl FnMut(&RawRow) -> bool,
+    ) -> Result<(), InputError> {
         self.file.flush().map_err(|e| self.error(e))?;
         let mut file = self.file.get_ref().try_clone().map_err(|e| self.error(e))?;
         file.seek(SeekFrom::Start(0)).map_err(|e| self.error(e))?;

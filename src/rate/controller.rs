@@ -7,14 +7,14 @@ use tokio::time::Instant;
 use super::{MAX_RETRY_AFTER, Rate};
 
 /// Share of the running rate kept after a throttling episode (multiplicative decrease).
-pub const DECREASE: f64 = 0.8;
+pub(crate) const DECREASE: f64 = 0.8;
 /// Share of the remembered throttled rate the fast return aims for.
-pub const RETURN_TO: f64 = 0.97;
+pub(crate) const RETURN_TO: f64 = 0.97;
 /// Seconds the fast return takes, from the end of the pause to the plateau.
-pub const RETURN_SECS: f64 = 4.0;
+pub(crate) const RETURN_SECS: f64 = 4.0;
 /// Seconds the convex probe takes from the plateau to the remembered throttled rate; it keeps
 /// accelerating above it, toward `--rate`.
-pub const PROBE_SECS: f64 = 30.0;
+pub(crate) const PROBE_SECS: f64 = 30.0;
 /// Never go below this share of `--rate`.
 const FLOOR: f64 = 0.02;
 /// Pause after a 429 that carries no `Retry-After`...
@@ -46,7 +46,7 @@ const FEWEST_TAKEN: u32 = 5;
 
 /// What happened, as far as the rate is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     /// The service answered a request without throttling it.
     Answered,
     /// The service answered 429 to a request that started at `started`.
@@ -69,7 +69,7 @@ struct Recovery {
 
 /// What the last throttling episode measured and decided, for the log.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Decision {
+pub(crate) struct Decision {
     /// Requests per second the gate paced at when the 429 came.
     pub running: f64,
     /// What the service took over the trailing window, if that said anything.
@@ -227,7 +227,7 @@ impl Trail {
 /// The rate decision as a pure state machine: no clock, no lock, no I/O. [`RequestGate`] feeds
 /// it the time and what the service answered; tests feed it plain time values.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Controller {
+pub(crate) struct Controller {
     /// `--rate` in requests per second.
     max: f64,
     /// No request starts before this.
@@ -271,7 +271,7 @@ impl Controller {
 
     /// The next state after `event` at `now`, and whether the rate was lowered (a new
     /// throttling episode).
-    pub fn step(mut self, now: Instant, event: Event) -> (Self, bool) {
+    pub(crate) fn step(mut self, now: Instant, event: Event) -> (Self, bool) {
         if self.paused_until.is_some_and(|until| until <= now) {
             self.paused_until = None;
         }
@@ -389,7 +389,7 @@ impl Controller {
     }
 
     /// Requests per second at `at` (the rate the pause ends with, while paused).
-    pub fn rate_at(&self, at: Instant) -> f64 {
+    pub(crate) fn rate_at(&self, at: Instant) -> f64 {
         let Some(r) = self.recovery else {
             return self.max;
         };
@@ -411,7 +411,7 @@ impl Controller {
     /// Time from a start at `slot` to the next one: the rate averaged over the interval
     /// (trapezoid), so that a start claimed at a low rate right after a pause does not hold
     /// back the next one while the rate climbs quickly.
-    pub fn interval_at(&self, slot: Instant) -> Duration {
+    pub(crate) fn interval_at(&self, slot: Instant) -> Duration {
         let secs = |rate: f64| Duration::try_from_secs_f64(1.0 / rate).ok();
         let first = self.rate_at(slot);
         let later = secs(first)
@@ -423,27 +423,28 @@ impl Controller {
     }
 
     /// No request starts before this.
-    pub fn paused_until(&self) -> Option<Instant> {
+    pub(crate) fn paused_until(&self) -> Option<Instant> {
         self.paused_until
     }
 
     /// Throttling episodes so far.
     /// `--rate` per second: the most the rate ever is.
-    pub fn ceiling(&self) -> f64 {
+    pub(crate) fn ceiling(&self) -> f64 {
         self.max
     }
 
-    pub fn episodes(&self) -> u64 {
+    pub(crate) fn episodes(&self) -> u64 {
         self.episodes
     }
 
     /// The best rate the service accepted over recent clean windows, if any was measured.
-    pub fn accepted(&self) -> Option<f64> {
+    #[cfg(test)]
+    pub(crate) fn accepted(&self) -> Option<f64> {
         self.meter.best()
     }
 
     /// What the last throttling episode measured and decided.
-    pub fn decision(&self) -> Option<Decision> {
+    pub(crate) fn decision(&self) -> Option<Decision> {
         self.decision
     }
 }

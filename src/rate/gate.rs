@@ -15,7 +15,7 @@ use super::{Controller, Decision, Event, Rate};
 /// A start that wakes this long after its slot restarts the schedule (see [`RequestGate`]):
 /// far more than timers are late by (whole milliseconds), and less than the stall that makes a
 /// burst a quota per second refuses at 3 % under its limit (about 30 ms).
-pub const LATE_WAKE: Duration = Duration::from_millis(20);
+pub(crate) const LATE_WAKE: Duration = Duration::from_millis(20);
 
 /// Gates request starts: a smooth schedule at `--rate`, lowered while Partner Center throttles.
 ///
@@ -34,7 +34,7 @@ pub const LATE_WAKE: Duration = Duration::from_millis(20);
 /// workers, not only the one that got it: every new start pauses until `Retry-After` has
 /// passed, and the [`Controller`] decides the rate after it.
 #[derive(Debug)]
-pub struct RequestGate {
+pub(crate) struct RequestGate {
     /// A hard ceiling behind the schedule. Its burst is ~10 ms worth of requests (at least 2):
     /// governor's default burst is the whole quota, which would let `5/s` start five requests at
     /// once; a burst of one would turn every late timer wake-up into lost throughput.
@@ -60,7 +60,7 @@ enum Wait {
 
 /// The run stopped while a request waited for its turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stopped;
+pub(crate) struct Stopped;
 
 #[derive(Debug)]
 struct Schedule {
@@ -100,12 +100,12 @@ impl RequestGate {
         }
     }
 
-    pub fn rate(&self) -> Rate {
+    pub(crate) fn rate(&self) -> Rate {
         self.rate
     }
 
     /// Waits until one more request may start, or the run stops.
-    pub async fn ready(&self) -> Result<Instant, Stopped> {
+    pub(crate) async fn ready(&self) -> Result<Instant, Stopped> {
         if self.stop.is_cancelled() {
             return Err(Stopped);
         }
@@ -205,7 +205,7 @@ impl RequestGate {
     /// `retry_after`, and lower the rate unless a decrease already happened after that request
     /// started (requests in flight when the first 429 came back are one episode). Returns true
     /// when the rate was lowered (to log the episode once).
-    pub fn throttled(&self, retry_after: Option<Duration>, started: Instant) -> bool {
+    pub(crate) fn throttled(&self, retry_after: Option<Duration>, started: Instant) -> bool {
         let Ok(mut s) = self.schedule.lock() else {
             return false;
         };
@@ -224,7 +224,7 @@ impl RequestGate {
     }
 
     /// The service answered a request without throttling it.
-    pub fn answered(&self) {
+    pub(crate) fn answered(&self) {
         if let Ok(mut s) = self.schedule.lock() {
             let (controller, _) = s.controller.step(Instant::now(), Event::Answered);
             s.controller = controller;
@@ -233,7 +233,7 @@ impl RequestGate {
 
     /// Requests per second the gate lets through now (below `--rate` after throttling; while
     /// paused, the rate the pause ends with).
-    pub fn current_rate(&self) -> f64 {
+    pub(crate) fn current_rate(&self) -> f64 {
         self.schedule
             .lock()
             .map(|s| s.controller.rate_at(Instant::now()))
@@ -241,7 +241,7 @@ impl RequestGate {
     }
 
     /// What the last throttling episode measured and decided.
-    pub fn decision(&self) -> Option<Decision> {
+    pub(crate) fn decision(&self) -> Option<Decision> {
         self.schedule
             .lock()
             .ok()
@@ -249,7 +249,7 @@ impl RequestGate {
     }
 
     /// Throttling episodes so far.
-    pub fn episodes(&self) -> u64 {
+    pub(crate) fn episodes(&self) -> u64 {
         self.schedule
             .lock()
             .map(|s| s.controller.episodes())
@@ -257,22 +257,23 @@ impl RequestGate {
     }
 
     /// Starts granted so far.
-    pub fn started(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn started(&self) -> u64 {
         self.started.load(Ordering::Relaxed)
     }
 
     /// A request granted a start is going out now.
-    pub fn sending(&self) {
+    pub(crate) fn sending(&self) {
         self.sent.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Requests sent so far.
-    pub fn sent(&self) -> u64 {
+    pub(crate) fn sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
     }
 
     /// Requests sent per second since the gate was created.
-    pub fn effective_rate(&self) -> f64 {
+    pub(crate) fn effective_rate(&self) -> f64 {
         let secs = self.created.elapsed().as_secs_f64();
         if secs > 0.0 {
             self.sent() as f64 / secs

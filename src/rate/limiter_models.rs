@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::{Controller, Event};
 
 /// What a limiter says to one request arriving at `t` seconds.
-pub trait Limiter {
+pub(crate) trait Limiter {
     /// `true`: accepted.
     fn arrive(&mut self, t: f64) -> bool;
     /// An accepted request was answered (only the concurrency cap cares).
@@ -21,7 +21,7 @@ pub trait Limiter {
 }
 
 /// At most `n` accepted in any `w` seconds.
-pub struct SlidingWindow {
+pub(crate) struct SlidingWindow {
     n: usize,
     w: f64,
     accepted: VecDeque<f64>,
@@ -51,7 +51,7 @@ impl Limiter for SlidingWindow {
 }
 
 /// At most `n` accepted per calendar window of `w` seconds (counted from 0).
-pub struct CalendarWindow {
+pub(crate) struct CalendarWindow {
     n: usize,
     w: f64,
     window: i64,
@@ -85,7 +85,7 @@ impl Limiter for CalendarWindow {
 }
 
 /// `rate` tokens a second, at most `burst` stored; full at the start.
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     rate: f64,
     burst: f64,
     tokens: f64,
@@ -116,7 +116,7 @@ impl Limiter for TokenBucket {
 }
 
 /// Refuses a request that would make more than `n` in flight.
-pub struct ConcurrencyCap {
+pub(crate) struct ConcurrencyCap {
     n: usize,
     in_flight: usize,
 }
@@ -142,7 +142,7 @@ impl Limiter for ConcurrencyCap {
 }
 
 /// One limiter until `at` seconds, another after.
-pub struct Changing<A, B> {
+pub(crate) struct Changing<A, B> {
     before: A,
     after: B,
     at: f64,
@@ -166,7 +166,7 @@ impl<A: Limiter, B: Limiter> Limiter for Changing<A, B> {
 
 /// No limit, but the requests that arrive `n`-th (counting from 1) for each `n` of `nths` are
 /// refused.
-pub struct RefuseNth {
+pub(crate) struct RefuseNth {
     nths: Vec<usize>,
     arrived: usize,
 }
@@ -188,7 +188,7 @@ impl Limiter for RefuseNth {
 }
 
 /// No limit, but the first request at or after each of `times` is refused.
-pub struct Transient {
+pub(crate) struct Transient {
     times: VecDeque<f64>,
 }
 
@@ -212,7 +212,7 @@ impl Limiter for Transient {
 
 /// How a run is set up.
 #[derive(Debug, Clone, Copy)]
-pub struct Setup {
+pub(crate) struct Setup {
     /// `--rate` per second.
     pub rate: u32,
     pub concurrency: usize,
@@ -225,14 +225,14 @@ pub struct Setup {
 }
 
 /// What a run did: every start, in order, with the limiter's verdict; and the controller.
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub starts: Vec<(f64, bool)>,
     pub controller: Controller,
 }
 
 impl Outcome {
     /// Accepted starts per second in [from, to).
-    pub fn accepted_rate(&self, from: f64, to: f64) -> f64 {
+    pub(crate) fn accepted_rate(&self, from: f64, to: f64) -> f64 {
         let n = self
             .starts
             .iter()
@@ -242,7 +242,7 @@ impl Outcome {
     }
 
     /// Share of the starts before `to` that were refused.
-    pub fn refused_share(&self, to: f64) -> f64 {
+    pub(crate) fn refused_share(&self, to: f64) -> f64 {
         let all: Vec<_> = self.starts.iter().filter(|(t, _)| *t < to).collect();
         let refused = all.iter().filter(|(_, ok)| !ok).count();
         refused as f64 / all.len().max(1) as f64
@@ -253,7 +253,7 @@ impl Outcome {
     /// went while an earlier refused start was still unanswered (within `latency` after it),
     /// when the client could not yet know of the refusal. With 16 workers and 300 ms of
     /// latency the requests in flight when the first 429 comes back are such.
-    pub fn unknowing_refusals(&self, to: f64, latency: f64) -> usize {
+    pub(crate) fn unknowing_refusals(&self, to: f64, latency: f64) -> usize {
         let mut first_unanswered: Option<f64> = None;
         let mut unknowing = usize::from(self.starts.iter().any(|(t, ok)| *t < to && !ok));
         for &(t, ok) in self.starts.iter().filter(|(t, _)| *t < to) {
@@ -270,7 +270,7 @@ impl Outcome {
 
     /// Share of the starts before `to` that were refused, without the refusals no controller
     /// could have avoided (see [`Outcome::unknowing_refusals`]).
-    pub fn avoidable_refused_share(&self, to: f64, latency: f64) -> f64 {
+    pub(crate) fn avoidable_refused_share(&self, to: f64, latency: f64) -> f64 {
         let all = self.starts.iter().filter(|(t, _)| *t < to).count();
         let refused = self.starts.iter().filter(|(t, ok)| *t < to && !ok).count();
         let avoidable = refused.saturating_sub(self.unknowing_refusals(to, latency));
@@ -278,7 +278,7 @@ impl Outcome {
     }
 
     /// When the last accepted start went.
-    pub fn last_accepted(&self) -> f64 {
+    pub(crate) fn last_accepted(&self) -> f64 {
         self.starts
             .iter()
             .rev()
@@ -287,7 +287,7 @@ impl Outcome {
     }
 
     /// Times of the refused starts.
-    pub fn refused(&self) -> Vec<f64> {
+    pub(crate) fn refused(&self) -> Vec<f64> {
         self.starts
             .iter()
             .filter(|(_, ok)| !ok)
@@ -307,7 +307,7 @@ enum Step {
 }
 
 /// Runs `limiter` against a [`Controller`] at `setup.rate`, the way the gate paces.
-pub fn run(setup: Setup, limiter: &mut dyn Limiter) -> Outcome {
+pub(crate) fn run(setup: Setup, limiter: &mut dyn Limiter) -> Outcome {
     let rate = format!("{}/s", setup.rate).parse().unwrap();
     let mut controller = Controller::new(rate);
     let t0 = Instant::now();

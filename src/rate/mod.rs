@@ -30,8 +30,8 @@ mod gate;
 #[cfg(test)]
 mod limiter_models;
 
-pub use controller::{Controller, Decision, Event};
-pub use gate::{RequestGate, Stopped};
+pub(crate) use controller::{Controller, Decision, Event};
+pub(crate) use gate::RequestGate;
 
 /// Most requests started per time unit, e.g. `5/s`, `300/min`, `10000/h`.
 ///
@@ -44,18 +44,18 @@ pub use gate::{RequestGate, Stopped};
 /// assert!("5/day".parse::<Rate>().is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
+pub(crate) struct Rate {
     pub count: NonZeroU32,
     pub per: Duration,
 }
 
 impl Rate {
-    pub fn per_second(&self) -> f64 {
+    pub(crate) fn per_second(&self) -> f64 {
         f64::from(self.count.get()) / self.per.as_secs_f64()
     }
 
     /// Time between two request starts at this rate.
-    pub fn interval(&self) -> Duration {
+    pub(crate) fn interval(&self) -> Duration {
         self.per / self.count.get()
     }
 }
@@ -93,7 +93,7 @@ impl fmt::Display for Rate {
 /// The longest `Retry-After` honoured. Partner Center's own example asks for 57 s; a larger
 /// value (a day, or 10^20 seconds from a broken proxy) would stall the run for nothing, so it
 /// is cut to this and the run goes on.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 
 #[cfg(test)]
 mod tests {

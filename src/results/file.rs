@@ -27,7 +27,7 @@ impl OutputTarget {
         }
     }
 
-    pub fn path(&self) -> Option<&Path> {
+    pub(crate) fn path(&self) -> Option<&Path> {
         match self {
             OutputTarget::Stdout => None,
             OutputTarget::File(p) => Some(p),
@@ -62,7 +62,7 @@ pub enum ReportMode {
 }
 
 impl ReportMode {
-    pub fn resumes(self) -> bool {
+    pub(crate) fn resumes(self) -> bool {
         matches!(self, ReportMode::AuditResume | ReportMode::DerivedResume)
     }
 
@@ -72,7 +72,7 @@ impl ReportMode {
 }
 
 /// Where a derived report is written until its run completes.
-pub fn partial_path(report: &Path) -> PathBuf {
+pub(crate) fn partial_path(report: &Path) -> PathBuf {
     let mut name = report.as_os_str().to_owned();
     name.push(".partial");
     PathBuf::from(name)
@@ -82,7 +82,7 @@ pub fn partial_path(report: &Path) -> PathBuf {
 /// a FIFO), or a regular file held under an exclusive lock for as long as this value or a
 /// [`RunLock`] taken from it lives. Opening never changes the file's content.
 #[derive(Debug)]
-pub struct ReportFile {
+pub(crate) struct ReportFile {
     target: OutputTarget,
     opened: Opened,
     mode: ReportMode,
@@ -102,7 +102,7 @@ enum Opened {
 
 /// Keeps a run's report file locked until dropped (after the manifest is written).
 #[derive(Debug)]
-pub struct RunLock(#[allow(dead_code)] Option<File>);
+pub(crate) struct RunLock(#[allow(dead_code)] Option<File>);
 
 impl ReportFile {
     /// Opens the target, creating a missing file (owner-only), takes the run's exclusive lock
@@ -181,7 +181,7 @@ impl ReportFile {
 
     /// The regular file this run writes (and `--resume` reads, and the manifest sits beside):
     /// the report, or its partial file.
-    pub fn regular_path(&self) -> Option<&Path> {
+    pub(crate) fn regular_path(&self) -> Option<&Path> {
         match &self.opened {
             Opened::Regular { writes, .. } => Some(writes),
             _ => None,
@@ -190,7 +190,7 @@ impl ReportFile {
 
     /// Whether the file this run writes holds nothing yet (a file it may remove again when
     /// the run ends before anything is recorded).
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.mode == ReportMode::Derived
             || self
                 .regular_path()
@@ -199,7 +199,7 @@ impl ReportFile {
 
     /// A handle that keeps the lock after the writer is gone, and replaces the report with
     /// the partial file when the run completes.
-    pub fn lock(&self) -> RunLock {
+    pub(crate) fn lock(&self) -> RunLock {
         match &self.opened {
             Opened::Regular { file, .. } => RunLock(file.try_clone().ok()),
             _ => RunLock(None),
@@ -207,7 +207,7 @@ impl ReportFile {
     }
 
     /// The writer for the run; a file that starts anew gets `R`'s header.
-    pub fn into_writer<R: ReportRecord>(self) -> Result<ReportWriter, OutputError> {
+    pub(crate) fn into_writer<R: ReportRecord>(self) -> Result<ReportWriter, OutputError> {
         let (out, sync, starts_anew): (Box<dyn Write + Send>, Option<File>, bool) =
             match self.opened {
                 Opened::Stdout => (Box::new(io::stdout()), None, true),
@@ -247,7 +247,7 @@ fn lock_for_run(file: &File, path: &Path) -> Result<(), OutputError> {
 
 /// The partial file a staged side output (`--emit-confirm-input`) is written in until its run
 /// completes; `None` for a device or pipe, written as a stream.
-pub fn staged_path(path: &Path) -> Option<PathBuf> {
+pub(crate) fn staged_path(path: &Path) -> Option<PathBuf> {
     (!crate::files::is_special(path)).then(|| partial_path(path))
 }
 
@@ -282,7 +282,7 @@ pub(super) fn stage(target: &Path, partial: &Path, resumes: bool) -> Result<File
 
 /// Replaces `report` with `written`, the partial file of a derived report whose run completed,
 /// and moves its manifest along (a no-op when the run wrote the report itself).
-pub fn promote(report: &Path, written: &Path) -> io::Result<()> {
+pub(crate) fn promote(report: &Path, written: &Path) -> io::Result<()> {
     if report == written {
         return Ok(());
     }
@@ -297,7 +297,7 @@ pub fn promote(report: &Path, written: &Path) -> io::Result<()> {
 /// Whether `path` is the results file of a `confirm` run: the results header, and either a
 /// manifest whose last run is a `confirm` run or a line whose status only `confirm` gives (a
 /// `validate` report shares the header but holds only valid, invalid and duplicate).
-pub fn is_confirm_results(path: &Path) -> bool {
+pub(crate) fn is_confirm_results(path: &Path) -> bool {
     let Ok(file) = File::open(path) else {
         return false;
     };

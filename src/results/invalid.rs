@@ -7,16 +7,16 @@ use super::ResultRecord;
 
 /// The first invalid rows of a run, with their messages.
 #[derive(Debug, Default)]
-pub struct FirstInvalid {
+pub(crate) struct FirstInvalid {
     rows: Vec<(RowNumber, String)>,
 }
 
 impl FirstInvalid {
     /// Invalid rows shown on stderr.
-    pub const SHOWN: usize = 10;
+    pub(crate) const SHOWN: usize = 10;
 
     /// Keeps `record` when it is one of the first invalid rows.
-    pub fn note(&mut self, record: &ResultRecord) {
+    pub(crate) fn note(&mut self, record: &ResultRecord) {
         if record.row_status() == RowStatus::Invalid && self.rows.len() < Self::SHOWN {
             self.rows
                 .push((record.row.unwrap_or(RowNumber(0)), record.message.clone()));
@@ -25,7 +25,7 @@ impl FirstInvalid {
 
     /// The list for stderr, saying how many more of the run's `invalid` rows the report holds;
     /// `None` when no row was noted.
-    pub fn hint(&self, invalid: u64) -> Option<String> {
+    pub(crate) fn hint(&self, invalid: u64) -> Option<String> {
         if self.rows.is_empty() {
             return None;
         }

@@ -10,10 +10,12 @@ mod report;
 mod write_behind;
 mod writer;
 
-pub use error::OutputError;
+pub(crate) use error::OutputError;
 pub use file::{OutputTarget, ReportMode};
 use file::{ReportFile, RunLock};
-pub use invalid::FirstInvalid;
-pub use record::{Personal, RESULTS_HEADER, ReportRecord, ResultRecord, escape_formula};
-pub use report::Report;
-pub use writer::{LineWriter, ReportWriter};
+pub(crate) use invalid::FirstInvalid;
+pub(crate) use record::Personal;
+pub use record::{RESULTS_HEADER, ReportRecord, ResultRecord, escape_formula};
+pub(crate) use report::Report;
+pub(crate) use writer::LineWriter;
+pub use writer::ReportWriter;

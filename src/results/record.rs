@@ -60,7 +60,7 @@ pub enum Personal {
 
 impl Personal {
     /// Masks a value for sharing: `t***@contoso.com`, `*********0100`.
-    pub fn mask(self, value: &str) -> String {
+    pub(crate) fn mask(self, value: &str) -> String {
         if value.is_empty() {
             return String::new();
         }
@@ -115,7 +115,7 @@ pub struct ResultRecord {
 
 impl ResultRecord {
     /// A record echoing the row as read, for rows that could not be validated.
-    pub fn from_raw(raw: &RawRow, status: RowStatus, message: String) -> Self {
+    pub(crate) fn from_raw(raw: &RawRow, status: RowStatus, message: String) -> Self {
         let cell = |c| raw.cell_for_display(c);
         ResultRecord {
             row: Some(raw.row),
@@ -133,7 +133,7 @@ impl ResultRecord {
     }
 
     /// A record of a validated row, its values as they are (or would be) sent.
-    pub fn from_confirmation(row: RowNumber, c: Confirmation, status: RowStatus) -> Self {
+    pub(crate) fn from_confirmation(row: RowNumber, c: Confirmation, status: RowStatus) -> Self {
         ResultRecord {
             row: Some(row),
             customer_tenant_id: c.tenant.to_string(),
@@ -148,7 +148,7 @@ impl ResultRecord {
         }
     }
 
-    pub fn row_status(&self) -> RowStatus {
+    pub(crate) fn row_status(&self) -> RowStatus {
         self.status.unwrap_or(RowStatus::Failed)
     }
 }

@@ -18,7 +18,7 @@ use super::{
 /// A run's report, from open to promotion. Dropped without [`Report::complete`], it leaves
 /// every file as it is (a staged report in its partial file) and releases the lock.
 #[derive(Debug)]
-pub struct Report {
+pub(crate) struct Report {
     /// The report as the operator named it.
     target: OutputTarget,
     /// The run continues what the report holds, and adds to its manifest's history.
@@ -52,13 +52,16 @@ impl Report {
 
     /// The regular file this run writes (and `--resume` reads): the report, or its partial
     /// file; none for standard output or a stream.
-    pub fn written(&self) -> Option<&Path> {
+    pub(crate) fn written(&self) -> Option<&Path> {
         self.written.as_deref()
     }
 
     /// The writer of the report's lines (made once); a report that starts anew gets `R`'s
     /// header. `redact` masks signers' emails and phone numbers.
-    pub fn writer<R: ReportRecord>(&mut self, redact: bool) -> Result<ReportWriter, OutputError> {
+    pub(crate) fn writer<R: ReportRecord>(
+        &mut self,
+        redact: bool,
+    ) -> Result<ReportWriter, OutputError> {
         let file = self.file.take().ok_or_else(|| OutputError::Write {
             path: self.target.to_string(),
             source: io::Error::other("the report's writer was already made"),
@@ -69,7 +72,7 @@ impl Report {
 
     /// Opens a side output (`status --emit-confirm-input`) staged with the report: continued
     /// when the run resumes, put under its name when the run completes.
-    pub fn side(
+    pub(crate) fn side(
         &mut self,
         path: &Path,
         header: &csv::ByteRecord,
@@ -84,7 +87,7 @@ impl Report {
 
     /// Records the run in the manifest beside the file it wrote (none for a stream), naming
     /// the report's final name; a resumed run adds to the history.
-    pub fn record(&self, summary: &RunSummary) -> Result<(), OutputError> {
+    pub(crate) fn record(&self, summary: &RunSummary) -> Result<(), OutputError> {
         let Some(written) = &self.written else {
             return Ok(());
         };
@@ -99,7 +102,7 @@ impl Report {
 
     /// The run completed: the report and its side outputs replace what their final names
     /// held, manifests along, and the lock is released.
-    pub fn complete(self) -> Result<(), OutputError> {
+    pub(crate) fn complete(self) -> Result<(), OutputError> {
         let report = self.target.path().zip(self.written.as_deref());
         for (to, from) in report.into_iter().chain(
             self.sides
@@ -117,7 +120,7 @@ impl Report {
 
     /// The run stopped early: every file stays where it is and the lock is released. Returns
     /// the report left as it was and the partial file holding this run's lines, when staged.
-    pub fn stop(self) -> Option<(PathBuf, PathBuf)> {
+    pub(crate) fn stop(self) -> Option<(PathBuf, PathBuf)> {
         match (self.target.path(), &self.written) {
             (Some(report), Some(written)) if report != written => {
                 Some((report.to_path_buf(), written.clone()))
@@ -128,7 +131,7 @@ impl Report {
 
     /// The run recorded nothing (it could not start): its writers are closed and a file this
     /// run created is removed, so no header-only file blocks the next run.
-    pub fn abandon(self, writer: ReportWriter, side: Option<LineWriter>) {
+    pub(crate) fn abandon(self, writer: ReportWriter, side: Option<LineWriter>) {
         drop(writer);
         drop(side);
         if let (true, Some(path)) = (self.created, &self.written) {

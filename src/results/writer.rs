@@ -79,12 +79,8 @@ impl ReportWriter {
         ReportFile::open(&target, mode)?.into_writer::<R>()
     }
 
-    pub fn target(&self) -> &OutputTarget {
-        &self.target
-    }
-
     /// Masks signers' emails and phone numbers in every record written from now on.
-    pub fn redact(mut self) -> Self {
+    pub(crate) fn redact(mut self) -> Self {
         self.redact = true;
         self
     }
@@ -108,7 +104,10 @@ impl ReportWriter {
     }
 
     /// Writes one record of a run; [`Self::flush_written`] then hands it to the system.
-    pub fn write_unflushed<R: ReportRecord>(&mut self, record: &R) -> Result<(), OutputError> {
+    pub(crate) fn write_unflushed<R: ReportRecord>(
+        &mut self,
+        record: &R,
+    ) -> Result<(), OutputError> {
         let cells = self.cells_of(record);
         self.write_cells(&cells)?;
         self.unsynced = self.unsynced.saturating_add(1);
@@ -117,7 +116,7 @@ impl ReportWriter {
 
     /// Flushes the records written so far, and syncs them to disk every so many lines or
     /// seconds.
-    pub fn flush_written(&mut self) -> Result<(), OutputError> {
+    pub(crate) fn flush_written(&mut self) -> Result<(), OutputError> {
         self.flush()?;
         if self.unsynced >= SYNC_EVERY_LINES || self.last_sync.elapsed() >= SYNC_EVERY {
             self.sync()?;
@@ -126,7 +125,10 @@ impl ReportWriter {
     }
 
     /// Writes one record without flushing (for offline reports written in bulk).
-    pub fn write_buffered<R: ReportRecord>(&mut self, record: &R) -> Result<(), OutputError> {
+    pub(crate) fn write_buffered<R: ReportRecord>(
+        &mut self,
+        record: &R,
+    ) -> Result<(), OutputError> {
         let cells = self.cells_of(record);
         self.write_cells(&cells)?;
         self.written_in_bulk()
@@ -168,7 +170,7 @@ impl ReportWriter {
             .map_err(|e| self.error(csv_io(e)))
     }
 
-    pub fn flush(&mut self) -> Result<(), OutputError> {
+    pub(crate) fn flush(&mut self) -> Result<(), OutputError> {
         self.csv.flush().map_err(|e| self.error(e))
     }
 
@@ -200,7 +202,7 @@ impl ReportWriter {
 
 /// Writes a side output of raw input records (`status --emit-confirm-input`) under the
 /// input's header: owner-only, each line flushed as written, owned by the run's writer task.
-pub struct LineWriter {
+pub(crate) struct LineWriter {
     path: PathBuf,
     csv: csv::Writer<File>,
 }

@@ -33,27 +33,27 @@ fn is_per_row(error: &ApiError) -> bool {
 
 /// Why the breaker stopped the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tripped(pub String);
+pub(crate) struct Tripped(pub String);
 
 /// Counts rows in a row that ended with the same kind of systemic failure.
 #[derive(Debug, Default)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     state: Mutex<Option<(Signature, u32)>>,
 }
 
 impl Breaker {
-    pub const ROWS: u32 = 20;
+    pub(crate) const ROWS: u32 = 20;
 
     /// A row ended with an answer from a working service: a success, or an error about the
     /// row itself (already exists, bad date, unknown tenant, no relationship, bad input).
-    pub fn healthy(&self) {
+    pub(crate) fn healthy(&self) {
         if let Ok(mut state) = self.state.lock() {
             *state = None;
         }
     }
 
     /// A row ended on `error`; returns why the run must stop when the breaker trips.
-    pub fn failed(&self, error: &ApiError) -> Option<Tripped> {
+    pub(crate) fn failed(&self, error: &ApiError) -> Option<Tripped> {
         if is_per_row(error) {
             self.healthy();
             return None;

@@ -17,7 +17,7 @@ use crate::simulator::{DataFiles, Simulator, SimulatorConfig, SimulatorError};
 /// A client ready to talk to the configured service, and the in-process simulator behind it
 /// when `--simulator` was given (kept alive as long as the connection).
 #[derive(Debug)]
-pub struct Connection {
+pub(crate) struct Connection {
     pub client: PartnerCenterClient,
     pub base_url: String,
     simulator: Option<Simulator>,
@@ -86,7 +86,7 @@ impl Connection {
     /// Ends the connection: a rotated refresh token that could not be saved is tried once
     /// more, and if it still cannot be, the operator is told what the next run will meet (the
     /// command then exits 4, see [`TokenFile::exit`]).
-    pub async fn close(self) -> TokenFile {
+    pub(crate) async fn close(self) -> TokenFile {
         let mut token = TokenFile::Current;
         if let Some(Err(why)) = self.rotated.as_deref().map(RefreshTokenKeeper::finish) {
             say(Kind::Error, &format!("error: {why}"));

@@ -19,18 +19,18 @@ use crate::retry::{RetryPolicy, with_retries};
 
 /// Pages in a row that add no new customer before the listing is taken for a loop that
 /// changes its tokens as it goes.
-pub const MAX_BARREN_PAGES: u64 = 10;
+pub(crate) const MAX_BARREN_PAGES: u64 = 10;
 
 /// Pages a listing may have before it is taken for an endless one (500 customers a page:
 /// far beyond any partner).
-pub const MAX_PAGES: u64 = 100_000;
+pub(crate) const MAX_PAGES: u64 = 100_000;
 
 /// Unreadable items named one by one in warnings; the rest are counted.
 const NAMED_UNREADABLE: u64 = 20;
 
 /// How a listing ended early.
 #[derive(Debug, thiserror::Error)]
-pub enum ListingError {
+pub(crate) enum ListingError {
     #[error("{0}")]
     Credentials(ApiError),
     #[error(
@@ -45,7 +45,7 @@ pub enum ListingError {
 
 impl ListingError {
     /// What was listed before the listing ended early, when it got that far.
-    pub fn listed(&self) -> Option<Listed> {
+    pub(crate) fn listed(&self) -> Option<Listed> {
         match self {
             ListingError::Credentials(_) => None,
             ListingError::Failed { listed, .. } | ListingError::Stopped { listed, .. } => {
@@ -57,7 +57,7 @@ impl ListingError {
 
 /// What a complete listing held.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Listed {
+pub(crate) struct Listed {
     /// Distinct customers, each handed on once.
     pub customers: u64,
     pub pages: u64,
@@ -70,21 +70,21 @@ pub struct Listed {
 impl Listed {
     /// Whether the last page's `totalCount` promises more than the listing delivered
     /// (customers and unreadable items together).
-    pub fn short_of_total(&self) -> Option<u64> {
+    pub(crate) fn short_of_total(&self) -> Option<u64> {
         let delivered = self.customers.saturating_add(self.unreadable);
         self.total_count.filter(|&total| total > delivered)
     }
 
     /// How many things about the listing make a run over it exit 1 (as rows with a problem
     /// would): each unreadable item, and a listing with no customer at all (nothing checked).
-    pub fn problems(&self) -> u64 {
+    pub(crate) fn problems(&self) -> u64 {
         self.unreadable
             .saturating_add(u64::from(self.customers == 0))
     }
 
     /// The warnings a complete listing deserves: no customers at all, or fewer than the
     /// service promised.
-    pub fn warnings(&self) -> Vec<String> {
+    pub(crate) fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         if self.customers == 0 {
             warnings.push(format!(
@@ -113,7 +113,7 @@ impl Listed {
 /// one, else where it goes and what it sends (a next link without a token that names a URI
 /// asked before asks the same page again).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum RequestKey {
+pub(crate) enum RequestKey {
     Token(String),
     Link {
         uri: String,
@@ -123,7 +123,7 @@ pub enum RequestKey {
 
 impl RequestKey {
     /// The key of the listing's first request.
-    pub fn first(base: &Url) -> Self {
+    pub(crate) fn first(base: &Url) -> Self {
         RequestKey::of_uri(
             base,
             &format!("/v1/customers?size={}", crate::api::customers::PAGE_SIZE),
@@ -132,7 +132,7 @@ impl RequestKey {
     }
 
     /// The key of the request a page's next link makes.
-    pub fn of_link(base: &Url, link: &NextLink) -> Self {
+    pub(crate) fn of_link(base: &Url, link: &NextLink) -> Self {
         match link.continuation_token() {
             Some(token) => RequestKey::Token(token.to_string()),
             None => {
@@ -167,7 +167,7 @@ impl std::fmt::Display for RequestKey {
 
 /// Why the guard stopped a listing: what the service did.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Stop {
+pub(crate) enum Stop {
     /// A next link asks for a page asked for before.
     #[error(
         "the customer listing returned {key} a second time (page {page} would repeat page {repeats}): the service's paging loops"
@@ -193,7 +193,7 @@ pub enum Stop {
 
 /// What to do after a page.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Next {
+pub(crate) enum Next {
     /// Fetch the page the link names.
     Follow,
     /// The page was the last: the listing is complete.
@@ -205,7 +205,7 @@ pub enum Next {
 /// The listing's checks, page by page, with no I/O: which customers are new, and whether
 /// the paging still advances.
 #[derive(Debug)]
-pub struct ListingGuard {
+pub(crate) struct ListingGuard {
     /// Every request made, and the page it fetched.
     requests: HashMap<RequestKey, u64>,
     tenants: HashSet<TenantId>,
@@ -232,7 +232,7 @@ impl ListingGuard {
     /// Takes the next page: `customers` as listed, `unreadable` items, the `totalCount` it
     /// gave and the key of the request its next link makes. Keeps in `customers` only those
     /// not listed before, in order, and says what to do next.
-    pub fn page(
+    pub(crate) fn page(
         &mut self,
         customers: &mut Vec<Customer>,
         unreadable: u64,
@@ -270,7 +270,7 @@ impl ListingGuard {
     }
 
     /// What was listed so far.
-    pub fn listed(&self) -> Listed {
+    pub(crate) fn listed(&self) -> Listed {
         Listed {
             customers: u64::try_from(self.tenants.len()).unwrap_or(u64::MAX),
             pages: self.pages,
@@ -282,7 +282,7 @@ impl ListingGuard {
 
 /// Sends every customer of the partner to `out` once, in the listing's order. Returns early,
 /// with what was listed so far, when the run stops or `out` is closed.
-pub async fn list_customers(
+pub(crate) async fn list_customers(
     client: &PartnerCenterClient,
     policy: &RetryPolicy,
     stop: &CancellationToken,

@@ -12,10 +12,10 @@
 //!   from the rows' status type, and publishes the summary (stderr, `--summary-json`, the
 //!   manifest) while it still holds the lock.
 
-pub mod breaker;
-pub mod connection;
-pub mod listing;
-pub mod refresh_token;
+pub(crate) mod breaker;
+pub(crate) mod connection;
+pub(crate) mod listing;
+pub(crate) mod refresh_token;
 mod source;
 
 use std::future::Future;
@@ -46,14 +46,14 @@ use listing::Listed;
 use source::{Fed, Feed, RowSource};
 
 /// The status type of a run kind's report.
-pub type StatusOf<K> = <<<K as RunKind>::Job as Job>::Record as ReportRecord>::Status;
+pub(crate) type StatusOf<K> = <<<K as RunKind>::Job as Job>::Record as ReportRecord>::Status;
 /// The work a run kind's reader feeds the pipeline.
-pub type WorkOf<K> =
+pub(crate) type WorkOf<K> =
     Work<<<K as RunKind>::Job as Job>::Input, <<K as RunKind>::Job as Job>::Record>;
 
 /// Why a run could not start its rows (nothing was sent for any row).
 #[derive(Debug)]
-pub enum NotStarted {
+pub(crate) enum NotStarted {
     /// Exit 3 with this message.
     Aborted(String),
     /// A signal arrived first (exit 130).
@@ -61,7 +61,7 @@ pub enum NotStarted {
 }
 
 /// What a command brings to a run; the driver does the rest.
-pub trait RunKind: Send + Sync + Sized + 'static {
+pub(crate) trait RunKind: Send + Sync + Sized + 'static {
     type Job: Job;
     /// What a resumed report already has done.
     type Done: Send + Sync + 'static;
@@ -124,7 +124,7 @@ pub trait RunKind: Send + Sync + Sized + 'static {
 
 /// How a run ended, for the command's hints.
 #[derive(Debug)]
-pub struct Ended<S: Status> {
+pub(crate) struct Ended<S: Status> {
     pub tally: Tally<S>,
     pub abort: Option<AbortReason>,
     /// The report is a file (a resumed run can continue it).
@@ -136,7 +136,7 @@ pub struct Ended<S: Status> {
 }
 
 /// Runs `kind` over `files.input` against the service of `api`.
-pub async fn drive<K: RunKind>(
+pub(crate) async fn drive<K: RunKind>(
     kind: K,
     files: &RunFiles,
     api: &ApiConfig,
@@ -453,7 +453,11 @@ struct Settled {
 
 /// Prints the summary on stderr, writes `--summary-json` (a file, or stdout for `-`) and the
 /// manifest beside the file the run wrote.
-pub fn publish(summary: &RunSummary, files: &RunFiles, report: &Report) -> Result<(), AppError> {
+pub(crate) fn publish(
+    summary: &RunSummary,
+    files: &RunFiles,
+    report: &Report,
+) -> Result<(), AppError> {
     say(Kind::Summary, &summary.describe());
     let json = || {
         summary
@@ -508,7 +512,7 @@ fn resume_hint<S: Status>(ended: &Ended<S>) -> Option<String> {
 }
 
 /// The command line that continues this run: the same arguments, with `--resume`.
-pub fn resume_command() -> String {
+pub(crate) fn resume_command() -> String {
     let mut args: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
@@ -521,7 +525,7 @@ pub fn resume_command() -> String {
         .join(" ")
 }
 
-pub fn shell_quote(arg: &str) -> String {
+pub(crate) fn shell_quote(arg: &str) -> String {
     if !arg.is_empty()
         && arg
             .chars()

@@ -22,7 +22,7 @@ use crate::error::Exit;
 
 /// Whether the token file holds the newest refresh token when the run ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenFile {
+pub(crate) enum TokenFile {
     /// Saved, or nothing to save (no rotation, or no file to save to).
     Current,
     /// A rotated token could not be saved: the file holds one the authority may refuse.
@@ -31,7 +31,7 @@ pub enum TokenFile {
 
 impl TokenFile {
     /// The run's exit code given what became of the token (see [`Exit::with_token_unsaved`]).
-    pub fn exit(self, exit: Exit) -> Exit {
+    pub(crate) fn exit(self, exit: Exit) -> Exit {
         match self {
             TokenFile::Current => exit,
             TokenFile::Unsaved => exit.with_token_unsaved(),
@@ -41,7 +41,7 @@ impl TokenFile {
 
 /// Keeps the rotated refresh tokens of one run.
 #[derive(Debug)]
-pub struct RefreshTokenKeeper {
+pub(crate) struct RefreshTokenKeeper {
     /// The file the configured token came from; `None` when it came from the environment.
     file: Option<PathBuf>,
     /// The newest rotated token when saving it failed, and why.
@@ -53,7 +53,7 @@ impl RefreshTokenKeeper {
     /// From the environment the credentials were read from: the file named by
     /// `PARTNER_CENTER_REFRESH_TOKEN_FILE`, unless `PARTNER_CENTER_REFRESH_TOKEN` (which wins)
     /// is set.
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         let file = std::env::var_os(ENV_REFRESH_TOKEN)
             .is_none()
             .then(|| std::env::var_os(format!("{ENV_REFRESH_TOKEN}_FILE")))
@@ -72,7 +72,7 @@ impl RefreshTokenKeeper {
 
     /// Whether a rotated token could be saved now; `Err` says why not. Creates and removes an
     /// empty file beside the token file, as saving does.
-    pub fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         let Some(path) = &self.file else {
             return Ok(());
         };
@@ -85,7 +85,7 @@ impl RefreshTokenKeeper {
     }
 
     /// Takes a token the authority rotated: saves it, or keeps it for another try at the end.
-    pub fn keep(&self, token: &SecretString) {
+    pub(crate) fn keep(&self, token: &SecretString) {
         let Some(path) = &self.file else {
             if !self.warned.swap(true, Ordering::Relaxed) {
                 tracing::warn!(

@@ -68,10 +68,7 @@ pub(crate) struct Fed {
 
 /// The source INPUT names: the input file opened with the run kind's options (before
 /// anything else, so that an unreadable input is told first), or the customer listing.
-pub(crate) fn open<K: RunKind>(
-    kind: &K,
-    input: &RunInput,
-) -> Result<Box<dyn RowSource<K>>, InputError> {
+pub fn open<K: RunKind>(kind: &K, input: &RunInput) -> Result<Box<dyn RowSource<K>>, InputError> {
     Ok(match input {
         RunInput::File(path) => Box::new(InputReader::open(path, &kind.input_options())?),
         RunInput::AllCustomers => Box::new(CustomerListing::new()),
@@ -146,7 +143,7 @@ pub(crate) struct CustomerListing {
 }
 
 impl CustomerListing {
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         CustomerListing {
             header: ByteRecord::from(LISTING_HEADER.to_vec()),
         }

@@ -49,7 +49,7 @@ impl std::fmt::Debug for RefreshTokenCredentials {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum CredentialsError {
+pub(crate) enum CredentialsError {
     #[error(
         "no credentials: set {ENV_ACCESS_TOKEN} to an App+User access token (for example from `az account get-access-token --resource https://api.partnercenter.microsoft.com`), or {ENV_TENANT_ID}, {ENV_CLIENT_ID}, {ENV_CLIENT_SECRET} and {ENV_REFRESH_TOKEN} for the refresh-token flow; or pass --simulator to try the tool against the built-in simulator (a simulator started on its own with `mca-attest simulator` takes any access token: {ENV_ACCESS_TOKEN}=any)"
     )]

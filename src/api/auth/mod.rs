@@ -10,7 +10,7 @@ mod lifetime;
 mod renewal;
 mod secrets;
 
-pub use credentials::CredentialsError;
+pub(crate) use credentials::CredentialsError;
 pub(crate) use credentials::{Credentials, ENV_REFRESH_TOKEN};
 pub(crate) use error::AuthError;
-pub use renewal::TokenSource;
+pub(crate) use renewal::TokenSource;

@@ -57,7 +57,7 @@ type RotationHook = Box<dyn Fn(&SecretString) + Send + Sync>;
 /// Only when no valid token is left do calls wait for a renewal, and for at most
 /// [`RENEW_GIVE_UP`]. A permanent refusal ([`AuthError::is_permanent`]) is kept and ends
 /// every later call at once. One renewal at a time, however many calls notice.
-pub struct TokenSource {
+pub(crate) struct TokenSource {
     credentials: Credentials,
     /// Where renewed tokens come from: the token authority over the run's HTTP client.
     authority: Box<dyn Authority>,
@@ -134,7 +134,7 @@ fn later(at: Instant, d: Duration) -> Instant {
 impl TokenSource {
     /// A token source whose calls to the authority go through `http`, the run's one HTTP
     /// client, each bounded by `timeout`.
-    pub(crate) fn new(credentials: Credentials, http: reqwest::Client, timeout: Duration) -> Self {
+    pub fn new(credentials: Credentials, http: reqwest::Client, timeout: Duration) -> Self {
         TokenSource::with_authority(credentials, Box::new(HttpAuthority { http, timeout }))
     }
 

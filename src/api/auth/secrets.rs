@@ -31,7 +31,7 @@ struct Held {
 
 impl Secrets {
     /// Secrets that `fixed`, the configured credentials, start with.
-    pub(crate) fn new(fixed: Vec<SecretString>) -> Self {
+    pub fn new(fixed: Vec<SecretString>) -> Self {
         Secrets {
             held: Mutex::new(Held {
                 fixed,

@@ -24,15 +24,15 @@ use crate::reconcile::{CustomerState, same_person};
 
 /// How the message of a later row of a tenant starts (a resumed run tells such lines from
 /// those of checked rows by it).
-pub const LATER_ROW: &str = "same tenant as ";
+pub(crate) const LATER_ROW: &str = "same tenant as ";
 
 /// Where the report has the message (see [`super::STATUS_HEADER`]).
-pub const MESSAGE_COLUMN: usize = 14;
+pub(crate) const MESSAGE_COLUMN: usize = 14;
 
 /// What one check of a tenant found: the columns every row of the tenant shares, and the
 /// contacts on record so each row compares its own signer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Answer {
+pub(crate) struct Answer {
     state: CustomerState,
     agreements_on_record: Option<usize>,
     latest: Option<AgreementRecord>,
@@ -47,7 +47,7 @@ pub struct Answer {
 
 impl Answer {
     /// The answer in the first row's record; `contacts` are those of every record on file.
-    pub fn of(record: &StatusRecord, contacts: Vec<RecordContact>) -> Self {
+    pub(crate) fn of(record: &StatusRecord, contacts: Vec<RecordContact>) -> Self {
         Answer {
             state: record.state,
             agreements_on_record: record.agreements_on_record,
@@ -64,7 +64,12 @@ impl Answer {
 
     /// Gives a later row of the tenant the answer: the same state and record columns, its
     /// own signer compared, and a message naming the row that was checked.
-    pub fn apply(&self, record: &mut StatusRecord, first: RowNumber, signer: Option<&Signer>) {
+    pub(crate) fn apply(
+        &self,
+        record: &mut StatusRecord,
+        first: RowNumber,
+        signer: Option<&Signer>,
+    ) {
         record.state = self.state;
         record.agreements_on_record = self.agreements_on_record;
         record.latest = self.latest.clone();
@@ -88,7 +93,7 @@ impl Answer {
 
 /// What a later row of a tenant gets.
 #[derive(Debug)]
-pub enum Given {
+pub(crate) enum Given {
     Answer(Arc<Answer>),
     /// The first row ended without an answer (the run is stopping, nothing was sent for it),
     /// or the run stopped while the row waited: no line, so `--resume` takes the row up.
@@ -97,7 +102,7 @@ pub enum Given {
 
 /// The answers of one run, shared by the reader and the job.
 #[derive(Debug)]
-pub struct Answers {
+pub(crate) struct Answers {
     inner: Mutex<Inner>,
 }
 
@@ -172,7 +177,7 @@ impl Answers {
 
     /// The reader's question for each row it sends: `None` when `row` is the first of
     /// `tenant` in this run (it is checked), else the first row (it gets that row's answer).
-    pub fn first_row(&self, tenant: TenantId, row: RowNumber) -> Option<RowNumber> {
+    pub(crate) fn first_row(&self, tenant: TenantId, row: RowNumber) -> Option<RowNumber> {
         let mut inner = self.lock();
         let entry = inner.tenants.entry(tenant).or_insert(Entry {
             first: row,
@@ -183,7 +188,7 @@ impl Answers {
 
     /// Starts the check of a first row: its answer (or that it has none) is given to the
     /// tenant's later rows when the returned guard is published or dropped.
-    pub fn checking(&self, tenant: TenantId) -> FirstRow<'_> {
+    pub(crate) fn checking(&self, tenant: TenantId) -> FirstRow<'_> {
         FirstRow {
             answers: self,
             tenant,
@@ -222,7 +227,11 @@ impl Answers {
 
     /// The answer for a later row of `tenant`, waiting while the first row's check is in
     /// flight. `Err` when the answer cannot be had (its temporary file cannot be read).
-    pub async fn wait(&self, tenant: TenantId, stop: &CancellationToken) -> Result<Given, String> {
+    pub(crate) async fn wait(
+        &self,
+        tenant: TenantId,
+        stop: &CancellationToken,
+    ) -> Result<Given, String> {
         let mut receiver = {
             let mut inner = self.lock();
             let Some(entry) = inner.tenants.get(&tenant).copied() else {
@@ -272,14 +281,14 @@ impl Answers {
 
 /// A first row's check in flight; dropped without [`FirstRow::publish`] (the row ended
 /// early, or its task was torn down), it tells the waiting rows there is no answer.
-pub struct FirstRow<'a> {
+pub(crate) struct FirstRow<'a> {
     answers: &'a Answers,
     tenant: TenantId,
     published: bool,
 }
 
 impl FirstRow<'_> {
-    pub fn publish(mut self, answer: Option<Answer>) {
+    pub(crate) fn publish(mut self, answer: Option<Answer>) {
         self.published = true;
         self.answers.publish(self.tenant, answer);
     }

@@ -18,7 +18,7 @@ use crate::run::breaker::Breaker;
 
 /// A customer to check.
 #[derive(Debug)]
-pub struct StatusInput {
+pub(crate) struct StatusInput {
     pub tenant: TenantId,
     pub signer: Option<Signer>,
     /// The input's own record, for `--emit-confirm-input` (empty for a later row).
@@ -31,7 +31,7 @@ pub struct StatusInput {
     pub emitted_before: bool,
 }
 
-pub struct StatusJob {
+pub(crate) struct StatusJob {
     pub client: PartnerCenterClient,
     pub cutoff: DateTime<Utc>,
     pub policy: RetryPolicy,

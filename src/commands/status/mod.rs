@@ -35,9 +35,9 @@ use crate::run::breaker::Breaker;
 use crate::run::{Ended, NotStarted, RunKind, WorkOf, drive};
 use answers::Answers;
 use job::{StatusInput, StatusJob};
-pub use record::{STATUS_HEADER, StatusRecord};
+pub(crate) use record::{STATUS_HEADER, StatusRecord};
 
-pub async fn run(config: StatusConfig) -> Result<Exit, AppError> {
+pub(crate) async fn run(config: StatusConfig) -> Result<Exit, AppError> {
     let kind = Reconcile {
         delimiter: config.delimiter,
         encoding: config.encoding,
@@ -71,7 +71,7 @@ struct Reconcile {
 /// resumed run checks such a tenant once more (the first of its rows still to do is checked,
 /// the others take its answer): simpler and as correct as taking the recorded answer, which
 /// would mean holding every done tenant's record columns.
-pub struct StatusDone {
+pub(crate) struct StatusDone {
     rows: ResumeState<(RowNumber, TenantId)>,
     /// Whether a done line of a checked row of the tenant is `missing` or `stale` (the tenant
     /// is in the emit file).

@@ -12,7 +12,7 @@ use crate::reconcile::CustomerState;
 use crate::results::{Personal, ReportRecord};
 
 /// The reconciliation report's header, in the contract's order.
-pub const STATUS_HEADER: [&str; 18] = [
+pub(crate) const STATUS_HEADER: [&str; 18] = [
     "row",
     "customer_tenant_id",
     "state",
@@ -35,7 +35,7 @@ pub const STATUS_HEADER: [&str; 18] = [
 
 /// One line of the reconciliation report.
 #[derive(Debug, Clone)]
-pub struct StatusRecord {
+pub(crate) struct StatusRecord {
     pub row: RowNumber,
     pub customer_tenant_id: String,
     pub state: CustomerState,
@@ -77,7 +77,7 @@ impl StatusRecord {
     }
 
     /// The customer could not be checked.
-    pub fn error(mut self, error: &ApiError, http_status: Option<u16>) -> Self {
+    pub(crate) fn error(mut self, error: &ApiError, http_status: Option<u16>) -> Self {
         self.state = CustomerState::Error;
         self.http_status = http_status;
         self.error_code = error.code.clone().unwrap_or_default();
