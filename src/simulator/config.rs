@@ -3,7 +3,6 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -14,19 +13,13 @@ use super::customers::{CustomerProfile, ListingInput, MAX_CUSTOMER_PAGE_SIZE, Ne
 use super::error::SimulatorError;
 use super::files;
 use super::limiter::Limiter;
+use super::rate_limit::RateLimit;
 use super::state::StoredAgreement;
 
 /// Longest access-token lifetime accepted (a year); keeps expiry arithmetic far from overflow.
 const MAX_TOKEN_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Upper bound of `--customers-page-size-max`.
 const CUSTOMER_PAGE_SIZE_LIMIT: usize = 100_000;
-
-/// A request-rate cap: at most `max_requests` accepted per sliding `window`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
-    pub max_requests: u32,
-    pub window: Duration,
-}
 
 /// Fault injection. Rates are probabilities in [0, 1] whose sum is at most 1: one uniform draw
 /// per call picks at most one fault, so each rate is exactly the share of calls it hits.
@@ -307,83 +300,9 @@ fn check_probability(p: f64) -> Result<f64, String> {
     }
 }
 
-/// Error of parsing a `N/s`, `N/min` or `N/Ws` rate.
-#[derive(Debug, thiserror::Error)]
-#[error("'{0}' is not a rate: expected N/s or N/min with N >= 1")]
-pub struct RateLimitParseError(String);
-
-/// Longest window of a rate (an hour).
-const MAX_WINDOW_SECS: u64 = 3600;
-
-impl FromStr for RateLimit {
-    type Err = RateLimitParseError;
-
-    /// `N/s`, `N/min`, or `N/Ws` for a window of W whole seconds (1 to 3600).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || RateLimitParseError(s.to_owned());
-        let (n, unit) = s.trim().split_once('/').ok_or_else(err)?;
-        let max_requests: u32 = n.trim().parse().map_err(|_| err())?;
-        let unit = unit.trim().to_ascii_lowercase();
-        let window = match unit.as_str() {
-            "s" | "sec" | "second" => Duration::from_secs(1),
-            "m" | "min" | "minute" => Duration::from_secs(60),
-            _ => {
-                let secs: u64 = unit
-                    .strip_suffix('s')
-                    .and_then(|w| w.parse().ok())
-                    .ok_or_else(err)?;
-                if !(1..=MAX_WINDOW_SECS).contains(&secs) {
-                    return Err(err());
-                }
-                Duration::from_secs(secs)
-            }
-        };
-        if max_requests == 0 {
-            return Err(err());
-        }
-        Ok(Self {
-            max_requests,
-            window,
-        })
-    }
-}
-
-impl fmt::Display for RateLimit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.window == Duration::from_secs(60) {
-            write!(f, "{}/min", self.max_requests)
-        } else if self.window == Duration::from_secs(1) {
-            write!(f, "{}/s", self.max_requests)
-        } else if self.window.subsec_nanos() == 0 {
-            write!(f, "{}/{}s", self.max_requests, self.window.as_secs())
-        } else {
-            write!(f, "{}/{}ms", self.max_requests, self.window.as_millis())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_rates() {
-        assert!(
-            matches!("5/s".parse::<RateLimit>(), Ok(r) if r.window == Duration::from_secs(1) && r.max_requests == 5)
-        );
-        assert!(
-            matches!("90/min".parse::<RateLimit>(), Ok(r) if r.window == Duration::from_secs(60) && r.max_requests == 90)
-        );
-        assert!("0/s".parse::<RateLimit>().is_err());
-        assert!("5".parse::<RateLimit>().is_err());
-        assert!("5/h".parse::<RateLimit>().is_err());
-        assert!(
-            matches!("300/10s".parse::<RateLimit>(), Ok(r) if r.window == Duration::from_secs(10) && r.max_requests == 300)
-        );
-        for bad in ["5/0s", "5/3601s", "5/xs", "5/-1s"] {
-            assert!(bad.parse::<RateLimit>().is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn rejects_fault_rates_over_one() {

@@ -1,11 +1,9 @@
-//! Fault injection (seeded, reproducible) and the server-side rate limit.
+//! Fault injection (seeded, reproducible).
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::config::{Faults, RateLimit};
+use super::config::Faults;
 use super::mix::splitmix64;
 
 /// What to do to one call.
@@ -75,54 +73,6 @@ impl FaultInjector {
     }
 }
 
-/// Sliding-window log: remembers when each accepted call in the last window arrived.
-/// Exact (no bucket edges a client could exploit), and memory is bounded by the limit.
-pub(crate) struct RateLimiter {
-    max: usize,
-    window: Duration,
-    accepted: Mutex<VecDeque<Instant>>,
-}
-
-impl RateLimiter {
-    pub fn new(limit: RateLimit) -> Self {
-        let max = usize::try_from(limit.max_requests).unwrap_or(usize::MAX);
-        Self {
-            max,
-            window: limit.window,
-            accepted: Mutex::new(VecDeque::with_capacity(max.min(1 << 16))),
-        }
-    }
-
-    /// Accept the call at `now`, or say in how many whole seconds (at least 1) a slot frees.
-    /// Refused calls are not remembered, so they do not push the window further out.
-    pub fn try_acquire(&self, now: Instant) -> Result<(), u64> {
-        self.try_acquire_within(now, self.max)
-    }
-
-    /// [`Self::try_acquire`] with a limit of `max` calls per window for this call (a limit
-    /// that changes over time; at most the one the limiter was made with).
-    pub fn try_acquire_within(&self, now: Instant, max: usize) -> Result<(), u64> {
-        let max = max.min(self.max);
-        let mut accepted = self.accepted.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some(&oldest) = accepted.front() {
-            if now.saturating_duration_since(oldest) >= self.window {
-                accepted.pop_front();
-            } else {
-                break;
-            }
-        }
-        if accepted.len() < max {
-            accepted.push_back(now);
-            return Ok(());
-        }
-        let wait = accepted.front().map_or(self.window, |&oldest| {
-            (oldest + self.window).saturating_duration_since(now)
-        });
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        Err(secs.max(1))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,20 +95,5 @@ mod tests {
         assert!((800..1200).contains(&fails), "{fails}");
         assert!((800..1200).contains(&drops), "{drops}");
         assert!(FaultInjector::new(Faults::default()).decide() == Fault::None);
-    }
-
-    #[test]
-    fn sliding_window() {
-        let rl = RateLimiter::new(RateLimit {
-            max_requests: 2,
-            window: Duration::from_secs(60),
-        });
-        let t0 = Instant::now();
-        assert_eq!(rl.try_acquire(t0), Ok(()));
-        assert_eq!(rl.try_acquire(t0 + Duration::from_secs(10)), Ok(()));
-        assert_eq!(rl.try_acquire(t0 + Duration::from_millis(10_500)), Err(50));
-        assert_eq!(rl.try_acquire(t0 + Duration::from_secs(60)), Ok(()));
-        assert_eq!(rl.try_acquire(t0 + Duration::from_secs(61)), Err(9));
-        assert_eq!(rl.try_acquire(t0 + Duration::from_secs(70)), Ok(()));
     }
 }

@@ -12,8 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::config::RateLimit;
-use super::faults::RateLimiter;
+use super::rate_limit::{RateLimit, RateLimiter};
 
 /// Longest time a `changes` or `transient` step may name (a day): far from overflow.
 const MAX_OFFSET: Duration = Duration::from_secs(24 * 3600);

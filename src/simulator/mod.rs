@@ -15,6 +15,7 @@ mod files;
 mod limiter;
 mod mix;
 mod net;
+mod rate_limit;
 mod replies;
 mod routes;
 mod state;
@@ -29,15 +30,13 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{
-    DataFiles, Faults, RateLimit, RateLimitParseError, SimulatorConfig, TemplateItem,
-    TokenEndpointConfig,
-};
+pub use config::{DataFiles, Faults, SimulatorConfig, TemplateItem, TokenEndpointConfig};
 pub use customers::{
     CustomerProfile, DEFAULT_CUSTOMER_PAGE_SIZE, MAX_CUSTOMER_PAGE_SIZE, NextLinkForm,
 };
 pub use error::SimulatorError;
 pub use limiter::{LIMITER_GRAMMAR, Limiter, LimiterParseError};
+pub use rate_limit::{RateLimit, RateLimitParseError};
 pub use state::{AgreementSource, RecordedRequest, SimulatorStats, StoredAgreement};
 
 /// The MCA template id served by the simulator (the real one).

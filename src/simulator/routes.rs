@@ -24,9 +24,10 @@ use super::agreements::{self, TemplateAnswers};
 use super::auth::{Auth, TokenVersion};
 use super::config::SimulatorConfig;
 use super::customers::CustomerListing;
-use super::faults::{Fault, FaultInjector, RateLimiter};
+use super::faults::{Fault, FaultInjector};
 use super::limiter::{Slot, Throttle};
 use super::net::ConnHandle;
+use super::rate_limit::RateLimiter;
 use super::replies::{
     ALREADY_EXISTS, Echo, INJECTED_FAILURE, NO_RELATIONSHIP, NO_SUCH_ROUTE, Reply, to_bytes,
 };
