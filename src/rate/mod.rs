@@ -44,18 +44,18 @@ pub(crate) use gate::RequestGate;
 /// assert!("5/day".parse::<Rate>().is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Rate {
+pub struct Rate {
     pub count: NonZeroU32,
     pub per: Duration,
 }
 
 impl Rate {
-    pub(crate) fn per_second(&self) -> f64 {
+    pub fn per_second(&self) -> f64 {
         f64::from(self.count.get()) / self.per.as_secs_f64()
     }
 
     /// Time between two request starts at this rate.
-    pub(crate) fn interval(&self) -> Duration {
+    pub fn interval(&self) -> Duration {
         self.per / self.count.get()
     }
 }
