@@ -333,7 +333,15 @@ fn check_listing(pages: Vec<Page>) -> Result<(), TestCaseError> {
 
     // `customers`: every customer once; exit 3 on a loop, else 1 when an item was unreadable.
     let wd = Workdir::new();
-    let mut cmd = wd.command(["customers", "--base-url", &url, "-o", "-"]);
+    let mut cmd = wd.command([
+        "customers",
+        "--base-url",
+        &url,
+        "-o",
+        "-",
+        "--rate",
+        "1000/s",
+    ]);
     cmd.env("PARTNER_CENTER_ACCESS_TOKEN", TEST_TOKEN);
     let run = cmd.run();
     let code = match want.ending {
