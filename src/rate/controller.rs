@@ -47,8 +47,10 @@ const FEWEST_TAKEN: u32 = 5;
 /// What happened, as far as the rate is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
-    /// The service answered a request without throttling it.
-    Answered,
+    /// The service answered a request that started at `started` without throttling it.
+    /// Counted by its start: a limiter decides when a request arrives, and answers lag starts
+    /// by the latency (a concurrency cap refuses by what is in flight).
+    Answered { started: Instant },
     /// The service answered 429 to a request that started at `started`.
     Throttled {
         retry_after: Option<Duration>,
@@ -276,13 +278,13 @@ impl Controller {
             self.paused_until = None;
         }
         match event {
-            Event::Answered => {
+            Event::Answered { started } => {
                 // Accepted after the pause (a pause that has ended was cleared above).
                 if self.paused_until.is_none() {
                     self.refusing_since = None;
                 }
                 self.meter.answered(now, self.paused_until.is_some());
-                self.trail.answered(now);
+                self.trail.answered(started);
                 if self.recovery.is_some() && self.rate_at(now) >= self.max {
                     self.recovery = None;
                 }
@@ -329,7 +331,7 @@ impl Controller {
                         && now.saturating_duration_since(r.since).as_secs_f64() < RETURN_SECS
                 });
                 let mut accepted = self.meter.best();
-                let taken = self.trail.taken(now);
+                let taken = self.trail.taken(started);
                 // Two episodes in a row where the service took far less than the floor says it
                 // accepts: the limit dropped for good, and the floor would hide it.
                 let contradicted = taken
@@ -510,7 +512,7 @@ mod tests {
                 let verdict = answer(self.secs_of(start), self.n);
                 self.starts.push((self.secs_of(start), verdict.is_none()));
                 let event = match verdict {
-                    None => Event::Answered,
+                    None => Event::Answered { started: start },
                     Some(s) => Event::Throttled {
                         retry_after: (!self.quiet).then(|| Duration::from_secs(s)),
                         started: start,
@@ -832,7 +834,12 @@ mod tests {
         assert!((58.0..58.5).contains(&running), "{running}/s");
         for k in 0..88 {
             ctl = ctl
-                .step(base + secs(8.0 + f64::from(k) / running), Event::Answered)
+                .step(
+                    base + secs(8.0 + f64::from(k) / running),
+                    Event::Answered {
+                        started: base + secs(8.0 + f64::from(k) / running),
+                    },
+                )
                 .0;
         }
         // The process stalled: a few starts arrive bunched, the service takes them (the second
@@ -840,7 +847,7 @@ mod tests {
         // the bunch, not a lower limit.
         let at = base + secs(9.5);
         for _ in 0..3 {
-            ctl = ctl.step(at, Event::Answered).0;
+            ctl = ctl.step(at, Event::Answered { started: at }).0;
         }
         let (ctl, lowered) = ctl.step(
             at + Duration::from_millis(1),
@@ -980,7 +987,8 @@ mod tests {
         // Before the pause ends: the rate it ends with.
         assert_eq!(ctl.rate_at(at - Duration::from_millis(1)), 40.0);
         // Running at --rate again: the recovery is over.
-        let (done, _) = ctl.step(at + secs(RETURN_SECS + 100.0 * PROBE_SECS), Event::Answered);
+        let late = at + secs(RETURN_SECS + 100.0 * PROBE_SECS);
+        let (done, _) = ctl.step(late, Event::Answered { started: late });
         assert_eq!(done.recovery, None);
     }
 

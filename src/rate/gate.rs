@@ -223,10 +223,12 @@ impl RequestGate {
         lowered
     }
 
-    /// The service answered a request without throttling it.
-    pub fn answered(&self) {
+    /// The service answered a request started at `started` without throttling it.
+    pub fn answered(&self, started: Instant) {
         if let Ok(mut s) = self.schedule.lock() {
-            let (controller, _) = s.controller.step(Instant::now(), Event::Answered);
+            let (controller, _) = s
+                .controller
+                .step(Instant::now(), Event::Answered { started });
             s.controller = controller;
         }
     }
@@ -307,7 +309,7 @@ mod tests {
     async fn a_429_pauses_every_start_then_lowers_the_rate_once_per_episode() {
         let gate = RequestGate::new("100/s".parse().unwrap(), CancellationToken::new());
         for _ in 0..95 {
-            gate.answered();
+            gate.answered(Instant::now());
         }
         let first = gate.ready().await.unwrap();
         let second = gate.ready().await.unwrap();

@@ -362,7 +362,9 @@ pub fn run(setup: Setup, limiter: &mut dyn Limiter) -> Outcome {
             Step::Answer { started, ok } => {
                 let event = if ok {
                     limiter.depart();
-                    Event::Answered
+                    Event::Answered {
+                        started: at(started),
+                    }
                 } else {
                     Event::Throttled {
                         retry_after: Some(Duration::from_secs(1)),
