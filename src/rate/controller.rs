@@ -43,6 +43,26 @@ const SLICES: usize = 20;
 /// Fewer answers than this in the trailing window say nothing about a limit (a 429 right
 /// after a pause, or very early in a run).
 const FEWEST_TAKEN: u32 = 5;
+/// Two clean stretches (from the end of a pause to the next refused start) measure a token
+/// bucket or a fixed allowance only when both are at most this long...
+const SHORT_STRETCH: f64 = 1.0;
+/// ... and differ by at least this much.
+const STRETCHES_APART: f64 = 0.05;
+/// A stretch shorter than this, everything accepted, on first contact: the limit is far under
+/// the running rate, and the next stretch must be longer to measure it (see [`FIRST_DECREASE`]).
+const SUDDEN_STRETCH: f64 = 0.7;
+/// Share of the running rate kept after such a first, sudden refusal.
+const FIRST_DECREASE: f64 = 0.5;
+/// A measure says something about the limit only when it is under this share of the running
+/// rate (otherwise it is what was sent, not what the service allows).
+const INFORMATIVE: f64 = 0.9;
+/// A concurrency cap shows only when the latency is at least this.
+const SHORTEST_LATENCY: Duration = Duration::from_millis(20);
+/// With `Retry-After`, the pause after 429s that follow each other right after the pause
+/// doubles from the second such one, up to this.
+const REPEATED_PAUSE_MAX: Duration = Duration::from_secs(8);
+/// ... as this share of the time the service has been refusing since.
+const REPEATED_PAUSE_DIVISOR: u32 = 4;
 
 /// What happened, as far as the rate is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +246,54 @@ impl Trail {
     }
 }
 
+/// The clean stretch since the last pause ended (or the run started): what the service accepted
+/// before it refused again. Requests are counted by their start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Stretch {
+    /// When the pause ended (or the first start of the run).
+    from: Instant,
+    /// Whether a pause ended at `from` (not the start of the run).
+    after_pause: bool,
+    /// Accepted starts since `from`.
+    accepted: u32,
+    /// The first two of them, to tell whether all were still in flight at a refusal.
+    first: [Option<Instant>; 2],
+}
+
+impl Stretch {
+    fn new(from: Instant, after_pause: bool) -> Self {
+        Stretch {
+            from,
+            after_pause,
+            accepted: 0,
+            first: [None; 2],
+        }
+    }
+
+    fn answered(&mut self, started: Instant) {
+        if started < self.from {
+            return;
+        }
+        self.accepted = self.accepted.saturating_add(1);
+        match self.first {
+            [None, _] => self.first[0] = Some(started),
+            [Some(_), None] => self.first[1] = Some(started),
+            _ => {}
+        }
+    }
+
+    /// Accepted starts in flight (started within `latency` before `refused`), when that is all
+    /// or all but one of the stretch's: what a concurrency cap let through.
+    fn in_flight(&self, refused: Instant, latency: Duration) -> Option<u32> {
+        let since = refused.checked_sub(latency)?;
+        match self.first {
+            [Some(first), _] if first > since => Some(self.accepted),
+            [_, Some(second)] if second > since => Some(self.accepted.saturating_sub(1)),
+            _ => None,
+        }
+    }
+}
+
 /// The rate decision as a pure state machine: no clock, no lock, no I/O. [`RequestGate`] feeds
 /// it the time and what the service answered; tests feed it plain time values.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -250,6 +318,12 @@ pub struct Controller {
     refusing_since: Option<Instant>,
     /// What the last episode measured and decided.
     decision: Option<Decision>,
+    /// The stretch since the last pause ended.
+    stretch: Option<Stretch>,
+    /// The previous episode's stretch: its length in seconds and the starts it accepted.
+    last_stretch: Option<(f64, u32)>,
+    /// 429s in a row right after a pause, before the service accepted anything.
+    repeated: u32,
 }
 
 impl Controller {
@@ -268,6 +342,9 @@ impl Controller {
             quiet_pause: QUIET_PAUSE,
             refusing_since: None,
             decision: None,
+            stretch: None,
+            last_stretch: None,
+            repeated: 0,
         }
     }
 
@@ -285,6 +362,13 @@ impl Controller {
                 }
                 self.meter.answered(now, self.paused_until.is_some());
                 self.trail.answered(started);
+                let stretch = self
+                    .stretch
+                    .get_or_insert_with(|| Stretch::new(started, false));
+                stretch.answered(started);
+                if stretch.accepted > 0 {
+                    self.repeated = 0;
+                }
                 if self.recovery.is_some() && self.rate_at(now) >= self.max {
                     self.recovery = None;
                 }
@@ -295,7 +379,19 @@ impl Controller {
                 started,
             } => {
                 self.meter.spoil();
+                let stretch = *self
+                    .stretch
+                    .get_or_insert_with(|| Stretch::new(started, false));
                 let same_episode = self.last_decrease.is_some_and(|d| started <= d);
+                // Refused after the pause, before the service accepted anything since: the
+                // episode goes on (no measure, no new decrease).
+                let extended = !same_episode
+                    && stretch.after_pause
+                    && stretch.accepted == 0
+                    && started >= stretch.from;
+                if extended {
+                    self.repeated = self.repeated.saturating_add(1);
+                }
                 if !same_episode {
                     // Without `Retry-After`: a short pause for a 429 or a burst of them, doubling
                     // once the service has refused everything after each pause for a while
@@ -309,14 +405,37 @@ impl Controller {
                 }
                 // The client caps `Retry-After` already; capped again here because this is where
                 // an instant is computed from it, and an overflowing one would panic.
-                let pause = retry_after.unwrap_or(self.quiet_pause).min(MAX_RETRY_AFTER);
+                let pause = match retry_after {
+                    // From the second 429 in a row right after a pause, the pause grows with
+                    // the time the service has been refusing (a long window that is full).
+                    Some(asked) if extended && self.repeated >= 2 => {
+                        let refusing = self
+                            .refusing_since
+                            .map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
+                        asked.max((refusing / REPEATED_PAUSE_DIVISOR).min(REPEATED_PAUSE_MAX))
+                    }
+                    Some(asked) => asked,
+                    None => self.quiet_pause,
+                }
+                .min(MAX_RETRY_AFTER);
                 let until = now.checked_add(pause).unwrap_or(now);
                 let resume = self.paused_until.map_or(until, |p| p.max(until));
                 self.paused_until = (resume > now).then_some(resume);
-                if same_episode {
+                if same_episode || extended {
                     // Same episode: a longer pause moves the return, nothing else.
                     if let Some(r) = &mut self.recovery {
                         r.since = r.since.max(resume);
+                    }
+                    // The stretch starts again when the pause ends.
+                    if extended
+                        || self
+                            .stretch
+                            .is_some_and(|s| s.after_pause && s.from < resume)
+                    {
+                        self.stretch = Some(Stretch::new(resume, true));
+                    }
+                    if extended {
+                        self.last_decrease = Some(now);
                     }
                     return (self, false);
                 }
@@ -331,7 +450,21 @@ impl Controller {
                         && now.saturating_duration_since(r.since).as_secs_f64() < RETURN_SECS
                 });
                 let mut accepted = self.meter.best();
-                let taken = self.trail.taken(started);
+                let running_now = self.rate_at(now);
+                let measured = self.stretch_measures(stretch, started, now, running_now);
+                let taken = match (self.trail.taken(started), measured) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+                let length = started
+                    .saturating_duration_since(stretch.from)
+                    .as_secs_f64();
+                let sudden = self.last_stretch.is_none_or(|(d, _)| d > SHORT_STRETCH)
+                    && length < SUDDEN_STRETCH
+                    && self.episodes == 0;
+                self.last_stretch = Some((length, stretch.accepted));
+                self.stretch = Some(Stretch::new(resume, true));
+                self.repeated = 0;
                 // Two episodes in a row where the service took far less than the floor says it
                 // accepts: the limit dropped for good, and the floor would hide it.
                 let contradicted = taken
@@ -370,8 +503,9 @@ impl Controller {
                     }
                 }
                 .min(self.max);
+                let decrease = if sudden { FIRST_DECREASE } else { DECREASE };
                 let recovery = Recovery {
-                    from: (running * DECREASE).max(floor),
+                    from: (running * decrease).max(floor),
                     target: target.max(floor),
                     since: resume,
                 };
@@ -388,6 +522,46 @@ impl Controller {
                 (self, true)
             }
         }
+    }
+
+    /// What the stretch before a refused start at `started` (answered at `now`) says about the
+    /// limit, when that is under the running rate: the slope between two short stretches (a
+    /// token bucket refills at it), a fixed allowance per pause (a window), or the requests in
+    /// flight over the latency (a concurrency cap). The highest of them.
+    fn stretch_measures(
+        &self,
+        stretch: Stretch,
+        started: Instant,
+        now: Instant,
+        running: f64,
+    ) -> Option<f64> {
+        let d2 = started
+            .saturating_duration_since(stretch.from)
+            .as_secs_f64();
+        let a2 = f64::from(stretch.accepted);
+        let mut candidates = [None; 2];
+        if let Some((d1, a1)) = self.last_stretch {
+            let a1 = f64::from(a1);
+            if d1 <= SHORT_STRETCH && d2 <= SHORT_STRETCH && (d2 - d1).abs() >= STRETCHES_APART {
+                candidates[0] = if (a2 - a1).abs() <= 1.0 {
+                    Some(a2 / d2.max(1.0))
+                } else {
+                    Some((a2 - a1) / (d2 - d1)).filter(|slope| *slope > 0.0)
+                };
+            }
+        }
+        let latency = now.saturating_duration_since(started);
+        if latency > SHORTEST_LATENCY {
+            candidates[1] = stretch
+                .in_flight(started, latency)
+                .filter(|k| *k >= 2)
+                .map(|k| f64::from(k) / latency.as_secs_f64());
+        }
+        candidates
+            .into_iter()
+            .flatten()
+            .filter(|c| c.is_finite() && *c < running * INFORMATIVE)
+            .reduce(f64::max)
     }
 
     /// Requests per second at `at` (the rate the pause ends with, while paused).
@@ -547,11 +721,17 @@ mod tests {
             n as f64 / (to - from)
         }
 
-        /// No 429 took the rate below 80 % of what was running.
+        /// No 429 took the rate below 80 % of what was running, except the run's first when
+        /// it came within [`SUDDEN_STRETCH`] of the start: that one halves it.
         fn assert_decreases_bounded(&self) {
-            for &(t, before, after) in &self.decreases {
+            for (k, &(t, before, after)) in self.decreases.iter().enumerate() {
+                let least = if k == 0 && t <= SUDDEN_STRETCH + 0.01 {
+                    FIRST_DECREASE
+                } else {
+                    DECREASE
+                };
                 assert!(
-                    after >= before * DECREASE - 1e-9,
+                    after >= before * least - 1e-9,
                     "at {t:.2} s a 429 took {before:.1}/s down to {after:.1}/s"
                 );
             }
@@ -1026,7 +1206,8 @@ mod tests {
         let far = now + Duration::from_secs(100 * 365 * 86_400);
         assert_eq!(ctl.rate_at(far), 10.0);
         assert!(ctl.interval_at(far) == Duration::from_millis(100));
-        assert!((7.9..=8.1).contains(&ctl.rate_at(now)));
+        // Refused at once, on first contact: half the rate (see `SUDDEN_STRETCH`).
+        assert!((4.9..=5.1).contains(&ctl.rate_at(now)));
         let slow = Controller::new("1/h".parse().unwrap());
         assert_eq!(slow.interval_at(now), Duration::from_secs(3600));
     }
