@@ -15,6 +15,14 @@ pub const RETURN_SECS: f64 = 4.0;
 /// Seconds the convex probe takes from the plateau to the remembered throttled rate; it keeps
 /// accelerating above it, toward `--rate`.
 pub const PROBE_SECS: f64 = 30.0;
+/// Seconds on the plateau (the slow probe) before the rate grows multiplicatively...
+pub const HOLD_SECS: f64 = 18.0;
+/// ... by this factor a second.
+pub const GROWTH: f64 = 1.12;
+/// A rate this close above the plateau is still on it.
+const PLATEAU_SLACK: f64 = 1.005;
+/// The hold once an episode found the limit the one before it found.
+pub const HOLD_CONFIRMED: f64 = 36.0;
 /// Never go below this share of `--rate`.
 const FLOOR: f64 = 0.02;
 /// Pause after a 429 that carries no `Retry-After`...
@@ -87,6 +95,8 @@ struct Recovery {
     target: f64,
     /// When the pause ends and the return starts.
     since: Instant,
+    /// Seconds on the plateau before the multiplicative probe.
+    hold: f64,
 }
 
 /// What the last throttling episode measured and decided, for the log.
@@ -449,6 +459,11 @@ impl Controller {
                     plateau < r.from
                         && now.saturating_duration_since(r.since).as_secs_f64() < RETURN_SECS
                 });
+                // On the plateau, not yet probing above it.
+                let on_plateau = self.recovery.is_some_and(|r| {
+                    now.saturating_duration_since(r.since).as_secs_f64() >= RETURN_SECS
+                        && running <= plateau * PLATEAU_SLACK
+                });
                 let mut accepted = self.meter.best();
                 let running_now = self.rate_at(now);
                 let measured = self.stretch_measures(stretch, started, now, running_now);
@@ -479,6 +494,9 @@ impl Controller {
                     // The service has just accepted this rate in full, clean windows: the 429
                     // says nothing about a lower limit (a transient one), so the remembered
                     // rate stands. Otherwise isolated 429s on the plateau would each lower it.
+                    // But on the plateau under a measured limit, the clean windows may hold a
+                    // bucket's burst: a 429 there puts the plateau under this rate.
+                    Some(_) if on_plateau && remembered < self.max => running.min(remembered),
                     Some(best) if running <= best + self.meter.resolution() => remembered.max(best),
                     _ => {
                         let reference = if descending { remembered } else { running };
@@ -504,10 +522,17 @@ impl Controller {
                 }
                 .min(self.max);
                 let decrease = if sudden { FIRST_DECREASE } else { DECREASE };
+                let target = target.max(floor);
+                // The episode found the limit the last one found: hold longer before probing,
+                // since a steady limit costs a pause at every probe.
+                let confirmed = self
+                    .recovery
+                    .is_some_and(|r| (target - r.target).abs() <= r.target * (1.0 - INFORMATIVE));
                 let recovery = Recovery {
                     from: (running * decrease).max(floor),
-                    target: target.max(floor),
+                    target,
                     since: resume,
+                    hold: if confirmed { HOLD_CONFIRMED } else { HOLD_SECS },
                 };
                 self.recovery = Some(recovery);
                 self.decision = Some(Decision {
@@ -576,7 +601,10 @@ impl Controller {
             plateau - (plateau - r.from) * left * left * left
         } else {
             let x = (t - RETURN_SECS) / PROBE_SECS;
-            plateau + (r.target - plateau) * x * x * x
+            let probe = plateau + (r.target - plateau) * x * x * x;
+            // After a hold, multiplicative growth: a limit that went up is found in seconds.
+            let grown = plateau * GROWTH.powf((t - RETURN_SECS - r.hold).max(0.0));
+            probe.max(grown)
         };
         if rate.is_nan() {
             return self.max;
@@ -1009,6 +1037,7 @@ mod tests {
             from: 48.0,
             target: 60.0,
             since: base,
+            hold: HOLD_SECS,
         });
         let running = ctl.rate_at(base + secs(9.5));
         assert!((58.0..58.5).contains(&running), "{running}/s");
@@ -1152,16 +1181,28 @@ mod tests {
             from: 40.0,
             target: 50.0,
             since: at,
+            hold: HOLD_SECS,
         });
         let rate = |t: f64| ctl.rate_at(at + secs(t));
         // Fast return: more than half the way to 97 % of 50/s within the first second.
         assert!(rate(1.0) > 44.25, "{}", rate(1.0));
         assert!((48.4..=48.6).contains(&rate(RETURN_SECS)));
-        // Slow probe: flat near the plateau, the remembered 50/s after PROBE_SECS, then
-        // faster, up to --rate and no further.
+        // Slow probe: flat near the plateau for HOLD_SECS, then multiplicative, at twice the
+        // plateau within 25 s of reaching it (a limit that doubled is found), up to --rate and
+        // no further.
         let half = rate(RETURN_SECS + PROBE_SECS / 2.0);
         assert!(half > 48.5 && half < 49.0, "{half}");
-        assert!((49.9..=50.1).contains(&rate(RETURN_SECS + PROBE_SECS)));
+        let held = rate(RETURN_SECS + HOLD_SECS);
+        assert!(held > 48.5 && held < 49.0, "{held}");
+        assert!(
+            rate(RETURN_SECS + 25.0) >= 2.0 * 48.5,
+            "{}",
+            rate(RETURN_SECS + 25.0)
+        );
+        for tenth in 0..400 {
+            let t = RETURN_SECS + f64::from(tenth) / 10.0;
+            assert!(rate(t + 0.1) >= rate(t), "the probe fell at {t}");
+        }
         assert!(rate(RETURN_SECS + 2.0 * PROBE_SECS) > 60.0);
         assert_eq!(rate(RETURN_SECS + 100.0 * PROBE_SECS), 200.0);
         // Before the pause ends: the rate it ends with.
