@@ -19,6 +19,9 @@ pub const PROBE_SECS: f64 = 30.0;
 pub const HOLD_SECS: f64 = 18.0;
 /// ... by this factor a second.
 pub const GROWTH: f64 = 1.12;
+/// A trailing count under this share of the clean floor, twice in a row, says the limit
+/// dropped for good (a count right after a pause, in the return from 80 %, is over it).
+const CONTRADICTED: f64 = 0.7;
 /// A rate this close above the plateau is still on it.
 const PLATEAU_SLACK: f64 = 1.005;
 /// The hold once an episode found the limit the one before it found.
@@ -484,7 +487,7 @@ impl Controller {
                 // accepts: the limit dropped for good, and the floor would hide it.
                 let contradicted = taken
                     .zip(accepted)
-                    .is_some_and(|(taken, best)| taken < best * DECREASE);
+                    .is_some_and(|(taken, best)| taken < best * CONTRADICTED);
                 if contradicted && self.contradicted {
                     self.meter.forget();
                     accepted = None;
