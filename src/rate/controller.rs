@@ -893,6 +893,43 @@ mod tests {
         assert!(refused <= 20, "{refused}");
     }
 
+    /// With `Retry-After`, 429s right after each pause, before the service accepted anything,
+    /// are one episode: one decrease, and pauses that grow with the time the service has been
+    /// refusing, from the asked second up to 8 s, so a full long window is not hammered.
+    #[test]
+    fn refusals_right_after_each_pause_extend_one_episode() {
+        for outage in [2.5, 6.0, 15.0, 40.0] {
+            for rate in ["20/s", "100/s"] {
+                let mut c = Client::new(rate);
+                let end = 10.0 + outage;
+                c.run_until(end + 20.0, |t, _| (10.0..end).contains(&t).then_some(1));
+                assert_eq!(c.controller.episodes(), 1, "{rate}, {outage} s");
+                c.assert_decreases_bounded();
+                let pauses = pauses_after_429s(&c);
+                let case = format!("{rate}, {outage} s: {pauses:?}");
+                assert!((1.0..1.1).contains(&pauses[0]), "{case}");
+                for pair in pauses.windows(2) {
+                    assert!(pair[1] >= pair[0] - 0.01, "{case}");
+                }
+                assert!(pauses.iter().all(|p| *p <= 8.05), "{case}");
+                // One start per pause: no hammering.
+                assert_eq!(c.throttled().len(), pauses.len(), "{case}");
+                // Back to work within a pause of a quarter of the outage (at least a second)
+                // after it ended.
+                let back = c
+                    .starts
+                    .iter()
+                    .find(|(t, ok)| *ok && *t >= end)
+                    .map(|s| s.0);
+                let slack = (outage / 4.0).clamp(1.0, 8.0) + 0.1;
+                assert!(
+                    back.is_some_and(|b| b <= end + slack),
+                    "{case}: back at {back:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn one_429_keeps_at_least_80_percent_and_one_episode() {
         let mut c = Client::new("100/s");
@@ -1230,6 +1267,109 @@ mod tests {
             assert!((d.resume - after).abs() < 1e-9, "{d:?} vs {after}");
             assert!(d.target > 0.0 && d.target <= c.controller.max, "{d:?}");
             assert!((d.resume - d.running * DECREASE).abs() < 1e-9, "{d:?}");
+        }
+    }
+
+    /// A stretch of `accepted` starts spread evenly over `length` seconds from `from`.
+    fn stretch_of(from: Instant, length: f64, accepted: u32) -> Stretch {
+        let mut stretch = Stretch::new(from, true);
+        for k in 0..accepted {
+            stretch.answered(from + secs(length * f64::from(k) / f64::from(accepted.max(1))));
+        }
+        stretch
+    }
+
+    /// Two short stretches against a token bucket (A = burst + rate × d) measure its rate; a
+    /// fixed allowance per pause measures A a second; everything accepted still in flight
+    /// measures a concurrency cap; a measure at 90 % of the running rate and more says nothing.
+    #[test]
+    fn the_stretches_measure_buckets_allowances_and_caps() {
+        let at = Instant::now();
+        let ctl = Controller::new("200/s".parse().unwrap());
+        let mut measured = 0;
+        for rate in [4.0, 10.0, 30.0, 45.0, 80.0] {
+            for burst in [1.0, 2.0, 5.0, 12.0] {
+                for (d1, d2) in [(0.1, 0.3), (0.25, 0.6), (0.5, 0.2), (0.05, 1.0)] {
+                    let count = |d: f64| (burst + rate * d).round() as u32;
+                    let (a1, a2) = (count(d1), count(d2));
+                    let mut ctl = ctl;
+                    ctl.last_stretch = Some((d1, a1));
+                    let stretch = stretch_of(at, d2, a2);
+                    let refused = at + secs(d2);
+                    let running = 150.0;
+                    let got = ctl.stretch_measures(stretch, refused, refused, running);
+                    let case = format!("{rate}/s burst {burst}, stretches {d1} and {d2}");
+                    if a2.abs_diff(a1) <= 1 {
+                        // Indistinguishable from a fixed allowance: A per second.
+                        let allowance = f64::from(a2) / d2.max(1.0);
+                        assert_eq!(got, Some(allowance), "{case}");
+                        continue;
+                    }
+                    let got = got.unwrap_or_else(|| panic!("nothing measured: {case}"));
+                    // Counts are whole requests: off by at most one each.
+                    let tolerance = 2.0 / (d2 - d1).abs();
+                    assert!((got - rate).abs() <= tolerance, "{got} for {case}");
+                    measured += 1;
+                    // Not a measure at or over 90 % of the running rate.
+                    assert_eq!(
+                        ctl.stretch_measures(stretch, refused, refused, got / 0.91),
+                        None,
+                        "{case}"
+                    );
+                }
+            }
+        }
+        assert!(measured >= 50, "{measured}");
+        // Stretches too long, or too close to each other: nothing.
+        let mut far = ctl;
+        far.last_stretch = Some((1.5, 50));
+        assert_eq!(
+            far.stretch_measures(
+                stretch_of(at, 0.5, 20),
+                at + secs(0.5),
+                at + secs(0.5),
+                150.0
+            ),
+            None
+        );
+        far.last_stretch = Some((0.48, 15));
+        assert_eq!(
+            far.stretch_measures(
+                stretch_of(at, 0.5, 20),
+                at + secs(0.5),
+                at + secs(0.5),
+                150.0
+            ),
+            None
+        );
+        // A concurrency cap of n at a latency: everything accepted since the pause (but one)
+        // still in flight when the refused request started.
+        for n in [2u32, 5, 8, 12, 16] {
+            for latency in [0.05, 0.1, 0.2, 0.3] {
+                for early in [false, true] {
+                    let length = latency * 0.8;
+                    let mut stretch = stretch_of(at + secs(0.2), length, n);
+                    if early {
+                        // One accepted long before: the rest are still all but one.
+                        stretch = Stretch::new(at, true);
+                        stretch.answered(at);
+                        for k in 0..n - 1 {
+                            stretch.answered(at + secs(0.2 + length * f64::from(k) / f64::from(n)));
+                        }
+                    }
+                    let refused = at + secs(0.2 + length);
+                    let answered = refused + secs(latency);
+                    let got = ctl.stretch_measures(stretch, refused, answered, 1000.0);
+                    let k = if early { n - 1 } else { n };
+                    let expect = f64::from(k) / latency;
+                    if k < 2 {
+                        assert_eq!(got, None);
+                        continue;
+                    }
+                    let got = got.unwrap_or_else(|| panic!("{n} in flight at {latency} s"));
+                    assert!((got - expect).abs() < 1e-6, "{got} for {n} at {latency} s");
+                }
+            }
         }
     }
 
