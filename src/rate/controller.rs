@@ -107,7 +107,9 @@ struct Recovery {
 pub struct Decision {
     /// Requests per second the gate paced at when the 429 came.
     pub running: f64,
-    /// What the service took over the trailing window, if that said anything.
+    /// What the service took, if that said anything: the highest of its accepted starts over
+    /// the trailing second and the measures of the stretch since the last pause (a token
+    /// bucket's slope, an allowance per pause, a concurrency cap).
     pub taken: Option<f64>,
     /// The best rate it accepted over recent clean windows, if any.
     pub accepted: Option<f64>,
