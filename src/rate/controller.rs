@@ -61,7 +61,7 @@ const SHORT_STRETCH: f64 = 1.0;
 const STRETCHES_APART: f64 = 0.05;
 /// A stretch shorter than this, everything accepted, on first contact: the limit is far under
 /// the running rate, and the next stretch must be longer to measure it (see [`FIRST_DECREASE`]).
-const SUDDEN_STRETCH: f64 = 0.7;
+const SUDDEN_STRETCH: f64 = 0.25;
 /// Share of the running rate kept after such a first, sudden refusal.
 const FIRST_DECREASE: f64 = 0.5;
 /// A measure says something about the limit only when it is under this share of the running

@@ -6,7 +6,7 @@
 //! The decision is a pure state machine, [`Controller`] (time and event in, state out; no
 //! clock); [`RequestGate`] feeds it every answer with its request's *start* and paces starts.
 //! A 429 starts an episode: every start waits out `Retry-After`, then the rate runs at 80 % of
-//! what was running (half, when the run's first contact was refused within 0.7 s) and returns
+//! what was running (half, when the run's first contact was refused within 0.25 s) and returns
 //! along a concave curve to 97 % of a remembered rate; it holds there 18 s (36 s once two
 //! episodes agree), then grows 12 % a second, so a limit that doubled is found in ~25 s.
 //! A 429 for a request that started after the pause, before anything was accepted since,
