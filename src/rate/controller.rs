@@ -472,7 +472,14 @@ impl Controller {
                 let mut accepted = self.meter.best();
                 let running_now = self.rate_at(now);
                 let measured = self.stretch_measures(stretch, started, now, running_now);
-                let taken = match (self.trail.taken(started), measured) {
+                // Everything accepted since the pause still in flight: a concurrency cap may
+                // have refused, and a count over the pause says nothing about it.
+                let trail = if Self::all_in_flight(stretch, started, now) {
+                    None
+                } else {
+                    self.trail.taken(started)
+                };
+                let taken = match (trail, measured) {
                     (Some(a), Some(b)) => Some(a.max(b)),
                     (a, b) => a.or(b),
                 };
@@ -568,13 +575,15 @@ impl Controller {
         let d2 = started
             .saturating_duration_since(stretch.from)
             .as_secs_f64();
+        let in_flight = Self::all_in_flight(stretch, started, now);
         let a2 = f64::from(stretch.accepted);
         let mut candidates = [None; 2];
         if let Some((d1, a1)) = self.last_stretch {
             let a1 = f64::from(a1);
             if d1 <= SHORT_STRETCH && d2 <= SHORT_STRETCH && (d2 - d1).abs() >= STRETCHES_APART {
                 candidates[0] = if (a2 - a1).abs() <= 1.0 {
-                    Some(a2 / d2.max(1.0))
+                    // Unless a cap explains equal counts as well.
+                    (!in_flight).then(|| a2 / d2.max(1.0))
                 } else {
                     Some((a2 - a1) / (d2 - d1)).filter(|slope| *slope > 0.0)
                 };
@@ -592,6 +601,13 @@ impl Controller {
             .flatten()
             .filter(|c| c.is_finite() && *c < running * INFORMATIVE)
             .reduce(f64::max)
+    }
+
+    /// Whether at least two starts were accepted since the pause and all of them (or all but
+    /// one) were still in flight when the refused request started (a concurrency cap's mark).
+    fn all_in_flight(stretch: Stretch, started: Instant, now: Instant) -> bool {
+        let latency = now.saturating_duration_since(started);
+        latency > SHORTEST_LATENCY && stretch.in_flight(started, latency).is_some_and(|k| k >= 2)
     }
 
     /// Requests per second at `at` (the rate the pause ends with, while paused).
