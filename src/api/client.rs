@@ -376,7 +376,7 @@ impl PartnerCenterClient {
             };
             drop(response);
             if status != 429 {
-                self.gate.answered();
+                self.gate.answered(started);
             }
             if let Err(e) = &result
                 && e.is_throttled()

@@ -15,6 +15,17 @@ pub(crate) const RETURN_SECS: f64 = 4.0;
 /// Seconds the convex probe takes from the plateau to the remembered throttled rate; it keeps
 /// accelerating above it, toward `--rate`.
 pub(crate) const PROBE_SECS: f64 = 30.0;
+/// Seconds on the plateau (the slow probe) before the rate grows multiplicatively...
+pub(crate) const HOLD_SECS: f64 = 18.0;
+/// ... by this factor a second.
+pub(crate) const GROWTH: f64 = 1.12;
+/// A trailing count under this share of the clean floor, twice in a row, says the limit
+/// dropped for good (a count right after a pause, in the return from 80 %, is over it).
+const CONTRADICTED: f64 = 0.7;
+/// A rate this close above the plateau is still on it.
+const PLATEAU_SLACK: f64 = 1.005;
+/// The hold once an episode found the limit the one before it found.
+pub(crate) const HOLD_CONFIRMED: f64 = 36.0;
 /// Never go below this share of `--rate`.
 const FLOOR: f64 = 0.02;
 /// Pause after a 429 that carries no `Retry-After`...
@@ -43,12 +54,34 @@ const SLICES: usize = 20;
 /// Fewer answers than this in the trailing window say nothing about a limit (a 429 right
 /// after a pause, or very early in a run).
 const FEWEST_TAKEN: u32 = 5;
+/// Two clean stretches (from the end of a pause to the next refused start) measure a token
+/// bucket or a fixed allowance only when both are at most this long...
+const SHORT_STRETCH: f64 = 1.0;
+/// ... and differ by at least this much.
+const STRETCHES_APART: f64 = 0.05;
+/// A stretch shorter than this, everything accepted, on first contact: the limit is far under
+/// the running rate, and the next stretch must be longer to measure it (see [`FIRST_DECREASE`]).
+const SUDDEN_STRETCH: f64 = 0.25;
+/// Share of the running rate kept after such a first, sudden refusal.
+const FIRST_DECREASE: f64 = 0.5;
+/// A measure says something about the limit only when it is under this share of the running
+/// rate (otherwise it is what was sent, not what the service allows).
+const INFORMATIVE: f64 = 0.9;
+/// A concurrency cap shows only when the latency is at least this.
+const SHORTEST_LATENCY: Duration = Duration::from_millis(20);
+/// With `Retry-After`, the pause after 429s that follow each other right after the pause
+/// doubles from the second such one, up to this.
+const REPEATED_PAUSE_MAX: Duration = Duration::from_secs(8);
+/// ... as this share of the time the service has been refusing since.
+const REPEATED_PAUSE_DIVISOR: u32 = 4;
 
 /// What happened, as far as the rate is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Event {
-    /// The service answered a request without throttling it.
-    Answered,
+    /// The service answered a request that started at `started` without throttling it.
+    /// Counted by its start: a limiter decides when a request arrives, and answers lag starts
+    /// by the latency (a concurrency cap refuses by what is in flight).
+    Answered { started: Instant },
     /// The service answered 429 to a request that started at `started`.
     Throttled {
         retry_after: Option<Duration>,
@@ -65,6 +98,8 @@ struct Recovery {
     target: f64,
     /// When the pause ends and the return starts.
     since: Instant,
+    /// Seconds on the plateau before the multiplicative probe.
+    hold: f64,
 }
 
 /// What the last throttling episode measured and decided, for the log.
@@ -72,7 +107,9 @@ struct Recovery {
 pub(crate) struct Decision {
     /// Requests per second the gate paced at when the 429 came.
     pub running: f64,
-    /// What the service took over the trailing window, if that said anything.
+    /// What the service took, if that said anything: the highest of its accepted starts over
+    /// the trailing second and the measures of the stretch since the last pause (a token
+    /// bucket's slope, an allowance per pause, a concurrency cap).
     pub taken: Option<f64>,
     /// The best rate it accepted over recent clean windows, if any.
     pub accepted: Option<f64>,
@@ -224,6 +261,54 @@ impl Trail {
     }
 }
 
+/// The clean stretch since the last pause ended (or the run started): what the service accepted
+/// before it refused again. Requests are counted by their start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Stretch {
+    /// When the pause ended (or the first start of the run).
+    from: Instant,
+    /// Whether a pause ended at `from` (not the start of the run).
+    after_pause: bool,
+    /// Accepted starts since `from`.
+    accepted: u32,
+    /// The first two of them, to tell whether all were still in flight at a refusal.
+    first: [Option<Instant>; 2],
+}
+
+impl Stretch {
+    fn new(from: Instant, after_pause: bool) -> Self {
+        Stretch {
+            from,
+            after_pause,
+            accepted: 0,
+            first: [None; 2],
+        }
+    }
+
+    fn answered(&mut self, started: Instant) {
+        if started < self.from {
+            return;
+        }
+        self.accepted = self.accepted.saturating_add(1);
+        match self.first {
+            [None, _] => self.first[0] = Some(started),
+            [Some(_), None] => self.first[1] = Some(started),
+            _ => {}
+        }
+    }
+
+    /// Accepted starts in flight (started within `latency` before `refused`), when that is all
+    /// or all but one of the stretch's: what a concurrency cap let through.
+    fn in_flight(&self, refused: Instant, latency: Duration) -> Option<u32> {
+        let since = refused.checked_sub(latency)?;
+        match self.first {
+            [Some(first), _] if first > since => Some(self.accepted),
+            [_, Some(second)] if second > since => Some(self.accepted.saturating_sub(1)),
+            _ => None,
+        }
+    }
+}
+
 /// The rate decision as a pure state machine: no clock, no lock, no I/O. [`RequestGate`] feeds
 /// it the time and what the service answered; tests feed it plain time values.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -248,6 +333,12 @@ pub(crate) struct Controller {
     refusing_since: Option<Instant>,
     /// What the last episode measured and decided.
     decision: Option<Decision>,
+    /// The stretch since the last pause ended.
+    stretch: Option<Stretch>,
+    /// The previous episode's stretch: its length in seconds and the starts it accepted.
+    last_stretch: Option<(f64, u32)>,
+    /// 429s in a row right after a pause, before the service accepted anything.
+    repeated: u32,
 }
 
 impl Controller {
@@ -266,6 +357,9 @@ impl Controller {
             quiet_pause: QUIET_PAUSE,
             refusing_since: None,
             decision: None,
+            stretch: None,
+            last_stretch: None,
+            repeated: 0,
         }
     }
 
@@ -276,13 +370,20 @@ impl Controller {
             self.paused_until = None;
         }
         match event {
-            Event::Answered => {
+            Event::Answered { started } => {
                 // Accepted after the pause (a pause that has ended was cleared above).
                 if self.paused_until.is_none() {
                     self.refusing_since = None;
                 }
                 self.meter.answered(now, self.paused_until.is_some());
-                self.trail.answered(now);
+                self.trail.answered(started);
+                let stretch = self
+                    .stretch
+                    .get_or_insert_with(|| Stretch::new(started, false));
+                stretch.answered(started);
+                if stretch.accepted > 0 {
+                    self.repeated = 0;
+                }
                 if self.recovery.is_some() && self.rate_at(now) >= self.max {
                     self.recovery = None;
                 }
@@ -293,7 +394,19 @@ impl Controller {
                 started,
             } => {
                 self.meter.spoil();
+                let stretch = *self
+                    .stretch
+                    .get_or_insert_with(|| Stretch::new(started, false));
                 let same_episode = self.last_decrease.is_some_and(|d| started <= d);
+                // Refused after the pause, before the service accepted anything since: the
+                // episode goes on (no measure, no new decrease).
+                let extended = !same_episode
+                    && stretch.after_pause
+                    && stretch.accepted == 0
+                    && started >= stretch.from;
+                if extended {
+                    self.repeated = self.repeated.saturating_add(1);
+                }
                 if !same_episode {
                     // Without `Retry-After`: a short pause for a 429 or a burst of them, doubling
                     // once the service has refused everything after each pause for a while
@@ -307,14 +420,37 @@ impl Controller {
                 }
                 // The client caps `Retry-After` already; capped again here because this is where
                 // an instant is computed from it, and an overflowing one would panic.
-                let pause = retry_after.unwrap_or(self.quiet_pause).min(MAX_RETRY_AFTER);
+                let pause = match retry_after {
+                    // From the second 429 in a row right after a pause, the pause grows with
+                    // the time the service has been refusing (a long window that is full).
+                    Some(asked) if extended && self.repeated >= 2 => {
+                        let refusing = self
+                            .refusing_since
+                            .map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
+                        asked.max((refusing / REPEATED_PAUSE_DIVISOR).min(REPEATED_PAUSE_MAX))
+                    }
+                    Some(asked) => asked,
+                    None => self.quiet_pause,
+                }
+                .min(MAX_RETRY_AFTER);
                 let until = now.checked_add(pause).unwrap_or(now);
                 let resume = self.paused_until.map_or(until, |p| p.max(until));
                 self.paused_until = (resume > now).then_some(resume);
-                if same_episode {
+                if same_episode || extended {
                     // Same episode: a longer pause moves the return, nothing else.
                     if let Some(r) = &mut self.recovery {
                         r.since = r.since.max(resume);
+                    }
+                    // The stretch starts again when the pause ends.
+                    if extended
+                        || self
+                            .stretch
+                            .is_some_and(|s| s.after_pause && s.from < resume)
+                    {
+                        self.stretch = Some(Stretch::new(resume, true));
+                    }
+                    if extended {
+                        self.last_decrease = Some(now);
                     }
                     return (self, false);
                 }
@@ -328,13 +464,39 @@ impl Controller {
                     plateau < r.from
                         && now.saturating_duration_since(r.since).as_secs_f64() < RETURN_SECS
                 });
+                // On the plateau, not yet probing above it.
+                let on_plateau = self.recovery.is_some_and(|r| {
+                    now.saturating_duration_since(r.since).as_secs_f64() >= RETURN_SECS
+                        && running <= plateau * PLATEAU_SLACK
+                });
                 let mut accepted = self.meter.best();
-                let taken = self.trail.taken(now);
+                let running_now = self.rate_at(now);
+                let measured = self.stretch_measures(stretch, started, now, running_now);
+                // Everything accepted since the pause still in flight: a concurrency cap may
+                // have refused, and a count over the pause says nothing about it.
+                let trail = if Self::all_in_flight(stretch, started, now) {
+                    None
+                } else {
+                    self.trail.taken(started)
+                };
+                let taken = match (trail, measured) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+                let length = started
+                    .saturating_duration_since(stretch.from)
+                    .as_secs_f64();
+                let sudden = self.last_stretch.is_none_or(|(d, _)| d > SHORT_STRETCH)
+                    && length < SUDDEN_STRETCH
+                    && self.episodes == 0;
+                self.last_stretch = Some((length, stretch.accepted));
+                self.stretch = Some(Stretch::new(resume, true));
+                self.repeated = 0;
                 // Two episodes in a row where the service took far less than the floor says it
                 // accepts: the limit dropped for good, and the floor would hide it.
                 let contradicted = taken
                     .zip(accepted)
-                    .is_some_and(|(taken, best)| taken < best * DECREASE);
+                    .is_some_and(|(taken, best)| taken < best * CONTRADICTED);
                 if contradicted && self.contradicted {
                     self.meter.forget();
                     accepted = None;
@@ -344,6 +506,9 @@ impl Controller {
                     // The service has just accepted this rate in full, clean windows: the 429
                     // says nothing about a lower limit (a transient one), so the remembered
                     // rate stands. Otherwise isolated 429s on the plateau would each lower it.
+                    // But on the plateau under a measured limit, the clean windows may hold a
+                    // bucket's burst: a 429 there puts the plateau under this rate.
+                    Some(_) if on_plateau && remembered < self.max => running.min(remembered),
                     Some(best) if running <= best + self.meter.resolution() => remembered.max(best),
                     _ => {
                         let reference = if descending { remembered } else { running };
@@ -368,10 +533,18 @@ impl Controller {
                     }
                 }
                 .min(self.max);
+                let decrease = if sudden { FIRST_DECREASE } else { DECREASE };
+                let target = target.max(floor);
+                // The episode found the limit the last one found: hold longer before probing,
+                // since a steady limit costs a pause at every probe.
+                let confirmed = self
+                    .recovery
+                    .is_some_and(|r| (target - r.target).abs() <= r.target * (1.0 - INFORMATIVE));
                 let recovery = Recovery {
-                    from: (running * DECREASE).max(floor),
-                    target: target.max(floor),
+                    from: (running * decrease).max(floor),
+                    target,
                     since: resume,
+                    hold: if confirmed { HOLD_CONFIRMED } else { HOLD_SECS },
                 };
                 self.recovery = Some(recovery);
                 self.decision = Some(Decision {
@@ -388,6 +561,55 @@ impl Controller {
         }
     }
 
+    /// What the stretch before a refused start at `started` (answered at `now`) says about the
+    /// limit, when that is under the running rate: the slope between two short stretches (a
+    /// token bucket refills at it), a fixed allowance per pause (a window), or the requests in
+    /// flight over the latency (a concurrency cap). The highest of them.
+    fn stretch_measures(
+        &self,
+        stretch: Stretch,
+        started: Instant,
+        now: Instant,
+        running: f64,
+    ) -> Option<f64> {
+        let d2 = started
+            .saturating_duration_since(stretch.from)
+            .as_secs_f64();
+        let in_flight = Self::all_in_flight(stretch, started, now);
+        let a2 = f64::from(stretch.accepted);
+        let mut candidates = [None; 2];
+        if let Some((d1, a1)) = self.last_stretch {
+            let a1 = f64::from(a1);
+            if d1 <= SHORT_STRETCH && d2 <= SHORT_STRETCH && (d2 - d1).abs() >= STRETCHES_APART {
+                candidates[0] = if (a2 - a1).abs() <= 1.0 {
+                    // Unless a cap explains equal counts as well.
+                    (!in_flight).then(|| a2 / d2.max(1.0))
+                } else {
+                    Some((a2 - a1) / (d2 - d1)).filter(|slope| *slope > 0.0)
+                };
+            }
+        }
+        let latency = now.saturating_duration_since(started);
+        if latency > SHORTEST_LATENCY {
+            candidates[1] = stretch
+                .in_flight(started, latency)
+                .filter(|k| *k >= 2)
+                .map(|k| f64::from(k) / latency.as_secs_f64());
+        }
+        candidates
+            .into_iter()
+            .flatten()
+            .filter(|c| c.is_finite() && *c < running * INFORMATIVE)
+            .reduce(f64::max)
+    }
+
+    /// Whether at least two starts were accepted since the pause and all of them (or all but
+    /// one) were still in flight when the refused request started (a concurrency cap's mark).
+    fn all_in_flight(stretch: Stretch, started: Instant, now: Instant) -> bool {
+        let latency = now.saturating_duration_since(started);
+        latency > SHORTEST_LATENCY && stretch.in_flight(started, latency).is_some_and(|k| k >= 2)
+    }
+
     /// Requests per second at `at` (the rate the pause ends with, while paused).
     pub(crate) fn rate_at(&self, at: Instant) -> f64 {
         let Some(r) = self.recovery else {
@@ -400,7 +622,10 @@ impl Controller {
             plateau - (plateau - r.from) * left * left * left
         } else {
             let x = (t - RETURN_SECS) / PROBE_SECS;
-            plateau + (r.target - plateau) * x * x * x
+            let probe = plateau + (r.target - plateau) * x * x * x;
+            // After a hold, multiplicative growth: a limit that went up is found in seconds.
+            let grown = plateau * GROWTH.powf((t - RETURN_SECS - r.hold).max(0.0));
+            probe.max(grown)
         };
         if rate.is_nan() {
             return self.max;
@@ -511,7 +736,7 @@ mod tests {
                 let verdict = answer(self.secs_of(start), self.n);
                 self.starts.push((self.secs_of(start), verdict.is_none()));
                 let event = match verdict {
-                    None => Event::Answered,
+                    None => Event::Answered { started: start },
                     Some(s) => Event::Throttled {
                         retry_after: (!self.quiet).then(|| Duration::from_secs(s)),
                         started: start,
@@ -546,11 +771,17 @@ mod tests {
             n as f64 / (to - from)
         }
 
-        /// No 429 took the rate below 80 % of what was running.
+        /// No 429 took the rate below 80 % of what was running, except the run's first when
+        /// it came within [`SUDDEN_STRETCH`] of the start: that one halves it.
         fn assert_decreases_bounded(&self) {
-            for &(t, before, after) in &self.decreases {
+            for (k, &(t, before, after)) in self.decreases.iter().enumerate() {
+                let least = if k == 0 && t <= SUDDEN_STRETCH + 0.01 {
+                    FIRST_DECREASE
+                } else {
+                    DECREASE
+                };
                 assert!(
-                    after >= before * DECREASE - 1e-9,
+                    after >= before * least - 1e-9,
                     "at {t:.2} s a 429 took {before:.1}/s down to {after:.1}/s"
                 );
             }
@@ -679,6 +910,43 @@ mod tests {
         // One start per pause during the outage: no hammering.
         let refused = c.starts.iter().filter(|(_, ok)| !ok).count();
         assert!(refused <= 20, "{refused}");
+    }
+
+    /// With `Retry-After`, 429s right after each pause, before the service accepted anything,
+    /// are one episode: one decrease, and pauses that grow with the time the service has been
+    /// refusing, from the asked second up to 8 s, so a full long window is not hammered.
+    #[test]
+    fn refusals_right_after_each_pause_extend_one_episode() {
+        for outage in [2.5, 6.0, 15.0, 40.0] {
+            for rate in ["20/s", "100/s"] {
+                let mut c = Client::new(rate);
+                let end = 10.0 + outage;
+                c.run_until(end + 20.0, |t, _| (10.0..end).contains(&t).then_some(1));
+                assert_eq!(c.controller.episodes(), 1, "{rate}, {outage} s");
+                c.assert_decreases_bounded();
+                let pauses = pauses_after_429s(&c);
+                let case = format!("{rate}, {outage} s: {pauses:?}");
+                assert!((1.0..1.1).contains(&pauses[0]), "{case}");
+                for pair in pauses.windows(2) {
+                    assert!(pair[1] >= pair[0] - 0.01, "{case}");
+                }
+                assert!(pauses.iter().all(|p| *p <= 8.05), "{case}");
+                // One start per pause: no hammering.
+                assert_eq!(c.throttled().len(), pauses.len(), "{case}");
+                // Back to work within a pause of a quarter of the outage (at least a second)
+                // after it ended.
+                let back = c
+                    .starts
+                    .iter()
+                    .find(|(t, ok)| *ok && *t >= end)
+                    .map(|s| s.0);
+                let slack = (outage / 4.0).clamp(1.0, 8.0) + 0.1;
+                assert!(
+                    back.is_some_and(|b| b <= end + slack),
+                    "{case}: back at {back:?}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -828,12 +1096,18 @@ mod tests {
             from: 48.0,
             target: 60.0,
             since: base,
+            hold: HOLD_SECS,
         });
         let running = ctl.rate_at(base + secs(9.5));
         assert!((58.0..58.5).contains(&running), "{running}/s");
         for k in 0..88 {
             ctl = ctl
-                .step(base + secs(8.0 + f64::from(k) / running), Event::Answered)
+                .step(
+                    base + secs(8.0 + f64::from(k) / running),
+                    Event::Answered {
+                        started: base + secs(8.0 + f64::from(k) / running),
+                    },
+                )
                 .0;
         }
         // The process stalled: a few starts arrive bunched, the service takes them (the second
@@ -841,7 +1115,7 @@ mod tests {
         // the bunch, not a lower limit.
         let at = base + secs(9.5);
         for _ in 0..3 {
-            ctl = ctl.step(at, Event::Answered).0;
+            ctl = ctl.step(at, Event::Answered { started: at }).0;
         }
         let (ctl, lowered) = ctl.step(
             at + Duration::from_millis(1),
@@ -966,22 +1240,35 @@ mod tests {
             from: 40.0,
             target: 50.0,
             since: at,
+            hold: HOLD_SECS,
         });
         let rate = |t: f64| ctl.rate_at(at + secs(t));
         // Fast return: more than half the way to 97 % of 50/s within the first second.
         assert!(rate(1.0) > 44.25, "{}", rate(1.0));
         assert!((48.4..=48.6).contains(&rate(RETURN_SECS)));
-        // Slow probe: flat near the plateau, the remembered 50/s after PROBE_SECS, then
-        // faster, up to --rate and no further.
+        // Slow probe: flat near the plateau for HOLD_SECS, then multiplicative, at twice the
+        // plateau within 25 s of reaching it (a limit that doubled is found), up to --rate and
+        // no further.
         let half = rate(RETURN_SECS + PROBE_SECS / 2.0);
         assert!(half > 48.5 && half < 49.0, "{half}");
-        assert!((49.9..=50.1).contains(&rate(RETURN_SECS + PROBE_SECS)));
+        let held = rate(RETURN_SECS + HOLD_SECS);
+        assert!(held > 48.5 && held < 49.0, "{held}");
+        assert!(
+            rate(RETURN_SECS + 25.0) >= 2.0 * 48.5,
+            "{}",
+            rate(RETURN_SECS + 25.0)
+        );
+        for tenth in 0..400 {
+            let t = RETURN_SECS + f64::from(tenth) / 10.0;
+            assert!(rate(t + 0.1) >= rate(t), "the probe fell at {t}");
+        }
         assert!(rate(RETURN_SECS + 2.0 * PROBE_SECS) > 60.0);
         assert_eq!(rate(RETURN_SECS + 100.0 * PROBE_SECS), 200.0);
         // Before the pause ends: the rate it ends with.
         assert_eq!(ctl.rate_at(at - Duration::from_millis(1)), 40.0);
         // Running at --rate again: the recovery is over.
-        let (done, _) = ctl.step(at + secs(RETURN_SECS + 100.0 * PROBE_SECS), Event::Answered);
+        let late = at + secs(RETURN_SECS + 100.0 * PROBE_SECS);
+        let (done, _) = ctl.step(late, Event::Answered { started: late });
         assert_eq!(done.recovery, None);
     }
 
@@ -1002,6 +1289,109 @@ mod tests {
         }
     }
 
+    /// A stretch of `accepted` starts spread evenly over `length` seconds from `from`.
+    fn stretch_of(from: Instant, length: f64, accepted: u32) -> Stretch {
+        let mut stretch = Stretch::new(from, true);
+        for k in 0..accepted {
+            stretch.answered(from + secs(length * f64::from(k) / f64::from(accepted.max(1))));
+        }
+        stretch
+    }
+
+    /// Two short stretches against a token bucket (A = burst + rate × d) measure its rate; a
+    /// fixed allowance per pause measures A a second; everything accepted still in flight
+    /// measures a concurrency cap; a measure at 90 % of the running rate and more says nothing.
+    #[test]
+    fn the_stretches_measure_buckets_allowances_and_caps() {
+        let at = Instant::now();
+        let ctl = Controller::new("200/s".parse().unwrap());
+        let mut measured = 0;
+        for rate in [4.0, 10.0, 30.0, 45.0, 80.0] {
+            for burst in [1.0, 2.0, 5.0, 12.0] {
+                for (d1, d2) in [(0.1, 0.3), (0.25, 0.6), (0.5, 0.2), (0.05, 1.0)] {
+                    let count = |d: f64| (burst + rate * d).round() as u32;
+                    let (a1, a2) = (count(d1), count(d2));
+                    let mut ctl = ctl;
+                    ctl.last_stretch = Some((d1, a1));
+                    let stretch = stretch_of(at, d2, a2);
+                    let refused = at + secs(d2);
+                    let running = 150.0;
+                    let got = ctl.stretch_measures(stretch, refused, refused, running);
+                    let case = format!("{rate}/s burst {burst}, stretches {d1} and {d2}");
+                    if a2.abs_diff(a1) <= 1 {
+                        // Indistinguishable from a fixed allowance: A per second.
+                        let allowance = f64::from(a2) / d2.max(1.0);
+                        assert_eq!(got, Some(allowance), "{case}");
+                        continue;
+                    }
+                    let got = got.unwrap_or_else(|| panic!("nothing measured: {case}"));
+                    // Counts are whole requests: off by at most one each.
+                    let tolerance = 2.0 / (d2 - d1).abs();
+                    assert!((got - rate).abs() <= tolerance, "{got} for {case}");
+                    measured += 1;
+                    // Not a measure at or over 90 % of the running rate.
+                    assert_eq!(
+                        ctl.stretch_measures(stretch, refused, refused, got / 0.91),
+                        None,
+                        "{case}"
+                    );
+                }
+            }
+        }
+        assert!(measured >= 50, "{measured}");
+        // Stretches too long, or too close to each other: nothing.
+        let mut far = ctl;
+        far.last_stretch = Some((1.5, 50));
+        assert_eq!(
+            far.stretch_measures(
+                stretch_of(at, 0.5, 20),
+                at + secs(0.5),
+                at + secs(0.5),
+                150.0
+            ),
+            None
+        );
+        far.last_stretch = Some((0.48, 15));
+        assert_eq!(
+            far.stretch_measures(
+                stretch_of(at, 0.5, 20),
+                at + secs(0.5),
+                at + secs(0.5),
+                150.0
+            ),
+            None
+        );
+        // A concurrency cap of n at a latency: everything accepted since the pause (but one)
+        // still in flight when the refused request started.
+        for n in [2u32, 5, 8, 12, 16] {
+            for latency in [0.05, 0.1, 0.2, 0.3] {
+                for early in [false, true] {
+                    let length = latency * 0.8;
+                    let mut stretch = stretch_of(at + secs(0.2), length, n);
+                    if early {
+                        // One accepted long before: the rest are still all but one.
+                        stretch = Stretch::new(at, true);
+                        stretch.answered(at);
+                        for k in 0..n - 1 {
+                            stretch.answered(at + secs(0.2 + length * f64::from(k) / f64::from(n)));
+                        }
+                    }
+                    let refused = at + secs(0.2 + length);
+                    let answered = refused + secs(latency);
+                    let got = ctl.stretch_measures(stretch, refused, answered, 1000.0);
+                    let k = if early { n - 1 } else { n };
+                    let expect = f64::from(k) / latency;
+                    if k < 2 {
+                        assert_eq!(got, None);
+                        continue;
+                    }
+                    let got = got.unwrap_or_else(|| panic!("{n} in flight at {latency} s"));
+                    assert!((got - expect).abs() < 1e-6, "{got} for {n} at {latency} s");
+                }
+            }
+        }
+    }
+
     #[test]
     fn absurd_inputs_cannot_panic() {
         let ctl = Controller::new("10/s".parse().unwrap());
@@ -1019,7 +1409,8 @@ mod tests {
         let far = now + Duration::from_secs(100 * 365 * 86_400);
         assert_eq!(ctl.rate_at(far), 10.0);
         assert!(ctl.interval_at(far) == Duration::from_millis(100));
-        assert!((7.9..=8.1).contains(&ctl.rate_at(now)));
+        // Refused at once, on first contact: half the rate (see `SUDDEN_STRETCH`).
+        assert!((4.9..=5.1).contains(&ctl.rate_at(now)));
         let slow = Controller::new("1/h".parse().unwrap());
         assert_eq!(slow.interval_at(now), Duration::from_secs(3600));
     }

@@ -362,7 +362,9 @@ pub(crate) fn run(setup: Setup, limiter: &mut dyn Limiter) -> Outcome {
             Step::Answer { started, ok } => {
                 let event = if ok {
                     limiter.depart();
-                    Event::Answered
+                    Event::Answered {
+                        started: at(started),
+                    }
                 } else {
                     Event::Throttled {
                         retry_after: Some(Duration::from_secs(1)),
@@ -508,11 +510,29 @@ mod family {
         }
     }
 
+    /// Members the controller meets the targets for: limits of 80/s and more of every shape,
+    /// and a cap of 12 requests in flight.
+    fn held(m: &Member) -> bool {
+        m.limit >= 80.0 || m.name.starts_with("at most 12 ")
+    }
+
     #[test]
-    #[ignore = "the controller falls short on part of the family (issue 20); run with --ignored"]
+    fn steady_limits_of_80_per_s_and_more_and_a_cap_of_12_in_flight_are_held() {
+        assert_steady_targets(held);
+    }
+
+    #[test]
+    #[ignore = "short of the targets (issue 20): token buckets under 80/s (most with bursts under a \
+                second's worth), windows of 2 and 7/s (too many 429s), calendar and sliding \
+                windows of 20-45/s (mostly over 15 s), caps of 2 and 5 in flight, 8 in flight over 15 s \
+                (84.9 %); run with --ignored"]
     fn every_steady_limit_is_found_and_held() {
+        assert_steady_targets(|m| !held(m));
+    }
+
+    fn assert_steady_targets(select: impl Fn(&Member) -> bool) {
         let mut short = Vec::new();
-        for m in steady_members() {
+        for m in steady_members().into_iter().filter(|m| select(m)) {
             let cap = capacity(m.limit, m.latency);
             let most_refused = if m.window > 5.0 { 0.10 } else { 0.03 };
             for end in [15.0, 60.0] {
@@ -549,11 +569,21 @@ mod family {
     /// Four 429s at `spacing` seconds, no limit otherwise: the run costs its pauses and at
     /// most 15 % more, and the rate is back at 90 % of `--rate` within 3 s of the last one.
     #[test]
-    #[ignore = "the controller falls short on part of the family (issue 20); run with --ignored"]
     fn transient_429s_cost_their_pauses_at_any_spacing() {
+        assert_transient_targets(&[0.0, 0.05]);
+    }
+
+    #[test]
+    #[ignore = "short of the targets (issue 20): at 300 ms of latency, 429s 2 s apart cost \
+                1.27 x the ideal wall time; run with --ignored"]
+    fn transient_429s_cost_their_pauses_at_300_ms_of_latency() {
+        assert_transient_targets(&[0.3]);
+    }
+
+    fn assert_transient_targets(latencies: &[f64]) {
         let mut short = Vec::new();
         for spacing in [1.0, 2.0, 3.0, 5.0, 10.0] {
-            for latency in [0.0, 0.05, 0.3] {
+            for &latency in latencies {
                 let times: Vec<f64> = (1..=4).map(|k| 2.0 + spacing * f64::from(k)).collect();
                 let last = times[3];
                 // Enough rows to run 8 s past the last 429 at --rate.
@@ -584,10 +614,21 @@ mod family {
         );
     }
 
-    /// A limit that halves at 20 s is held within 10 s; one that doubles is used within 30 s.
+    /// A limit that halves at 20 s is held within 10 s.
     #[test]
-    #[ignore = "the controller falls short on part of the family (issue 20); run with --ignored"]
-    fn a_limit_that_changes_is_followed() {
+    fn a_limit_that_halves_is_followed() {
+        assert_changing_targets(true, false);
+    }
+
+    #[test]
+    #[ignore = "short of the targets (issue 20): a limit that doubles at 20 s is used to 78-88 % \
+                from 50 s on at 10/s and 30/s (60/s meets it); run with --ignored"]
+    fn a_limit_that_doubles_is_followed() {
+        assert_changing_targets(false, true);
+    }
+
+    /// A limit that halves at 20 s is held within 10 s; one that doubles is used within 30 s.
+    fn assert_changing_targets(halving: bool, doubling: bool) {
         let mut short = Vec::new();
         for limit in [10.0f64, 30.0, 60.0] {
             for latency in [0.0, 0.05] {
@@ -615,7 +656,7 @@ mod family {
                     used * 100.0
                 );
                 println!("{line}");
-                if held < 0.85 || late > 3 || used < 0.9 {
+                if (halving && (held < 0.85 || late > 3)) || (doubling && used < 0.9) {
                     short.push(line);
                 }
             }

@@ -4,17 +4,22 @@
 //! # How the rate reacts to a 429
 //!
 //! The decision is a pure state machine, [`Controller`] (time and event in, state out; no
-//! clock); [`RequestGate`] feeds it the answers and paces starts on a schedule of slots.
-//! A 429 starts an episode (one per episode: a 429 for a request that started before the last
-//! decrease belongs to it): every start waits out `Retry-After`, then the rate runs at 80 % of
-//! what was running and returns along a concave curve to 97 % of a remembered rate (a measure
-//! of what the service took before the 429, bounded by what it accepted over clean windows),
-//! then probes slowly above it toward `--rate`.
-//!
-//! The rule is tuned to a quota counted over a sliding second; against token buckets with a
-//! small burst, concurrency caps and transient 429s two seconds apart it falls short of the
-//! targets of issue 20. `docs/rate-control.md` has the full reasoning, the measured family
-//! (`limiter_models.rs`) and what a replacement must respect.
+//! clock); [`RequestGate`] feeds it every answer with its request's *start* and paces starts.
+//! A 429 starts an episode: every start waits out `Retry-After`, then the rate runs at 80 % of
+//! what was running (half, when the run's first contact was refused within 0.25 s) and returns
+//! along a concave curve to 97 % of a remembered rate; it holds there 18 s (36 s once two
+//! episodes agree), then grows 12 % a second, so a limit that doubled is found in ~25 s.
+//! A 429 for a request that started after the pause, before anything was accepted since,
+//! extends the episode (no new decrease; with `Retry-After` the pause grows to a quarter of
+//! the time refused, up to 8 s; without, 1 s, doubling after 10 s, up to 16 s).
+//! The remembered rate is the highest of what the service was seen to take: the starts it
+//! accepted over the last second; two short clean stretches since a pause (a token bucket
+//! takes burst + rate × d, so their slope is its rate; equal counts are an allowance per
+//! pause); and the starts still in flight at a refusal over the latency (a concurrency cap);
+//! a measure at 90 % of the running rate and more says nothing. Bounded by what clean
+//! windows accepted, it ignores transient 429s. Robust because no measure is trusted alone:
+//! each has a shape it reads exactly, and a wrong one costs a 429 and a pause, not a crawl.
+//! `docs/rate-control.md` has the reasoning and the measured family (`limiter_models.rs`).
 //!
 //! One file a concern: `--rate` and the `Retry-After` cap here; the decision in
 //! `controller.rs`; the pacing of starts in `gate.rs`; the limiter shapes and a deterministic
