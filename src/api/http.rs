@@ -22,6 +22,7 @@ pub(crate) fn client(
     max_idle: usize,
     connect_timeout: Duration,
 ) -> Result<reqwest::Client, String> {
+    install_tls_provider();
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .redirect(reqwest::redirect::Policy::none())
@@ -29,6 +30,12 @@ pub(crate) fn client(
         .pool_max_idle_per_host(max_idle)
         .build()
         .map_err(|e| innermost(&e))
+}
+
+/// Installs the process's TLS crypto provider, ring, unless one is there already: reqwest is
+/// built without one (aws-lc, its default, is a minute's C build), and every client needs it.
+pub(crate) fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// The innermost cause is the one that says what happened ("connection refused", ...); the

@@ -34,6 +34,7 @@ async fn start(config: SimulatorConfig) -> Simulator {
 }
 
 fn client() -> reqwest::Client {
+    crate::api::http::install_tls_provider();
     reqwest::Client::builder()
         .no_proxy()
         .build()
@@ -491,6 +492,7 @@ async fn faults() {
 
     // Slow: the client times out, but the agreement exists.
     let sim = start(config_from(&["--slow-rate", "1", "--slow-ms", "3000"])).await;
+    crate::api::http::install_tls_provider();
     let timed_out = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_millis(300))

@@ -87,7 +87,7 @@ impl SimulatorProcess {
 
     async fn get_json(&self, path: &str) -> Value {
         let url = format!("{}{path}", self.base_url);
-        let response = reqwest::get(&url)
+        let response = crate::common::get(&url)
             .await
             .unwrap_or_else(|e| panic!("GET {url}: {e}{}", self.describe()));
         assert!(

@@ -140,7 +140,7 @@ struct Walk {
 /// same URI and headers.
 async fn walk(root: &str, size: usize) -> Walk {
     let root = Url::parse(root).expect("root URL");
-    let client = reqwest::Client::builder()
+    let client = crate::common::http()
         .no_proxy()
         .timeout(Duration::from_secs(10))
         .build()
@@ -390,7 +390,7 @@ async fn the_simulator_subcommand_serves_a_customers_file() {
             "/customers?size=10&seekOperation=Next",
         ]
     );
-    let stats: Value = reqwest::get(format!("{}/_simulator/stats", sim.base_url))
+    let stats: Value = crate::common::get(&format!("{}/_simulator/stats", sim.base_url))
         .await
         .expect("stats answer")
         .json()

@@ -441,7 +441,9 @@ async fn raw_agreements(sim: &Simulator, tenant: Uuid) -> Value {
         "{}/v1/customers/{tenant}/agreements?agreementType=MicrosoftCustomerAgreement",
         sim.base_url()
     );
-    let response = reqwest::Client::new()
+    let response = crate::common::http()
+        .build()
+        .expect("client")
         .get(&url)
         .bearer_auth(crate::common::TEST_TOKEN)
         .send()
@@ -1127,7 +1129,7 @@ impl SimulatorProcess {
 
     async fn stats(&self) -> Value {
         let url = format!("{}/_simulator/stats", self.base_url);
-        let response = reqwest::get(&url)
+        let response = crate::common::get(&url)
             .await
             .unwrap_or_else(|e| panic!("GET {url}: {e}{}", self.describe()));
         response

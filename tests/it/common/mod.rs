@@ -46,6 +46,18 @@ const PRODUCT_ENV: [&str; 8] = [
 ];
 
 /// The path of the built binary under test.
+/// A plain HTTP client for the tests' own calls, after installing the TLS crypto provider the
+/// product installs (reqwest is built without one).
+pub fn http() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+/// GET `url` with a plain client.
+pub async fn get(url: &str) -> reqwest::Result<reqwest::Response> {
+    http().build()?.get(url).send().await
+}
+
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_mca-attest")
 }
