@@ -394,7 +394,7 @@ impl PartnerCenterClient {
                         v.map_or_else(|| "none".to_owned(), |v| format!("{v:.1}/s"))
                     };
                     tracing::debug!(
-                        "throttling episode {}: 429 at {:.1}/s; the service took {} over the last second, accepted at most {} over clean windows; resuming at {:.1}/s, returning to 97 % of {:.1}/s, then probing above",
+                        "throttling episode {}: 429 at {:.1}/s; measured the service taking {} (its last second, or the stretch since the last pause), at most {} over clean windows; resuming at {:.1}/s, returning to 97 % of {:.1}/s, then probing above",
                         self.gate.episodes(),
                         d.running,
                         or_none(d.taken),
