@@ -41,6 +41,9 @@ pub struct ResumeState<K = SignerKey> {
     /// A results file's lines whose customer is on record, with their tenant and row: a row of
     /// the input that names one of these tenants with another signer is a conflict.
     pub on_record: Vec<OnRecord>,
+    /// The rows that have a line of any status, sorted: a row whose line was lost (a killed
+    /// run's last lines) gets one again even when its tenant is done by another row.
+    lined: Vec<u64>,
     /// Complete lines found (the header excluded).
     pub lines: u64,
     /// Bytes of a half-written last record that were cut off.
@@ -51,6 +54,11 @@ impl<K: Eq + std::hash::Hash> ResumeState<K> {
     /// Whether the key (tenant and signer for results) already has a line that is done.
     pub fn is_done(&self, key: &K) -> bool {
         self.done.contains(key)
+    }
+
+    /// Whether input row `row` has a line in the results file, whatever its status.
+    pub(crate) fn has_line(&self, row: RowNumber) -> bool {
+        self.lined.binary_search(&row.0).is_ok()
     }
 
     #[cfg(test)]
@@ -64,12 +72,22 @@ impl<K: Eq + std::hash::Hash> ResumeState<K> {
 /// own; a file written with `--redact` is refused.
 pub fn load(path: &Path) -> Result<Option<ResumeState>, ResumeError> {
     let mut on_record = Vec::new();
+    let mut lined = Vec::new();
     let state = load_with(path, &RESULTS_HEADER, |record| {
+        if let Some(row) = record.get(0).and_then(|cell| cell.parse::<u64>().ok()) {
+            lined.push(row);
+        }
         let line = done_line(record)?;
         on_record.push(line);
         Some(line.key)
     })?;
-    Ok(state.map(|state| ResumeState { on_record, ..state }))
+    lined.sort_unstable();
+    lined.dedup();
+    Ok(state.map(|state| ResumeState {
+        on_record,
+        lined,
+        ..state
+    }))
 }
 
 /// Reads any report for resuming: `header` must match, and `done` gives the key of each line
@@ -110,6 +128,7 @@ pub(crate) fn load_with<K: Eq + std::hash::Hash>(
     let mut state = ResumeState {
         done: HashSet::default(),
         on_record: Vec::new(),
+        lined: Vec::new(),
         lines: 0,
         truncated_bytes: len - complete,
     };

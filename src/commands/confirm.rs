@@ -229,8 +229,12 @@ fn work_for(
     resume: Option<&ResumeState>,
 ) -> Option<Work<Confirmation, ResultRecord>> {
     let done = |c: &Confirmation| resume.is_some_and(|r| r.is_done(&c.key()));
+    // A duplicate of a customer on record is skipped only when it has its own line: the
+    // lines a killed run never wrote are written now (nothing is sent for them either way).
+    let has_line = |row: RowNumber| resume.is_some_and(|r| r.has_line(row));
     Some(match verdict {
-        Verdict::Valid(_, c) | Verdict::Duplicate(_, c, _) if done(&c) => return None,
+        Verdict::Valid(_, c) if done(&c) => return None,
+        Verdict::Duplicate(row, c, _) if done(&c) && has_line(row) => return None,
         Verdict::Valid(row, c) => Work::Send { row, input: c },
         Verdict::Invalid(raw, message) => {
             Work::Settled(ResultRecord::from_raw(&raw, RowStatus::Invalid, message))

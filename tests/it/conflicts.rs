@@ -290,3 +290,83 @@ proptest! {
         runtime.block_on(one_case(rows, Some(cut), edits))?;
     }
 }
+
+/// A killed run can leave the customer's confirmation on record but not the lines of its
+/// duplicate rows (they are written as rows finish, in any order): `--resume` writes them,
+/// sends nothing for them, and skips the duplicates that already have a line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_whose_lines_were_lost_get_them_on_resume() {
+    let sim = start_simulator(SimulatorConfig::default()).await;
+    let base = sim.base_url();
+    let wd = Workdir::new();
+    let ann = |shouted| Row {
+        tenant: 0,
+        signer: 0,
+        shouted,
+        broken: false,
+    };
+    let bob = Row {
+        tenant: 1,
+        signer: 1,
+        shouted: false,
+        broken: false,
+    };
+    // Rows 1, 3 and 5 are one customer and signer; 4 repeats 2.
+    let rows = [ann(false), bob.clone(), ann(true), bob, ann(false)];
+    wd.create_customers("in.csv", &input(&rows));
+    let confirm = |resume: bool| {
+        let mut cmd = wd.command([
+            "confirm",
+            "in.csv",
+            "-o",
+            "r.csv",
+            "--base-url",
+            &base,
+            "--rate",
+            "1000/s",
+            "--no-progress",
+        ]);
+        if resume {
+            cmd.arg("--resume");
+        }
+        cmd.env("PARTNER_CENTER_ACCESS_TOKEN", crate::common::TEST_TOKEN);
+        cmd
+    };
+    let first = confirm(false).run_async().await;
+    first.expect_code(0);
+    let posts = sim.requests().len();
+    // Keep the header, both confirmations and row 4's duplicate line; lose rows 3 and 5's.
+    let text = wd.read("r.csv");
+    let kept: Vec<&str> = text
+        .lines()
+        .enumerate()
+        .filter(|(i, line)| {
+            *i == 0 || line.starts_with("1,") || line.starts_with("2,") || line.starts_with("4,")
+        })
+        .map(|(_, line)| line)
+        .collect();
+    assert_eq!(kept.len(), 4, "{text}");
+    wd.create("r.csv", format!("{}\n", kept.join("\n")));
+
+    let resumed = confirm(true).run_async().await;
+    resumed.expect_code(0);
+    assert_eq!(sim.requests().len(), posts, "nothing sent again{resumed}");
+    let results = Results::parse(&wd.read("r.csv")).expect("a results file");
+    let mut lines: Vec<(u64, String)> = results
+        .rows
+        .iter()
+        .map(|r| (r.row(), r.status().to_string()))
+        .collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            (1, "confirmed".to_string()),
+            (2, "confirmed".to_string()),
+            (3, "duplicate".to_string()),
+            (4, "duplicate".to_string()),
+            (5, "duplicate".to_string()),
+        ],
+        "every row one line{resumed}"
+    );
+}
