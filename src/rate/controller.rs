@@ -763,12 +763,7 @@ mod tests {
 
         /// Accepted starts per second in [from, to).
         fn accepted_rate(&self, from: f64, to: f64) -> f64 {
-            let n = self
-                .starts
-                .iter()
-                .filter(|(t, ok)| *ok && (from..to).contains(t))
-                .count();
-            n as f64 / (to - from)
+            super::super::limiter_models::accepted_rate(&self.starts, from, to)
         }
 
         /// No 429 took the rate below 80 % of what was running, except the run's first when

@@ -224,6 +224,15 @@ pub(crate) struct Setup {
     pub rows: Option<usize>,
 }
 
+/// Accepted starts per second in [from, to) of `starts` (start in seconds, accepted).
+pub(crate) fn accepted_rate(starts: &[(f64, bool)], from: f64, to: f64) -> f64 {
+    let n = starts
+        .iter()
+        .filter(|(t, ok)| *ok && (from..to).contains(t))
+        .count();
+    n as f64 / (to - from)
+}
+
 /// What a run did: every start, in order, with the limiter's verdict; and the controller.
 pub(crate) struct Outcome {
     pub starts: Vec<(f64, bool)>,
@@ -233,12 +242,7 @@ pub(crate) struct Outcome {
 impl Outcome {
     /// Accepted starts per second in [from, to).
     pub(crate) fn accepted_rate(&self, from: f64, to: f64) -> f64 {
-        let n = self
-            .starts
-            .iter()
-            .filter(|(t, ok)| *ok && (from..to).contains(t))
-            .count();
-        n as f64 / (to - from)
+        accepted_rate(&self.starts, from, to)
     }
 
     /// Share of the starts before `to` that were refused.
