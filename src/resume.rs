@@ -74,10 +74,9 @@ pub fn load(path: &Path) -> Result<Option<ResumeState>, ResumeError> {
     let mut on_record = Vec::new();
     let mut lined = Vec::new();
     let state = load_with(path, &RESULTS_HEADER, |record| {
-        if let Some(row) = record.get(0).and_then(|cell| cell.parse::<u64>().ok()) {
-            lined.push(row);
-        }
-        let line = done_line(record)?;
+        let row = record.get(0)?.parse::<u64>().ok().map(RowNumber)?;
+        lined.push(row.0);
+        let line = done_line(record, row)?;
         on_record.push(line);
         Some(line.key)
     })?;
@@ -351,7 +350,7 @@ pub(crate) fn input_changed_warning(report: &Path, current_sha256: &str) -> Opti
 }
 
 /// The signer key of a line whose status says the customer is done.
-fn done_line(record: &csv::StringRecord) -> Option<OnRecord> {
+fn done_line(record: &csv::StringRecord, row: RowNumber) -> Option<OnRecord> {
     if record.len() != RESULTS_HEADER.len() {
         return None;
     }
@@ -368,7 +367,6 @@ fn done_line(record: &csv::StringRecord) -> Option<OnRecord> {
         email: cell(4),
         phone_number: (!phone.trim().is_empty()).then_some(phone),
     };
-    let row = cell(0).parse::<u64>().ok().map(RowNumber)?;
     Some(OnRecord {
         tenant,
         key: SignerKey::new(&tenant, &signer),
