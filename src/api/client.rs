@@ -382,27 +382,7 @@ impl PartnerCenterClient {
                 && e.is_throttled()
                 && self.gate.throttled(e.retry_after, started)
             {
-                // The rate named is the one the gate paces at once the pause is over.
-                tracing::warn!(
-                    retry_after_secs = e.retry_after.map(|d| d.as_secs()),
-                    "Partner Center is throttling (HTTP 429): pausing all new requests, then resuming at {:.1}/s (--rate {})",
-                    self.gate.current_rate(),
-                    self.gate.rate()
-                );
-                if let Some(d) = self.gate.decision() {
-                    let or_none = |v: Option<f64>| {
-                        v.map_or_else(|| "none".to_owned(), |v| format!("{v:.1}/s"))
-                    };
-                    tracing::debug!(
-                        "throttling episode {}: 429 at {:.1}/s; measured the service taking {} (its last second, or the stretch since the last pause), at most {} over clean windows; resuming at {:.1}/s, returning to 97 % of {:.1}/s, then probing above",
-                        self.gate.episodes(),
-                        d.running,
-                        or_none(d.taken),
-                        or_none(d.accepted),
-                        d.resume,
-                        d.target
-                    );
-                }
+                self.log_throttling(e.retry_after);
             }
             return CallOutcome {
                 correlation_id,
@@ -411,6 +391,45 @@ impl PartnerCenterClient {
                 result,
             };
         }
+    }
+
+    /// Says what the gate decided on a 429 that began a throttling episode: a warning with
+    /// the rate it paces at once any pause is over, and at `-v` what was measured.
+    fn log_throttling(&self, retry_after: Option<Duration>) {
+        let Some(d) = self.gate.decision() else {
+            return;
+        };
+        let retry_after_secs = retry_after.map(|d| d.as_secs());
+        if d.paused {
+            tracing::warn!(
+                retry_after_secs,
+                "Partner Center is throttling (HTTP 429): pausing all new requests, then resuming at {:.1}/s (--rate {})",
+                self.gate.current_rate(),
+                self.gate.rate()
+            );
+        } else {
+            tracing::warn!(
+                retry_after_secs,
+                "Partner Center refused one request (HTTP 429) while taking the others: no pause, continuing at {:.1}/s (--rate {}); the refused request waits its Retry-After",
+                self.gate.current_rate(),
+                self.gate.rate()
+            );
+        }
+        let or_none = |v: Option<f64>| v.map_or_else(|| "none".to_owned(), |v| format!("{v:.1}/s"));
+        let decided = if d.paused {
+            "a limit: resuming"
+        } else {
+            "a lone refusal (none other just before it): no pause, continuing"
+        };
+        tracing::debug!(
+            "throttling episode {}: 429 at {:.1}/s; measured the service taking {} (its last second, or the stretch since the last pause), at most {} over clean windows; taken for {decided} at {:.1}/s, returning to 97 % of {:.1}/s, then probing above",
+            self.gate.episodes(),
+            d.running,
+            or_none(d.taken),
+            or_none(d.accepted),
+            d.resume,
+            d.target
+        );
     }
 
     /// Text that may hold server words, made safe for an error (escaped, scrubbed, bounded).

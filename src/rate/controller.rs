@@ -74,6 +74,17 @@ const SHORTEST_LATENCY: Duration = Duration::from_millis(20);
 const REPEATED_PAUSE_MAX: Duration = Duration::from_secs(8);
 /// ... as this share of the time the service has been refusing since.
 const REPEATED_PAUSE_DIVISOR: u32 = 4;
+/// A 429 is lone when the service accepted at least this many requests since it last refused
+/// one (so lone 429s alone are never more than one request in 41)...
+const LONE_AFTER: u32 = 40;
+/// ... and the clean stretch since the last pause (or the run's start) is at least this long
+/// (a 429 in the return after a pause, or in the run's first second, is a limit), and the rate
+/// is not probing above its plateau...
+const LONE_STRETCH: Duration = Duration::from_millis(1500);
+/// ... and then costs no pause: the rate dips to this share of its course...
+const LONE_DIP: f64 = 0.9;
+/// ... and is back on it after this many seconds (see [`Controller::dip`]).
+const DIP_SECS: f64 = 2.0;
 
 /// What happened, as far as the rate is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +128,9 @@ pub(crate) struct Decision {
     pub resume: f64,
     /// The remembered rate the return aims for (97 % of it, then probing above).
     pub target: f64,
+    /// Whether every start waits out a pause; not for a lone 429 (only the refused request
+    /// waits its `Retry-After`).
+    pub paused: bool,
 }
 
 /// The best rate the service accepted over recent clean windows (see the module doc).
@@ -339,6 +353,13 @@ pub(crate) struct Controller {
     last_stretch: Option<(f64, u32)>,
     /// 429s in a row right after a pause, before the service accepted anything.
     repeated: u32,
+    /// The start of the newest refused request.
+    last_refused: Option<Instant>,
+    /// Requests accepted that started after it.
+    accepted_since_refused: u32,
+    /// When the last lone 429 came: the rate dips under its course for [`DIP_SECS`] from
+    /// then, unless the next refusal makes it the first 429 of an episode.
+    dip: Option<Instant>,
 }
 
 impl Controller {
@@ -360,6 +381,9 @@ impl Controller {
             stretch: None,
             last_stretch: None,
             repeated: 0,
+            last_refused: None,
+            accepted_since_refused: 0,
+            dip: None,
         }
     }
 
@@ -384,7 +408,10 @@ impl Controller {
                 if stretch.accepted > 0 {
                     self.repeated = 0;
                 }
-                if self.recovery.is_some() && self.rate_at(now) >= self.max {
+                if self.last_refused.is_none_or(|r| started > r) {
+                    self.accepted_since_refused = self.accepted_since_refused.saturating_add(1);
+                }
+                if self.recovery.is_some() && self.course_at(now) >= self.max {
                     self.recovery = None;
                 }
                 (self, false)
@@ -406,6 +433,21 @@ impl Controller {
                     && started >= stretch.from;
                 if extended {
                     self.repeated = self.repeated.saturating_add(1);
+                }
+                let lone = self.accepted_since_refused >= LONE_AFTER
+                    && started.saturating_duration_since(stretch.from) >= LONE_STRETCH
+                    && !self.probing(now);
+                self.accepted_since_refused = 0;
+                self.last_refused = Some(self.last_refused.map_or(started, |r| r.max(started)));
+                if !same_episode && !extended {
+                    if lone {
+                        return (self.dip(started, now), true);
+                    }
+                    // A lone 429 just before this one was the first of an episode: decide as
+                    // if no dip had come between.
+                    if self.dip.take().is_some() {
+                        self.episodes = self.episodes.saturating_sub(1);
+                    }
                 }
                 if !same_episode {
                     // Without `Retry-After`: a short pause for a 429 or a burst of them, doubling
@@ -541,7 +583,7 @@ impl Controller {
                     .recovery
                     .is_some_and(|r| (target - r.target).abs() <= r.target * (1.0 - INFORMATIVE));
                 let recovery = Recovery {
-                    from: (running * decrease).max(floor),
+                    from: (running * decrease).min(target * RETURN_TO).max(floor),
                     target,
                     since: resume,
                     hold: if confirmed { HOLD_CONFIRMED } else { HOLD_SECS },
@@ -553,12 +595,44 @@ impl Controller {
                     accepted,
                     resume: self.rate_at(resume),
                     target: recovery.target,
+                    paused: true,
                 });
                 self.last_decrease = Some(now);
                 self.episodes = self.episodes.saturating_add(1);
                 (self, true)
             }
         }
+    }
+
+    /// Whether the course is above its plateau, probing for a higher limit: a 429 then is the
+    /// limit it probes for, never lone.
+    fn probing(&self, now: Instant) -> bool {
+        self.recovery.is_some_and(|r| {
+            now.saturating_duration_since(r.since).as_secs_f64() >= RETURN_SECS
+                && self.course_at(now) > (r.target * RETURN_TO).min(self.max) * PLATEAU_SLACK
+        })
+    }
+
+    /// A lone 429 (see [`LONE_AFTER`]): a transient refusal, or a limit just under the running
+    /// rate. No pause (the refused request waits its `Retry-After` alone) and the course of the
+    /// rate stands (the remembered rate, the return, the probe): the rate dips to [`LONE_DIP`]
+    /// of it and is back on it [`DIP_SECS`] later. Lone 429s that recur (a limit a little under
+    /// the course) are at most one request in 41. Should the next refusal come before
+    /// [`LONE_AFTER`] more were accepted, the dip is dropped and that refusal starts an
+    /// episode.
+    fn dip(mut self, started: Instant, now: Instant) -> Self {
+        let running = self.rate_at(now);
+        self.dip = Some(now);
+        self.decision = Some(Decision {
+            running,
+            taken: self.trail.taken(started),
+            accepted: self.meter.best(),
+            resume: self.rate_at(now),
+            target: self.recovery.map_or(self.max, |r| r.target),
+            paused: false,
+        });
+        self.episodes = self.episodes.saturating_add(1);
+        self
     }
 
     /// What the stretch before a refused start at `started` (answered at `now`) says about the
@@ -612,6 +686,15 @@ impl Controller {
 
     /// Requests per second at `at` (the rate the pause ends with, while paused).
     pub(crate) fn rate_at(&self, at: Instant) -> f64 {
+        let dipped = self.dip.map_or(1.0, |d| {
+            let t = at.saturating_duration_since(d).as_secs_f64() / DIP_SECS;
+            LONE_DIP + (1.0 - LONE_DIP) * t.min(1.0)
+        });
+        self.course_at(at) * dipped
+    }
+
+    /// The course of the rate at `at`, without a lone 429's dip.
+    fn course_at(&self, at: Instant) -> f64 {
         let Some(r) = self.recovery else {
             return self.max;
         };
@@ -694,8 +777,9 @@ mod tests {
         n: u64,
         /// (start in seconds since t0, accepted)
         starts: Vec<(f64, bool)>,
-        /// Every decrease: (seconds since t0, rate just before, rate just after).
-        decreases: Vec<(f64, f64, f64)>,
+        /// Every decrease: (seconds since t0, rate just before, rate just after, the target
+        /// the decision remembered).
+        decreases: Vec<(f64, f64, f64, f64)>,
         /// The service's 429s carry no `Retry-After` (the answer's value is ignored).
         quiet: bool,
     }
@@ -748,8 +832,9 @@ mod tests {
                 self.controller = next;
                 if lowered {
                     let after = self.controller.rate_at(answered_at);
+                    let target = self.controller.decision().map_or(f64::MAX, |d| d.target);
                     self.decreases
-                        .push((self.secs_of(answered_at), before, after));
+                        .push((self.secs_of(answered_at), before, after, target));
                 }
                 if let Some(until) = self.controller.paused_until() {
                     self.slot = self.slot.max(until);
@@ -766,18 +851,21 @@ mod tests {
             super::super::limiter_models::accepted_rate(&self.starts, from, to)
         }
 
-        /// No 429 took the rate below 80 % of what was running, except the run's first when
-        /// it came within [`SUDDEN_STRETCH`] of the start: that one halves it.
+        /// No 429 took the rate below 80 % of what was running (half, for a refusal within
+        /// [`SUDDEN_STRETCH`] of the start), unless to the plateau under what the service was
+        /// measured taking.
         fn assert_decreases_bounded(&self) {
-            for (k, &(t, before, after)) in self.decreases.iter().enumerate() {
-                let least = if k == 0 && t <= SUDDEN_STRETCH + 0.01 {
+            for &(t, before, after, target) in &self.decreases {
+                let least = if t <= SUDDEN_STRETCH + 0.01 {
                     FIRST_DECREASE
                 } else {
                     DECREASE
                 };
+                // Lower only to the plateau under what the service was measured taking.
+                let bound = (before * least).min(target * RETURN_TO);
                 assert!(
-                    after >= before * least - 1e-9,
-                    "at {t:.2} s a 429 took {before:.1}/s down to {after:.1}/s"
+                    after >= bound - 1e-9,
+                    "at {t:.2} s a 429 took {before:.1}/s down to {after:.1}/s (target {target:.1}/s)"
                 );
             }
         }
@@ -849,20 +937,27 @@ mod tests {
             .collect()
     }
 
+    /// A 429 after many accepted (a transient refusal) pauses nothing, with `Retry-After` or
+    /// without: the rate dips and returns, and the run costs a few percent.
     #[test]
-    fn isolated_429s_without_retry_after_pause_a_second_each() {
-        let mut c = Client::new("50/s");
-        c.quiet = true;
-        c.run_until(36.0, |_, n| [200, 500, 800, 1100].contains(&n).then_some(1));
-        let pauses = pauses_after_429s(&c);
-        assert_eq!(pauses.len(), 4, "{pauses:?}");
-        for p in &pauses {
-            assert!((1.0..1.1).contains(p), "{pauses:?}");
+    fn isolated_429s_pause_nothing_and_cost_little() {
+        for quiet in [true, false] {
+            for first in [100u64, 200, 400] {
+                let mut c = Client::new("50/s");
+                c.quiet = quiet;
+                let refused = [first, first + 300, first + 600, first + 900];
+                c.run_until(36.0, |_, n| refused.contains(&n).then_some(1));
+                let pauses = pauses_after_429s(&c);
+                let case = format!("quiet {quiet}, first {first}: {pauses:?}");
+                assert_eq!(pauses.len(), 4, "{case}");
+                assert!(pauses.iter().all(|p| *p < 0.05), "{case}");
+                assert!(c.controller.paused_until().is_none(), "{case}");
+                assert_eq!(c.controller.episodes(), 4, "{case}");
+                // 1,500 rows at 50/s take 30 s; four dips of 10 % cost about 2 %.
+                let done_at = c.starts.iter().filter(|(_, ok)| *ok).nth(1499).map(|s| s.0);
+                assert!(done_at.is_some_and(|t| t < 31.0), "{case}: {done_at:?}");
+            }
         }
-        // 1,500 rows at 50/s take 30 s; four such 429s cost about a fifth of that, as four
-        // with `Retry-After: 1` do (a pause of 2 s each cost a third).
-        let done_at = c.starts.iter().filter(|(_, ok)| *ok).nth(1499).map(|s| s.0);
-        assert!(done_at.is_some_and(|t| t < 36.0), "{done_at:?}");
     }
 
     #[test]
@@ -872,13 +967,16 @@ mod tests {
         c.run_until(20.0, |_, n| (200..206).contains(&n).then_some(1));
         let pauses = pauses_after_429s(&c);
         assert_eq!(pauses.len(), 6, "{pauses:?}");
-        for p in &pauses {
+        // The first looks lone (199 accepted before it); the second makes it an episode.
+        assert!(pauses[0] < 0.05, "{pauses:?}");
+        for p in &pauses[1..] {
             assert!((1.0..1.1).contains(p), "{pauses:?}");
         }
+        assert_eq!(c.controller.episodes(), 1);
     }
 
     #[test]
-    fn an_outage_of_429s_without_retry_after_backs_off_then_a_lone_one_pauses_a_second() {
+    fn an_outage_of_429s_without_retry_after_backs_off_then_a_lone_one_pauses_nothing() {
         let mut c = Client::new("50/s");
         c.quiet = true;
         // Everything refused from 10 s to 70 s, then accepted, and one more refusal at 100 s.
@@ -895,13 +993,15 @@ mod tests {
         });
         let pauses = pauses_after_429s(&c);
         let rounded: Vec<u64> = pauses.iter().map(|p| p.round() as u64).collect();
-        // A second each for the first 10 s of refusals (a burst), then doubling (an outage).
+        // The first looks lone (no pause); then a second each for the first 10 s of refusals
+        // (a burst), then doubling (an outage).
         assert_eq!(
-            rounded[..15],
-            [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 4, 8, 16, 16],
+            rounded[..16],
+            [0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 4, 8, 16, 16],
             "{pauses:?}"
         );
-        assert_eq!(rounded.last(), Some(&1), "{pauses:?}");
+        // The lone one long after: no pause.
+        assert_eq!(rounded.last(), Some(&0), "{pauses:?}");
         // One start per pause during the outage: no hammering.
         let refused = c.starts.iter().filter(|(_, ok)| !ok).count();
         assert!(refused <= 20, "{refused}");
@@ -919,15 +1019,18 @@ mod tests {
                 c.run_until(end + 20.0, |t, _| (10.0..end).contains(&t).then_some(1));
                 assert_eq!(c.controller.episodes(), 1, "{rate}, {outage} s");
                 c.assert_decreases_bounded();
-                let pauses = pauses_after_429s(&c);
-                let case = format!("{rate}, {outage} s: {pauses:?}");
+                let all = pauses_after_429s(&c);
+                let case = format!("{rate}, {outage} s: {all:?}");
+                // The outage's first 429 looks lone (no pause); the second starts the episode.
+                assert!(all[0] < 0.1, "{case}");
+                let pauses = &all[1..];
                 assert!((1.0..1.1).contains(&pauses[0]), "{case}");
                 for pair in pauses.windows(2) {
                     assert!(pair[1] >= pair[0] - 0.01, "{case}");
                 }
                 assert!(pauses.iter().all(|p| *p <= 8.05), "{case}");
                 // One start per pause: no hammering.
-                assert_eq!(c.throttled().len(), pauses.len(), "{case}");
+                assert_eq!(c.throttled().len(), all.len(), "{case}");
                 // Back to work within a pause of a quarter of the outage (at least a second)
                 // after it ended.
                 let back = c
@@ -949,24 +1052,26 @@ mod tests {
         let mut c = Client::new("100/s");
         c.run_until(10.0, |_, _| None);
         let t0 = c.t0;
-        let first = c.at(10.0);
-        let second = c.at(10.005);
-        let (ctl, lowered) = c.controller.step(
-            c.at(10.01),
-            Event::Throttled {
-                retry_after: Some(Duration::from_secs(1)),
-                started: first,
-            },
-        );
+        let throttled = |ctl: Controller, answered: f64, started: f64| {
+            ctl.step(
+                c.at(answered),
+                Event::Throttled {
+                    retry_after: Some(Duration::from_secs(1)),
+                    started: c.at(started),
+                },
+            )
+        };
+        // After 10 s of acceptance the first 429 is lone: a dip, no pause.
+        let (ctl, lowered) = throttled(c.controller, 10.01, 10.0);
         assert!(lowered);
+        assert_eq!(ctl.paused_until(), None);
+        assert_eq!(ctl.episodes(), 1);
+        // A second refusal right behind it makes it an episode: a pause, still one episode.
+        let (ctl, lowered) = throttled(ctl, 10.02, 10.005);
+        assert!(lowered);
+        assert_eq!(ctl.episodes(), 1);
         // A request that started before the decrease: the same episode, no second decrease.
-        let (ctl, lowered) = ctl.step(
-            c.at(10.02),
-            Event::Throttled {
-                retry_after: Some(Duration::from_secs(1)),
-                started: second,
-            },
-        );
+        let (ctl, lowered) = throttled(ctl, 10.021, 10.008);
         assert!(!lowered);
         assert_eq!(ctl.episodes(), 1);
         let resume = ctl.paused_until().unwrap();
@@ -1121,8 +1226,9 @@ mod tests {
         );
         assert!(lowered);
         assert_eq!(ctl.accepted(), None);
-        let resume = ctl.paused_until().unwrap();
-        let back = ctl.rate_at(resume + secs(RETURN_SECS));
+        // A lone 429 (88 accepted before it): no pause, a dip, and back to the same plateau.
+        assert_eq!(ctl.paused_until(), None);
+        let back = ctl.rate_at(at + secs(RETURN_SECS + 0.001));
         assert!(
             (58.1..58.3).contains(&back),
             "back to {back}/s, from {running}/s"
@@ -1276,11 +1382,14 @@ mod tests {
             assert_eq!(c.controller.decision(), None);
             c.run_until(20.0, sliding_window(limit));
             let d = c.controller.decision().unwrap();
-            let &(_, before, after) = c.decreases.last().unwrap();
-            assert!((d.running - before).abs() < 1e-9, "{d:?} vs {before}");
-            assert!((d.resume - after).abs() < 1e-9, "{d:?} vs {after}");
-            assert!(d.target > 0.0 && d.target <= c.controller.max, "{d:?}");
-            assert!((d.resume - d.running * DECREASE).abs() < 1e-9, "{d:?}");
+            let &(_, before, after, _) = c.decreases.last().unwrap();
+            let case = format!("{rate} against {limit}/s: {d:?} vs {before} -> {after}");
+            assert!((d.running - before).abs() < 1e-9, "{case}");
+            assert!((d.resume - after).abs() < 1e-9, "{case}");
+            assert!(d.target > 0.0 && d.target <= c.controller.max, "{case}");
+            // 80 % of the running rate, or the plateau under what was measured if lower.
+            let resume = (d.running * DECREASE).min(d.target * RETURN_TO);
+            assert!((d.resume - resume).abs() < 1e-9, "{case}");
         }
     }
 

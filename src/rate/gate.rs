@@ -201,10 +201,10 @@ impl RequestGate {
             .is_some_and(|until| until > Instant::now())
     }
 
-    /// The service answered 429 for a request started at `started`: pause every start for
-    /// `retry_after`, and lower the rate unless a decrease already happened after that request
-    /// started (requests in flight when the first 429 came back are one episode). Returns true
-    /// when the rate was lowered (to log the episode once).
+    /// The service answered 429 for a request started at `started`: the controller decides
+    /// (a pause of every start for `retry_after` and a lower rate; for a lone 429 a dip and
+    /// no pause; nothing new for a request in flight when the episode's first 429 came back).
+    /// Returns true when the rate was lowered (to log the episode once).
     pub(crate) fn throttled(&self, retry_after: Option<Duration>, started: Instant) -> bool {
         let Ok(mut s) = self.schedule.lock() else {
             return false;
@@ -218,8 +218,12 @@ impl RequestGate {
             },
         );
         s.controller = controller;
-        s.epoch += 1;
-        s.next_slot = controller.paused_until().unwrap_or(now).max(now);
+        // Slots claimed before a pause are void; a lone 429 pauses nothing and the schedule
+        // goes on at the dipped rate.
+        if let Some(until) = controller.paused_until().filter(|until| *until > now) {
+            s.epoch += 1;
+            s.next_slot = until;
+        }
         lowered
     }
 

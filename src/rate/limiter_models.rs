@@ -376,12 +376,13 @@ pub(crate) fn run(setup: Setup, limiter: &mut dyn Limiter) -> Outcome {
                     }
                 };
                 controller = controller.step(at(now), event).0;
-                if !ok {
+                if let Some(until) = controller
+                    .paused_until()
+                    .map(|p| p.duration_since(t0).as_nanos() as u64)
+                    .filter(|&p| !ok && p > now)
+                {
                     epoch += 1;
-                    next_slot = controller
-                        .paused_until()
-                        .map_or(now, |p| p.duration_since(t0).as_nanos() as u64)
-                        .max(now);
+                    next_slot = until;
                 }
                 push(&mut queue, now, Step::Free);
             }
@@ -596,6 +597,7 @@ mod family {
                 setup.rows = Some(rows);
                 let outcome = run(setup, &mut Transient::new(times));
                 let best = capacity(100.0, latency);
+                // The ideal: the rows at --rate, and each 429's `Retry-After` (1 s).
                 let ideal = rows as f64 / best + 4.0;
                 let wall = outcome.last_accepted();
                 let refused = outcome.refused();
