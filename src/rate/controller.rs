@@ -78,13 +78,14 @@ const REPEATED_PAUSE_DIVISOR: u32 = 4;
 /// one (so lone 429s alone are never more than one request in 41)...
 const LONE_AFTER: u32 = 40;
 /// ... and the clean stretch since the last pause (or the run's start) is at least this long
-/// (a 429 in the return after a pause, or in the run's first second, is a limit), and the rate
-/// is not probing above its plateau...
+/// (a 429 in the return after a pause, or in the run's first second, is a limit)...
 const LONE_STRETCH: Duration = Duration::from_millis(1500);
 /// ... and then costs no pause: the rate dips to this share of its course...
 const LONE_DIP: f64 = 0.9;
 /// ... and is back on it after this many seconds (see [`Controller::dip`]).
 const DIP_SECS: f64 = 2.0;
+/// A second lone 429 on the same plateau within this many seconds lowers the plateau.
+const LONE_MEMORY: f64 = 10.0;
 
 /// What happened, as far as the rate is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +112,19 @@ struct Recovery {
     since: Instant,
     /// Seconds on the plateau before the multiplicative probe.
     hold: f64,
+}
+
+/// A lone 429 (see [`Controller::dip`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Dip {
+    /// When it came.
+    at: Instant,
+    /// The course of the rate before it, restored should it become the first 429 of an
+    /// episode.
+    course: Option<Recovery>,
+    /// Whether the rate dips under that course (not when the 429 ended a probe: a new
+    /// course starts there).
+    under_course: bool,
 }
 
 /// What the last throttling episode measured and decided, for the log.
@@ -357,9 +371,8 @@ pub(crate) struct Controller {
     last_refused: Option<Instant>,
     /// Requests accepted that started after it.
     accepted_since_refused: u32,
-    /// When the last lone 429 came: the rate dips under its course for [`DIP_SECS`] from
-    /// then, unless the next refusal makes it the first 429 of an episode.
-    dip: Option<Instant>,
+    /// The last lone 429, unless the next refusal made it the first 429 of an episode.
+    dip: Option<Dip>,
 }
 
 impl Controller {
@@ -435,8 +448,7 @@ impl Controller {
                     self.repeated = self.repeated.saturating_add(1);
                 }
                 let lone = self.accepted_since_refused >= LONE_AFTER
-                    && started.saturating_duration_since(stretch.from) >= LONE_STRETCH
-                    && !self.probing(now);
+                    && started.saturating_duration_since(stretch.from) >= LONE_STRETCH;
                 self.accepted_since_refused = 0;
                 self.last_refused = Some(self.last_refused.map_or(started, |r| r.max(started)));
                 if !same_episode && !extended {
@@ -445,7 +457,8 @@ impl Controller {
                     }
                     // A lone 429 just before this one was the first of an episode: decide as
                     // if no dip had come between.
-                    if self.dip.take().is_some() {
+                    if let Some(dip) = self.dip.take() {
+                        self.recovery = dip.course;
                         self.episodes = self.episodes.saturating_sub(1);
                     }
                 }
@@ -604,8 +617,7 @@ impl Controller {
         }
     }
 
-    /// Whether the course is above its plateau, probing for a higher limit: a 429 then is the
-    /// limit it probes for, never lone.
+    /// Whether the course is above its plateau, probing for a higher limit.
     fn probing(&self, now: Instant) -> bool {
         self.recovery.is_some_and(|r| {
             now.saturating_duration_since(r.since).as_secs_f64() >= RETURN_SECS
@@ -614,18 +626,53 @@ impl Controller {
     }
 
     /// A lone 429 (see [`LONE_AFTER`]): a transient refusal, or a limit just under the running
-    /// rate. No pause (the refused request waits its `Retry-After` alone) and the course of the
-    /// rate stands (the remembered rate, the return, the probe): the rate dips to [`LONE_DIP`]
-    /// of it and is back on it [`DIP_SECS`] later. Lone 429s that recur (a limit a little under
-    /// the course) are at most one request in 41. Should the next refusal come before
-    /// [`LONE_AFTER`] more were accepted, the dip is dropped and that refusal starts an
-    /// episode.
+    /// rate. No pause (the refused request waits its `Retry-After` alone). On the plateau, in
+    /// the return or at `--rate`, the course of the rate stands: the rate dips to [`LONE_DIP`]
+    /// of it and is back on it [`DIP_SECS`] later (lone 429s that recur, a limit a little
+    /// under the course, are at most one request in 41). While probing above the plateau, the
+    /// probe found the limit: a new course starts at [`LONE_DIP`] of the rate and returns to
+    /// 97 % of what the service took over the last second (between the remembered rate and
+    /// the running one). Should the next refusal come before [`LONE_AFTER`] more were
+    /// accepted, the course before the dip is restored and that refusal starts an episode.
     fn dip(mut self, started: Instant, now: Instant) -> Self {
         let running = self.rate_at(now);
-        self.dip = Some(now);
+        let taken = self.trail.taken(started);
+        let probing = self.probing(now);
+        let before = self.recovery;
+        let on_plateau = !probing
+            && before.is_some_and(|r| {
+                now.saturating_duration_since(r.since).as_secs_f64() >= RETURN_SECS
+            });
+        // Two lone 429s on one plateau in a short while: the limit is a little under it.
+        let again = self.dip.is_some_and(|d| {
+            d.course == before && now.saturating_duration_since(d.at).as_secs_f64() < LONE_MEMORY
+        });
+        if let Some(r) = self.recovery.as_mut() {
+            if probing {
+                let target = taken
+                    .unwrap_or(running * LONE_DIP)
+                    .clamp(r.target, running.max(r.target))
+                    .min(self.max);
+                // Found where the last episode put it: hold longer before the next probe.
+                let confirmed = target <= r.target * (2.0 - INFORMATIVE);
+                *r = Recovery {
+                    from: running * LONE_DIP,
+                    target,
+                    since: now,
+                    hold: if confirmed { HOLD_CONFIRMED } else { HOLD_SECS },
+                };
+            } else if on_plateau && again {
+                r.target *= RETURN_TO;
+            }
+        }
+        self.dip = Some(Dip {
+            at: now,
+            course: before,
+            under_course: !probing,
+        });
         self.decision = Some(Decision {
             running,
-            taken: self.trail.taken(started),
+            taken,
             accepted: self.meter.best(),
             resume: self.rate_at(now),
             target: self.recovery.map_or(self.max, |r| r.target),
@@ -686,8 +733,8 @@ impl Controller {
 
     /// Requests per second at `at` (the rate the pause ends with, while paused).
     pub(crate) fn rate_at(&self, at: Instant) -> f64 {
-        let dipped = self.dip.map_or(1.0, |d| {
-            let t = at.saturating_duration_since(d).as_secs_f64() / DIP_SECS;
+        let dipped = self.dip.filter(|d| d.under_course).map_or(1.0, |d| {
+            let t = at.saturating_duration_since(d.at).as_secs_f64() / DIP_SECS;
             LONE_DIP + (1.0 - LONE_DIP) * t.min(1.0)
         });
         self.course_at(at) * dipped
