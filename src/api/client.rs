@@ -21,7 +21,7 @@ use super::error::{ApiError, ApiErrorKind, server_text};
 use super::http::{USER_AGENT as APPLICATION_NAME, innermost, read_bounded};
 pub(crate) use super::http::{parse_base_url, without_userinfo};
 use crate::domain::{Confirmation, TenantId};
-use crate::rate::RequestGate;
+use crate::rate::{Reaction, RequestGate};
 
 pub(crate) const DEFAULT_BASE_URL: &str = "https://api.partnercenter.microsoft.com";
 pub(crate) const MCA_AGREEMENT_TYPE: &str = "MicrosoftCustomerAgreement";
@@ -375,8 +375,8 @@ impl PartnerCenterClient {
                 Err(error)
             };
             drop(response);
-            if status != 429 {
-                self.gate.answered(started);
+            if status != 429 && self.gate.answered(started) {
+                self.log_throttling(None);
             }
             if let Err(e) = &result
                 && e.is_throttled()
@@ -393,36 +393,41 @@ impl PartnerCenterClient {
         }
     }
 
-    /// Says what the gate decided on a 429 that began a throttling episode: a warning with
-    /// the rate it paces at once any pause is over, and at `-v` what was measured.
+    /// Says what the gate decided in a throttling episode: a warning with the rate it paces at
+    /// once any pause is over, and at `-v` what was measured.
     fn log_throttling(&self, retry_after: Option<Duration>) {
         let Some(d) = self.gate.decision() else {
             return;
         };
         let retry_after_secs = retry_after.map(|d| d.as_secs());
-        if d.paused {
-            tracing::warn!(
-                retry_after_secs,
-                "Partner Center is throttling (HTTP 429): pausing all new requests, then resuming at {:.1}/s (--rate {})",
-                self.gate.current_rate(),
-                self.gate.rate()
-            );
-        } else {
-            tracing::warn!(
-                retry_after_secs,
-                "Partner Center refused one request (HTTP 429) while taking the others: no pause, continuing at {:.1}/s (--rate {}); the refused request waits its Retry-After",
-                self.gate.current_rate(),
-                self.gate.rate()
-            );
-        }
-        let or_none = |v: Option<f64>| v.map_or_else(|| "none".to_owned(), |v| format!("{v:.1}/s"));
-        let decided = if d.paused {
-            "a limit: resuming"
-        } else {
-            "a lone refusal (none other just before it): no pause, continuing"
+        let (rate, max) = (self.gate.current_rate(), self.gate.rate());
+        let decided = match d.reaction {
+            Reaction::Pause => {
+                tracing::warn!(
+                    retry_after_secs,
+                    "Partner Center is throttling (HTTP 429): pausing all new requests, then resuming at {rate:.1}/s (--rate {max})"
+                );
+                "a limit: resuming".to_owned()
+            }
+            Reaction::Lone => {
+                tracing::warn!(
+                    retry_after_secs,
+                    "Partner Center refused one request (HTTP 429) while taking the others: no pause, continuing at {rate:.1}/s (--rate {max}); the refused request waits its Retry-After"
+                );
+                "a lone refusal (40 accepted since the last): no pause, continuing".to_owned()
+            }
+            Reaction::LongWindow { accepted, secs } => {
+                tracing::warn!(
+                    "Partner Center accepts again after refusing past its Retry-After: it counts requests over a longer window; continuing at {rate:.1}/s (--rate {max})"
+                );
+                format!(
+                    "a window longer than a pause ({accepted} accepted in {secs:.1} s): continuing"
+                )
+            }
         };
+        let or_none = |v: Option<f64>| v.map_or_else(|| "none".to_owned(), |v| format!("{v:.1}/s"));
         tracing::debug!(
-            "throttling episode {}: 429 at {:.1}/s; measured the service taking {} (its last second, or the stretch since the last pause), at most {} over clean windows; taken for {decided} at {:.1}/s, returning to 97 % of {:.1}/s, then probing above",
+            "throttling episode {}: at {:.1}/s; measured the service taking {} (its last second, the stretch since the last pause, or the cycle of a long window), at most {} over clean windows; taken for {decided} at {:.1}/s, returning to 97 % of {:.1}/s, then probing above",
             self.gate.episodes(),
             d.running,
             or_none(d.taken),

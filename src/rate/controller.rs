@@ -142,9 +142,20 @@ pub(crate) struct Decision {
     pub resume: f64,
     /// The remembered rate the return aims for (97 % of it, then probing above).
     pub target: f64,
-    /// Whether every start waits out a pause; not for a lone 429 (only the refused request
-    /// waits its `Retry-After`).
-    pub paused: bool,
+    /// What was done about it.
+    pub reaction: Reaction,
+}
+
+/// How the controller reacted to a throttling episode.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Reaction {
+    /// Every start waits out the pause, then the rate is lowered.
+    Pause,
+    /// A lone 429: no pause (only the refused request waits its `Retry-After`), a dip.
+    Lone,
+    /// The service accepted again after refusing right after pauses: it counts over a window
+    /// longer than a pause, and took `accepted` requests in `secs` seconds of the cycle.
+    LongWindow { accepted: u32, secs: f64 },
 }
 
 /// The best rate the service accepted over recent clean windows (see the module doc).
@@ -211,11 +222,6 @@ impl Meter {
             .filter(|(window, _)| self.opened.saturating_sub(*window) <= SAMPLE_LIFE)
             .map(|(_, rate)| *rate)
             .reduce(f64::max)
-    }
-
-    /// One request per window, in requests per second: the resolution of the measure.
-    fn resolution(&self) -> f64 {
-        1.0 / self.window.as_secs_f64()
     }
 }
 
@@ -367,6 +373,9 @@ pub(crate) struct Controller {
     last_stretch: Option<(f64, u32)>,
     /// 429s in a row right after a pause, before the service accepted anything.
     repeated: u32,
+    /// The stretch before the current episode: its start, the starts it accepted, and the
+    /// start of the refused request that ended it.
+    cycle: Option<(Instant, u32, Instant)>,
     /// The start of the newest refused request.
     last_refused: Option<Instant>,
     /// Requests accepted that started after it.
@@ -394,6 +403,7 @@ impl Controller {
             stretch: None,
             last_stretch: None,
             repeated: 0,
+            cycle: None,
             last_refused: None,
             accepted_since_refused: 0,
             dip: None,
@@ -418,7 +428,9 @@ impl Controller {
                     .stretch
                     .get_or_insert_with(|| Stretch::new(started, false));
                 stretch.answered(started);
-                if stretch.accepted > 0 {
+                let accepting = stretch.accepted > 0;
+                let changed = accepting && self.repeated > 0 && self.long_window(started, now);
+                if accepting {
                     self.repeated = 0;
                 }
                 if self.last_refused.is_none_or(|r| started > r) {
@@ -427,7 +439,7 @@ impl Controller {
                 if self.recovery.is_some() && self.course_at(now) >= self.max {
                     self.recovery = None;
                 }
-                (self, false)
+                (self, changed)
             }
             Event::Throttled {
                 retry_after,
@@ -545,6 +557,7 @@ impl Controller {
                     && length < SUDDEN_STRETCH
                     && self.episodes == 0;
                 self.last_stretch = Some((length, stretch.accepted));
+                self.cycle = Some((stretch.from, stretch.accepted, started));
                 self.stretch = Some(Stretch::new(resume, true));
                 self.repeated = 0;
                 // Two episodes in a row where the service took far less than the floor says it
@@ -558,13 +571,9 @@ impl Controller {
                 }
                 self.contradicted = contradicted;
                 let target = match accepted {
-                    // The service has just accepted this rate in full, clean windows: the 429
-                    // says nothing about a lower limit (a transient one), so the remembered
-                    // rate stands. Otherwise isolated 429s on the plateau would each lower it.
-                    // But on the plateau under a measured limit, the clean windows may hold a
+                    // On the plateau under a measured limit, the clean windows may hold a
                     // bucket's burst: a 429 there puts the plateau under this rate.
                     Some(_) if on_plateau && remembered < self.max => running.min(remembered),
-                    Some(best) if running <= best + self.meter.resolution() => remembered.max(best),
                     _ => {
                         let reference = if descending { remembered } else { running };
                         let limit = match taken {
@@ -608,13 +617,57 @@ impl Controller {
                     accepted,
                     resume: self.rate_at(resume),
                     target: recovery.target,
-                    paused: true,
+                    reaction: Reaction::Pause,
                 });
                 self.last_decrease = Some(now);
                 self.episodes = self.episodes.saturating_add(1);
                 (self, true)
             }
         }
+    }
+
+    /// The service accepts again after refusing right after a pause, so its window is longer
+    /// than a pause: what it took over the whole cycle (the stretch before the episode, and
+    /// the refusals until now, when they lasted longer than that stretch) is its rate. The course is put on the plateau under it, if
+    /// lower than the remembered rate: paced there, a long window never fills.
+    fn long_window(&mut self, started: Instant, now: Instant) -> bool {
+        let Some((from, accepted, ended)) = self.cycle.take() else {
+            return false;
+        };
+        // A window fills in a burst and stays full a while; a service that accepted a steady
+        // rate for long and then refused a little while had an outage.
+        if started.saturating_duration_since(ended) < ended.saturating_duration_since(from) / 4 {
+            return false;
+        }
+        // The window was full at the last refused start and had room at this one: its length
+        // is taken halfway.
+        let refused = self.last_refused.unwrap_or(started);
+        let secs = (started.saturating_duration_since(from).as_secs_f64()
+            + refused.saturating_duration_since(from).as_secs_f64())
+            / 2.0;
+        if accepted < 2 || secs <= 0.0 {
+            return false;
+        }
+        let rate = (f64::from(accepted) / secs).max(self.max * FLOOR);
+        let running = self.rate_at(now);
+        let Some(r) = self.recovery.as_mut().filter(|r| rate < r.target) else {
+            return false;
+        };
+        *r = Recovery {
+            from: rate * RETURN_TO,
+            target: rate,
+            since: now,
+            hold: r.hold,
+        };
+        self.decision = Some(Decision {
+            running,
+            taken: Some(rate),
+            accepted: self.meter.best(),
+            resume: self.rate_at(now),
+            target: rate,
+            reaction: Reaction::LongWindow { accepted, secs },
+        });
+        true
     }
 
     /// Whether the course is above its plateau, probing for a higher limit.
@@ -676,7 +729,7 @@ impl Controller {
             accepted: self.meter.best(),
             resume: self.rate_at(now),
             target: self.recovery.map_or(self.max, |r| r.target),
-            paused: false,
+            reaction: Reaction::Lone,
         });
         self.episodes = self.episodes.saturating_add(1);
         self
@@ -1357,6 +1410,65 @@ mod tests {
             "{late} 429s after the limit settled: {:?}",
             c.throttled()
         );
+    }
+
+    /// A window longer than a pause (n per w seconds, sliding or calendar), filled in a burst
+    /// at `--rate`: refused after each pause until it slides, then the cycle measures its
+    /// rate and the course is put under it. Swept over windows of 5 s to a minute and limits
+    /// of 2 to 45 a second (a window of 2 s, twice a pause, is measured too coarsely for these
+    /// bounds: the limiter family in `limiter_models` reports it).
+    #[test]
+    fn a_window_longer_than_a_pause_is_measured_over_its_cycle() {
+        use super::super::limiter_models::{CalendarWindow, Limiter, SlidingWindow};
+        let mut short = Vec::new();
+        for w in [5.0, 10.0, 30.0, 60.0] {
+            for limit in [2.0, 7.0, 20.0, 45.0] {
+                for sliding in [true, false] {
+                    let n = (limit * w) as usize;
+                    let mut window: Box<dyn Limiter> = if sliding {
+                        Box::new(SlidingWindow::new(n, w))
+                    } else {
+                        Box::new(CalendarWindow::new(n, w))
+                    };
+                    let mut c = Client::new("100/s");
+                    let end = 4.0 * w + 20.0;
+                    let mut measured = None;
+                    let mut t = 0.0;
+                    while t < end && measured.is_none() {
+                        t += 0.25;
+                        c.run_until(t, |at, _| (!window.arrive(at)).then_some(1));
+                        measured = c.controller.decision().and_then(|d| match d.reaction {
+                            Reaction::LongWindow { .. } => Some((t, d)),
+                            _ => None,
+                        });
+                    }
+                    let case = format!("{n} per {w} s, sliding {sliding}: {measured:?}");
+                    let Some((at, d)) = measured else {
+                        short.push(format!("{case}: never measured"));
+                        continue;
+                    };
+                    // Measured within a few of its windows, within a third of it (the window's
+                    // length is known to lie between the last refusal and the acceptance).
+                    if at > 3.0 * w + 2.0 || !(0.75..=1.35).contains(&(d.target / limit)) {
+                        short.push(format!("{case}: measured {:.2} at {at}", d.target / limit));
+                    }
+                    // Then, over four windows, at least 80 % of it used and at most one
+                    // request in ten refused (or one refusal in all).
+                    let before = c.starts.len();
+                    c.run_until(at + 4.0 * w, |at, _| (!window.arrive(at)).then_some(1));
+                    let after = &c.starts[before..];
+                    let refused = after.iter().filter(|(_, ok)| !ok).count();
+                    let used = c.accepted_rate(at, at + 4.0 * w) / limit;
+                    if used < 0.8 || (refused > 1 && refused * 10 > after.len()) {
+                        short.push(format!(
+                            "{n} per {w} s, sliding {sliding}: {used:.2} used, {refused} of {} refused",
+                            after.len()
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(short.is_empty(), "{}", short.join("\n"));
     }
 
     #[test]

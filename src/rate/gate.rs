@@ -227,14 +227,17 @@ impl RequestGate {
         lowered
     }
 
-    /// The service answered a request started at `started` without throttling it.
-    pub(crate) fn answered(&self, started: Instant) {
-        if let Ok(mut s) = self.schedule.lock() {
-            let (controller, _) = s
-                .controller
-                .step(Instant::now(), Event::Answered { started });
-            s.controller = controller;
-        }
+    /// The service answered a request started at `started` without throttling it. Returns
+    /// true when that ended an episode with a new rate (see [`super::Reaction::LongWindow`]).
+    pub(crate) fn answered(&self, started: Instant) -> bool {
+        let Ok(mut s) = self.schedule.lock() else {
+            return false;
+        };
+        let (controller, changed) = s
+            .controller
+            .step(Instant::now(), Event::Answered { started });
+        s.controller = controller;
+        changed
     }
 
     /// Requests per second the gate lets through now (below `--rate` after throttling; while
@@ -314,11 +317,13 @@ mod tests {
     async fn a_429_pauses_every_start_then_lowers_the_rate_once_per_episode() {
         let gate = RequestGate::new("100/s".parse().unwrap(), CancellationToken::new());
         let created = Instant::now();
-        for _ in 0..95 {
+        for _ in 0..30 {
             gate.answered(created);
         }
-        // A second into the run: not a refusal on first contact (that one halves the rate).
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Thirty answers (too few for a lone 429), thirty seconds into the run: not a refusal on
+        // first contact (that one halves the rate), nor the burst that filled a long window
+        // (refusals lasting a quarter of the stretch before them measure the window's rate).
+        tokio::time::sleep(Duration::from_secs(30)).await;
         let first = gate.ready().await.unwrap();
         let second = gate.ready().await.unwrap();
         assert!(gate.throttled(Some(Duration::from_secs(5)), first));

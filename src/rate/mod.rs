@@ -35,7 +35,7 @@ mod gate;
 #[cfg(test)]
 mod limiter_models;
 
-pub(crate) use controller::{Controller, Decision, Event};
+pub(crate) use controller::{Controller, Decision, Event, Reaction};
 pub(crate) use gate::RequestGate;
 
 /// Most requests started per time unit, e.g. `5/s`, `300/min`, `10000/h`.
