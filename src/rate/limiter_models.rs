@@ -526,16 +526,43 @@ mod family {
         assert_steady_targets(held);
     }
 
+    /// Runs of the steady family (204: 102 members over 15 s and a minute) short of the
+    /// targets when this was written; fewer is better, more is a regression.
+    const MOST_SHORT: usize = 53;
+
+    /// The whole steady family: no more runs fall short than [`MOST_SHORT`] (those that do
+    /// are printed).
     #[test]
-    #[ignore = "short of the targets (issue 20): token buckets under 80/s (most with bursts under a \
-                second's worth), windows of 2 and 7/s (too many 429s), calendar and sliding \
-                windows of 20-45/s (mostly over 15 s), caps of 2 and 5 in flight, 8 in flight over 15 s \
-                (84.9 %); run with --ignored"]
+    fn no_more_steady_runs_fall_short_than_before() {
+        let short = steady_shortfalls(|_| true);
+        assert!(
+            short.len() <= MOST_SHORT,
+            "{} runs short of the targets, {MOST_SHORT} before:\n{}",
+            short.len(),
+            short.join("\n")
+        );
+    }
+
+    #[test]
+    #[ignore = "short of the targets (issue 20): token buckets under 80/s with bursts under a \
+                second's worth, windows of 2 to 10 a second (too many 429s), windows and \
+                buckets at 300 ms of latency over 15 s, caps of 2 and 5 in flight; run with \
+                --ignored"]
     fn every_steady_limit_is_found_and_held() {
         assert_steady_targets(|m| !held(m));
     }
 
     fn assert_steady_targets(select: impl Fn(&Member) -> bool) {
+        let short = steady_shortfalls(select);
+        assert!(
+            short.is_empty(),
+            "short of the targets:\n{}",
+            short.join("\n")
+        );
+    }
+
+    /// Runs the selected members over 15 s and a minute; returns the runs short of the targets.
+    fn steady_shortfalls(select: impl Fn(&Member) -> bool) -> Vec<String> {
         let mut short = Vec::new();
         for m in steady_members().into_iter().filter(|m| select(m)) {
             let cap = capacity(m.limit, m.latency);
@@ -564,25 +591,15 @@ mod family {
                 }
             }
         }
-        assert!(
-            short.is_empty(),
-            "short of the targets:\n{}",
-            short.join("\n")
-        );
+        short
     }
 
-    /// Four 429s at `spacing` seconds, no limit otherwise: the run costs its pauses and at
-    /// most 15 % more, and the rate is back at 90 % of `--rate` within 3 s of the last one.
+    /// Four 429s at `spacing` seconds, no limit otherwise, at 0, 50 and 300 ms of latency:
+    /// the run costs at most 15 % more than its rows at `--rate` and a second per 429 (the
+    /// issue's ideal), and the rate is back at 90 % of `--rate` within 3 s of the last one.
     #[test]
     fn transient_429s_cost_their_pauses_at_any_spacing() {
-        assert_transient_targets(&[0.0, 0.05]);
-    }
-
-    #[test]
-    #[ignore = "short of the targets (issue 20): at 300 ms of latency, 429s 2 s apart cost \
-                1.27 x the ideal wall time; run with --ignored"]
-    fn transient_429s_cost_their_pauses_at_300_ms_of_latency() {
-        assert_transient_targets(&[0.3]);
+        assert_transient_targets(&[0.0, 0.05, 0.3]);
     }
 
     fn assert_transient_targets(latencies: &[f64]) {
@@ -627,8 +644,9 @@ mod family {
     }
 
     #[test]
-    #[ignore = "short of the targets (issue 20): a limit that doubles at 20 s is used to 78-88 % \
-                from 50 s on at 10/s and 30/s (60/s meets it); run with --ignored"]
+    #[ignore = "short of the targets (issue 20): a limit of 10/s that doubles at 20 s is used to \
+                88 % from 50 s on at 50 ms of latency (every other member meets it); run with \
+                --ignored"]
     fn a_limit_that_doubles_is_followed() {
         assert_changing_targets(false, true);
     }
