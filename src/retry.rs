@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::error::MAX_RETRY_AFTER;
 use crate::api::{ApiError, ApiErrorKind, CallOutcome};
+use crate::rate::QUIET_PAUSE;
 
 /// Exponential backoff with full jitter, honouring `Retry-After`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +44,12 @@ impl RetryPolicy {
         let backoff = self.backoff(attempt, random);
         // The service's own Retry-After is a floor (retrying sooner only earns another 429);
         // a little jitter on top keeps the waiting rows from all coming back at once.
-        Some(match error.retry_after {
+        // A 429 without `Retry-After` is taken to ask for a second: the gate may not pause
+        // for it (a lone 429), and an immediate retry only earns another.
+        let asked = error
+            .retry_after
+            .or_else(|| error.is_throttled().then_some(QUIET_PAUSE));
+        Some(match asked {
             // Capped again here: the field is public, and a wait of days is never right.
             Some(after) => after
                 .min(MAX_RETRY_AFTER)
@@ -207,6 +213,26 @@ mod tests {
             d >= Duration::from_secs(7) && d <= Duration::from_secs(8),
             "{d:?}"
         );
+    }
+
+    /// A 429 without `Retry-After` is never retried at once: a second at least (what the
+    /// gate's pause would be), for every attempt and every draw of the jitter; other
+    /// retryable failures keep their full-jitter backoff from zero.
+    #[test]
+    fn a_429_without_retry_after_waits_a_second_at_least() {
+        let p = RetryPolicy::new(6);
+        for attempt in 1..6 {
+            for k in 0..=20 {
+                let random = f64::from(k) / 20.0;
+                let d = p.next_delay(attempt, &status(429), random).unwrap();
+                assert!(
+                    d >= QUIET_PAUSE && d <= QUIET_PAUSE + p.base,
+                    "{attempt}, {random}: {d:?}"
+                );
+                let other = p.next_delay(attempt, &status(503), random).unwrap();
+                assert_eq!(other, p.backoff(attempt, random));
+            }
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{MAX_RETRY_AFTER, Rate};
+use super::{MAX_RETRY_AFTER, QUIET_PAUSE, Rate};
 
 /// Share of the running rate kept after a throttling episode (multiplicative decrease).
 pub(crate) const DECREASE: f64 = 0.8;
@@ -28,10 +28,9 @@ const PLATEAU_SLACK: f64 = 1.005;
 pub(crate) const HOLD_CONFIRMED: f64 = 36.0;
 /// Never go below this share of `--rate`.
 const FLOOR: f64 = 0.02;
-/// Pause after a 429 that carries no `Retry-After`...
-const QUIET_PAUSE: Duration = Duration::from_secs(1);
-/// ... doubled for each new episode once the service has accepted nothing after a pause for
-/// this long (an outage, not a burst) ...
+/// The pause after a 429 that carries no `Retry-After` ([`QUIET_PAUSE`]) is doubled for each
+/// new episode once the service has accepted nothing after a pause for this long (an outage,
+/// not a burst) ...
 const STORM: Duration = Duration::from_secs(10);
 /// ... up to this.
 const QUIET_PAUSE_MAX: Duration = Duration::from_secs(16);

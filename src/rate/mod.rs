@@ -5,21 +5,19 @@
 //!
 //! The decision is a pure state machine, [`Controller`] (time and event in, state out; no
 //! clock); [`RequestGate`] feeds it every answer with its request's *start* and paces starts.
-//! A 429 starts an episode: every start waits out `Retry-After`, then the rate runs at 80 % of
-//! what was running (half, when the run's first contact was refused within 0.25 s) and returns
-//! along a concave curve to 97 % of a remembered rate; it holds there 18 s (36 s once two
-//! episodes agree), then grows 12 % a second, so a limit that doubled is found in ~25 s.
-//! A 429 for a request that started after the pause, before anything was accepted since,
-//! extends the episode (no new decrease; with `Retry-After` the pause grows to a quarter of
-//! the time refused, up to 8 s; without, 1 s, doubling after 10 s, up to 16 s).
-//! The remembered rate is the highest of what the service was seen to take: the starts it
-//! accepted over the last second; two short clean stretches since a pause (a token bucket
-//! takes burst + rate × d, so their slope is its rate; equal counts are an allowance per
-//! pause); and the starts still in flight at a refusal over the latency (a concurrency cap);
-//! a measure at 90 % of the running rate and more says nothing. Bounded by what clean
-//! windows accepted, it ignores transient 429s. Robust because no measure is trusted alone:
-//! each has a shape it reads exactly, and a wrong one costs a 429 and a pause, not a crawl.
-//! `docs/rate-control.md` has the reasoning and the measured family (`limiter_models.rs`).
+//! A 429 after 40 acceptances and 1.5 s clear of a pause is *lone* (a transient refusal, or a
+//! limit just over the rate): only that request waits its `Retry-After`, the rate dips 10 %
+//! for 2 s; a probe it ends restarts under what the service took. Any other 429 starts an
+//! *episode*: every start waits out `Retry-After`, then the rate resumes at 80 % (half, on a
+//! first contact refused within 0.25 s), or straight at 97 % of the measured limit if lower,
+//! and returns to 97 % of a remembered rate; it holds there 18 s (36 s once two episodes
+//! agree), then grows 12 % a second. The remembered rate is the highest of what the service
+//! was seen to take: its accepted starts over the last second, the slope of two short
+//! stretches after pauses (a token bucket), the starts in flight over the latency (a cap);
+//! when it refused past a pause, what it accepted over the whole cycle replaces it (a long
+//! window). 429s right after a pause extend the episode. Robust because each measure reads
+//! one shape exactly and a wrong one costs a 429 and a pause, not a crawl; the family of
+//! shapes it is measured against, and why, is in `docs/rate-control.md`.
 //!
 //! One file a concern: `--rate` and the `Retry-After` cap here; the decision in
 //! `controller.rs`; the pacing of starts in `gate.rs`; the limiter shapes and a deterministic
@@ -99,6 +97,10 @@ impl fmt::Display for Rate {
 /// value (a day, or 10^20 seconds from a broken proxy) would stall the run for nothing, so it
 /// is cut to this and the run goes on.
 pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
+/// What a 429 without `Retry-After` is taken to ask: the gate's pause in an episode, and the
+/// least a refused request waits before it is sent again (never an immediate retry).
+pub(crate) const QUIET_PAUSE: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,8 @@
 //! Recovery from transient throttling: a service whose limit is generous but that answers a
 //! handful of isolated requests with 429 and `Retry-After: 1` (or no `Retry-After` at all)
-//! costs a run those pauses and little more. The rate goes back near `--rate` after each one instead of compounding the
-//! decreases into a crawl.
+//! costs a run little. Each is lone (40 accepted since the last: the template GET and 39
+//! POSTs before the first): only the refused request waits, the others go on. The rate goes
+//! back near `--rate` after each one instead of compounding the decreases into a crawl.
 //!
 //! The real binary runs against the tests' fake server, which throttles chosen POSTs and
 //! records when each POST arrived.
@@ -62,15 +63,15 @@ async fn start_fake(throttle: &[usize], retry_after: Option<&'static str>) -> Fa
         .await
 }
 
-/// Arrival time and status of every POST, in arrival order.
-fn posts(server: &FakeServer) -> Vec<(Instant, u16)> {
-    let mut posts: Vec<(Instant, u16)> = server
+/// Arrival time, status and path of every POST, in arrival order.
+fn posts(server: &FakeServer) -> Vec<(Instant, u16, String)> {
+    let mut posts: Vec<(Instant, u16, String)> = server
         .requests()
         .into_iter()
         .filter(|r| r.req.route == CREATE)
-        .map(|r| (r.req.at, r.status.as_u16()))
+        .map(|r| (r.req.at, r.status.as_u16(), r.req.path.clone()))
         .collect();
-    posts.sort_by_key(|(at, _)| *at);
+    posts.sort_by_key(|(at, _, _)| *at);
     posts
 }
 
@@ -110,7 +111,7 @@ async fn isolated_429s(retry_after: Option<&'static str>) {
     );
 
     let posts = posts(&server);
-    let throttled = posts.iter().filter(|(_, s)| *s == 429).count();
+    let throttled = posts.iter().filter(|(_, s, _)| *s == 429).count();
     assert_eq!(throttled, BURSTS.len(), "{run}");
     assert_eq!(
         posts.len(),
@@ -122,6 +123,22 @@ async fn isolated_429s(retry_after: Option<&'static str>) {
     // asserted in model time (`rate::limiter_models`, `isolated_429s_at_20_per_s_cost_their_pauses`)
     // rather than against this machine's clock; here, through the binary: the POSTs after the
     // last pause never come faster than --rate (the gate's schedule allows a few ms of jitter).
+    // Each 429 (lone) holds back only its own request: the next POST follows at the running
+    // rate, the refused customer's retry a second or more later.
+    for (k, (at, _, path)) in posts.iter().enumerate().filter(|(_, p)| p.1 == 429) {
+        let (next, _, _) = &posts[k + 1];
+        let gap = next.duration_since(*at).as_secs_f64();
+        let retry = posts[k + 1..]
+            .iter()
+            .find(|(_, _, p)| p == path)
+            .map(|(t, _, _)| t.duration_since(*at).as_secs_f64());
+        let case = format!(
+            "POST {}: next after {gap:.3} s, retried after {retry:?}{run}",
+            k + 1
+        );
+        assert!(gap < 0.5, "{case}");
+        assert!(retry.is_some_and(|r| r >= 0.9), "{case}");
+    }
     let tail = &posts[posts.len() - 50..];
     let tail_span = tail[49].0.duration_since(tail[0].0).as_secs_f64();
     let tail_rate = 49.0 / tail_span;

@@ -1,6 +1,7 @@
-//! Throttling: a 429's `Retry-After` pauses every new request start, not only the throttled
-//! row's retry, and the run summary says how often the run was throttled and how many requests
-//! it sent.
+//! Throttling: a 429 that is not lone (here, the run's first contact with a limit) pauses
+//! every new request start for its `Retry-After`, not only the throttled row's retry, and the
+//! run summary says how often the run was throttled and how many requests it sent. (A lone
+//! 429, after 40 accepted, holds back only its own request: `rate_recovery.rs`.)
 
 use std::time::Duration;
 
