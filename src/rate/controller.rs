@@ -51,8 +51,9 @@ const LONGEST_WINDOW: Duration = Duration::from_secs(60);
 /// Slices of the trailing window that counts what the service took before a 429.
 const SLICES: usize = 20;
 /// Fewer answers than this in the trailing window say nothing about a limit (a 429 right
-/// after a pause, or very early in a run).
-const FEWEST_TAKEN: u32 = 5;
+/// after a pause). Two, not more: a window of 2 a second takes two, and at five it took a
+/// dozen pauses to come down to it (a 429 early in a run is kept out by the window's age).
+const FEWEST_TAKEN: u32 = 2;
 /// Two clean stretches (from the end of a pause to the next refused start) measure a token
 /// bucket or a fixed allowance only when both are at most this long...
 const SHORT_STRETCH: f64 = 1.0;
@@ -656,7 +657,7 @@ impl Controller {
             from: rate * RETURN_TO,
             target: rate,
             since: now,
-            hold: r.hold,
+            hold: HOLD_SECS,
         };
         self.decision = Some(Decision {
             running,
