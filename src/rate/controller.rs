@@ -459,7 +459,8 @@ impl Controller {
                 if extended {
                     self.repeated = self.repeated.saturating_add(1);
                 }
-                let lone = self.accepted_since_refused >= LONE_AFTER
+                let since_refused = self.accepted_since_refused;
+                let lone = since_refused >= LONE_AFTER
                     && started.saturating_duration_since(stretch.from) >= LONE_STRETCH;
                 self.accepted_since_refused = 0;
                 self.last_refused = Some(self.last_refused.map_or(started, |r| r.max(started)));
@@ -467,9 +468,11 @@ impl Controller {
                     if lone {
                         return (self.dip(started, now), true);
                     }
-                    // A lone 429 just before this one was the first of an episode: decide as
-                    // if no dip had come between.
-                    if let Some(dip) = self.dip.take() {
+                    // Right behind a lone 429 (fewer than `LONE_AFTER` accepted since), this
+                    // refusal makes it the first of an episode: decide as if no dip had come
+                    // between. An older lone 429 is left as it was.
+                    let dip = self.dip.take();
+                    if let Some(dip) = dip.filter(|_| since_refused < LONE_AFTER) {
                         self.recovery = dip.course;
                         self.episodes = self.episodes.saturating_sub(1);
                     }
@@ -627,9 +630,10 @@ impl Controller {
     }
 
     /// The service accepts again after refusing right after a pause, so its window is longer
-    /// than a pause: what it took over the whole cycle (the stretch before the episode, and
-    /// the refusals until now, when they lasted longer than that stretch) is its rate. The course is put on the plateau under it, if
-    /// lower than the remembered rate: paced there, a long window never fills.
+    /// than a pause: what it took over the whole cycle (the stretch before the episode and the
+    /// refusals until now, when those lasted a quarter of the stretch at least) is its rate.
+    /// The course is put on the plateau under it, if lower than the remembered rate: paced
+    /// there, a long window never fills. Returns whether it was.
     fn long_window(&mut self, started: Instant, now: Instant) -> bool {
         let Some((from, accepted, ended)) = self.cycle.take() else {
             return false;
@@ -702,9 +706,12 @@ impl Controller {
         });
         if let Some(r) = self.recovery.as_mut() {
             if probing {
+                // Between the remembered rate and the running one (no `clamp`: it panics on
+                // bounds it cannot order).
                 let target = taken
                     .unwrap_or(running * LONE_DIP)
-                    .clamp(r.target, running.max(r.target))
+                    .min(running)
+                    .max(r.target)
                     .min(self.max);
                 // Found where the last episode put it: hold longer before the next probe.
                 let confirmed = target <= r.target * (2.0 - INFORMATIVE);
