@@ -233,10 +233,15 @@ impl RequestGate {
         let Ok(mut s) = self.schedule.lock() else {
             return false;
         };
-        let (controller, changed) = s
-            .controller
-            .step(Instant::now(), Event::Answered { started });
+        let now = Instant::now();
+        let (controller, changed) = s.controller.step(now, Event::Answered { started });
         s.controller = controller;
+        if changed {
+            // The slots claimed at the old rate are void: the next start is one interval of
+            // the new rate away.
+            s.epoch += 1;
+            s.next_slot = now.checked_add(controller.interval_at(now)).unwrap_or(now);
+        }
         changed
     }
 
@@ -396,6 +401,39 @@ mod tests {
         for pair in starts.windows(2) {
             let gap = pair[1] - pair[0];
             assert!(gap >= Duration::from_millis(15), "{gap:?} between starts");
+        }
+    }
+
+    /// A burst fills a window longer than a pause: refused after the pause too, then accepted.
+    /// The cycle's rate is measured there, and the very next start is already paced at it
+    /// (the slots claimed at the old rate are void), for bursts of 10 to 60 requests.
+    #[tokio::test(start_paused = true)]
+    async fn a_long_window_measured_paces_the_next_start_at_once() {
+        for burst in [10u32, 20, 40, 60] {
+            let gate = RequestGate::new("100/s".parse().unwrap(), CancellationToken::new());
+            for _ in 0..burst {
+                let started = gate.ready().await.unwrap();
+                gate.answered(started);
+            }
+            let refused = gate.ready().await.unwrap();
+            assert!(gate.throttled(Some(Duration::from_secs(1)), refused));
+            let again = gate.ready().await.unwrap();
+            assert!(!gate.throttled(Some(Duration::from_secs(1)), again));
+            let accepted = gate.ready().await.unwrap();
+            assert!(gate.answered(accepted), "{burst}: no long window measured");
+            let decision = gate.decision().unwrap();
+            assert!(
+                matches!(decision.reaction, super::super::Reaction::LongWindow { accepted, .. } if accepted == burst),
+                "{burst}: {decision:?}"
+            );
+            let next = gate.ready().await.unwrap();
+            let gap = next.duration_since(accepted).as_secs_f64();
+            let interval = 1.0 / gate.current_rate();
+            assert!(
+                gap >= interval * 0.95,
+                "{burst}: {gap:.3} s after, paced at {:.1}/s",
+                gate.current_rate()
+            );
         }
     }
 

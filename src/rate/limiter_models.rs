@@ -375,7 +375,12 @@ pub(crate) fn run(setup: Setup, limiter: &mut dyn Limiter) -> Outcome {
                         started: at(started),
                     }
                 };
-                controller = controller.step(at(now), event).0;
+                let changed;
+                (controller, changed) = controller.step(at(now), event);
+                if ok && changed {
+                    epoch += 1;
+                    next_slot = now + controller.interval_at(at(now)).as_nanos() as u64;
+                }
                 if let Some(until) = controller
                     .paused_until()
                     .map(|p| p.duration_since(t0).as_nanos() as u64)
@@ -528,7 +533,7 @@ mod family {
 
     /// Runs of the steady family (204: 102 members over 15 s and a minute) short of the
     /// targets when this was written; fewer is better, more is a regression.
-    const MOST_SHORT: usize = 52;
+    const MOST_SHORT: usize = 47;
 
     /// The whole steady family: no more runs fall short than [`MOST_SHORT`] (those that do
     /// are printed).
