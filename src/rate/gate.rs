@@ -221,7 +221,7 @@ impl RequestGate {
         // Slots claimed before a pause are void; a lone 429 pauses nothing and the schedule
         // goes on at the dipped rate.
         if let Some(until) = controller.paused_until().filter(|until| *until > now) {
-            s.epoch += 1;
+            s.epoch = s.epoch.wrapping_add(1);
             s.next_slot = until;
         }
         lowered
@@ -239,7 +239,7 @@ impl RequestGate {
         if changed {
             // The slots claimed at the old rate are void: the next start is one interval of
             // the new rate away.
-            s.epoch += 1;
+            s.epoch = s.epoch.wrapping_add(1);
             s.next_slot = now.checked_add(controller.interval_at(now)).unwrap_or(now);
         }
         changed
