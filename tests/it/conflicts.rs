@@ -138,21 +138,7 @@ async fn one_case(
     let base = sim.base_url();
     let wd = Workdir::new();
     wd.create_customers("in.csv", &input(&rows));
-    let confirm = || {
-        let mut cmd = wd.command([
-            "confirm",
-            "in.csv",
-            "-o",
-            "r.csv",
-            "--base-url",
-            &base,
-            "--rate",
-            "1000/s",
-            "--no-progress",
-        ]);
-        cmd.env("PARTNER_CENTER_ACCESS_TOKEN", crate::common::TEST_TOKEN);
-        cmd
-    };
+    let confirm = || wd.confirm_at_rate("in.csv", "r.csv", &base, "1000/s");
     let mut current = rows.clone();
     if let Some(cut) = cut {
         // A first run, its results file cut after `cut` lines as a killed run leaves it;
@@ -315,21 +301,10 @@ async fn duplicates_whose_lines_were_lost_get_them_on_resume() {
     let rows = [ann(false), bob.clone(), ann(true), bob, ann(false)];
     wd.create_customers("in.csv", &input(&rows));
     let confirm = |resume: bool| {
-        let mut cmd = wd.command([
-            "confirm",
-            "in.csv",
-            "-o",
-            "r.csv",
-            "--base-url",
-            &base,
-            "--rate",
-            "1000/s",
-            "--no-progress",
-        ]);
+        let mut cmd = wd.confirm_at_rate("in.csv", "r.csv", &base, "1000/s");
         if resume {
             cmd.arg("--resume");
         }
-        cmd.env("PARTNER_CENTER_ACCESS_TOKEN", crate::common::TEST_TOKEN);
         cmd
     };
     let first = confirm(false).run_async().await;
