@@ -73,6 +73,21 @@ struct Schedule {
     epoch: u64,
 }
 
+impl Schedule {
+    /// Voids every slot claimed so far (their starts claim again) and puts the next at `next`.
+    fn restart(&mut self, next: Instant) {
+        self.epoch = self.epoch.wrapping_add(1);
+        self.next_slot = next;
+    }
+
+    /// Restarts the schedule with its next slot an interval of the current rate after `now`
+    /// (a start that goes now, or a new rate that takes effect now).
+    fn restart_one_interval_after(&mut self, now: Instant) {
+        let interval = self.controller.interval_at(now);
+        self.restart(now.checked_add(interval).unwrap_or(now));
+    }
+}
+
 /// The ceiling's burst: the requests of 10 ms at the rate, at least 2.
 fn ceiling_burst(rate: Rate) -> NonZeroU32 {
     let per_10ms = (rate.per_second() / 100.0).ceil();
@@ -183,9 +198,7 @@ impl RequestGate {
         if s.epoch != epoch {
             return false;
         }
-        s.epoch = s.epoch.wrapping_add(1);
-        let interval = s.controller.interval_at(now);
-        s.next_slot = now.checked_add(interval).unwrap_or(now);
+        s.restart_one_interval_after(now);
         true
     }
 
@@ -221,8 +234,7 @@ impl RequestGate {
         // Slots claimed before a pause are void; a lone 429 pauses nothing and the schedule
         // goes on at the dipped rate.
         if let Some(until) = controller.paused_until().filter(|until| *until > now) {
-            s.epoch = s.epoch.wrapping_add(1);
-            s.next_slot = until;
+            s.restart(until);
         }
         lowered
     }
@@ -239,8 +251,7 @@ impl RequestGate {
         if changed {
             // The slots claimed at the old rate are void: the next start is one interval of
             // the new rate away.
-            s.epoch = s.epoch.wrapping_add(1);
-            s.next_slot = now.checked_add(controller.interval_at(now)).unwrap_or(now);
+            s.restart_one_interval_after(now);
         }
         changed
     }
