@@ -114,6 +114,17 @@ struct Recovery {
     hold: f64,
 }
 
+/// Where the course of the rate is after a decrease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The return from the decrease to the plateau ([`RETURN_SECS`]).
+    Return,
+    /// On the plateau, 97 % of the remembered rate, not yet probing above it.
+    Plateau,
+    /// Probing above the plateau for a higher limit.
+    Probe,
+}
+
 /// A lone 429 (see [`Controller::dip`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Dip {
@@ -534,14 +545,9 @@ impl Controller {
                     plateau < r.from
                         && now.saturating_duration_since(r.since).as_secs_f64() < RETURN_SECS
                 });
-                // On the plateau, not yet probing above it.
-                let on_plateau = self.recovery.is_some_and(|r| {
-                    now.saturating_duration_since(r.since).as_secs_f64() >= RETURN_SECS
-                        && running <= plateau * PLATEAU_SLACK
-                });
+                let on_plateau = self.phase(now) == Some(Phase::Plateau);
                 let mut accepted = self.meter.best();
-                let running_now = self.rate_at(now);
-                let measured = self.stretch_measures(stretch, started, now, running_now);
+                let measured = self.stretch_measures(stretch, started, now, running);
                 // Everything accepted since the pause still in flight: a concurrency cap may
                 // have refused, and a count over the pause says nothing about it.
                 let trail = if Self::all_in_flight(stretch, started, now) {
@@ -674,11 +680,17 @@ impl Controller {
         true
     }
 
-    /// Whether the course is above its plateau, probing for a higher limit.
-    fn probing(&self, now: Instant) -> bool {
-        self.recovery.is_some_and(|r| {
-            now.saturating_duration_since(r.since).as_secs_f64() >= RETURN_SECS
-                && self.course_at(now) > (r.target * RETURN_TO).min(self.max) * PLATEAU_SLACK
+    /// Where the course is at `now` since the last decrease (`None`: at `--rate`).
+    fn phase(&self, now: Instant) -> Option<Phase> {
+        let r = self.recovery?;
+        if now.saturating_duration_since(r.since).as_secs_f64() < RETURN_SECS {
+            return Some(Phase::Return);
+        }
+        let plateau = (r.target * RETURN_TO).min(self.max);
+        Some(if self.course_at(now) > plateau * PLATEAU_SLACK {
+            Phase::Probe
+        } else {
+            Phase::Plateau
         })
     }
 
@@ -694,12 +706,9 @@ impl Controller {
     fn dip(mut self, started: Instant, now: Instant) -> Self {
         let running = self.rate_at(now);
         let taken = self.trail.taken(started);
-        let probing = self.probing(now);
+        let phase = self.phase(now);
+        let probing = phase == Some(Phase::Probe);
         let before = self.recovery;
-        let on_plateau = !probing
-            && before.is_some_and(|r| {
-                now.saturating_duration_since(r.since).as_secs_f64() >= RETURN_SECS
-            });
         // Two lone 429s on one plateau in a short while: the limit is a little under it.
         let again = self.dip.is_some_and(|d| {
             d.course == before && now.saturating_duration_since(d.at).as_secs_f64() < LONE_MEMORY
@@ -721,7 +730,7 @@ impl Controller {
                     since: now,
                     hold: if confirmed { HOLD_CONFIRMED } else { HOLD_SECS },
                 };
-            } else if on_plateau && again {
+            } else if phase == Some(Phase::Plateau) && again {
                 r.target *= RETURN_TO;
             }
         }
