@@ -19,9 +19,6 @@ pub(crate) const PROBE_SECS: f64 = 30.0;
 pub(crate) const HOLD_SECS: f64 = 18.0;
 /// ... by this factor a second.
 pub(crate) const GROWTH: f64 = 1.12;
-/// A trailing count under this share of the clean floor, twice in a row, says the limit
-/// dropped for good (a count right after a pause, in the return from 80 %, is over it).
-const CONTRADICTED: f64 = 0.7;
 /// A rate this close above the plateau is still on it.
 const PLATEAU_SLACK: f64 = 1.005;
 /// The hold once an episode found the limit the one before it found.
@@ -370,8 +367,6 @@ pub(crate) struct Controller {
     episodes: u64,
     meter: Meter,
     trail: Trail,
-    /// The last episode's trailing measure was far under the accepted floor.
-    contradicted: bool,
     /// The pause of the current episode's 429s without `Retry-After`.
     quiet_pause: Duration,
     /// The first 429 since the service last accepted a request after a pause.
@@ -407,7 +402,6 @@ impl Controller {
             episodes: 0,
             trail: Trail::new(meter.window / 2),
             meter,
-            contradicted: false,
             quiet_pause: QUIET_PAUSE,
             refusing_since: None,
             decision: None,
@@ -569,16 +563,13 @@ impl Controller {
                 self.cycle = Some((stretch.from, stretch.accepted, started));
                 self.stretch = Some(Stretch::new(resume, true));
                 self.repeated = 0;
-                // Two episodes in a row where the service took far less than the floor says it
-                // accepts: the limit dropped for good, and the floor would hide it.
-                let contradicted = taken
-                    .zip(accepted)
-                    .is_some_and(|(taken, best)| taken < best * CONTRADICTED);
-                if contradicted && self.contradicted {
+                // Refused at a pace under the floor: the floor was a count over a window
+                // shorter than the service's (a calendar window's two halves, a bucket's
+                // burst) or of a limit that has dropped, not a rate it keeps accepting.
+                if accepted.is_some_and(|best| running < best) {
                     self.meter.forget();
                     accepted = None;
                 }
-                self.contradicted = contradicted;
                 let target = match accepted {
                     // On the plateau under a measured limit, the clean windows may hold a
                     // bucket's burst: a 429 there puts the plateau under this rate.
