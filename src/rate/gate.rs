@@ -231,10 +231,12 @@ impl RequestGate {
             },
         );
         s.controller = controller;
-        // Slots claimed before a pause are void; a lone 429 pauses nothing and the schedule
-        // goes on at the dipped rate.
+        // Slots claimed before a pause, or before a lone 429's dip (no pause), are void: the
+        // lower rate takes effect at once, not after the slots claimed at the old one.
         if let Some(until) = controller.paused_until().filter(|until| *until > now) {
             s.restart(until);
+        } else if lowered {
+            s.restart_one_interval_after(now);
         }
         lowered
     }
@@ -446,6 +448,55 @@ mod tests {
                 gate.current_rate()
             );
         }
+    }
+
+    // Real time, not paused: governor keeps its own clock.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lone_429_dips_the_slots_already_claimed() {
+        let gate = std::sync::Arc::new(RequestGate::new(
+            "25/s".parse().unwrap(),
+            CancellationToken::new(),
+        ));
+        // 1.8 s of accepted starts: the next 429 is lone.
+        for _ in 0..45 {
+            let started = gate.ready().await.unwrap();
+            gate.answered(started);
+        }
+        let starts = std::sync::Arc::new(Mutex::new(Vec::new()));
+        // Eight waiters claim slots up to 0.32 s ahead on the 25/s schedule.
+        let waiters: Vec<_> = (0..8)
+            .map(|_| {
+                let (gate, starts) = (gate.clone(), starts.clone());
+                tokio::spawn(async move {
+                    if let Ok(at) = gate.ready().await {
+                        starts.lock().unwrap().push(at);
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let refused = Instant::now();
+        assert!(gate.throttled(Some(Duration::from_secs(1)), refused));
+        assert!(
+            matches!(
+                gate.decision().map(|d| d.reaction),
+                Some(super::super::Reaction::Lone)
+            ),
+            "{:?}",
+            gate.decision()
+        );
+        assert!(gate.current_rate() < 25.0 * 0.95, "{}", gate.current_rate());
+        for w in waiters {
+            w.await.unwrap();
+        }
+        let mut starts = starts.lock().unwrap().clone();
+        starts.sort();
+        // No pause: the first goes within an interval of the dipped rate...
+        let first = starts[0].duration_since(refused).as_secs_f64();
+        assert!(first < 0.1, "the first start waited {first:.3} s");
+        // ... and all of them at the dipped rate (0.28 s for 7 intervals at 25/s).
+        let span = starts[7].duration_since(starts[0]).as_secs_f64();
+        assert!(span >= 0.29, "8 starts within {span:.3} s");
     }
 
     #[tokio::test(start_paused = true)]

@@ -377,7 +377,7 @@ pub(crate) fn run(setup: Setup, limiter: &mut dyn Limiter) -> Outcome {
                 };
                 let changed;
                 (controller, changed) = controller.step(at(now), event);
-                if ok && changed {
+                if changed {
                     epoch += 1;
                     next_slot = now + controller.interval_at(at(now)).as_nanos() as u64;
                 }
@@ -533,7 +533,7 @@ mod family {
 
     /// Runs of the steady family (204: 102 members over 15 s and a minute) short of the
     /// targets when this was written; fewer is better, more is a regression.
-    const MOST_SHORT: usize = 42;
+    const MOST_SHORT: usize = 40;
 
     /// The whole steady family: no more runs fall short than [`MOST_SHORT`] (those that do
     /// are printed).
@@ -680,10 +680,8 @@ mod family {
         assert_changing_targets(true, false);
     }
 
+    /// A limit that doubles at 20 s is used within 30 s.
     #[test]
-    #[ignore = "short of the targets (issue 20): a limit of 10/s that doubles at 20 s is used to \
-                88 % from 50 s on at 50 ms of latency (every other member meets it); run with \
-                --ignored"]
     fn a_limit_that_doubles_is_followed() {
         assert_changing_targets(false, true);
     }
