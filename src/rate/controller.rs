@@ -627,10 +627,10 @@ impl Controller {
     }
 
     /// The service accepts again after refusing right after a pause, so its window is longer
-    /// than a pause: what it took over the whole cycle (the stretch before the episode and the
-    /// refusals until now, when those lasted a quarter of the stretch at least) is its rate.
-    /// The course is put on the plateau under it, if lower than the remembered rate: paced
-    /// there, a long window never fills. Returns whether it was.
+    /// than a pause: what it took over the whole cycle (from the stretch before the episode to
+    /// its last refused start, when the refusals lasted a quarter of the stretch at least)
+    /// bounds its rate. The course is put on the plateau under it, if lower than the
+    /// remembered rate: paced there, a long window seldom fills. Returns whether it was.
     fn long_window(&mut self, started: Instant, now: Instant) -> bool {
         let Some((from, accepted, ended)) = self.cycle.take() else {
             return false;
@@ -640,12 +640,13 @@ impl Controller {
         if started.saturating_duration_since(ended) < ended.saturating_duration_since(from) / 4 {
             return false;
         }
-        // The window was full at the last refused start and had room at this one: its length
-        // is taken halfway.
+        // The window was still full at the last refused start: it is at least that long, and
+        // its rate at most what it accepted over that time. Paced a little under this bound, a
+        // window somewhat longer refuses now and then, lone 429s that trim the plateau; one
+        // taken any shorter (halfway to this acceptance) left windows of a few seconds 10 % and
+        // more under their limit for a hold.
         let refused = self.last_refused.unwrap_or(started);
-        let secs = (started.saturating_duration_since(from).as_secs_f64()
-            + refused.saturating_duration_since(from).as_secs_f64())
-            / 2.0;
+        let secs = refused.saturating_duration_since(from).as_secs_f64();
         if accepted < 2 || secs <= 0.0 {
             return false;
         }
