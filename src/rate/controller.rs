@@ -52,7 +52,7 @@ const SLICES: usize = 20;
 /// dozen pauses to come down to it (a 429 early in a run is kept out by the window's age).
 const FEWEST_TAKEN: u32 = 2;
 /// Two clean stretches (from the end of a pause to the next refused start) measure a token
-/// bucket or a fixed allowance only when both are at most this long...
+/// bucket only when both are at most this long...
 const SHORT_STRETCH: f64 = 1.0;
 /// ... and differ by at least this much.
 const STRETCHES_APART: f64 = 0.05;
@@ -142,7 +142,7 @@ pub(crate) struct Decision {
     pub running: f64,
     /// What the service took, if that said anything: the highest of its accepted starts over
     /// the trailing second and the measures of the stretch since the last pause (a token
-    /// bucket's slope, an allowance per pause, a concurrency cap).
+    /// bucket's slope, a concurrency cap).
     pub taken: Option<f64>,
     /// The best rate it accepted over recent clean windows, if any.
     pub accepted: Option<f64>,
@@ -745,8 +745,8 @@ impl Controller {
 
     /// What the stretch before a refused start at `started` (answered at `now`) says about the
     /// limit, when that is under the running rate: the slope between two short stretches (a
-    /// token bucket refills at it), a fixed allowance per pause (a window), or the requests in
-    /// flight over the latency (a concurrency cap). The highest of them.
+    /// token bucket refills at it) or the requests in flight over the latency (a concurrency
+    /// cap). The higher of them.
     fn stretch_measures(
         &self,
         stretch: Stretch,
@@ -757,18 +757,18 @@ impl Controller {
         let d2 = started
             .saturating_duration_since(stretch.from)
             .as_secs_f64();
-        let in_flight = Self::all_in_flight(stretch, started, now);
         let a2 = f64::from(stretch.accepted);
         let mut candidates = [None; 2];
         if let Some((d1, a1)) = self.last_stretch {
             let a1 = f64::from(a1);
-            if d1 <= SHORT_STRETCH && d2 <= SHORT_STRETCH && (d2 - d1).abs() >= STRETCHES_APART {
-                candidates[0] = if (a2 - a1).abs() <= 1.0 {
-                    // Unless a cap explains equal counts as well.
-                    (!in_flight).then(|| a2 / d2.max(1.0))
-                } else {
-                    Some((a2 - a1) / (d2 - d1)).filter(|slope| *slope > 0.0)
-                };
+            // Counts within one of each other give no slope (a window's fixed allowance, which
+            // the trailing count reads, or a bucket's burst with too little refill to tell).
+            if d1 <= SHORT_STRETCH
+                && d2 <= SHORT_STRETCH
+                && (d2 - d1).abs() >= STRETCHES_APART
+                && (a2 - a1).abs() > 1.0
+            {
+                candidates[0] = Some((a2 - a1) / (d2 - d1)).filter(|slope| *slope > 0.0);
             }
         }
         let latency = now.saturating_duration_since(started);
@@ -1572,11 +1572,11 @@ mod tests {
         stretch
     }
 
-    /// Two short stretches against a token bucket (A = burst + rate × d) measure its rate; a
-    /// fixed allowance per pause measures A a second; everything accepted still in flight
-    /// measures a concurrency cap; a measure at 90 % of the running rate and more says nothing.
+    /// Two short stretches against a token bucket (A = burst + rate × d) measure its rate
+    /// unless their counts are within one; everything accepted still in flight measures a
+    /// concurrency cap; a measure at 90 % of the running rate and more says nothing.
     #[test]
-    fn the_stretches_measure_buckets_allowances_and_caps() {
+    fn the_stretches_measure_buckets_and_caps() {
         let at = Instant::now();
         let ctl = Controller::new("200/s".parse().unwrap());
         let mut measured = 0;
@@ -1593,9 +1593,8 @@ mod tests {
                     let got = ctl.stretch_measures(stretch, refused, refused, running);
                     let case = format!("{rate}/s burst {burst}, stretches {d1} and {d2}");
                     if a2.abs_diff(a1) <= 1 {
-                        // Indistinguishable from a fixed allowance: A per second.
-                        let allowance = f64::from(a2) / d2.max(1.0);
-                        assert_eq!(got, Some(allowance), "{case}");
+                        // No slope to read (a window's allowance is the trailing count's).
+                        assert_eq!(got, None, "{case}");
                         continue;
                     }
                     let got = got.unwrap_or_else(|| panic!("nothing measured: {case}"));
