@@ -533,13 +533,6 @@ impl Controller {
                 let floor = self.max * FLOOR;
                 let remembered = self.recovery.map_or(self.max, |r| r.target);
                 let plateau = (remembered * RETURN_TO).min(self.max);
-                // Still on the way down to a plateau that an earlier measure set: the 429 is
-                // the excess of that descent, not news of a limit under the remembered rate.
-                let descending = self.recovery.is_some_and(|r| {
-                    plateau < r.from
-                        && now.saturating_duration_since(r.since).as_secs_f64() < RETURN_SECS
-                });
-                let on_plateau = self.phase(now) == Some(Phase::Plateau);
                 let mut accepted = self.meter.best();
                 let measured = self.stretch_measures(stretch, started, now, running);
                 // Everything accepted since the pause still in flight: a concurrency cap may
@@ -570,33 +563,23 @@ impl Controller {
                     self.meter.forget();
                     accepted = None;
                 }
-                let target = match accepted {
-                    // On the plateau under a measured limit, the clean windows may hold a
-                    // bucket's burst: a 429 there puts the plateau under this rate.
-                    Some(_) if on_plateau && remembered < self.max => running.min(remembered),
-                    _ => {
-                        let reference = if descending { remembered } else { running };
-                        let limit = match taken {
-                            // What the service took in the second before it refused is where
-                            // its limit lies. Under the rate: the limit (the first 429s of a
-                            // run far above it). Over the rate: starts arrived bunched (after
-                            // a stall), the limit did not come down to the rate. Never over
-                            // the remembered rate, unless the 429 came above it (a probe).
-                            Some(taken) if descending => taken.min(remembered),
-                            Some(taken) => taken.min(running.max(remembered)),
-                            // Throttled before even getting back to the plateau under the
-                            // remembered rate: the limit is lower than it was, so remember a
-                            // little less than this rate (CUBIC's fast convergence).
-                            None if self.recovery.is_some() && !descending && running < plateau => {
-                                running * (1.0 + DECREASE) / 2.0
-                            }
-                            None => reference,
-                        };
-                        // Never less than the service has recently been seen to accept.
-                        limit.max(accepted.unwrap_or(0.0))
+                let limit = match taken {
+                    // What the service took in the second before it refused is where its
+                    // limit lies. Under the rate: the limit (the first 429s of a run far above
+                    // it). Over the rate: starts arrived bunched (after a stall), the limit did
+                    // not come down to the rate. Never over the remembered rate, unless the 429
+                    // came above it (a probe).
+                    Some(taken) => taken.min(running.max(remembered)),
+                    // Throttled before even getting back to the plateau under the remembered
+                    // rate: the limit is lower than it was, so remember a little less than this
+                    // rate (CUBIC's fast convergence).
+                    None if self.recovery.is_some() && running < plateau => {
+                        running * (1.0 + DECREASE) / 2.0
                     }
-                }
-                .min(self.max);
+                    None => running,
+                };
+                // Never less than the service has recently been seen to accept.
+                let target = limit.max(accepted.unwrap_or(0.0)).min(self.max);
                 let decrease = if sudden { FIRST_DECREASE } else { DECREASE };
                 let target = target.max(floor);
                 // The episode found the limit the last one found: hold longer before probing,
