@@ -535,14 +535,7 @@ impl Controller {
                 let plateau = (remembered * RETURN_TO).min(self.max);
                 let mut accepted = self.meter.best();
                 let measured = self.stretch_measures(stretch, started, now, running);
-                // Everything accepted since the pause still in flight: a concurrency cap may
-                // have refused, and a count over the pause says nothing about it.
-                let trail = if Self::all_in_flight(stretch, started, now) {
-                    None
-                } else {
-                    self.trail.taken(started)
-                };
-                let taken = match (trail, measured) {
+                let taken = match (self.trail.taken(started), measured) {
                     (Some(a), Some(b)) => Some(a.max(b)),
                     (a, b) => a.or(b),
                 };
@@ -768,13 +761,6 @@ impl Controller {
             .reduce(f64::max)
     }
 
-    /// Whether at least two starts were accepted since the pause and all of them (or all but
-    /// one) were still in flight when the refused request started (a concurrency cap's mark).
-    fn all_in_flight(stretch: Stretch, started: Instant, now: Instant) -> bool {
-        let latency = now.saturating_duration_since(started);
-        latency > SHORTEST_LATENCY && stretch.in_flight(started, latency).is_some_and(|k| k >= 2)
-    }
-
     /// Requests per second at `at` (the rate the pause ends with, while paused).
     pub(crate) fn rate_at(&self, at: Instant) -> f64 {
         let dipped = self.dip.filter(|d| d.under_course).map_or(1.0, |d| {
@@ -807,16 +793,10 @@ impl Controller {
         rate.clamp(self.max * FLOOR, self.max)
     }
 
-    /// Time from a start at `slot` to the next one: the rate averaged over the interval
-    /// (trapezoid), so that a start claimed at a low rate right after a pause does not hold
-    /// back the next one while the rate climbs quickly.
+    /// Time from a start at `slot` to the next one, at the rate of the slot.
     pub(crate) fn interval_at(&self, slot: Instant) -> Duration {
         let secs = |rate: f64| Duration::try_from_secs_f64(1.0 / rate).ok();
-        let first = self.rate_at(slot);
-        let later = secs(first)
-            .and_then(|d| slot.checked_add(d))
-            .map_or(first, |t| self.rate_at(t));
-        secs((first + later) / 2.0)
+        secs(self.rate_at(slot))
             .or_else(|| secs(self.max))
             .unwrap_or(Duration::from_secs(1))
     }
