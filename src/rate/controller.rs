@@ -52,10 +52,8 @@ const SLICES: usize = 20;
 /// dozen pauses to come down to it (a 429 early in a run is kept out by the window's age).
 const FEWEST_TAKEN: u32 = 2;
 /// Two clean stretches (from the end of a pause to the next refused start) measure a token
-/// bucket only when both are at most this long...
+/// bucket only when both are at most this long.
 const SHORT_STRETCH: f64 = 1.0;
-/// ... and differ by at least this much.
-const STRETCHES_APART: f64 = 0.05;
 /// A stretch shorter than this, everything accepted, on first contact: the limit is far under
 /// the running rate, and the next stretch must be longer to measure it (see [`FIRST_DECREASE`]).
 const SUDDEN_STRETCH: f64 = 0.25;
@@ -542,9 +540,7 @@ impl Controller {
                 let length = started
                     .saturating_duration_since(stretch.from)
                     .as_secs_f64();
-                let sudden = self.last_stretch.is_none_or(|(d, _)| d > SHORT_STRETCH)
-                    && length < SUDDEN_STRETCH
-                    && self.episodes == 0;
+                let sudden = length < SUDDEN_STRETCH && self.episodes == 0;
                 self.last_stretch = Some((length, stretch.accepted));
                 self.cycle = Some((stretch.from, stretch.accepted, started));
                 self.stretch = Some(Stretch::new(resume, true));
@@ -739,11 +735,7 @@ impl Controller {
             let a1 = f64::from(a1);
             // Counts within one of each other give no slope (a window's fixed allowance, which
             // the trailing count reads, or a bucket's burst with too little refill to tell).
-            if d1 <= SHORT_STRETCH
-                && d2 <= SHORT_STRETCH
-                && (d2 - d1).abs() >= STRETCHES_APART
-                && (a2 - a1).abs() > 1.0
-            {
+            if d1 <= SHORT_STRETCH && d2 <= SHORT_STRETCH && (a2 - a1).abs() > 1.0 {
                 candidates[0] = Some((a2 - a1) / (d2 - d1)).filter(|slope| *slope > 0.0);
             }
         }
