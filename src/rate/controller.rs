@@ -128,9 +128,6 @@ struct Dip {
     /// The course of the rate before it, restored should it become the first 429 of an
     /// episode.
     course: Option<Recovery>,
-    /// Whether the rate dips under that course (not when the 429 ended a probe: a new
-    /// course starts there).
-    under_course: bool,
 }
 
 /// What the last throttling episode measured and decided, for the log.
@@ -659,10 +656,10 @@ impl Controller {
     }
 
     /// A lone 429 (see [`LONE_AFTER`]): a transient refusal, or a limit just under the running
-    /// rate. No pause (the refused request waits its `Retry-After` alone). On the plateau, in
-    /// the return or at `--rate`, the course of the rate stands: the rate dips to [`LONE_DIP`]
-    /// of it and is back on it [`DIP_SECS`] later (lone 429s that recur, a limit a little
-    /// under the course, are at most one request in 41). While probing above the plateau, the
+    /// rate. No pause (the refused request waits its `Retry-After` alone): the rate dips to
+    /// [`LONE_DIP`] of its course and is back on it [`DIP_SECS`] later (lone 429s that recur,
+    /// a limit a little under the course, are at most one request in 41). On the plateau, in
+    /// the return or at `--rate`, the course stands. While probing above the plateau, the
     /// probe found the limit: a new course starts at [`LONE_DIP`] of the rate and returns to
     /// 97 % of what the service took over the last second (between the remembered rate and
     /// the running one). Should the next refusal come before [`LONE_AFTER`] more were
@@ -701,7 +698,6 @@ impl Controller {
         self.dip = Some(Dip {
             at: now,
             course: before,
-            under_course: !probing,
         });
         self.decision = Some(Decision {
             running,
@@ -755,7 +751,7 @@ impl Controller {
 
     /// Requests per second at `at` (the rate the pause ends with, while paused).
     pub(crate) fn rate_at(&self, at: Instant) -> f64 {
-        let dipped = self.dip.filter(|d| d.under_course).map_or(1.0, |d| {
+        let dipped = self.dip.map_or(1.0, |d| {
             let t = at.saturating_duration_since(d.at).as_secs_f64() / DIP_SECS;
             LONE_DIP + (1.0 - LONE_DIP) * t.min(1.0)
         });
@@ -1212,11 +1208,9 @@ mod tests {
         }
         let used = c.accepted_rate(0.0, 130.0) / 60.0;
         assert!(used >= 0.9, "{:.1} % of the limit used", used * 100.0);
-        assert!(
-            (55.0..=62.0).contains(&c.rate(130.0)),
-            "{}/s",
-            c.rate(130.0)
-        );
+        // And it is kept: the last ten seconds at 90 % of the limit at least, never over it.
+        let kept = c.accepted_rate(120.0, 130.0);
+        assert!((54.0..=60.0).contains(&kept), "{kept}/s over the last 10 s");
     }
 
     #[test]
