@@ -551,8 +551,8 @@ mod family {
     #[test]
     #[ignore = "short of the targets (issue 20): token buckets under 80/s with bursts under a \
                 second's worth, windows of 2 to 10 a second (too many 429s), windows and \
-                buckets at 300 ms of latency over 15 s, caps of 2 and 5 in flight; run with \
-                --ignored"]
+                buckets at 300 ms of latency, some 15 s runs against windows of 2 to 5 s; \
+                run with --ignored"]
     fn every_steady_limit_is_found_and_held() {
         assert_steady_targets(|m| !held(m));
     }
