@@ -1,8 +1,9 @@
 //! Limiter models and a deterministic run of the [`Controller`] against them, in plain time
 //! values: the shapes a service's rate limit can take (token buckets, sliding and calendar
-//! windows, a concurrency cap, a limit that changes, transient refusals), and a client that
-//! paces starts as [`super::RequestGate`] does (a schedule of slots, void after a 429; every
-//! start waits out the pause), with `concurrency` workers and a fixed latency.
+//! windows, a concurrency cap, a limit that changes, transient refusals), and [`Model`], a
+//! client that paces starts as [`super::RequestGate`] does (a schedule of slots, void when the
+//! rate is lowered; every start waits out a pause), with `concurrency` workers and a fixed
+//! latency. The family below and the controller's own tests both run on it.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -18,6 +19,10 @@ pub(crate) trait Limiter {
     fn arrive(&mut self, t: f64) -> bool;
     /// An accepted request was answered (only the concurrency cap cares).
     fn depart(&mut self) {}
+    /// The `Retry-After` of the refusal just made.
+    fn retry_after(&self) -> Option<Duration> {
+        Some(Duration::from_secs(1))
+    }
 }
 
 /// At most `n` accepted in any `w` seconds.
@@ -310,90 +315,152 @@ enum Step {
     Answer { started: u64, ok: bool },
 }
 
-/// Runs `limiter` against a [`Controller`] at `setup.rate`, the way the gate paces.
-pub(crate) fn run(setup: Setup, limiter: &mut dyn Limiter) -> Outcome {
-    let rate = format!("{}/s", setup.rate).parse().unwrap();
-    let mut controller = Controller::new(rate);
-    let t0 = Instant::now();
-    let at = |ns: u64| t0 + Duration::from_nanos(ns);
-    let ns = |secs: f64| (secs * 1e9).round() as u64;
-    let secs = |ns: u64| ns as f64 / 1e9;
-    let mut queue = BinaryHeap::new();
-    let mut order = 0u64;
-    let mut push = |queue: &mut BinaryHeap<_>, when: u64, step: Step| {
-        order += 1;
-        queue.push(Reverse((when, order, step)));
-    };
-    for _ in 0..setup.concurrency {
-        push(&mut queue, 0, Step::Free);
+/// A client paced by a [`Controller`] the way the gate paces, in model time: `concurrency`
+/// workers, each claiming the next slot of one schedule when free; the slots claimed are void
+/// when the rate is lowered (a pause, a lone 429's dip, a long window measured); every start
+/// waits out a pause. Each start is answered `latency` later. It can be run on in steps.
+pub(crate) struct Model {
+    setup: Setup,
+    pub controller: Controller,
+    t0: Instant,
+    /// Steps to take, by time (nanoseconds since `t0`) and order of scheduling.
+    queue: BinaryHeap<Reverse<(u64, u64, Step)>>,
+    order: u64,
+    next_slot: u64,
+    epoch: u64,
+    /// Every start so far: seconds since `t0`, accepted.
+    pub starts: Vec<(f64, bool)>,
+    accepted: usize,
+    /// Every change of course the controller reported: (seconds since `t0`, the rate just
+    /// before, just after, the target it remembered).
+    pub changes: Vec<(f64, f64, f64, f64)>,
+}
+
+fn nanos(secs: f64) -> u64 {
+    (secs * 1e9).round() as u64
+}
+
+fn secs(nanos: u64) -> f64 {
+    nanos as f64 / 1e9
+}
+
+impl Model {
+    pub fn new(setup: Setup) -> Self {
+        let rate = format!("{}/s", setup.rate).parse().unwrap();
+        let mut model = Model {
+            setup,
+            controller: Controller::new(rate),
+            t0: Instant::now(),
+            queue: BinaryHeap::new(),
+            order: 0,
+            next_slot: 0,
+            epoch: 0,
+            starts: Vec::new(),
+            accepted: 0,
+            changes: Vec::new(),
+        };
+        for _ in 0..setup.concurrency {
+            model.push(0, Step::Free);
+        }
+        model
     }
-    let (mut next_slot, mut epoch) = (0u64, 0u64);
-    let mut starts = Vec::new();
-    let mut accepted = 0usize;
-    let done = |now: u64, accepted: usize| {
-        secs(now) >= setup.end || setup.rows.is_some_and(|rows| accepted >= rows)
-    };
-    while let Some(Reverse((now, _, step))) = queue.pop() {
-        let paused = controller
+
+    /// The instant `secs` seconds into the run.
+    pub fn at(&self, secs: f64) -> Instant {
+        self.t0 + Duration::from_secs_f64(secs)
+    }
+
+    fn push(&mut self, when: u64, step: Step) {
+        self.order += 1;
+        self.queue.push(Reverse((when, self.order, step)));
+    }
+
+    fn paused_until(&self) -> Option<u64> {
+        self.controller
             .paused_until()
-            .map(|p| p.duration_since(t0).as_nanos() as u64)
-            .filter(|&p| p > now);
-        match step {
-            Step::Free | Step::Start { .. } => {
-                if done(now, accepted) {
-                    continue;
-                }
-                if let Step::Start { epoch: claimed } = step
-                    && claimed == epoch
-                    && paused.is_none()
-                {
-                    let ok = limiter.arrive(secs(now));
-                    accepted += usize::from(ok);
-                    starts.push((secs(now), ok));
-                    let answer = now + ns(setup.latency);
-                    push(&mut queue, answer, Step::Answer { started: now, ok });
-                    continue;
-                }
-                if let Some(until) = paused {
-                    push(&mut queue, until, Step::Free);
-                    continue;
-                }
-                let slot = next_slot.max(now);
-                let interval = controller.interval_at(at(slot)).as_nanos() as u64;
-                next_slot = slot + interval;
-                push(&mut queue, slot, Step::Start { epoch });
+            .map(|p| p.duration_since(self.t0).as_nanos() as u64)
+    }
+
+    fn interval_at(&self, ns: u64) -> u64 {
+        self.controller
+            .interval_at(self.t0 + Duration::from_nanos(ns))
+            .as_nanos() as u64
+    }
+
+    /// Runs every step before `end` seconds (no start at or after it, nor once
+    /// `setup.rows` were accepted) against `limiter`.
+    pub fn run_until(&mut self, end: f64, limiter: &mut dyn Limiter) {
+        let end = nanos(end.min(self.setup.end));
+        while let Some(&Reverse((now, _, step))) = self.queue.peek() {
+            if now >= end || self.setup.rows.is_some_and(|rows| self.accepted >= rows) {
+                return;
             }
-            Step::Answer { started, ok } => {
-                let event = if ok {
-                    limiter.depart();
-                    Event::Answered {
-                        started: at(started),
-                    }
-                } else {
-                    Event::Throttled {
-                        retry_after: Some(Duration::from_secs(1)),
-                        started: at(started),
-                    }
-                };
-                let changed;
-                (controller, changed) = controller.step(at(now), event);
-                if changed {
-                    epoch += 1;
-                    next_slot = now + controller.interval_at(at(now)).as_nanos() as u64;
+            self.queue.pop();
+            let paused = self.paused_until().filter(|&p| p > now);
+            match step {
+                Step::Start { epoch } if epoch == self.epoch && paused.is_none() => {
+                    let ok = limiter.arrive(secs(now));
+                    self.accepted += usize::from(ok);
+                    self.starts.push((secs(now), ok));
+                    let answer = now + nanos(self.setup.latency);
+                    self.push(answer, Step::Answer { started: now, ok });
                 }
-                if let Some(until) = controller
-                    .paused_until()
-                    .map(|p| p.duration_since(t0).as_nanos() as u64)
-                    .filter(|&p| !ok && p > now)
-                {
-                    epoch += 1;
-                    next_slot = until;
+                Step::Free | Step::Start { .. } => {
+                    if let Some(until) = paused {
+                        self.push(until, Step::Free);
+                        continue;
+                    }
+                    let slot = self.next_slot.max(now);
+                    self.next_slot = slot + self.interval_at(slot);
+                    let epoch = self.epoch;
+                    self.push(slot, Step::Start { epoch });
                 }
-                push(&mut queue, now, Step::Free);
+                Step::Answer { started, ok } => {
+                    let started = self.t0 + Duration::from_nanos(started);
+                    let event = if ok {
+                        limiter.depart();
+                        Event::Answered { started }
+                    } else {
+                        Event::Throttled {
+                            retry_after: limiter.retry_after(),
+                            started,
+                        }
+                    };
+                    let at = self.t0 + Duration::from_nanos(now);
+                    let before = self.controller.rate_at(at);
+                    let changed;
+                    (self.controller, changed) = self.controller.step(at, event);
+                    if changed {
+                        let after = self.controller.rate_at(at);
+                        let target = self.controller.decision().map_or(f64::MAX, |d| d.target);
+                        self.changes.push((secs(now), before, after, target));
+                        // The slots claimed at the old rate are void (what the gate does).
+                        self.epoch += 1;
+                        self.next_slot = now + self.interval_at(now);
+                    }
+                    if let Some(until) = self.paused_until().filter(|&p| !ok && p > now) {
+                        self.epoch += 1;
+                        self.next_slot = until;
+                    }
+                    self.push(now, Step::Free);
+                }
             }
         }
     }
-    Outcome { starts, controller }
+
+    pub fn into_outcome(self) -> Outcome {
+        Outcome {
+            starts: self.starts,
+            controller: self.controller,
+        }
+    }
+}
+
+/// Runs `limiter` against a [`Controller`] at `setup.rate`, the way the gate paces.
+pub(crate) fn run(setup: Setup, limiter: &mut dyn Limiter) -> Outcome {
+    let mut model = Model::new(setup);
+    model.run_until(setup.end, limiter);
+    model.into_outcome()
 }
 
 #[cfg(test)]
@@ -639,7 +706,7 @@ mod family {
 
     /// Runs of the 300 drawn members (600: over 15 s and a minute) short of the targets when
     /// this was written; fewer is better, more is a regression.
-    const MOST_SHORT_DRAWN: usize = 125;
+    const MOST_SHORT_DRAWN: usize = 123;
 
     /// The drawn members: no more runs fall short than [`MOST_SHORT_DRAWN`] (those that do
     /// are printed).
