@@ -450,6 +450,28 @@ mod tests {
         }
     }
 
+    /// `n` tasks that each wait for one start from `gate`, and the starts they were given.
+    fn waiters(
+        gate: &std::sync::Arc<RequestGate>,
+        n: usize,
+    ) -> (
+        Vec<tokio::task::JoinHandle<()>>,
+        std::sync::Arc<Mutex<Vec<Instant>>>,
+    ) {
+        let starts = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let tasks = (0..n)
+            .map(|_| {
+                let (gate, starts) = (gate.clone(), starts.clone());
+                tokio::spawn(async move {
+                    if let Ok(at) = gate.ready().await {
+                        starts.lock().unwrap().push(at);
+                    }
+                })
+            })
+            .collect();
+        (tasks, starts)
+    }
+
     // Real time, not paused: governor keeps its own clock.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lone_429_dips_the_slots_already_claimed() {
@@ -462,18 +484,8 @@ mod tests {
             let started = gate.ready().await.unwrap();
             gate.answered(started);
         }
-        let starts = std::sync::Arc::new(Mutex::new(Vec::new()));
         // Eight waiters claim slots up to 0.32 s ahead on the 25/s schedule.
-        let waiters: Vec<_> = (0..8)
-            .map(|_| {
-                let (gate, starts) = (gate.clone(), starts.clone());
-                tokio::spawn(async move {
-                    if let Ok(at) = gate.ready().await {
-                        starts.lock().unwrap().push(at);
-                    }
-                })
-            })
-            .collect();
+        let (waiters, starts) = waiters(&gate, 8);
         tokio::time::sleep(Duration::from_millis(2)).await;
         let refused = Instant::now();
         assert!(gate.throttled(Some(Duration::from_secs(1)), refused));
@@ -530,18 +542,8 @@ mod tests {
             "25/s".parse().unwrap(),
             CancellationToken::new(),
         ));
-        let starts = std::sync::Arc::new(Mutex::new(Vec::new()));
         // Sixteen waiters claim slots up to 0.6 s ahead on the 25/s schedule.
-        let waiters: Vec<_> = (0..16)
-            .map(|_| {
-                let (gate, starts) = (gate.clone(), starts.clone());
-                tokio::spawn(async move {
-                    if let Ok(at) = gate.ready().await {
-                        starts.lock().unwrap().push(at);
-                    }
-                })
-            })
-            .collect();
+        let (waiters, starts) = waiters(&gate, 16);
         tokio::time::sleep(Duration::from_millis(5)).await;
         let throttled_at = Instant::now();
         gate.throttled(Some(Duration::from_millis(200)), throttled_at);

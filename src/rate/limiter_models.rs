@@ -500,6 +500,46 @@ mod family {
         build: Box<dyn Fn() -> Box<dyn Limiter>>,
     }
 
+    impl Member {
+        fn bucket(limit: f64, burst: f64, latency: f64) -> Self {
+            Member {
+                name: format!("token bucket {limit}/s, burst {burst}"),
+                limit,
+                window: 1.0,
+                latency,
+                build: Box::new(move || Box::new(TokenBucket::new(limit, burst))),
+            }
+        }
+
+        /// `n` per `window` seconds, sliding or calendar.
+        fn window(n: usize, window: f64, sliding: bool, latency: f64) -> Self {
+            let kind = if sliding { "sliding" } else { "calendar" };
+            Member {
+                name: format!("{kind} window {n} per {window} s"),
+                limit: n as f64 / window,
+                window,
+                latency,
+                build: Box::new(move || -> Box<dyn Limiter> {
+                    if sliding {
+                        Box::new(SlidingWindow::new(n, window))
+                    } else {
+                        Box::new(CalendarWindow::new(n, window))
+                    }
+                }),
+            }
+        }
+
+        fn cap(n: usize, latency: f64) -> Self {
+            Member {
+                name: format!("at most {n} in flight"),
+                limit: n as f64 / latency,
+                window: 1.0,
+                latency,
+                build: Box::new(move || Box::new(ConcurrencyCap::new(n))),
+            }
+        }
+    }
+
     fn steady_members() -> Vec<Member> {
         let mut members = Vec::new();
         let latencies = [0.0, 0.05, 0.3];
@@ -509,40 +549,16 @@ mod family {
         {
             let latency = latencies[k % 3];
             for burst in [1.0, 5.0_f64.min(limit), (limit / 4.0).max(1.0), limit] {
-                members.push(Member {
-                    name: format!("token bucket {limit}/s, burst {burst}"),
-                    limit,
-                    window: 1.0,
-                    latency,
-                    build: Box::new(move || Box::new(TokenBucket::new(limit, burst))),
-                });
+                members.push(Member::bucket(limit, burst, latency));
             }
             for window in [1.0, 2.0, 5.0, 10.0, 60.0] {
                 let n = (limit * window).round() as usize;
-                members.push(Member {
-                    name: format!("sliding window {n} per {window} s"),
-                    limit,
-                    window,
-                    latency,
-                    build: Box::new(move || Box::new(SlidingWindow::new(n, window))),
-                });
-                members.push(Member {
-                    name: format!("calendar window {n} per {window} s"),
-                    limit,
-                    window,
-                    latency,
-                    build: Box::new(move || Box::new(CalendarWindow::new(n, window))),
-                });
+                members.push(Member::window(n, window, true, latency));
+                members.push(Member::window(n, window, false, latency));
             }
         }
         for (n, latency) in [(2, 0.1), (5, 0.3), (8, 0.2), (12, 0.15)] {
-            members.push(Member {
-                name: format!("at most {n} in flight, latency {latency} s"),
-                limit: n as f64 / latency,
-                window: 1.0,
-                latency,
-                build: Box::new(move || Box::new(ConcurrencyCap::new(n))),
-            });
+            members.push(Member::cap(n, latency));
         }
         members
     }
@@ -658,47 +674,15 @@ mod family {
             members.push(match shape {
                 0 => {
                     let burst = (log_uniform(v, 1.0, limit) * 100.0).round() / 100.0;
-                    Member {
-                        name: format!("token bucket {limit}/s, burst {burst}"),
-                        limit,
-                        window: 1.0,
-                        latency,
-                        build: Box::new(move || Box::new(TokenBucket::new(limit, burst))),
-                    }
+                    Member::bucket(limit, burst, latency)
                 }
                 1 | 2 => {
                     let window = (log_uniform(v, 1.0, 60.0) * 10.0).round() / 10.0;
                     let n = ((limit * window).round() as usize).max(1);
-                    let limit = n as f64 / window;
-                    if shape == 1 {
-                        Member {
-                            name: format!("sliding window {n} per {window} s"),
-                            limit,
-                            window,
-                            latency,
-                            build: Box::new(move || Box::new(SlidingWindow::new(n, window))),
-                        }
-                    } else {
-                        Member {
-                            name: format!("calendar window {n} per {window} s"),
-                            limit,
-                            window,
-                            latency,
-                            build: Box::new(move || Box::new(CalendarWindow::new(n, window))),
-                        }
-                    }
+                    Member::window(n, window, shape == 1, latency)
                 }
-                _ => {
-                    // Nothing is in flight without latency: at least 50 ms.
-                    let latency = latency.max(0.05);
-                    Member {
-                        name: format!("at most {in_flight} in flight"),
-                        limit: in_flight as f64 / latency,
-                        window: 1.0,
-                        latency,
-                        build: Box::new(move || Box::new(ConcurrencyCap::new(in_flight))),
-                    }
-                }
+                // Nothing is in flight without latency: at least 50 ms.
+                _ => Member::cap(in_flight, latency.max(0.05)),
             });
         }
         members
