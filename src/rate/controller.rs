@@ -565,18 +565,17 @@ impl Controller {
                     }
                     None => running,
                 };
-                // Never less than the service has recently been seen to accept.
-                // Nor, once it is refuted, lower than the usual decrease of the running rate:
-                // the trailing count right after a pause may hold a few requests (a 20/s
-                // window over 30 s read as 3/s).
-                let limit = if refuted {
-                    limit.max(running * DECREASE)
+                // Never less than the service has recently been seen to accept; once that is
+                // refuted, never less than the usual decrease of the running rate (the
+                // trailing count right after a pause may hold a few requests: a 20/s window
+                // over 30 s read as 3/s).
+                let least = if refuted {
+                    running * DECREASE
                 } else {
-                    limit
+                    accepted.unwrap_or(0.0)
                 };
-                let target = limit.max(accepted.unwrap_or(0.0)).min(self.max);
+                let target = limit.max(least).min(self.max).max(floor);
                 let decrease = if sudden { FIRST_DECREASE } else { DECREASE };
-                let target = target.max(floor);
                 // The episode found the limit the last one found: hold longer before probing,
                 // since a steady limit costs a pause at every probe.
                 let confirmed = self
