@@ -802,12 +802,12 @@ impl Controller {
         self.paused_until
     }
 
-    /// Throttling episodes so far.
     /// `--rate` per second: the most the rate ever is.
     pub(crate) fn ceiling(&self) -> f64 {
         self.max
     }
 
+    /// Throttling episodes so far.
     pub(crate) fn episodes(&self) -> u64 {
         self.episodes
     }
