@@ -21,7 +21,7 @@ use super::error::{ApiError, ApiErrorKind, server_text};
 use super::http::{USER_AGENT as APPLICATION_NAME, innermost, read_bounded};
 pub(crate) use super::http::{parse_base_url, without_userinfo};
 use crate::domain::{Confirmation, TenantId};
-use crate::rate::{Reaction, RequestGate};
+use crate::rate::{CLIMB_SECS, Reaction, RequestGate};
 
 pub(crate) const DEFAULT_BASE_URL: &str = "https://api.partnercenter.microsoft.com";
 pub(crate) const MCA_AGREEMENT_TYPE: &str = "MicrosoftCustomerAgreement";
@@ -414,7 +414,7 @@ impl PartnerCenterClient {
                     retry_after_secs,
                     "Partner Center refused one request (HTTP 429) while taking the others: no pause, continuing at {rate:.1}/s (--rate {max}); the refused request waits its Retry-After"
                 );
-                "a lone refusal (40 accepted since the last): no pause, continuing".to_owned()
+                "a lone refusal (a transient one, or the limit a climb was looking for): no pause, continuing".to_owned()
             }
             Reaction::LongWindow { accepted, secs } => {
                 tracing::warn!(
@@ -426,14 +426,20 @@ impl PartnerCenterClient {
             }
         };
         let or_none = |v: Option<f64>| v.map_or_else(|| "none".to_owned(), |v| format!("{v:.1}/s"));
+        let course = match d.climb_to {
+            Some(top) => format!(
+                "a guess (too few answers to tell a window from a burst): climbing from 97 % of {:.1}/s back to {top:.1}/s within {CLIMB_SECS:.0} s, the first 429 on the way setting the limit",
+                d.target
+            ),
+            None => format!("returning to 97 % of {:.1}/s, then probing above", d.target),
+        };
         tracing::debug!(
-            "throttling episode {}: at {:.1}/s; measured the service taking {} (its last second, the stretch since the last pause, or the cycle of a long window), at most {} over clean windows; taken for {decided} at {:.1}/s, returning to 97 % of {:.1}/s, then probing above",
+            "throttling episode {}: at {:.1}/s; measured the service taking {} (its last second, the stretch since the last pause, or the cycle of a long window), at most {} over clean windows; taken for {decided} at {:.1}/s, {course}",
             self.gate.episodes(),
             d.running,
             or_none(d.taken),
             or_none(d.accepted),
             d.resume,
-            d.target
         );
     }
 

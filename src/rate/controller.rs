@@ -81,6 +81,15 @@ const LONE_DIP: f64 = 0.9;
 const DIP_SECS: f64 = 2.0;
 /// A second lone 429 on the same plateau within this many seconds lowers the plateau.
 const LONE_MEMORY: f64 = 10.0;
+/// A limit guessed from too few answers (see [`Recovery::climb_to`]) is left this many seconds
+/// after the pause, climbing back to the rate refused.
+pub(crate) const CLIMB_SECS: f64 = 8.0;
+/// A count after a pause is a window's allowance, not a guess, when it is at least this and no
+/// more than the run's first count (a bucket's burst gives more the slower one sends).
+const TRUSTED_COUNT: u32 = 4;
+/// A blind contact (refused right after a pause, having accepted at most one) lowers the rate
+/// to this share of it, and climbs back.
+pub(crate) const BLIND_DECREASE: f64 = 0.2;
 
 /// What happened, as far as the rate is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +116,10 @@ struct Recovery {
     since: Instant,
     /// Seconds on the plateau before the multiplicative probe.
     hold: f64,
+    /// The target is a guess (answers too few to tell a window's allowance from a bucket's
+    /// burst): no hold, the course climbs from it back to this rate (the one refused) over
+    /// [`CLIMB_SECS`], and the first 429 on the way is lone: it measures the limit.
+    climb_to: Option<f64>,
 }
 
 /// Where the course of the rate is after a decrease.
@@ -145,6 +158,8 @@ pub(crate) struct Decision {
     pub resume: f64,
     /// The remembered rate the return aims for (97 % of it, then probing above).
     pub target: f64,
+    /// When the target is a guess: the rate the course climbs back to at once.
+    pub climb_to: Option<f64>,
     /// What was done about it.
     pub reaction: Reaction,
 }
@@ -383,6 +398,8 @@ pub(crate) struct Controller {
     accepted_since_refused: u32,
     /// The last lone 429, unless the next refusal made it the first 429 of an episode.
     dip: Option<Dip>,
+    /// Starts the run's first stretch accepted (before any pause).
+    first_count: Option<u32>,
 }
 
 impl Controller {
@@ -407,6 +424,7 @@ impl Controller {
             last_refused: None,
             accepted_since_refused: 0,
             dip: None,
+            first_count: None,
         }
     }
 
@@ -446,6 +464,11 @@ impl Controller {
                 started,
             } => {
                 self.meter.spoil();
+                // Started before a lone 429 was answered: sent at the rate it dipped from, it
+                // says nothing that one did not (the request waits its `Retry-After` alone).
+                if self.dip.is_some_and(|d| started <= d.at) {
+                    return (self, false);
+                }
                 let stretch = *self
                     .stretch
                     .get_or_insert_with(|| Stretch::new(started, false));
@@ -460,8 +483,15 @@ impl Controller {
                     self.repeated = self.repeated.saturating_add(1);
                 }
                 let since_refused = self.accepted_since_refused;
-                let lone = since_refused >= LONE_AFTER
-                    && started.saturating_duration_since(stretch.from) >= LONE_STRETCH;
+                // Refused above a guess, climbing: what the guess lacked, not a new episode.
+                let climbing = self.recovery.is_some_and(|r| {
+                    r.climb_to.is_some()
+                        && self.course_at(now)
+                            > (r.target * RETURN_TO).min(self.max) * PLATEAU_SLACK
+                });
+                let lone = climbing
+                    || (since_refused >= LONE_AFTER
+                        && started.saturating_duration_since(stretch.from) >= LONE_STRETCH);
                 self.accepted_since_refused = 0;
                 self.last_refused = Some(self.last_refused.map_or(started, |r| r.max(started)));
                 if !same_episode && !extended {
@@ -527,16 +557,37 @@ impl Controller {
                 let running = self.rate_at(now);
                 let floor = self.max * FLOOR;
                 let remembered = self.recovery.map_or(self.max, |r| r.target);
-                let plateau = (remembered * RETURN_TO).min(self.max);
                 let mut accepted = self.meter.best();
-                let measured = self.stretch_measures(stretch, started, now, running);
-                let taken = match (self.trail.taken(started), measured) {
-                    (Some(a), Some(b)) => Some(a.max(b)),
-                    (a, b) => a.or(b),
-                };
                 let length = started
                     .saturating_duration_since(stretch.from)
                     .as_secs_f64();
+                if !stretch.after_pause && self.first_count.is_none() {
+                    self.first_count = Some(stretch.accepted);
+                }
+                // Right after a pause, the trailing count holds the stretch alone: a window's
+                // allowance, or a bucket's burst at this rate. Only a count repeating the
+                // run's first (at `--rate`) is an allowance.
+                let allowance = stretch.accepted >= TRUSTED_COUNT
+                    && self
+                        .first_count
+                        .is_some_and(|first| stretch.accepted <= first);
+                let spans_pause =
+                    stretch.after_pause && length < self.trail.window.as_secs_f64() && !allowance;
+                // Refused right after a pause, having accepted at most one: nothing to measure.
+                let blind = stretch.after_pause && stretch.accepted <= 1;
+                let (taken, guess) = match (
+                    self.trail.taken(started),
+                    self.stretch_measures(stretch, started, now, running),
+                ) {
+                    // The requests in flight: a cap's, or a burst's still in flight.
+                    (trailing, Some((measured, in_flight)))
+                        if trailing.is_none_or(|t| measured > t) =>
+                    {
+                        (Some(measured), in_flight)
+                    }
+                    (Some(trailing), _) => (Some(trailing), spans_pause),
+                    (None, _) => (None, blind),
+                };
                 let sudden = length < SUDDEN_STRETCH && self.episodes == 0;
                 self.last_stretch = Some((length, stretch.accepted));
                 self.cycle = Some((stretch.from, stretch.accepted, started));
@@ -551,18 +602,13 @@ impl Controller {
                     accepted = None;
                 }
                 let limit = match taken {
+                    None if blind => running * BLIND_DECREASE,
                     // What the service took in the second before it refused is where its
                     // limit lies. Under the rate: the limit (the first 429s of a run far above
                     // it). Over the rate: starts arrived bunched (after a stall), the limit did
                     // not come down to the rate. Never over the remembered rate, unless the 429
                     // came above it (a probe).
                     Some(taken) => taken.min(running.max(remembered)),
-                    // Throttled before even getting back to the plateau under the remembered
-                    // rate: the limit is lower than it was, so remember a little less than this
-                    // rate (CUBIC's fast convergence).
-                    None if self.recovery.is_some() && running < plateau => {
-                        running * (1.0 + DECREASE) / 2.0
-                    }
                     None => running,
                 };
                 // Never less than the service has recently been seen to accept; once that is
@@ -586,6 +632,7 @@ impl Controller {
                     target,
                     since: resume,
                     hold: if confirmed { HOLD_CONFIRMED } else { HOLD_SECS },
+                    climb_to: guess.then_some(running),
                 };
                 self.recovery = Some(recovery);
                 self.decision = Some(Decision {
@@ -594,6 +641,7 @@ impl Controller {
                     accepted,
                     resume: self.rate_at(resume),
                     target: recovery.target,
+                    climb_to: recovery.climb_to,
                     reaction: Reaction::Pause,
                 });
                 self.last_decrease = Some(now);
@@ -637,6 +685,7 @@ impl Controller {
             target: rate,
             since: now,
             hold: HOLD_SECS,
+            climb_to: None,
         };
         self.decision = Some(Decision {
             running,
@@ -644,6 +693,7 @@ impl Controller {
             accepted: self.meter.best(),
             resume: self.rate_at(now),
             target: rate,
+            climb_to: None,
             reaction: Reaction::LongWindow { accepted, secs },
         });
         true
@@ -676,7 +726,8 @@ impl Controller {
         let running = self.rate_at(now);
         let taken = self.trail.taken(started);
         let phase = self.phase(now);
-        let probing = phase == Some(Phase::Probe);
+        let climbing = self.recovery.is_some_and(|r| r.climb_to.is_some());
+        let probing = phase == Some(Phase::Probe) || climbing;
         let before = self.recovery;
         // Two lone 429s on one plateau in a short while: the limit is a little under it.
         let again = self.dip.is_some_and(|d| {
@@ -694,10 +745,15 @@ impl Controller {
                 // Found where the last episode put it: hold longer before the next probe.
                 let confirmed = target <= r.target * (2.0 - INFORMATIVE);
                 *r = Recovery {
-                    from: running * LONE_DIP,
+                    from: if climbing {
+                        target * RETURN_TO
+                    } else {
+                        running * LONE_DIP
+                    },
                     target,
                     since: now,
                     hold: if confirmed { HOLD_CONFIRMED } else { HOLD_SECS },
+                    climb_to: None,
                 };
             } else if phase == Some(Phase::Plateau) && again {
                 r.target *= RETURN_TO;
@@ -713,6 +769,7 @@ impl Controller {
             accepted: self.meter.best(),
             resume: self.rate_at(now),
             target: self.recovery.map_or(self.max, |r| r.target),
+            climb_to: None,
             reaction: Reaction::Lone,
         });
         self.episodes = self.episodes.saturating_add(1);
@@ -722,14 +779,15 @@ impl Controller {
     /// What the stretch before a refused start at `started` (answered at `now`) says about the
     /// limit, when that is under the running rate: the slope between two short stretches (a
     /// token bucket refills at it) or the requests in flight over the latency (a concurrency
-    /// cap). The higher of them.
+    /// cap). The higher of them, and whether it is the count in flight (which a bucket's burst,
+    /// all still in flight, shows too: a guess).
     fn stretch_measures(
         &self,
         stretch: Stretch,
         started: Instant,
         now: Instant,
         running: f64,
-    ) -> Option<f64> {
+    ) -> Option<(f64, bool)> {
         let d2 = started
             .saturating_duration_since(stretch.from)
             .as_secs_f64();
@@ -750,11 +808,13 @@ impl Controller {
                 .filter(|k| *k >= 2)
                 .map(|k| f64::from(k) / latency.as_secs_f64());
         }
-        candidates
-            .into_iter()
-            .flatten()
-            .filter(|c| c.is_finite() && *c < running * INFORMATIVE)
-            .reduce(f64::max)
+        let [slope, in_flight] =
+            candidates.map(|c| c.filter(|c| c.is_finite() && *c < running * INFORMATIVE));
+        match (slope, in_flight) {
+            (Some(slope), Some(cap)) if cap > slope => Some((cap, true)),
+            (Some(slope), _) => Some((slope, false)),
+            (None, cap) => cap.map(|cap| (cap, true)),
+        }
     }
 
     /// Requests per second at `at` (the rate the pause ends with, while paused).
@@ -773,7 +833,10 @@ impl Controller {
         };
         let t = at.saturating_duration_since(r.since).as_secs_f64();
         let plateau = (r.target * RETURN_TO).min(self.max);
-        let rate = if t < RETURN_SECS {
+        let rate = if let Some(top) = r.climb_to {
+            // A guess: exponentially back up to the rate refused.
+            plateau * (top / plateau).max(1.0).powf(t / CLIMB_SECS)
+        } else if t < RETURN_SECS {
             let left = 1.0 - t / RETURN_SECS;
             plateau - (plateau - r.from) * left * left * left
         } else {
@@ -1093,12 +1156,17 @@ mod tests {
         assert!(lowered);
         assert_eq!(ctl.paused_until(), None);
         assert_eq!(ctl.episodes(), 1);
-        // A second refusal right behind it makes it an episode: a pause, still one episode.
-        let (ctl, lowered) = throttled(ctl, 10.02, 10.005);
+        // A refusal of a request already in flight when it was answered says nothing more.
+        let (ctl, lowered) = throttled(ctl, 10.015, 10.005);
+        assert!(!lowered);
+        assert_eq!(ctl.paused_until(), None);
+        // A second refusal right behind it, of a request started after it, makes it an
+        // episode: a pause, still one episode.
+        let (ctl, lowered) = throttled(ctl, 10.02, 10.011);
         assert!(lowered);
         assert_eq!(ctl.episodes(), 1);
         // A request that started before the decrease: the same episode, no second decrease.
-        let (ctl, lowered) = throttled(ctl, 10.021, 10.008);
+        let (ctl, lowered) = throttled(ctl, 10.021, 10.015);
         assert!(!lowered);
         assert_eq!(ctl.episodes(), 1);
         let resume = ctl.paused_until().unwrap();
@@ -1221,6 +1289,7 @@ mod tests {
             target: 60.0,
             since: base,
             hold: HOLD_SECS,
+            climb_to: None,
         });
         let running = ctl.rate_at(base + secs(9.5));
         assert!((58.0..58.5).contains(&running), "{running}/s");
@@ -1429,6 +1498,7 @@ mod tests {
             target: 50.0,
             since: at,
             hold: HOLD_SECS,
+            climb_to: None,
         });
         let rate = |t: f64| ctl.rate_at(at + secs(t));
         // Fast return: more than half the way to 97 % of 50/s within the first second.
@@ -1514,7 +1584,10 @@ mod tests {
                         assert_eq!(got, None, "{case}");
                         continue;
                     }
-                    let got = got.unwrap_or_else(|| panic!("nothing measured: {case}"));
+                    let (got, in_flight) =
+                        got.unwrap_or_else(|| panic!("nothing measured: {case}"));
+                    // A slope is a measure, not a guess.
+                    assert!(!in_flight, "{case}");
                     // Counts are whole requests: off by at most one each.
                     let tolerance = 2.0 / (d2 - d1).abs();
                     assert!((got - rate).abs() <= tolerance, "{got} for {case}");
@@ -1575,8 +1648,11 @@ mod tests {
                         assert_eq!(got, None);
                         continue;
                     }
-                    let got = got.unwrap_or_else(|| panic!("{n} in flight at {latency} s"));
+                    let (got, in_flight) =
+                        got.unwrap_or_else(|| panic!("{n} in flight at {latency} s"));
                     assert!((got - expect).abs() < 1e-6, "{got} for {n} at {latency} s");
+                    // A burst still in flight looks the same: the count is a guess.
+                    assert!(in_flight, "{n} at {latency} s");
                 }
             }
         }

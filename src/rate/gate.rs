@@ -313,7 +313,7 @@ impl RequestGate {
 #[cfg(test)]
 mod tests {
     use super::super::MAX_RETRY_AFTER;
-    use super::super::controller::RETURN_SECS;
+    use super::super::controller::{BLIND_DECREASE, CLIMB_SECS, RETURN_TO};
     use super::*;
 
     #[tokio::test]
@@ -364,22 +364,25 @@ mod tests {
         assert!(paused_at.elapsed() >= Duration::from_secs(1));
         gate.answered(fourth);
         // A request started after the decrease, once the service accepted one again, and
-        // throttled lowers the rate again, by no more than 20 %.
+        // throttled is a new episode. Having accepted only one since the pause, it is blind:
+        // nothing measures the limit, so the rate falls to a fifth, a guess, and climbs from it
+        // straight back to the rate refused within `CLIMB_SECS` of the pause.
         let fifth = gate.ready().await.unwrap();
         let running = gate.current_rate();
         assert!((80.0..=80.5).contains(&running), "{running}");
         assert!(gate.throttled(Some(Duration::from_secs(1)), fifth));
         assert_eq!(gate.episodes(), 2);
+        let guess = running * BLIND_DECREASE * RETURN_TO;
         let rate = gate.current_rate();
-        assert!((63.9..=65.0).contains(&rate), "{rate}");
-        // Once throttling stops, back to 97 % of the rate of the last 429 within seconds.
-        tokio::time::sleep(Duration::from_secs(1) + Duration::from_secs_f64(RETURN_SECS)).await;
-        // The 429 came at just over 80/s, short of the plateau under the 100/s remembered
-        // before: the limit looks lower, so the return aims for 97 % of 90 % of that rate (no
-        // answer came in the second before the 429 to measure the limit by).
-        let back = gate.current_rate();
-        let aim = running * 0.97 * 0.9;
-        assert!((back - aim).abs() < 0.1, "{back} for {aim}");
+        assert!((rate - guess).abs() < 0.1, "{rate} for {guess}");
+        tokio::time::sleep(Duration::from_secs(1) + Duration::from_secs_f64(CLIMB_SECS / 2.0))
+            .await;
+        let halfway = (guess * running).sqrt();
+        let rate = gate.current_rate();
+        assert!((rate - halfway).abs() < 0.5, "{rate} for {halfway}");
+        tokio::time::sleep(Duration::from_secs_f64(CLIMB_SECS / 2.0)).await;
+        let rate = gate.current_rate();
+        assert!(rate >= running * 0.99, "{rate} for {running}");
     }
 
     // Real time on one thread: a blocking sleep stands for a process that is not scheduled

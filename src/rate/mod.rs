@@ -7,18 +7,20 @@
 //! clock); [`RequestGate`] feeds it every answer with its request's *start* and paces starts.
 //! A 429 after 40 acceptances and 1.5 s clear of a pause is *lone* (a transient refusal, or a
 //! limit just over the rate): only that request waits its `Retry-After`, the rate dips 10 %
-//! for 2 s at once; a probe it ends restarts under what the service took. Any other 429 starts
-//! an *episode*: every start waits out `Retry-After`, then the rate resumes at 80 % (half, on
-//! a first contact refused within 0.25 s), or straight at 97 % of the measured limit if lower,
-//! and returns to 97 % of a remembered rate; it holds there 18 s (36 s once two episodes
-//! agree), then grows 12 % a second. The remembered rate is the highest of what the service
-//! was seen to take: its accepted starts over the last second, the slope of two short
-//! stretches after pauses (a token bucket), the starts in flight over the latency (a cap);
-//! when it refused past a pause, what it accepted over the cycle up to its last refusal bounds
-//! it (a long window). Robust because each measure reads one shape and a wrong one costs a 429
-//! and a pause, not a crawl. Each rule was switched off in turn against the family of shapes
-//! in `docs/rate-control.md` (a grid and 300 members drawn at random): those kept cost runs or
-//! a tested property without them.
+//! for 2 s at once, and refusals of requests already in flight then say nothing more. Any
+//! other 429 starts an *episode*: every start waits out `Retry-After`, then the rate resumes
+//! at 80 % (half, on a first contact refused within 0.25 s), or at 97 % of the measured limit
+//! if lower, returns to 97 % of it, holds 18 s (36 s once two episodes agree), then grows 12 %
+//! a second. The measure is the highest of what the service was seen to take: its accepted
+//! starts over the last second, the slope of two short stretches after pauses (a bucket), the
+//! starts in flight over the latency (a cap), the cycle up to the last refusal (a long window).
+//! A measure from too few answers is a *guess*: right after a pause the last second holds a
+//! window's allowance or a bucket's burst alike (unless it repeats the run's first count), a
+//! burst in flight looks like a cap, and one accepted says nothing (the rate falls to a
+//! fifth). A guess is not held: the rate climbs from it straight back to the rate refused
+//! within 8 s, and the first 429 on the way is lone and sets the limit. Robust because a
+//! wrong measure costs a 429, not a crawl. Each rule was switched off in turn against the
+//! family of shapes in `docs/rate-control.md`: those kept cost runs or a property without.
 //!
 //! One file a concern: `--rate` and the `Retry-After` cap here; the decision in
 //! `controller.rs`; the pacing of starts in `gate.rs`; the limiter shapes and a deterministic
@@ -34,7 +36,7 @@ mod gate;
 #[cfg(test)]
 mod limiter_models;
 
-pub(crate) use controller::{Controller, Decision, Event, Reaction};
+pub(crate) use controller::{CLIMB_SECS, Controller, Decision, Event, Reaction};
 pub(crate) use gate::RequestGate;
 
 /// Most requests started per time unit, e.g. `5/s`, `300/min`, `10000/h`.
