@@ -403,9 +403,12 @@ impl PartnerCenterClient {
         let (rate, max) = (self.gate.current_rate(), self.gate.rate());
         let decided = match d.reaction {
             Reaction::Pause => {
+                let climb = d.climb_to.map_or_else(String::new, |top| {
+                    format!(", climbing back toward {top:.1}/s within {CLIMB_SECS:.0} s")
+                });
                 tracing::warn!(
                     retry_after_secs,
-                    "Partner Center is throttling (HTTP 429): pausing all new requests, then resuming at {rate:.1}/s (--rate {max})"
+                    "Partner Center is throttling (HTTP 429): pausing all new requests, then resuming at {rate:.1}/s{climb} (--rate {max})"
                 );
                 "a limit: resuming".to_owned()
             }

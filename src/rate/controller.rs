@@ -1551,6 +1551,52 @@ mod tests {
     }
 
     /// A stretch of `accepted` starts spread evenly over `length` seconds from `from`.
+    /// Token buckets with bursts of a few requests: whenever an episode's limit is a guess,
+    /// the logged resume is the rate at the pause's end, and the course climbs from it without
+    /// a step back to the logged rate within [`CLIMB_SECS`] (then a 429 or `--rate` stops it).
+    #[test]
+    fn a_guess_climbs_back_to_the_rate_refused_as_logged() {
+        let mut guesses = 0;
+        for limit in [7.0, 15.0, 22.0, 45.0] {
+            for burst in [1.0, 1.5, 2.5] {
+                for latency in [0.0, 0.05, 0.2] {
+                    let mut model = Model::new(Setup {
+                        rate: 100,
+                        concurrency: 16,
+                        latency,
+                        end: 30.0,
+                        rows: None,
+                    });
+                    let mut bucket = TokenBucket::new(limit, burst);
+                    let mut seen = None;
+                    for tenth in 1..=300 {
+                        model.run_until(f64::from(tenth) / 10.0, &mut bucket);
+                        let ctl = model.controller;
+                        let Some(d) = ctl.decision().filter(|d| seen != Some(*d)) else {
+                            continue;
+                        };
+                        seen = Some(d);
+                        let (Some(top), Some(resume)) = (d.climb_to, ctl.paused_until()) else {
+                            continue;
+                        };
+                        guesses += 1;
+                        let case = format!("{limit}/s burst {burst} at {latency} s: {d:?}");
+                        assert!((ctl.rate_at(resume) - d.resume).abs() < 1e-9, "{case}");
+                        assert!(top > d.resume, "{case}");
+                        let mut last = 0.0;
+                        for k in 0..=80 {
+                            let rate = ctl.rate_at(resume + secs(CLIMB_SECS * f64::from(k) / 80.0));
+                            assert!(rate >= last, "{case}: {rate} after {last}");
+                            last = rate;
+                        }
+                        assert!(last >= top * 0.999, "{case}: {last}");
+                    }
+                }
+            }
+        }
+        assert!(guesses >= 30, "{guesses} guesses");
+    }
+
     fn stretch_of(from: Instant, length: f64, accepted: u32) -> Stretch {
         let mut stretch = Stretch::new(from, true);
         for k in 0..accepted {
