@@ -498,11 +498,16 @@ impl Controller {
                     if lone {
                         return (self.dip(started, now), true);
                     }
-                    // Right behind a lone 429 (fewer than `LONE_AFTER` accepted since), this
-                    // refusal makes it the first of an episode: decide as if no dip had come
-                    // between. An older lone 429 is left as it was.
-                    let dip = self.dip.take();
-                    if let Some(dip) = dip.filter(|_| since_refused < LONE_AFTER) {
+                    // Right behind a lone 429 (fewer than `LONE_AFTER` accepted since, within
+                    // its dip), this refusal makes it the first of an episode: decide as if no
+                    // dip had come between. An older lone 429 is left as it was (the course
+                    // before it, restored later, could be far above the limit: a climb from a
+                    // guess at 2/s had reached `--rate` 13 s on).
+                    let dip = self.dip.take().filter(|d| {
+                        since_refused < LONE_AFTER
+                            && now.saturating_duration_since(d.at).as_secs_f64() < DIP_SECS
+                    });
+                    if let Some(dip) = dip {
                         self.recovery = dip.course;
                         self.episodes = self.episodes.saturating_sub(1);
                     }
@@ -1551,6 +1556,41 @@ mod tests {
     }
 
     /// A stretch of `accepted` starts spread evenly over `length` seconds from `from`.
+    /// A refusal long after a lone 429 that ended a climb does not bring the climb back: a
+    /// limit of a few a second, found within seconds, is never paced at twice it again (the
+    /// climb, restored 13 s on, had reached `--rate`: 100/s against a window of 2 a second).
+    #[test]
+    fn a_limit_found_by_a_climb_is_not_left_for_the_climb_again() {
+        for limit in [2usize, 3, 5] {
+            for bucket in [false, true] {
+                let mut model = Model::new(Setup {
+                    rate: 100,
+                    concurrency: 16,
+                    latency: 0.0,
+                    end: 60.0,
+                    rows: None,
+                });
+                let mut limiter: Box<dyn Limiter> = if bucket {
+                    Box::new(TokenBucket::new(limit as f64, 1.0))
+                } else {
+                    Box::new(SlidingWindow::new(limit, 1.0))
+                };
+                model.run_until(60.0, &mut *limiter);
+                let case = format!("{limit}/s, bucket {bucket}");
+                let found = model
+                    .changes
+                    .iter()
+                    .position(|&(_, _, after, _)| after <= limit as f64)
+                    .unwrap_or_else(|| panic!("{case}: never paced under the limit"));
+                let (at, ..) = model.changes[found];
+                assert!(at < 10.0, "{case}: found at {at} s");
+                for &(t, before, ..) in &model.changes[found + 1..] {
+                    assert!(before <= 2.0 * limit as f64, "{case}: {before}/s at {t} s");
+                }
+            }
+        }
+    }
+
     /// Token buckets with bursts of a few requests: whenever an episode's limit is a guess,
     /// the logged resume is the rate at the pause's end, and the course climbs from it without
     /// a step back to the logged rate within [`CLIMB_SECS`] (then a 429 or `--rate` stops it).
