@@ -86,7 +86,7 @@ const LONE_MEMORY: f64 = 10.0;
 pub(crate) const CLIMB_SECS: f64 = 8.0;
 /// A count after a pause is a window's allowance, not a guess, when it is at least this and no
 /// more than the run's first count (a bucket's burst gives more the slower one sends).
-const TRUSTED_COUNT: u32 = 4;
+const TRUSTED_COUNT: u32 = 5;
 /// A blind contact (refused right after a pause, having accepted at most one) lowers the rate
 /// to this share of it, and climbs back.
 pub(crate) const BLIND_DECREASE: f64 = 0.2;
