@@ -22,8 +22,9 @@ release binary against it, and prints a table (also written to bench/results.md)
                       answers 429 with Retry-After: 1 to four isolated POSTs
   h. limiter shapes   (issue 20) each run at --rate 100/s --concurrency 16 against the simulator
                       with one --limiter shape (every refusal 429 + Retry-After: 1): token
-                      buckets 30/s burst 5 and 20/s burst 1, sliding 1-s window 40/s, calendar
-                      1-s windows 40/s, sliding 10-s window 300/10 s, 8 in flight with 200 ms
+                      buckets 30/s burst 5, 20/s burst 1 and 15/s burst 2, sliding 1-s window
+                      40/s, calendar 1-s windows 40/s, sliding 10-s window 300/10 s, 8 in flight
+                      with 200 ms
                       latency, one 429 at 2, 4, 6 and 8 s otherwise unlimited (at --rate 60/s),
                       a limit halving (60 -> 30/s) and one doubling (30 -> 60/s) at 20 s. Reported
                       as shape, limit, used (accepted / what the limit allowed over the wall
@@ -523,6 +524,8 @@ def limiter_scenarios(smoke):
              spec="token-bucket:30/s,burst=5", rows=rows(600), rate=100, allowed=steady(30)),
         dict(key="bucket1", shape="token bucket, burst 1", limit="20/s",
              spec="token-bucket:20/s,burst=1", rows=rows(300), rate=100, allowed=steady(20)),
+        dict(key="bucket2", shape="token bucket, burst 2", limit="15/s",
+             spec="token-bucket:15/s,burst=2", rows=rows(900), rate=100, allowed=steady(15)),
         dict(key="sliding1", shape="sliding one-second window", limit="40/s",
              spec="window:40/s", rows=rows(600), rate=100, allowed=steady(40)),
         dict(key="calendar1", shape="calendar one-second windows", limit="40/s",
