@@ -483,6 +483,9 @@ impl Controller {
                     self.repeated = self.repeated.saturating_add(1);
                 }
                 let since_refused = self.accepted_since_refused;
+                // The rate the gate paced at (what the log reports), whatever course a dip
+                // restored below decides from.
+                let paced = self.rate_at(now);
                 // Refused above a guess, climbing: what the guess lacked, not a new episode.
                 let climbing = self.recovery.is_some_and(|r| {
                     r.climb_to.is_some()
@@ -641,7 +644,7 @@ impl Controller {
                 };
                 self.recovery = Some(recovery);
                 self.decision = Some(Decision {
-                    running,
+                    running: paced,
                     taken,
                     accepted,
                     resume: self.rate_at(resume),
@@ -1553,6 +1556,36 @@ mod tests {
             let resume = (d.running * DECREASE).min(d.target * RETURN_TO);
             assert!((d.resume - resume).abs() < 1e-9, "{case}");
         }
+        // Every decision logged against buckets of small bursts (guesses, climbs, lone 429s
+        // that end them, dips restored), caps and windows: the rate it says the gate paced at
+        // when the 429 came, and the rate it says the gate resumes at.
+        let mut decisions = 0;
+        for latency in [0.0, 0.05, 0.3] {
+            let limiters: [Box<dyn Limiter>; 5] = [
+                Box::new(TokenBucket::new(20.0, 5.0)),
+                Box::new(TokenBucket::new(22.0, 1.5)),
+                Box::new(TokenBucket::new(7.0, 1.0)),
+                Box::new(CalendarWindow::new(45, 1.0)),
+                Box::new(SlidingWindow::new(200, 10.0)),
+            ];
+            for mut limiter in limiters {
+                let mut model = Model::new(Setup {
+                    rate: 100,
+                    concurrency: 16,
+                    latency,
+                    end: 60.0,
+                    rows: None,
+                });
+                model.run_until(60.0, &mut *limiter);
+                for &(before, after, d) in &model.decisions {
+                    decisions += 1;
+                    let case = format!("at {latency} s: {d:?} vs {before} -> {after}");
+                    assert!((d.running - before).abs() < 1e-9, "{case}");
+                    assert!((d.resume - after).abs() < 1e-9, "{case}");
+                }
+            }
+        }
+        assert!(decisions >= 50, "{decisions} decisions");
     }
 
     /// A stretch of `accepted` starts spread evenly over `length` seconds from `from`.

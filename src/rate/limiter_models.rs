@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Controller, Event};
+use super::{Controller, Decision, Event};
 
 /// What a limiter says to one request arriving at `t` seconds.
 pub(crate) trait Limiter {
@@ -334,6 +334,8 @@ pub(crate) struct Model {
     /// Every change of course the controller reported: (seconds since `t0`, the rate just
     /// before, just after, the target it remembered).
     pub changes: Vec<(f64, f64, f64, f64)>,
+    /// Every decision the controller logged, with the rates just before and after it.
+    pub decisions: Vec<(f64, f64, Decision)>,
 }
 
 fn nanos(secs: f64) -> u64 {
@@ -358,6 +360,7 @@ impl Model {
             starts: Vec::new(),
             accepted: 0,
             changes: Vec::new(),
+            decisions: Vec::new(),
         };
         for _ in 0..setup.concurrency {
             model.push(0, Step::Free);
@@ -434,6 +437,9 @@ impl Model {
                         let after = self.controller.rate_at(at);
                         let target = self.controller.decision().map_or(f64::MAX, |d| d.target);
                         self.changes.push((secs(now), before, after, target));
+                        if let Some(d) = self.controller.decision() {
+                            self.decisions.push((before, after, d));
+                        }
                         // The slots claimed at the old rate are void (what the gate does).
                         self.epoch += 1;
                         self.next_slot = now + self.interval_at(now);
