@@ -501,15 +501,15 @@ impl Controller {
                     if lone {
                         return (self.dip(started, now), true);
                     }
-                    // Right behind a lone 429 (fewer than `LONE_AFTER` accepted since, within
-                    // its dip), this refusal makes it the first of an episode: decide as if no
-                    // dip had come between. An older lone 429 is left as it was (the course
-                    // before it, restored later, could be far above the limit: a climb from a
-                    // guess at 2/s had reached `--rate` 13 s on).
-                    let dip = self.dip.take().filter(|d| {
-                        since_refused < LONE_AFTER
-                            && now.saturating_duration_since(d.at).as_secs_f64() < DIP_SECS
-                    });
+                    // Within a lone 429's dip, this refusal makes it the first of an episode:
+                    // decide as if no dip had come between. An older lone 429 is left as it
+                    // was (the course before it, restored later, could be far above the limit:
+                    // a climb from a guess at 2/s, restored 40 acceptances on, had reached
+                    // `--rate` 13 s later).
+                    let dip = self
+                        .dip
+                        .take()
+                        .filter(|d| now.saturating_duration_since(d.at).as_secs_f64() < DIP_SECS);
                     if let Some(dip) = dip {
                         self.recovery = dip.course;
                         self.episodes = self.episodes.saturating_sub(1);
@@ -728,8 +728,9 @@ impl Controller {
     /// the return or at `--rate`, the course stands. While probing above the plateau, the
     /// probe found the limit: a new course starts at [`LONE_DIP`] of the rate and returns to
     /// 97 % of what the service took over the last second (between the remembered rate and
-    /// the running one). Should the next refusal come before [`LONE_AFTER`] more were
-    /// accepted, the course before the dip is restored and that refusal starts an episode.
+    /// the running one); ending a climb from a guess, it starts right at that 97 %. Should a
+    /// request started after it be refused within the dip, the course before the dip is
+    /// restored and that refusal starts an episode (those started before it are absorbed).
     fn dip(mut self, started: Instant, now: Instant) -> Self {
         let running = self.rate_at(now);
         let taken = self.trail.taken(started);
