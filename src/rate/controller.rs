@@ -122,6 +122,13 @@ struct Recovery {
     climb_to: Option<f64>,
 }
 
+impl Recovery {
+    /// 97 % of the remembered rate, never above `--rate` (`max`).
+    fn plateau(&self, max: f64) -> f64 {
+        (self.target * RETURN_TO).min(max)
+    }
+}
+
 /// Where the course of the rate is after a decrease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -487,11 +494,8 @@ impl Controller {
                 // restored below decides from.
                 let paced = self.rate_at(now);
                 // Refused above a guess, climbing: what the guess lacked, not a new episode.
-                let climbing = self.recovery.is_some_and(|r| {
-                    r.climb_to.is_some()
-                        && self.course_at(now)
-                            > (r.target * RETURN_TO).min(self.max) * PLATEAU_SLACK
-                });
+                let climbing =
+                    self.recovery.is_some_and(|r| r.climb_to.is_some()) && self.above_plateau(now);
                 let lone = climbing
                     || (since_refused >= LONE_AFTER
                         && started.saturating_duration_since(stretch.from) >= LONE_STRETCH);
@@ -707,14 +711,19 @@ impl Controller {
         true
     }
 
+    /// Whether the course at `at` is above the plateau under the remembered rate.
+    fn above_plateau(&self, at: Instant) -> bool {
+        self.recovery
+            .is_some_and(|r| self.course_at(at) > r.plateau(self.max) * PLATEAU_SLACK)
+    }
+
     /// Where the course is at `now` since the last decrease (`None`: at `--rate`).
     fn phase(&self, now: Instant) -> Option<Phase> {
         let r = self.recovery?;
         if now.saturating_duration_since(r.since).as_secs_f64() < RETURN_SECS {
             return Some(Phase::Return);
         }
-        let plateau = (r.target * RETURN_TO).min(self.max);
-        Some(if self.course_at(now) > plateau * PLATEAU_SLACK {
+        Some(if self.above_plateau(now) {
             Phase::Probe
         } else {
             Phase::Plateau
@@ -735,8 +744,9 @@ impl Controller {
         let running = self.rate_at(now);
         let taken = self.trail.taken(started);
         let phase = self.phase(now);
-        let climbing = self.recovery.is_some_and(|r| r.climb_to.is_some());
-        let probing = phase == Some(Phase::Probe) || climbing;
+        // On a course climbing from a guess (above it or not yet).
+        let guessed = self.recovery.is_some_and(|r| r.climb_to.is_some());
+        let probing = phase == Some(Phase::Probe) || guessed;
         let before = self.recovery;
         // Two lone 429s on one plateau in a short while: the limit is a little under it.
         let again = self.dip.is_some_and(|d| {
@@ -754,7 +764,7 @@ impl Controller {
                 // Found where the last episode put it: hold longer before the next probe.
                 let confirmed = target <= r.target * (2.0 - INFORMATIVE);
                 *r = Recovery {
-                    from: if climbing {
+                    from: if guessed {
                         target * RETURN_TO
                     } else {
                         running * LONE_DIP
@@ -841,7 +851,7 @@ impl Controller {
             return self.max;
         };
         let t = at.saturating_duration_since(r.since).as_secs_f64();
-        let plateau = (r.target * RETURN_TO).min(self.max);
+        let plateau = r.plateau(self.max);
         let rate = if let Some(top) = r.climb_to {
             // A guess: exponentially back up to the rate refused.
             plateau * (top / plateau).max(1.0).powf(t / CLIMB_SECS)
@@ -994,7 +1004,7 @@ mod tests {
         /// [`SUDDEN_STRETCH`] of the start), unless to the plateau under what the service was
         /// measured taking.
         fn assert_decreases_bounded(&self) {
-            for &(t, before, after, target) in &self.model.changes {
+            for &(t, before, after, Decision { target, .. }) in &self.model.changes {
                 let least = if t <= SUDDEN_STRETCH + 0.01 {
                     FIRST_DECREASE
                 } else {
@@ -1578,7 +1588,7 @@ mod tests {
                     rows: None,
                 });
                 model.run_until(60.0, &mut *limiter);
-                for &(before, after, d) in &model.decisions {
+                for &(_, before, after, d) in &model.changes {
                     decisions += 1;
                     let case = format!("at {latency} s: {d:?} vs {before} -> {after}");
                     assert!((d.running - before).abs() < 1e-9, "{case}");

@@ -332,10 +332,8 @@ pub(crate) struct Model {
     pub starts: Vec<(f64, bool)>,
     accepted: usize,
     /// Every change of course the controller reported: (seconds since `t0`, the rate just
-    /// before, just after, the target it remembered).
-    pub changes: Vec<(f64, f64, f64, f64)>,
-    /// Every decision the controller logged, with the rates just before and after it.
-    pub decisions: Vec<(f64, f64, Decision)>,
+    /// before, just after, the decision it logged).
+    pub changes: Vec<(f64, f64, f64, Decision)>,
 }
 
 fn nanos(secs: f64) -> u64 {
@@ -360,7 +358,6 @@ impl Model {
             starts: Vec::new(),
             accepted: 0,
             changes: Vec::new(),
-            decisions: Vec::new(),
         };
         for _ in 0..setup.concurrency {
             model.push(0, Step::Free);
@@ -435,10 +432,8 @@ impl Model {
                     (self.controller, changed) = self.controller.step(at, event);
                     if changed {
                         let after = self.controller.rate_at(at);
-                        let target = self.controller.decision().map_or(f64::MAX, |d| d.target);
-                        self.changes.push((secs(now), before, after, target));
                         if let Some(d) = self.controller.decision() {
-                            self.decisions.push((before, after, d));
+                            self.changes.push((secs(now), before, after, d));
                         }
                         // The slots claimed at the old rate are void (what the gate does).
                         self.epoch += 1;
