@@ -21,7 +21,7 @@ use super::error::{ApiError, ApiErrorKind, server_text};
 use super::http::{USER_AGENT as APPLICATION_NAME, innermost, read_bounded};
 pub(crate) use super::http::{parse_base_url, without_userinfo};
 use crate::domain::{Confirmation, TenantId};
-use crate::rate::{CLIMB_SECS, Reaction, RequestGate};
+use crate::rate::{Reaction, RequestGate};
 
 pub(crate) const DEFAULT_BASE_URL: &str = "https://api.partnercenter.microsoft.com";
 pub(crate) const MCA_AGREEMENT_TYPE: &str = "MicrosoftCustomerAgreement";
@@ -403,14 +403,30 @@ impl PartnerCenterClient {
         let (rate, max) = (self.gate.current_rate(), self.gate.rate());
         let decided = match d.reaction {
             Reaction::Pause => {
-                let climb = d.climb_to.map_or_else(String::new, |top| {
-                    format!(", climbing back toward {top:.1}/s within {CLIMB_SECS:.0} s")
+                let climb = d.climb.map_or_else(String::new, |c| {
+                    format!(
+                        ", climbing back toward {:.1}/s within {:.0} s",
+                        c.to, c.secs
+                    )
                 });
                 tracing::warn!(
                     retry_after_secs,
                     "Partner Center is throttling (HTTP 429): pausing all new requests, then resuming at {rate:.1}/s{climb} (--rate {max})"
                 );
                 "a limit: resuming".to_owned()
+            }
+            Reaction::Halve => {
+                let climb = d.climb.map_or_else(String::new, |c| {
+                    format!(
+                        ", climbing back toward {:.1}/s within {:.0} s",
+                        c.to, c.secs
+                    )
+                });
+                tracing::warn!(
+                    retry_after_secs,
+                    "Partner Center refused a request after taking at most two (HTTP 429; a small burst): no pause, halving to {rate:.1}/s{climb} (--rate {max}); the refused request waits its Retry-After"
+                );
+                "a small burst: no pause, halving".to_owned()
             }
             Reaction::Lone => {
                 tracing::warn!(
@@ -429,10 +445,10 @@ impl PartnerCenterClient {
             }
         };
         let or_none = |v: Option<f64>| v.map_or_else(|| "none".to_owned(), |v| format!("{v:.1}/s"));
-        let course = match d.climb_to {
-            Some(top) => format!(
-                "a guess (too few answers to tell a window from a burst): climbing from 97 % of {:.1}/s back to {top:.1}/s within {CLIMB_SECS:.0} s, the first 429 on the way setting the limit",
-                d.target
+        let course = match d.climb {
+            Some(c) => format!(
+                "a guess (too few answers to tell a window from a burst): climbing from 97 % of {:.1}/s back to {:.1}/s within {:.0} s, the first 429 on the way setting the limit",
+                d.target, c.to, c.secs
             ),
             None => format!("returning to 97 % of {:.1}/s, then probing above", d.target),
         };

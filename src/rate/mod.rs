@@ -15,12 +15,14 @@
 //! starts over the last second, the slope of two short stretches after pauses (a bucket), the
 //! starts in flight over the latency (a cap), the cycle up to the last refusal (a long window).
 //! A measure from too few answers is a *guess*: right after a pause the last second holds a
-//! window's allowance or a bucket's burst alike (unless it repeats the run's first count), a
-//! burst in flight looks like a cap, and one accepted says nothing (the rate falls to a
-//! fifth). A guess is not held: the rate climbs from it straight back to the rate refused
-//! within 8 s, and the first 429 on the way is lone and sets the limit. Robust because a
-//! wrong measure costs a 429, not a crawl. Each rule was switched off in turn against the
-//! family of shapes in `docs/rate-control.md`: those kept cost runs or a property without.
+//! window's allowance or a bucket's burst alike (unless it repeats the run's first count), and
+//! a burst in flight looks like a cap. A guess is not held: the rate climbs from it straight
+//! back to the rate refused within 8 s, and the first 429 on the way is lone and sets the
+//! limit. A 429 after one or two accepted (a bucket's small burst, which a pause refills by as
+//! little) takes no pause at all: the rate halves, again while refused at once (the third
+//! time with a pause), and climbs back over 10 s. Robust because a wrong measure costs a 429,
+//! not a crawl. Each rule was switched off in turn against the family of shapes in
+//! `docs/rate-control.md`: those kept cost runs or a property without.
 //!
 //! One file a concern: `--rate` and the `Retry-After` cap here; the decision in
 //! `controller.rs`; the pacing of starts in `gate.rs`; the limiter shapes and a deterministic
@@ -36,7 +38,7 @@ mod gate;
 #[cfg(test)]
 mod limiter_models;
 
-pub(crate) use controller::{CLIMB_SECS, Controller, Decision, Event, Reaction};
+pub(crate) use controller::{Controller, Decision, Event, Reaction};
 pub(crate) use gate::RequestGate;
 
 /// Most requests started per time unit, e.g. `5/s`, `300/min`, `10000/h`.

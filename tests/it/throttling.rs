@@ -1,19 +1,21 @@
-//! Throttling: a 429 that is not lone (here, the run's first contact with a limit) pauses
-//! every new request start for its `Retry-After`, not only the throttled row's retry, and the
-//! run summary says how often the run was throttled and how many requests it sent. (A lone
-//! 429, after 40 accepted, holds back only its own request: `rate_recovery.rs`.)
+//! Throttling: a 429 that is not lone (here, the run's first contact with a limit, after five
+//! accepted) pauses every new request start for its `Retry-After`, not only the throttled
+//! row's retry, and the run summary says how often the run was throttled and how many requests
+//! it sent. A 429 after one or two accepted (a token bucket's small burst) costs no pause: the
+//! rate halves. (A lone 429, after 40 accepted, holds back only its own request:
+//! `rate_recovery.rs`.)
 
 use std::time::Duration;
 
 use crate::common::{Customer, Results, Workdir, counts, start_simulator};
-use mca_attest::simulator::{RateLimit, Simulator, SimulatorConfig};
+use mca_attest::simulator::{Limiter, RateLimit, Simulator, SimulatorConfig};
 
-/// A simulator accepting two calls per sliding second: the third within a second gets a 429
+/// A simulator accepting `n` calls per sliding second: the next within a second gets a 429
 /// with `Retry-After: 1`.
-async fn simulator_allowing_two_calls_a_second() -> Simulator {
+async fn simulator_allowing_calls_a_second(n: u32) -> Simulator {
     start_simulator(SimulatorConfig {
         rate_limit: Some(RateLimit {
-            max_requests: 2,
+            max_requests: n,
             window: Duration::from_secs(1),
         }),
         ..Default::default()
@@ -23,12 +25,12 @@ async fn simulator_allowing_two_calls_a_second() -> Simulator {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_request_starts_until_retry_after_has_passed() {
-    let sim = simulator_allowing_two_calls_a_second().await;
+    let sim = simulator_allowing_calls_a_second(5).await;
     let wd = Workdir::new();
-    wd.create_customers("in.csv", &Customer::many(4));
+    wd.create_customers("in.csv", &Customer::many(7));
 
-    // At 10/s the template GET and the first POST pass, the second POST is throttled, and
-    // without a pause the third and fourth rows would start 100 and 200 ms after it. The
+    // At 10/s the template GET and the first four POSTs pass, the fifth POST is throttled, and
+    // without a pause the sixth and seventh rows would start 100 and 200 ms after it. The
     // 100 ms between starts leave the 429 ample time to come back before the next start.
     let run = wd
         .confirm_at_rate("in.csv", "r.csv", &sim.base_url(), "10/s")
@@ -37,7 +39,7 @@ async fn no_request_starts_until_retry_after_has_passed() {
 
     run.expect_code(0);
     let results = Results::read(&wd.path("r.csv"), &run);
-    assert_eq!(results.counts(), counts(&[("confirmed", 4)]), "{run}");
+    assert_eq!(results.counts(), counts(&[("confirmed", 7)]), "{run}");
     let requests = sim.requests();
     let throttled: Vec<_> = requests.iter().filter(|r| r.http_status == 429).collect();
     assert!(
@@ -66,7 +68,7 @@ async fn no_request_starts_until_retry_after_has_passed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn summary_reports_throttle_episodes_and_requests_sent() {
-    let sim = simulator_allowing_two_calls_a_second().await;
+    let sim = simulator_allowing_calls_a_second(2).await;
     let wd = Workdir::new();
     wd.create_customers("in.csv", &Customer::many(3));
 
@@ -98,4 +100,48 @@ async fn summary_reports_throttle_episodes_and_requests_sent() {
         .as_f64()
         .unwrap_or_else(|| panic!("no effective_rate in {text}{run}"));
     assert!(rate > 0.0, "effective_rate {rate}: {text}{run}");
+}
+
+/// A token bucket of 4/s with a burst of one, at `--rate 20/s`: the template GET takes the
+/// token, the first POST is refused. A pause would give such a bucket nothing to measure, so
+/// there is none: the next rows start within the refused one's `Retry-After`, the rate halves
+/// (and halves again while the bucket refuses at once), and the log says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_after_a_small_burst_halves_the_rate_without_a_pause() {
+    let sim = start_simulator(SimulatorConfig {
+        limiter: Some(Limiter::TokenBucket {
+            rate: "4/s".parse().unwrap(),
+            burst: 1,
+        }),
+        ..Default::default()
+    })
+    .await;
+    let wd = Workdir::new();
+    wd.create_customers("in.csv", &Customer::many(8));
+
+    let run = wd
+        .confirm_at_rate("in.csv", "r.csv", &sim.base_url(), "20/s")
+        .run_async()
+        .await;
+
+    run.expect_code(0)
+        .expect_stderr_contains("a small burst")
+        .expect_stderr_contains("no pause, halving to 10.0/s");
+    let results = Results::read(&wd.path("r.csv"), &run);
+    assert_eq!(results.counts(), counts(&[("confirmed", 8)]), "{run}");
+    let requests = sim.requests();
+    let first_429 = requests
+        .iter()
+        .find(|r| r.http_status == 429)
+        .unwrap_or_else(|| panic!("at 20/s against 4/s a POST is throttled: {requests:#?}{run}"));
+    let next = requests
+        .iter()
+        .find(|r| r.received_at > first_429.received_at)
+        .unwrap_or_else(|| panic!("nothing after the first 429: {requests:#?}{run}"));
+    let gap = next.received_at - first_429.received_at;
+    assert!(
+        gap < chrono::Duration::milliseconds(500),
+        "the next start waited {} ms after a 429 that called for no pause: {requests:#?}{run}",
+        gap.num_milliseconds()
+    );
 }
