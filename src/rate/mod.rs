@@ -15,10 +15,10 @@
 //! starts over the last second, the slope of two short stretches after pauses (a bucket), the
 //! starts in flight over the latency (a cap), the cycle up to the last refusal (a long window).
 //! A measure from too few answers is a *guess*: right after a pause the last second holds a
-//! window's allowance or a bucket's burst alike (unless it repeats the run's first count), and
-//! a burst in flight looks like a cap. A guess is not held: the rate climbs from it straight
-//! back to the rate refused within 8 s, and the first 429 on the way is lone and sets the
-//! limit. A 429 after one or two accepted (a bucket's small burst, which a pause refills by as
+//! window's allowance or a bucket's burst alike, and a burst in flight looks like a cap. A
+//! guess is not held: the rate climbs from it straight back to the rate refused within 8 s
+//! (20 s when the count repeats the run's first, as an allowance does), and the first 429 on
+//! the way is lone and sets the limit. A 429 after one or two accepted (a bucket's small burst, which a pause refills by as
 //! little) takes no pause at all: the rate halves, again while refused at once (the third
 //! time with a pause), and climbs back over 10 s. Robust because a wrong measure costs a 429,
 //! not a crawl. Each rule was switched off in turn against the family of shapes in
