@@ -401,14 +401,14 @@ impl PartnerCenterClient {
         };
         let retry_after_secs = retry_after.map(|d| d.as_secs());
         let (rate, max) = (self.gate.current_rate(), self.gate.rate());
+        let climb = d.climb.map_or_else(String::new, |c| {
+            format!(
+                ", climbing back toward {:.1}/s within {:.0} s",
+                c.to, c.secs
+            )
+        });
         let decided = match d.reaction {
             Reaction::Pause => {
-                let climb = d.climb.map_or_else(String::new, |c| {
-                    format!(
-                        ", climbing back toward {:.1}/s within {:.0} s",
-                        c.to, c.secs
-                    )
-                });
                 tracing::warn!(
                     retry_after_secs,
                     "Partner Center is throttling (HTTP 429): pausing all new requests, then resuming at {rate:.1}/s{climb} (--rate {max})"
@@ -416,12 +416,6 @@ impl PartnerCenterClient {
                 "a limit: resuming".to_owned()
             }
             Reaction::Halve => {
-                let climb = d.climb.map_or_else(String::new, |c| {
-                    format!(
-                        ", climbing back toward {:.1}/s within {:.0} s",
-                        c.to, c.secs
-                    )
-                });
                 tracing::warn!(
                     retry_after_secs,
                     "Partner Center refused a request after taking at most two (HTTP 429; a small burst): no pause, halving to {rate:.1}/s{climb} (--rate {max}); the refused request waits its Retry-After"

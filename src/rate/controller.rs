@@ -823,7 +823,12 @@ impl Controller {
             resume: self.rate_at(resume),
             target: from / RETURN_TO,
             climb: Some(climb),
-            reaction: Reaction::Halve,
+            // The third in a row pauses: logged as the pause it is.
+            reaction: if resume > now {
+                Reaction::Pause
+            } else {
+                Reaction::Halve
+            },
         });
         self.stretch = Some(Stretch::new(resume, resume > now));
         self.halved_at = Some(now);
@@ -1828,17 +1833,24 @@ mod tests {
             assert!(lowered, "refusal {k}");
             let paused = ctl.paused_until().is_some();
             assert_eq!(paused, k == 2, "refusal {k}: paused {paused}");
+            let logged = ctl.decision().map(|d| d.reaction);
+            let reaction = if paused {
+                Reaction::Pause
+            } else {
+                Reaction::Halve
+            };
+            assert_eq!(logged, Some(reaction), "refusal {k}");
             let resume = ctl.paused_until().unwrap_or(t0 + secs(at));
             assert!((ctl.rate_at(resume) - rate).abs() < 1e-6, "refusal {k}");
         }
     }
 
     /// Token buckets of a burst under two, 7 to 60 a second, 0 to 100 ms of latency: found
-    /// without a single pause, at least 75 % of the limit used over the first 15 s and 85 %
-    /// over a minute. (With a pause at each contact the first seconds were lost: a 30/s bucket
-    /// used 65 % over 15 s, a 45/s one at 50 ms 57 %.)
+    /// with no pause at the first 429 and at most one in all, at least 75 % of the limit used
+    /// over the first 15 s and 85 % over a minute. (With a pause at each contact the first
+    /// seconds were lost: a 30/s bucket used 65 % over 15 s, a 45/s one at 50 ms 57 %.)
     #[test]
-    fn a_bucket_of_a_small_burst_is_found_without_a_pause() {
+    fn a_bucket_of_a_small_burst_is_found_without_a_pause_at_first() {
         for limit in [7.0, 10.0, 12.0, 15.0, 20.0, 25.0, 30.0, 37.0, 45.0, 60.0] {
             for burst in [1.0, 1.1] {
                 for latency in [0.0, 0.001, 0.01, 0.05, 0.1] {
@@ -1856,7 +1868,10 @@ mod tests {
                         .iter()
                         .filter(|(.., d)| d.reaction == Reaction::Pause)
                         .count();
-                    assert_eq!(pauses, 0, "{case}: {:?}", model.changes);
+                    // At most the one of a third halving refused at once (at 7/s, 100 ms).
+                    assert!(pauses <= 1, "{case}: {:?}", model.changes);
+                    let first = model.changes.first().map(|(.., d)| d.reaction);
+                    assert_eq!(first, Some(Reaction::Halve), "{case}");
                     let used = |to: f64| accepted_rate(&model.starts, 0.0, to) / limit;
                     assert!(used(15.0) >= 0.75, "{case}: {:.2} over 15 s", used(15.0));
                     assert!(used(60.0) >= 0.85, "{case}: {:.2} over 60 s", used(60.0));
