@@ -10,8 +10,8 @@
 //! for 2 s at once, and refusals of requests already in flight then say nothing more. Any
 //! other 429 starts an *episode*: every start waits out `Retry-After`, then the rate resumes
 //! at 80 % (half, on a first contact refused within 0.25 s), or at 97 % of the measured limit
-//! if lower, returns to 97 % of it, holds 18 s (36 s once two episodes agree), then grows 12 %
-//! a second. The measure is the highest of what the service was seen to take: its accepted
+//! if lower, returns to 97 % of it, holds 16 s, then grows 12 % a second (a limit that went up
+//! is found within 30 s, whenever it does). The measure is the highest of what the service was seen to take: its accepted
 //! starts over the last second, the slope of two short stretches after pauses (a bucket), the
 //! starts in flight over the latency (a cap), the cycle up to the last refusal (a long window).
 //! A measure from too few answers is a *guess*: right after a pause the last second holds a
