@@ -571,8 +571,6 @@ impl Controller {
                         self.quiet_pause.saturating_mul(2).min(QUIET_PAUSE_MAX)
                     };
                 }
-                // The client caps `Retry-After` already; capped again here because this is where
-                // an instant is computed from it, and an overflowing one would panic.
                 let pause = match retry_after {
                     // From the second 429 in a row right after a pause, the pause grows with
                     // the time the service has been refusing (a long window that is full).
@@ -584,11 +582,8 @@ impl Controller {
                     }
                     Some(asked) => asked,
                     None => self.quiet_pause,
-                }
-                .min(MAX_RETRY_AFTER);
-                let until = now.checked_add(pause).unwrap_or(now);
-                let resume = self.paused_until.map_or(until, |p| p.max(until));
-                self.paused_until = (resume > now).then_some(resume);
+                };
+                let resume = self.pause(now, pause);
                 if same_episode || extended {
                     // Same episode: a longer pause moves the return, nothing else.
                     if let Some(r) = &mut self.recovery {
@@ -748,6 +743,17 @@ impl Controller {
         true
     }
 
+    /// Every start waits `pause` from `now` (capped at [`MAX_RETRY_AFTER`]: the client caps
+    /// `Retry-After` already, capped again here because this is where an instant is computed
+    /// from it, and an overflowing one would panic), or longer if already paused; returns when
+    /// starts resume.
+    fn pause(&mut self, now: Instant, pause: Duration) -> Instant {
+        let until = now.checked_add(pause.min(MAX_RETRY_AFTER)).unwrap_or(now);
+        let resume = self.paused_until.map_or(until, |p| p.max(until));
+        self.paused_until = (resume > now).then_some(resume);
+        resume
+    }
+
     /// Whether a refusal at the end of `stretch` shows a token bucket of a small burst: one or
     /// two accepted since the run started or the last pause (none at all only right after such
     /// a halving: refused first thing, the service may be refusing everything), the run's
@@ -789,31 +795,28 @@ impl Controller {
             0
         };
         let resume = if self.refused_at_once >= HALVINGS_REFUSED_AT_ONCE {
-            let pause = retry_after.unwrap_or(QUIET_PAUSE).min(MAX_RETRY_AFTER);
-            let until = now.checked_add(pause).unwrap_or(now);
-            self.paused_until = (until > now).then_some(until);
-            until
+            self.pause(now, retry_after.unwrap_or(QUIET_PAUSE))
         } else {
             now
         };
         let from = (running * HALVE).max(self.max * FLOOR);
-        let climb = Climb {
-            to: running,
-            secs: HALVED_CLIMB_SECS,
-        };
-        self.recovery = Some(Recovery {
+        let recovery = Recovery {
             from,
             target: from / RETURN_TO,
             since: resume,
-            climb: Some(climb),
-        });
+            climb: Some(Climb {
+                to: running,
+                secs: HALVED_CLIMB_SECS,
+            }),
+        };
+        self.recovery = Some(recovery);
         self.decision = Some(Decision {
             running,
             taken: None,
             accepted: self.meter.best(),
             resume: self.rate_at(resume),
-            target: from / RETURN_TO,
-            climb: Some(climb),
+            target: recovery.target,
+            climb: recovery.climb,
             // The third in a row pauses: logged as the pause it is.
             reaction: if resume > now {
                 Reaction::Pause

@@ -715,26 +715,10 @@ mod family {
     fn shortfalls(members: impl Iterator<Item = Member>) -> Vec<String> {
         let mut short = Vec::new();
         for m in members {
-            let cap = capacity(m.limit, m.latency);
             let most_refused = if m.window > 5.0 { 0.10 } else { 0.03 };
             for end in [15.0, 60.0] {
-                let outcome = run(setup(m.latency, end), &mut *(m.build)());
-                let used = outcome.accepted_rate(0.0, end) / cap;
-                // The target counts only the refusals a controller could have avoided; the
-                // others (started before any 429 could be known) are reported apart.
-                let refused = outcome.avoidable_refused_share(end, m.latency);
-                let unknowing = outcome.unknowing_refusals(end, m.latency);
+                let (used, refused, line) = measure(&m, end);
                 let least_used = if end < 30.0 { 0.85 } else { 0.90 };
-                let line = format!(
-                    "{} (latency {} s), {end} s: {:.0} % used, {:.1} % refused \
-                     (+{unknowing} unavoidable, {:.1} % in all), {} episodes",
-                    m.name,
-                    m.latency,
-                    used * 100.0,
-                    refused * 100.0,
-                    outcome.refused_share(end) * 100.0,
-                    outcome.controller.episodes()
-                );
                 println!("{line}");
                 // Whatever else falls short, no member crawls: a limit guessed too low is
                 // probed at once, so a minute uses most of it.
@@ -748,6 +732,28 @@ mod family {
             }
         }
         short
+    }
+
+    /// Runs `m` for `end` seconds: the share of what the client could use that it used, the
+    /// share of avoidable refusals, and the run's line.
+    fn measure(m: &Member, end: f64) -> (f64, f64, String) {
+        let outcome = run(setup(m.latency, end), &mut *(m.build)());
+        let used = outcome.accepted_rate(0.0, end) / capacity(m.limit, m.latency);
+        // The target counts only the refusals a controller could have avoided; the others
+        // (started before any 429 could be known) are reported apart.
+        let refused = outcome.avoidable_refused_share(end, m.latency);
+        let unknowing = outcome.unknowing_refusals(end, m.latency);
+        let line = format!(
+            "{} (latency {} s), {end} s: {:.0} % used, {:.1} % refused \
+             (+{unknowing} unavoidable, {:.1} % in all), {} episodes",
+            m.name,
+            m.latency,
+            used * 100.0,
+            refused * 100.0,
+            outcome.refused_share(end) * 100.0,
+            outcome.controller.episodes()
+        );
+        (used, refused, line)
     }
 
     /// The bench's shapes (token buckets of bursts 1, 2, 5 and 10; one-second sliding and
@@ -771,16 +777,7 @@ mod family {
         let mut short = Vec::new();
         for m in members {
             for (end, least) in [(15.0, 0.70), (60.0, 0.85)] {
-                let outcome = run(setup(m.latency, end), &mut *(m.build)());
-                let used = outcome.accepted_rate(0.0, end) / m.limit;
-                let refused = outcome.avoidable_refused_share(end, m.latency);
-                let line = format!(
-                    "{} (latency {} s), {end} s: {:.0} % used, {:.1} % refused",
-                    m.name,
-                    m.latency,
-                    used * 100.0,
-                    refused * 100.0
-                );
+                let (used, refused, line) = measure(&m, end);
                 if used < 0.85 {
                     println!("under 85 %: {line}");
                 }
